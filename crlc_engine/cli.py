@@ -1,0 +1,333 @@
+"""The ``crlc`` command line.
+
+Output contract: progress and messages go to stderr; with ``--json`` the last line of
+stdout is exactly one JSON object (the result, or ``{"error": {"type", "message"}}``).
+Exit status: 0 on success, 1 on a user-level error, 2 on bad usage, 130 when cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any, TextIO
+
+from crlc_engine import __version__
+from crlc_engine.config import CRITIC_NAMES, STEMS
+from crlc_engine.control import JobControl
+from crlc_engine.device import DEVICE_CHOICES, resolve_device
+from crlc_engine.errors import CRLCError
+from crlc_engine.events import EpochEnded, Event, TrainingFinished, TrainingStarted
+from crlc_engine.models import BACKBONES
+from crlc_engine.presets import PRESETS, default_preset_name, resolve_train_config
+
+
+class ConsoleReporter:
+    """Prints a throttled progress line and one line per epoch to a text stream."""
+
+    def __init__(self, stream: TextIO | None = None, min_interval_s: float = 0.5) -> None:
+        self.stream = stream or sys.stderr
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._started = time.monotonic()
+
+    def _print(self, text: str) -> None:
+        if self._tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def status(self, text: str) -> None:
+        """Print a status line."""
+        self._print(text)
+
+    def progress(self, done: float, total: float | None) -> None:
+        """Redraw a progress bar (terminal only, at most every ``min_interval_s``)."""
+        now = time.monotonic()
+        if not self._tty or now - self._last < self.min_interval_s:
+            return
+        self._last = now
+        if total:
+            fraction = min(max(done / total, 0.0), 1.0)
+            bar = "#" * int(fraction * 30)
+            elapsed = now - self._started
+            eta = elapsed * (1 - fraction) / fraction if fraction > 0 else 0.0
+            text = f"[{bar:<30}] {fraction * 100:5.1f}%  ETA {_duration(eta)}"
+        else:
+            text = f"{done:g} done"
+        self.stream.write("\r\033[K" + text)
+        self.stream.flush()
+
+    def event(self, event: Event) -> None:
+        """Print epochs and start/finish lines."""
+        if isinstance(event, TrainingStarted):
+            self._started = time.monotonic()
+            plan = (
+                f"{event.total_epochs} epochs"
+                if event.total_epochs is not None
+                else f"{(event.budget_s or 0) / 60:g} minutes"
+            )
+            self._print(
+                f"Training on {event.images} images, device {event.device}, batch "
+                f"{event.batch_size} ({event.steps_per_epoch} steps/epoch), {plan}"
+            )
+        elif isinstance(event, EpochEnded):
+            eta = "" if event.eta_s is None else f"  ETA {_duration(event.eta_s)}"
+            self._print(
+                f"epoch {event.epoch:4d}  loss {event.losses['total']:.4f}  "
+                f"L_FC {event.losses['feature']:.4f}  L_cluster {event.losses['cluster']:.4f}  "
+                f"head {event.chosen_head}  {event.samples_per_s:,.0f} img/s{eta}"
+            )
+        elif isinstance(event, TrainingFinished):
+            self._print(
+                f"Training {event.state} after {event.epochs} epochs ({_duration(event.elapsed_s)})"
+            )
+
+
+def _duration(seconds: float) -> str:
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text})")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crlc",
+        description="Group the images of a folder with CRLC deep clustering.",
+    )
+    parser.add_argument("--version", action="version", version=f"crlc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="train a clustering model on the images of a folder",
+        description=(
+            "Train CRLC on every image below FOLDER and save the run (settings, checkpoint, "
+            "assignments.csv) in the workspace. Explicit options override the preset."
+        ),
+    )
+    train.add_argument(
+        "folder", metavar="FOLDER", help="folder with your images (searched recursively)"
+    )
+    train.add_argument(
+        "--clusters",
+        "-k",
+        type=int,
+        help="how many groups to sort the images into (at least 2; required unless --resume)",
+    )
+    presets = ", ".join(f"{p.name} ({p.summary})" for p in PRESETS.values())
+    train.add_argument(
+        "--preset",
+        help=f"a named set of settings: {presets}. Default: cpu on a CPU, balanced on a GPU",
+    )
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=_positive_int, help="passes over all images")
+    budget.add_argument("--minutes", type=float, help="train for this many minutes instead")
+    train.add_argument("--backbone", help=f"network: {', '.join(BACKBONES)}")
+    train.add_argument(
+        "--stem",
+        help=f"first layer: {', '.join(STEMS)} (auto: the CIFAR stem, "
+        "3x3 stride 1 without max-pool, for images up to 64 px)",
+    )
+    train.add_argument(
+        "--size",
+        type=int,
+        dest="image_size",
+        help="images are resized and centre-cropped to SIZE x SIZE pixels",
+    )
+    train.add_argument("--batch-size", type=int, help="images per step (two views each)")
+    train.add_argument("--lr", type=float, help="SGD learning rate")
+    train.add_argument(
+        "--lambda-fc",
+        type=float,
+        help="weight of the feature contrastive loss (0: clustering head only)",
+    )
+    train.add_argument(
+        "--lambda-ent",
+        type=float,
+        help="weight of the cluster-balance entropy term (higher: more equal sizes)",
+    )
+    train.add_argument("--tau", type=float, help="temperature of the feature contrastive loss")
+    train.add_argument("--gamma", type=float, help="probability smoothing before the critic, 0..1")
+    train.add_argument("--critic", help=f"probability critic: {', '.join(CRITIC_NAMES)}")
+    train.add_argument("--subheads", type=int, help="number of clustering sub-heads")
+    train.add_argument(
+        "--blur", action="store_true", default=None, help="add a random Gaussian blur to the views"
+    )
+    train.add_argument(
+        "--device",
+        default="auto",
+        help=f"where to train: {', '.join(DEVICE_CHOICES)} (default auto: CUDA, "
+        "then Apple MPS, else CPU)",
+    )
+    train.add_argument("--seed", type=int, help="random seed (same seed, same result on a CPU)")
+    train.add_argument(
+        "--checkpoint-every", type=_positive_int, help="save a checkpoint every N epochs"
+    )
+    train.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="RUN_ID",
+        help="continue an unfinished (cancelled or crashed) run: the newest one, "
+        "or RUN_ID; its saved settings are used",
+    )
+    _common(train)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score a run against the class sub-folders",
+        description=(
+            "Score the newest completed run (or --run) of FOLDER against its ground truth: an "
+            "image's class is the name of the folder that holds it. Prints ACC, NMI and ARI "
+            "for the sub-head chosen without labels and for the best sub-head."
+        ),
+    )
+    evaluate.add_argument("folder", metavar="FOLDER", help="the folder that was trained on")
+    evaluate.add_argument("--run", help="run id (default: the newest completed run)")
+    _common(evaluate)
+    return parser
+
+
+def _common(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--workspace",
+        help="where runs are stored (default: $CRLC_WORKSPACE, else your user data folder)",
+    )
+    sub.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as one JSON object on the last line of stdout",
+    )
+
+
+_TRAIN_OVERRIDES = (
+    "epochs",
+    "minutes",
+    "backbone",
+    "stem",
+    "image_size",
+    "batch_size",
+    "lr",
+    "lambda_fc",
+    "lambda_ent",
+    "tau",
+    "gamma",
+    "critic",
+    "subheads",
+    "blur",
+    "seed",
+    "checkpoint_every",
+)
+
+
+def _cmd_train(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    from crlc_engine.config import TrainConfig
+    from crlc_engine.jobs import train_folder
+
+    reporter = ConsoleReporter()
+    if args.resume is not None:
+        config = TrainConfig(clusters=2)  # replaced by the run's saved settings
+    else:
+        if args.clusters is None:
+            raise _usage_error("--clusters is required (how many groups to make)")
+        if args.clusters < 2:
+            raise _usage_error(f"--clusters must be at least 2 (got {args.clusters})")
+        device = resolve_device(args.device)
+        preset = args.preset or default_preset_name(device.kind)
+        overrides = {name: getattr(args, name) for name in _TRAIN_OVERRIDES}
+        overrides["device"] = args.device
+        config = resolve_train_config(args.clusters, preset, overrides)
+    outcome = train_folder(
+        args.folder, config, args.workspace, reporter, control, resume=args.resume
+    )
+    summary = outcome.summary()
+    reporter.status(
+        f"Run {summary['run_id']} {summary['state']}: {summary['epochs']} epochs, "
+        f"{summary['samples_per_s']:,.0f} images/s, chosen sub-head {summary['head']}; "
+        f"results in {outcome.run.path}"
+    )
+    return summary
+
+
+def _cmd_evaluate(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    from crlc_engine.jobs import evaluate_folder
+
+    result = evaluate_folder(args.folder, args.run, args.workspace)
+    out = sys.stderr
+    out.write(f"Run {result.run_id}: {result.images} images in {result.classes} classes\n")
+    for label, head, scores in (
+        ("chosen", result.chosen_head, result.chosen),
+        ("best", result.best_head, result.best),
+    ):
+        out.write(
+            f"  {label:6s} sub-head {head}: ACC {scores.acc * 100:5.1f}  "
+            f"NMI {scores.nmi * 100:5.1f}  ARI {scores.ari * 100:5.1f}\n"
+        )
+    return result.summary()
+
+
+class _UsageError(CRLCError):
+    kind = "usage"
+
+
+def _usage_error(message: str) -> _UsageError:
+    return _UsageError(message)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, JobControl], dict[str, Any]]] = {
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``crlc``; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    control = JobControl()
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        if control.cancelled:
+            raise KeyboardInterrupt
+        sys.stderr.write("\nCancelling after the current step (Ctrl+C again to abort)...\n")
+        control.cancel()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        result = COMMANDS[args.command](args, control)
+    except CRLCError as exc:
+        return _fail(args, exc.kind, str(exc))
+    except InterruptedError as exc:
+        return _fail(args, "cancelled", str(exc) or "cancelled", status=130)
+    except KeyboardInterrupt:
+        return _fail(args, "cancelled", "aborted by the user", status=130)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if args.json:
+        print(json.dumps(result))
+    return 130 if result.get("state") == "cancelled" else 0
+
+
+def _fail(args: argparse.Namespace, kind: str, message: str, status: int = 1) -> int:
+    sys.stderr.write(f"crlc: error: {message}\n")
+    if getattr(args, "json", False):
+        print(json.dumps({"error": {"type": kind, "message": message}}))
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""The resolved settings of a training run.
+
+:class:`TrainConfig` is what a run stores in ``config.json``; it is built from a preset
+(:mod:`crlc_engine.presets`) plus explicit overrides by :func:`resolve_train_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from crlc_engine.errors import InvalidSettingError
+from crlc_engine.models.backbones import BACKBONES
+
+STEMS = ("auto", "cifar", "imagenet")
+CRITIC_NAMES = ("log_dot", "dot", "neg_l2", "neg_js")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of an end-to-end CRLC run (SimCLR framework).
+
+    Attributes:
+        clusters: Number of clusters C (>= 2).
+        preset: Name of the preset the run started from.
+        backbone: Registered backbone name (see ``crlc_engine.models.BACKBONES``).
+        stem: ``cifar`` (3x3 conv stride 1, no max-pool), ``imagenet`` or ``auto`` (CIFAR
+            stem for inputs up to 64 px).
+        image_size: Side S of the square training images, in pixels.
+        batch_size: Images per step B (two views each); capped at the data set size.
+        epochs: Number of epochs, or ``None`` when a time budget is used.
+        minutes: Training time budget in minutes, or ``None``.
+        lr: SGD learning rate (constant).
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay on weight matrices and conv kernels only.
+        lambda_fc: Weight of the feature contrastive loss.
+        lambda_ent: Weight of the marginal entropy.
+        tau: Temperature of the feature contrastive loss.
+        gamma: Probability smoothing before the critic.
+        critic: Critic of the probability contrastive loss.
+        guard_weight: Weight of the logit guard.
+        guard_bound: Logits are pulled back into [-bound, bound].
+        subheads: Number of clustering sub-heads H.
+        feature_dim: Width of the RL-head output z.
+        blur: Whether views get a Gaussian blur.
+        crop_min_scale: Smallest area fraction of a random resized crop (official: 0.2).
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps`` as requested.
+        seed: Seed of every random number generator of the run.
+        checkpoint_every: Write a checkpoint every this many epochs (and at the end/cancel).
+    """
+
+    clusters: int
+    preset: str = "cpu"
+    backbone: str = "small"
+    stem: str = "auto"
+    image_size: int = 32
+    batch_size: int = 128
+    epochs: int | None = 60
+    minutes: float | None = None
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lambda_fc: float = 10.0
+    lambda_ent: float = 2.0
+    tau: float = 0.1
+    gamma: float = 0.01
+    critic: str = "log_dot"
+    guard_weight: float = 0.01
+    guard_bound: float = 25.0
+    subheads: int = 10
+    feature_dim: int = 128
+    blur: bool = False
+    crop_min_scale: float = 0.2
+    device: str = "auto"
+    seed: int = 0
+    checkpoint_every: int = 10
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[bool, str]] = [
+            (self.clusters >= 2, f"number of clusters must be at least 2 (got {self.clusters})"),
+            (
+                self.backbone in BACKBONES,
+                f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}",
+            ),
+            (self.stem in STEMS, f"unknown stem {self.stem!r}; choose one of {', '.join(STEMS)}"),
+            (
+                8 <= self.image_size <= 1024,
+                f"image size must be 8..1024 px (got {self.image_size})",
+            ),
+            (self.batch_size >= 2, f"batch size must be at least 2 (got {self.batch_size})"),
+            (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})"),
+            (self.minutes is None or self.minutes > 0, f"minutes must be > 0 (got {self.minutes})"),
+            (self.epochs is not None or self.minutes is not None, "give epochs or minutes"),
+            (self.lr > 0, f"learning rate must be > 0 (got {self.lr})"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1) (got {self.momentum})"),
+            (self.weight_decay >= 0, "weight decay must be >= 0"),
+            (self.lambda_fc >= 0, f"lambda-fc must be >= 0 (got {self.lambda_fc})"),
+            (self.lambda_ent >= 0, f"lambda-ent must be >= 0 (got {self.lambda_ent})"),
+            (self.tau > 0, f"tau must be > 0 (got {self.tau})"),
+            (0 <= self.gamma <= 1, f"gamma must be in [0, 1] (got {self.gamma})"),
+            (
+                self.critic in CRITIC_NAMES,
+                f"unknown critic {self.critic!r}; choose one of {', '.join(CRITIC_NAMES)}",
+            ),
+            (self.guard_weight >= 0 and self.guard_bound > 0, "guard weight/bound out of range"),
+            (1 <= self.subheads <= 100, f"sub-heads must be 1..100 (got {self.subheads})"),
+            (
+                0 < self.crop_min_scale <= 1,
+                f"crop-min-scale must be in (0, 1] (got {self.crop_min_scale})",
+            ),
+            (self.feature_dim >= 2, "feature dim must be >= 2"),
+            (self.checkpoint_every >= 1, "checkpoint-every must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InvalidSettingError(message)
+
+    def resolved_stem(self) -> str:
+        """The stem actually used: ``auto`` picks ``cifar`` for inputs <= 64 px."""
+        if self.stem != "auto":
+            return self.stem
+        return "cifar" if self.image_size <= 64 else "imagenet"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored (forward compatibility)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)

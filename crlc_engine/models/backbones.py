@@ -1,0 +1,115 @@
+"""Backbone registry: image batch [B, 3, S, S] -> pooled features [B, d].
+
+Backbones are torchvision ResNets (randomly initialised) with a choice of stem, and a small
+CNN for quick CPU runs and tests. Register new ones in :data:`BACKBONES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+from torchvision import models as tv_models
+
+from crlc_engine.errors import InvalidSettingError
+
+
+class Backbone(nn.Module):
+    """A feature extractor with a known output width.
+
+    Attributes:
+        feature_dim: Width d of the pooled features.
+    """
+
+    feature_dim: int
+
+    def __init__(self, body: nn.Module, feature_dim: int) -> None:
+        super().__init__()
+        self.body = body
+        self.feature_dim = feature_dim
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Map images [B, 3, S, S] to features [B, d]."""
+        out: Tensor = self.body(images)
+        return out.flatten(1)
+
+
+def _resnet(factory: Callable[..., tv_models.ResNet], stem: str) -> Backbone:
+    net = factory(weights=None)
+    if stem == "cifar":
+        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    feature_dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return Backbone(net, feature_dim)
+
+
+def _conv_bn(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def _small(stem: str) -> Backbone:
+    """A 5-layer CNN (about 1.2 M parameters) for CPU runs; ``stem`` picks the first stride."""
+    first_stride = 1 if stem == "cifar" else 2
+    layers = [
+        *_conv_bn(3, 32, first_stride),
+        *_conv_bn(32, 64, 2),
+        *_conv_bn(64, 128, 2),
+        *_conv_bn(128, 128, 1),
+        *_conv_bn(128, 256, 2),
+        nn.AdaptiveAvgPool2d(1),
+    ]
+    return Backbone(nn.Sequential(*layers), 256)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered backbone: how to build it and what it is."""
+
+    name: str
+    build: Callable[[str], Backbone]
+    description: str
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "small": BackboneSpec("small", _small, "small 5-layer CNN, 256-d features (fast on CPU)"),
+    "resnet18": BackboneSpec(
+        "resnet18", lambda stem: _resnet(tv_models.resnet18, stem), "ResNet-18, 512-d"
+    ),
+    "resnet34": BackboneSpec(
+        "resnet34", lambda stem: _resnet(tv_models.resnet34, stem), "ResNet-34, 512-d"
+    ),
+    "resnet50": BackboneSpec(
+        "resnet50", lambda stem: _resnet(tv_models.resnet50, stem), "ResNet-50, 2048-d"
+    ),
+}
+
+
+def build_backbone(name: str, stem: str) -> Backbone:
+    """Build a registered backbone with the given stem (``cifar`` or ``imagenet``).
+
+    Raises:
+        InvalidSettingError: unknown backbone or stem.
+    """
+    if stem not in ("cifar", "imagenet"):
+        raise InvalidSettingError(f"stem must be cifar or imagenet here (got {stem!r})")
+    try:
+        spec = BACKBONES[name]
+    except KeyError:
+        raise InvalidSettingError(
+            f"unknown backbone {name!r}; choose one of {', '.join(sorted(BACKBONES))}"
+        ) from None
+    return spec.build(stem)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+__all__ = ["BACKBONES", "Backbone", "BackboneSpec", "build_backbone", "count_parameters"]

@@ -1,0 +1,47 @@
+"""CRLCModel: backbone + RL-head + C-head."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor, nn
+
+from crlc_engine.models.backbones import build_backbone
+from crlc_engine.models.heads import ClusterHeads, RepresentationHead
+
+
+class CRLCOutput(NamedTuple):
+    """What :meth:`CRLCModel.forward` returns.
+
+    Attributes:
+        features: Backbone features [B, d].
+        z: L2-normalised RL-head output [B, feature_dim] (float32).
+        logits: C-head logits [H, B, C], one slice per sub-head.
+    """
+
+    features: Tensor
+    z: Tensor
+    logits: Tensor
+
+
+class CRLCModel(nn.Module):
+    """The CRLC network of the paper (Fig. 1): a shared backbone and two heads."""
+
+    def __init__(
+        self,
+        backbone: str,
+        stem: str,
+        clusters: int,
+        subheads: int = 10,
+        feature_dim: int = 128,
+    ) -> None:
+        super().__init__()
+        self.backbone = build_backbone(backbone, stem)
+        d = self.backbone.feature_dim
+        self.rl_head = RepresentationHead(d, feature_dim)
+        self.c_head = ClusterHeads(d, clusters, subheads)
+
+    def forward(self, images: Tensor) -> CRLCOutput:
+        """Run images [B, 3, S, S] through the backbone and both heads."""
+        features = self.backbone(images)
+        return CRLCOutput(features, self.rl_head(features), self.c_head(features))

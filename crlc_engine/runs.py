@@ -1,0 +1,182 @@
+"""Workspaces, libraries and run folders on disk.
+
+``<base>/libraries/<key>/runs/<id>/`` holds one run: ``config.json`` (resolved settings and
+the library's folder), ``status.json`` (running, cancelled, completed, failed),
+``checkpoint.pt``, ``history.jsonl`` (one line per epoch), ``assignments.csv`` and
+``predictions.npz``. ``<base>`` is ``--workspace``, else ``$CRLC_WORKSPACE``, else the
+platformdirs user data folder; ``<key>`` hashes the sorted resolved library roots.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from crlc_engine.errors import RunNotFoundError
+from crlc_engine.fileio import atomic_write_json
+
+APP_NAME = "crlc-organizer"
+RUN_STATES = ("running", "cancelled", "completed", "failed")
+
+
+def workspace_base(explicit: str | Path | None = None) -> Path:
+    """The workspace base folder: explicit, else ``$CRLC_WORKSPACE``, else user data."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    env = os.environ.get("CRLC_WORKSPACE")
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def library_key(roots: Iterable[Path]) -> str:
+    """A stable 16-hex-digit key of a set of root folders (order does not matter)."""
+    resolved = sorted({str(Path(r).expanduser().resolve()) for r in roots})
+    return hashlib.sha256("\n".join(resolved).encode("utf-8")).hexdigest()[:16]
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """A sortable run id: UTC ``YYYYmmdd-HHMMSS-xxxx``."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run's folder and accessors for its files."""
+
+    path: Path
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (its folder name)."""
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        """``config.json``."""
+        return self.path / "config.json"
+
+    @property
+    def status_path(self) -> Path:
+        """``status.json``."""
+        return self.path / "status.json"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """``checkpoint.pt``."""
+        return self.path / "checkpoint.pt"
+
+    @property
+    def history_path(self) -> Path:
+        """``history.jsonl``: one JSON object per finished epoch."""
+        return self.path / "history.jsonl"
+
+    @property
+    def assignments_path(self) -> Path:
+        """``assignments.csv``: path, cluster, confidence."""
+        return self.path / "assignments.csv"
+
+    @property
+    def predictions_path(self) -> Path:
+        """``predictions.npz``: per-sub-head cluster labels and probabilities."""
+        return self.path / "predictions.npz"
+
+    def read_config(self) -> dict[str, Any]:
+        """The stored ``config.json``."""
+        data: dict[str, Any] = json.loads(self.config_path.read_text(encoding="utf-8"))
+        return data
+
+    def write_status(self, state: str, message: str = "", **extra: Any) -> None:
+        """Atomically record the run's state."""
+        if state not in RUN_STATES:
+            raise ValueError(f"unknown run state {state!r}")
+        payload = {
+            "state": state,
+            "message": message,
+            "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            **extra,
+        }
+        atomic_write_json(self.status_path, payload)
+
+    def read_status(self) -> dict[str, Any]:
+        """The stored status, or ``{"state": "failed"}`` when unreadable."""
+        try:
+            data: dict[str, Any] = json.loads(self.status_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {"state": "failed", "message": "status.json missing or unreadable"}
+        return data
+
+    @property
+    def state(self) -> str:
+        """``running``, ``cancelled``, ``completed`` or ``failed``."""
+        return str(self.read_status().get("state", "failed"))
+
+
+@dataclass(frozen=True)
+class Library:
+    """A set of root folders and its workspace folder."""
+
+    roots: tuple[Path, ...]
+    workspace: Path
+
+    @classmethod
+    def open(cls, roots: Sequence[str | Path], base: str | Path | None = None) -> Library:
+        """Resolve the library of ``roots`` under a workspace base (creating its folder)."""
+        resolved = tuple(sorted({Path(r).expanduser().resolve() for r in roots}, key=str))
+        workspace = workspace_base(base) / "libraries" / library_key(resolved)
+        (workspace / "runs").mkdir(parents=True, exist_ok=True)
+        info = workspace / "library.json"
+        if not info.exists():
+            atomic_write_json(info, {"roots": [str(r) for r in resolved]})
+        return cls(resolved, workspace)
+
+    @property
+    def runs_dir(self) -> Path:
+        """``runs/`` of the workspace."""
+        return self.workspace / "runs"
+
+    def create_run(self) -> RunDir:
+        """Make a new, empty run folder with a fresh id."""
+        while True:
+            path = self.runs_dir / new_run_id()
+            try:
+                path.mkdir(parents=True)
+            except FileExistsError:
+                continue
+            return RunDir(path)
+
+    def runs(self) -> list[RunDir]:
+        """All runs, oldest first (ids sort by time)."""
+        if not self.runs_dir.is_dir():
+            return []
+        return [RunDir(p) for p in sorted(self.runs_dir.iterdir()) if (p / "config.json").exists()]
+
+    def get_run(self, run_id: str | None = None, state: str | None = "completed") -> RunDir:
+        """The run with ``run_id``, else the newest run in ``state``.
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        if run_id:
+            run = RunDir(self.runs_dir / run_id)
+            if not run.config_path.exists():
+                raise RunNotFoundError(f"no run {run_id!r} in {self.workspace}")
+            return run
+        for run in reversed(self.runs()):
+            if state is None or run.state == state:
+                return run
+        wanted = f"{state} " if state else ""
+        raise RunNotFoundError(
+            f"no {wanted}run yet for {', '.join(map(str, self.roots))} "
+            f"(workspace {self.workspace}); run `crlc train` first"
+        )

@@ -1,0 +1,472 @@
+"""End-to-end CRLC trainer (SimCLR framework) with checkpoints, cancel, pause and resume.
+
+The data set lives on the training device as a uint8 tensor [N, S, S, 3]; each step draws
+two augmented views of a batch on that device (:class:`~crlc_engine.augment.BatchAugmenter`),
+runs the network once on both (bf16 autocast and channels-last on CUDA, float32 elsewhere),
+computes the CRLC loss in float32 and takes an SGD step. Per-epoch statistics are summed on
+the device, so the step loop never waits for the GPU; the host syncs once per epoch.
+
+Data order: one permutation per epoch from a CPU generator, ``floor(N / batch)`` steps, the
+remainder dropped. Augmentation randomness comes from a generator on the training device.
+Both generator states and the position inside the epoch are checkpointed, so a resumed run
+continues exactly where it stopped (bit-identical on the CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from crlc_engine.augment import AugmentConfig, BatchAugmenter, dataset_mean_std
+from crlc_engine.config import TrainConfig
+from crlc_engine.control import JobControl
+from crlc_engine.errors import CheckpointError, InvalidSettingError, TrainingDivergedError
+from crlc_engine.events import (
+    CheckpointSaved,
+    EpochEnded,
+    NullReporter,
+    Reporter,
+    TrainingFinished,
+    TrainingStarted,
+)
+from crlc_engine.losses import CRLCLossConfig, crlc_loss
+from crlc_engine.models import CRLCModel
+from crlc_engine.training.checkpoint import load_checkpoint, save_checkpoint
+from crlc_engine.training.optim import make_sgd
+
+LOSS_PARTS = ("total", "feature", "cluster", "probability_contrastive", "entropy", "guard")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """How a call to :meth:`CRLCTrainer.fit` ended.
+
+    Attributes:
+        state: ``completed`` or ``cancelled``.
+        epochs: Completed epochs in total (including before a resume).
+        steps: Optimiser steps in total.
+        chosen_head: Sub-head with the lowest mean L_cluster over the last epoch (0-based).
+        head_losses: That epoch's mean L_cluster per sub-head.
+        elapsed_s: Training time in total, pauses excluded.
+        samples_per_s: Images (two views each) per second over this call's steps.
+    """
+
+    state: str
+    epochs: int
+    steps: int
+    chosen_head: int
+    head_losses: list[float]
+    elapsed_s: float
+    samples_per_s: float
+
+
+def loss_config_of(config: TrainConfig) -> CRLCLossConfig:
+    """The loss settings of a training config."""
+    return CRLCLossConfig(
+        lambda_fc=config.lambda_fc,
+        lambda_ent=config.lambda_ent,
+        tau=config.tau,
+        gamma=config.gamma,
+        critic=config.critic,  # type: ignore[arg-type]
+        guard_weight=config.guard_weight,
+        guard_bound=config.guard_bound,
+    )
+
+
+def _place_data(images: np.ndarray | Tensor, device: torch.device) -> Tensor:
+    """Put uint8 [N, S, S, 3] on ``device``; fall back to pinned host memory if it won't fit."""
+    data = torch.as_tensor(images)
+    if data.dtype != torch.uint8 or data.ndim != 4 or data.shape[-1] != 3:
+        raise InvalidSettingError(f"images must be uint8 [N, S, S, 3], got {tuple(data.shape)}")
+    if device.type == "cpu":
+        return data.contiguous()
+    try:
+        return data.to(device)
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return data.pin_memory()
+
+
+class CRLCTrainer:
+    """Trains a :class:`CRLCModel` on a uint8 image tensor.
+
+    Args:
+        config: Resolved settings (``config.image_size`` must equal the images' side).
+        images: uint8 [N, S, S, 3] (numpy or torch).
+        device: Training device.
+        checkpoint_path: Where checkpoints go (``None``: never written).
+        history_path: Where one JSON line per epoch is appended (``None``: not written).
+        run_id: Shown in events.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        images: np.ndarray | Tensor,
+        device: torch.device,
+        checkpoint_path: Path | None = None,
+        history_path: Path | None = None,
+        run_id: str = "",
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.checkpoint_path = checkpoint_path
+        self.history_path = history_path
+        self.run_id = run_id
+        self.data = _place_data(images, device)
+        n, height, width, _ = self.data.shape
+        if height != config.image_size or width != config.image_size:
+            raise InvalidSettingError(
+                f"images are {height}x{width} but the config asks for {config.image_size} px"
+            )
+        if config.clusters > n:
+            raise InvalidSettingError(
+                f"{config.clusters} clusters requested but there are only {n} images"
+            )
+        self.num_images = n
+        self.batch_size = min(config.batch_size, n)
+        self.steps_per_epoch = n // self.batch_size
+        self.use_amp = device.type == "cuda"
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        torch.manual_seed(config.seed)
+        self.model = CRLCModel(
+            config.backbone,
+            config.resolved_stem(),
+            config.clusters,
+            config.subheads,
+            config.feature_dim,
+        ).to(device)
+        if self.use_amp:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_sgd(self.model, config.lr, config.momentum, config.weight_decay)
+        self.loss_config = loss_config_of(config)
+        mean, std = dataset_mean_std(self.data)
+        self.augment_config = AugmentConfig(
+            mean=mean, std=std, blur=config.blur, crop_scale=(config.crop_min_scale, 1.0)
+        )
+        self.augmenter = BatchAugmenter(self.augment_config, config.image_size)
+        self.order_generator = torch.Generator().manual_seed(config.seed)
+        self.augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+
+        # Position and bookkeeping (all checkpointed).
+        self.epoch = 0  # completed epochs
+        self.step_in_epoch = 0
+        self.total_steps = 0
+        self.elapsed_s = 0.0
+        self.permutation: Tensor | None = None
+        self.history: list[dict[str, Any]] = []
+        self._sum_steps = 0
+        self._sums = self._zero_sums()
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _zero_sums(self) -> dict[str, Tensor]:
+        h, c = self.config.subheads, self.config.clusters
+        sums = {name: torch.zeros((), device=self.device) for name in LOSS_PARTS}
+        sums["head_cluster"] = torch.zeros(h, device=self.device)
+        sums["head_counts"] = torch.zeros(h, c, device=self.device)
+        self._sum_steps = 0
+        return sums
+
+    @property
+    def chosen_head(self) -> int:
+        """Sub-head with the lowest mean L_cluster in the latest epoch record (0 before any)."""
+        if not self.history:
+            return 0
+        losses = self.history[-1]["head_losses"]
+        return int(np.nanargmin(np.asarray(losses, dtype=np.float64)))
+
+    def _epoch_budget_done(self, start_elapsed: float, started: float) -> bool:
+        if self.config.minutes is None:
+            return False
+        return start_elapsed + (time.monotonic() - started) >= self.config.minutes * 60.0
+
+    def _training_done(self) -> bool:
+        if self.config.epochs is not None and self.epoch >= self.config.epochs:
+            return True
+        return self.config.minutes is not None and self.elapsed_s >= self.config.minutes * 60.0
+
+    def _eta(self, rate_steps_per_s: float) -> float | None:
+        budget = (
+            None if self.config.minutes is None else self.config.minutes * 60.0 - self.elapsed_s
+        )
+        by_epochs = None
+        if self.config.epochs is not None and rate_steps_per_s > 0:
+            remaining = (
+                self.config.epochs - self.epoch
+            ) * self.steps_per_epoch - self.step_in_epoch
+            by_epochs = remaining / rate_steps_per_s
+        options = [v for v in (budget, by_epochs) if v is not None]
+        return max(0.0, min(options)) if options else None
+
+    # ------------------------------------------------------------------ one step
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.use_amp:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _batch(self, indices: Tensor) -> Tensor:
+        if self.data.device == self.device:
+            return self.data.index_select(0, indices)
+        return self.data.index_select(0, indices.cpu()).to(self.device, non_blocking=True)
+
+    def _step(self, indices: Tensor) -> None:
+        images = self._batch(indices)
+        b = images.shape[0]
+        views = torch.cat(
+            [
+                self.augmenter(images, self.augment_generator),
+                self.augmenter(images, self.augment_generator),
+            ]
+        )
+        if self.use_amp:
+            views = views.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = self.model(views)
+        z = out.z if self.loss_config.lambda_fc > 0 else None
+        loss = crlc_loss(
+            None if z is None else z[:b],
+            None if z is None else z[b:],
+            out.logits[:, :b],
+            out.logits[:, b:],
+            self.loss_config,
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.total.backward()  # type: ignore[no-untyped-call]
+        self.optimizer.step()
+        self._sum_steps += 1
+        with torch.no_grad():
+            sums = self._sums
+            sums["total"] += loss.total.detach()
+            sums["feature"] += loss.feature.detach()
+            sums["cluster"] += loss.cluster.detach().mean()
+            sums["probability_contrastive"] += loss.probability_contrastive.detach().mean()
+            sums["entropy"] += loss.entropy.detach().mean()
+            sums["guard"] += loss.guard.detach().mean()
+            sums["head_cluster"] += loss.cluster.detach().float()
+            assigned = out.logits[:, :b].detach().argmax(dim=-1)  # [H, b]
+            sums["head_counts"].scatter_add_(
+                1, assigned, torch.ones_like(assigned, dtype=sums["head_counts"].dtype)
+            )
+
+    # ------------------------------------------------------------------ epochs
+    def _iter_epoch_indices(self) -> Iterator[Tensor]:
+        if self.permutation is None:
+            self.permutation = torch.randperm(self.num_images, generator=self.order_generator)
+        on_device = self.permutation.to(self.device)
+        b = self.batch_size
+        while self.step_in_epoch < self.steps_per_epoch:
+            start = self.step_in_epoch * b
+            yield on_device[start : start + b]
+
+    def _close_epoch(self, steps: int, seconds: float, reporter: Reporter, partial: bool) -> None:
+        sums = {k: v.detach().cpu() for k, v in self._sums.items()}
+        denominator = max(self._sum_steps, 1)
+        losses = {name: float(sums[name]) / denominator for name in LOSS_PARTS}
+        head_losses = (sums["head_cluster"] / denominator).tolist()
+        if not all(math.isfinite(v) for v in [*losses.values(), *head_losses]):
+            raise TrainingDivergedError(
+                f"the loss became NaN/inf in epoch {self.epoch + 1}; try a lower learning rate "
+                "(--lr) or a larger gamma; the last good checkpoint was kept"
+            )
+        if not partial:
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self.permutation = None
+        record: dict[str, Any] = {
+            "epoch": self.epoch if not partial else self.epoch + 1,
+            "partial": partial,
+            "steps": self._sum_steps,
+            "losses": losses,
+            "head_losses": head_losses,
+            "head_counts": sums["head_counts"].long().tolist(),
+            "samples_per_s": steps * self.batch_size / seconds if seconds > 0 else 0.0,
+            "elapsed_s": self.elapsed_s,
+        }
+        self.history.append(record)
+        if self.history_path is not None:
+            with self.history_path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        chosen = self.chosen_head
+        rate = steps / seconds if seconds > 0 else 0.0
+        reporter.event(
+            EpochEnded(
+                epoch=int(record["epoch"]),
+                losses=losses,
+                head_losses=head_losses,
+                chosen_head=chosen,
+                cluster_sizes=record["head_counts"][chosen],
+                samples_per_s=float(record["samples_per_s"]),
+                elapsed_s=self.elapsed_s,
+                eta_s=self._eta(rate),
+                steps=int(record["steps"]),
+            )
+        )
+        self._sums = self._zero_sums()
+
+    def fit(self, reporter: Reporter | None = None, control: JobControl | None = None) -> FitResult:
+        """Train until the epoch count or time budget is reached, or until cancelled.
+
+        Checkpoints are written every ``config.checkpoint_every`` epochs, at the end and on
+        cancel (when a checkpoint path is set). Calling ``fit`` again after a cancel, or on
+        a trainer restored with :meth:`load`, continues where it stopped.
+
+        Raises:
+            TrainingDivergedError: the loss became NaN or infinite.
+        """
+        reporter = reporter or NullReporter()
+        control = control or JobControl()
+        reporter.event(
+            TrainingStarted(
+                run_id=self.run_id,
+                device=str(self.device),
+                images=self.num_images,
+                batch_size=self.batch_size,
+                steps_per_epoch=self.steps_per_epoch,
+                total_epochs=self.config.epochs,
+                budget_s=None if self.config.minutes is None else self.config.minutes * 60.0,
+                start_epoch=self.epoch,
+            )
+        )
+        self.model.train()
+        call_steps = 0
+        call_seconds = 0.0
+        state = "completed"
+        total_planned = (
+            self.config.epochs * self.steps_per_epoch if self.config.epochs is not None else None
+        )
+        while not self._training_done():
+            epoch_started = time.monotonic()
+            elapsed_at_epoch_start = self.elapsed_s
+            paused_s = 0.0
+            steps = 0
+            stop: str | None = None
+            for indices in self._iter_epoch_indices():
+                pause_started = time.monotonic()
+                if control.checkpoint_wait():
+                    stop = "cancelled"
+                    break
+                paused_s += time.monotonic() - pause_started
+                self._step(indices)
+                steps += 1
+                self.step_in_epoch += 1
+                self.total_steps += 1
+                self.elapsed_s = (
+                    elapsed_at_epoch_start + time.monotonic() - epoch_started - paused_s
+                )
+                if total_planned is not None:
+                    reporter.progress(self.total_steps, total_planned)
+                else:
+                    reporter.progress(self.elapsed_s, (self.config.minutes or 0.0) * 60.0)
+                if self._epoch_budget_done(elapsed_at_epoch_start, epoch_started + paused_s):
+                    stop = "budget"
+                    break
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            seconds = time.monotonic() - epoch_started - paused_s
+            self.elapsed_s = elapsed_at_epoch_start + seconds
+            call_steps += steps
+            call_seconds += seconds
+            finished_epoch = self.step_in_epoch >= self.steps_per_epoch
+            if steps > 0 and (finished_epoch or stop == "budget"):
+                self._close_epoch(steps, seconds, reporter, partial=not finished_epoch)
+            if stop == "cancelled":
+                state = "cancelled"
+                break
+            if stop == "budget":
+                break
+            if self.epoch % self.config.checkpoint_every == 0 and not self._training_done():
+                self.save(reporter)
+        self.save(reporter)
+        samples_per_s = call_steps * self.batch_size / call_seconds if call_seconds > 0 else 0.0
+        head_losses = self.history[-1]["head_losses"] if self.history else []
+        reporter.event(TrainingFinished(state, self.epoch, self.elapsed_s))
+        return FitResult(
+            state=state,
+            epochs=self.epoch,
+            steps=self.total_steps,
+            chosen_head=self.chosen_head,
+            head_losses=list(head_losses),
+            elapsed_s=self.elapsed_s,
+            samples_per_s=samples_per_s,
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly (tensors may be on the device)."""
+        return {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "total_steps": self.total_steps,
+            "elapsed_s": self.elapsed_s,
+            "permutation": self.permutation,
+            "order_generator": self.order_generator.get_state(),
+            "augment_generator": self.augment_generator.get_state(),
+            "sums": {k: v.detach().cpu() for k, v in self._sums.items()},
+            "sum_steps": self._sum_steps,
+            "history": self.history,
+            "normalization": {"mean": self.augment_config.mean, "std": self.augment_config.std},
+            "num_images": self.num_images,
+            "chosen_head": self.chosen_head,
+        }
+
+    def save(self, reporter: Reporter | None = None) -> None:
+        """Write a checkpoint atomically (no-op without a checkpoint path)."""
+        if self.checkpoint_path is None:
+            return
+        save_checkpoint(self.checkpoint_path, self.state_dict())
+        if reporter is not None:
+            reporter.event(
+                CheckpointSaved(str(self.checkpoint_path), self.epoch, self.step_in_epoch)
+            )
+
+    def load(self, path: Path | None = None) -> None:
+        """Restore a checkpoint written by this trainer's settings.
+
+        Raises:
+            CheckpointError: unreadable, or written for different data or model settings.
+        """
+        source = path or self.checkpoint_path
+        if source is None:
+            raise CheckpointError("no checkpoint path given")
+        state = load_checkpoint(source, map_location=self.device)
+        saved = TrainConfig.from_dict(state["config"])
+        structural = ("backbone", "stem", "image_size", "clusters", "subheads", "feature_dim")
+        for name in structural:
+            if getattr(saved, name) != getattr(self.config, name):
+                raise CheckpointError(
+                    f"checkpoint {source} was trained with {name}={getattr(saved, name)!r}, "
+                    f"not {getattr(self.config, name)!r}"
+                )
+        if int(state["num_images"]) != self.num_images:
+            raise CheckpointError(
+                f"checkpoint {source} was trained on {state['num_images']} images, "
+                f"the data now has {self.num_images}"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        self.step_in_epoch = int(state["step_in_epoch"])
+        self.total_steps = int(state["total_steps"])
+        self.elapsed_s = float(state["elapsed_s"])
+        perm = state["permutation"]
+        self.permutation = None if perm is None else perm.cpu()
+        self.order_generator.set_state(state["order_generator"].cpu())
+        self.augment_generator.set_state(state["augment_generator"].cpu())
+        self._sums = {k: v.to(self.device) for k, v in state["sums"].items()}
+        self._sum_steps = int(state["sum_steps"])
+        self.history = list(state["history"])

@@ -1,0 +1,69 @@
+"""Settings: validation, preset resolution and overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from crlc_engine.config import TrainConfig
+from crlc_engine.errors import InvalidSettingError
+from crlc_engine.presets import PRESETS, default_preset_name, get_preset, resolve_train_config
+
+
+def test_paper_preset_matches_official_runner() -> None:
+    cfg = resolve_train_config(10, "paper")
+    assert (cfg.backbone, cfg.stem, cfg.batch_size, cfg.epochs) == ("resnet34", "cifar", 512, 2000)
+    assert (cfg.lambda_ent, cfg.lambda_fc, cfg.gamma, cfg.tau) == (2.0, 10.0, 0.01, 0.1)
+    assert (cfg.guard_weight, cfg.guard_bound, cfg.subheads) == (0.01, 25.0, 10)
+    assert (cfg.lr, cfg.momentum, cfg.weight_decay) == (0.1, 0.9, 5e-4)
+
+
+def test_explicit_flags_override_preset_and_minutes_replace_epochs() -> None:
+    cfg = resolve_train_config(5, "paper", {"backbone": "resnet18", "minutes": 2.0, "lr": None})
+    assert cfg.backbone == "resnet18" and cfg.lr == 0.1
+    assert cfg.minutes == 2.0 and cfg.epochs is None
+    both = resolve_train_config(5, "paper", {"minutes": 2.0, "epochs": 3})
+    assert both.minutes == 2.0 and both.epochs == 3
+
+
+def test_every_preset_resolves_and_explains_itself() -> None:
+    for name, preset in PRESETS.items():
+        assert resolve_train_config(3, name).preset == name
+        assert len(preset.why) > 40 and preset.summary
+
+
+def test_default_preset_follows_device() -> None:
+    assert default_preset_name("cpu") == "cpu"
+    assert default_preset_name("cuda") == "balanced"
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"clusters": 1}, "at least 2"),
+        ({"backbone": "vgg"}, "unknown backbone"),
+        ({"stem": "big"}, "unknown stem"),
+        ({"critic": "cosine"}, "unknown critic"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"tau": 0.0}, "tau"),
+        ({"epochs": None, "minutes": None}, "epochs or minutes"),
+    ],
+)
+def test_invalid_settings_are_rejected(changes: dict[str, object], fragment: str) -> None:
+    with pytest.raises(InvalidSettingError, match=fragment):
+        TrainConfig(**{"clusters": 4, **changes})  # type: ignore[arg-type]
+
+
+def test_unknown_preset() -> None:
+    with pytest.raises(InvalidSettingError, match="unknown preset"):
+        get_preset("fast")
+
+
+def test_auto_stem_rule() -> None:
+    assert TrainConfig(clusters=2, image_size=64).resolved_stem() == "cifar"
+    assert TrainConfig(clusters=2, image_size=96).resolved_stem() == "imagenet"
+    assert TrainConfig(clusters=2, image_size=96, stem="cifar").resolved_stem() == "cifar"
+
+
+def test_config_round_trips_through_dict() -> None:
+    cfg = resolve_train_config(7, "balanced", {"seed": 3})
+    assert TrainConfig.from_dict({**cfg.to_dict(), "future_field": 1}) == cfg

@@ -1,0 +1,177 @@
+"""Trainer: cancel from another thread, pause/resume, checkpoints and exact resume on CPU."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from crlc_engine.config import TrainConfig
+from crlc_engine.control import JobControl
+from crlc_engine.errors import CheckpointError, InvalidSettingError
+from crlc_engine.events import (
+    CheckpointSaved,
+    EpochEnded,
+    RecordingReporter,
+    TrainingFinished,
+    TrainingStarted,
+)
+from crlc_engine.training.checkpoint import load_checkpoint
+from crlc_engine.training.trainer import CRLCTrainer
+
+CPU = torch.device("cpu")
+
+
+def tiny_config(**changes: object) -> TrainConfig:
+    base = TrainConfig(clusters=3, backbone="small", stem="imagenet", image_size=16,
+                       batch_size=8, epochs=3, subheads=2, feature_dim=16, seed=7,
+                       checkpoint_every=1)
+    return base.replace(**changes)
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(50, 16, 16, 3), dtype=np.uint8)
+
+
+class BlockAtStep(RecordingReporter):
+    """Blocks the training thread at step ``at`` until the test has cancelled or paused."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def progress(self, done: float, total: float | None) -> None:
+        super().progress(done, total)
+        if int(done) == self.at:
+            self.reached.set()
+            assert self.release.wait(10)
+
+
+def run_in_thread(trainer: CRLCTrainer, reporter: RecordingReporter,
+                  control: JobControl) -> tuple[threading.Thread, dict[str, object]]:
+    result: dict[str, object] = {}
+
+    def work() -> None:
+        result["fit"] = trainer.fit(reporter, control)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread, result
+
+
+def test_epoch_arithmetic_and_events(images: np.ndarray, tmp_path: Path) -> None:
+    trainer = CRLCTrainer(tiny_config(epochs=2), images, CPU, tmp_path / "c.pt",
+                          tmp_path / "h.jsonl")
+    assert trainer.batch_size == 8 and trainer.steps_per_epoch == 6  # floor(50 / 8)
+    reporter = RecordingReporter()
+    fit = trainer.fit(reporter)
+    assert fit.state == "completed" and fit.epochs == 2 and fit.steps == 12
+    epochs = [e for e in reporter.events if isinstance(e, EpochEnded)]
+    assert [e.epoch for e in epochs] == [1, 2]
+    assert all(len(e.head_losses) == 2 and sum(e.cluster_sizes) == 6 * 8 for e in epochs)
+    assert epochs[-1].eta_s == 0.0
+    assert fit.chosen_head == int(np.argmin(epochs[-1].head_losses))
+    assert isinstance(reporter.events[0], TrainingStarted)
+    assert isinstance(reporter.events[-1], TrainingFinished)
+    assert any(isinstance(e, CheckpointSaved) for e in reporter.events)
+    assert len((tmp_path / "h.jsonl").read_text().splitlines()) == 2
+
+
+def test_batch_is_capped_at_dataset_size(images: np.ndarray) -> None:
+    trainer = CRLCTrainer(tiny_config(batch_size=512, epochs=1), images[:10], CPU)
+    assert trainer.batch_size == 10 and trainer.steps_per_epoch == 1
+
+
+def test_too_many_clusters_and_wrong_size_are_rejected(images: np.ndarray) -> None:
+    with pytest.raises(InvalidSettingError, match="only 4 images"):
+        CRLCTrainer(tiny_config(clusters=5), images[:4], CPU)
+    with pytest.raises(InvalidSettingError, match="16x16"):
+        CRLCTrainer(tiny_config(image_size=32), images, CPU)
+
+
+def test_cancel_from_another_thread_stops_within_one_step(images: np.ndarray,
+                                                          tmp_path: Path) -> None:
+    ckpt = tmp_path / "checkpoint.pt"
+    trainer = CRLCTrainer(tiny_config(), images, CPU, ckpt)
+    reporter = BlockAtStep(at=9)  # mid-epoch 2 (6 steps per epoch)
+    control = JobControl()
+    thread, result = run_in_thread(trainer, reporter, control)
+    assert reporter.reached.wait(60)
+    control.cancel()
+    reporter.release.set()
+    thread.join(60)
+    fit = result["fit"]
+    assert fit.state == "cancelled"  # type: ignore[attr-defined]
+    assert trainer.total_steps == 9  # no further step after the cancel
+    state = load_checkpoint(ckpt)
+    assert (state["epoch"], state["step_in_epoch"], state["total_steps"]) == (1, 3, 9)
+
+
+def test_pause_blocks_steps_until_resumed(images: np.ndarray) -> None:
+    trainer = CRLCTrainer(tiny_config(epochs=1), images, CPU)
+    reporter = BlockAtStep(at=2)
+    control = JobControl()
+    thread, _ = run_in_thread(trainer, reporter, control)
+    assert reporter.reached.wait(60)
+    control.pause()
+    reporter.release.set()
+    time.sleep(0.4)
+    assert trainer.total_steps == 2 and control.paused
+    control.resume()
+    thread.join(60)
+    assert trainer.total_steps == 6
+
+
+def test_cancelled_then_resumed_equals_uninterrupted(images: np.ndarray, tmp_path: Path) -> None:
+    config = tiny_config()
+    straight = CRLCTrainer(config, images, CPU)
+    straight.fit()
+
+    ckpt = tmp_path / "checkpoint.pt"
+    first = CRLCTrainer(config, images, CPU, ckpt)
+    control = JobControl()
+    reporter = BlockAtStep(at=8)
+    thread, _ = run_in_thread(first, reporter, control)
+    assert reporter.reached.wait(60)
+    control.cancel()
+    reporter.release.set()
+    thread.join(60)
+    assert first.total_steps == 8
+
+    resumed = CRLCTrainer(config, images, CPU, ckpt)
+    resumed.load()
+    fit = resumed.fit()
+    assert fit.state == "completed" and fit.epochs == 3 and fit.steps == 18
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(),
+                                 resumed.model.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
+    np.testing.assert_allclose([r["head_losses"] for r in straight.history],
+                               [r["head_losses"] for r in resumed.history], atol=1e-5)
+
+
+def test_time_budget_stops_training(images: np.ndarray) -> None:
+    trainer = CRLCTrainer(tiny_config(epochs=None, minutes=0.01), images, CPU)
+    start = time.monotonic()
+    fit = trainer.fit()
+    assert fit.state == "completed"
+    assert fit.elapsed_s >= 0.6 and time.monotonic() - start < 30
+    assert trainer.history  # a (possibly partial) epoch record exists for the head choice
+
+
+def test_checkpoint_for_other_settings_is_refused(images: np.ndarray, tmp_path: Path) -> None:
+    ckpt = tmp_path / "c.pt"
+    CRLCTrainer(tiny_config(epochs=1), images, CPU, ckpt).fit()
+    other = CRLCTrainer(tiny_config(clusters=4), images, CPU, ckpt)
+    with pytest.raises(CheckpointError, match="clusters"):
+        other.load()
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        other.load(tmp_path / "bad.pt")
