@@ -51,7 +51,7 @@ class TrainConfig:
     """
 
     clusters: int
-    preset: str = "cpu"
+    preset: str = "custom"
     backbone: str = "small"
     stem: str = "auto"
     image_size: int = 32

@@ -13,8 +13,22 @@ import torch
 
 from crlc_engine.cli import main
 
-TINY = ["--backbone", "small", "--stem", "imagenet", "--size", "16", "--batch-size", "16",
-        "--epochs", "2", "--subheads", "2", "--device", "cpu"]
+TINY = [
+    "--backbone",
+    "small",
+    "--stem",
+    "imagenet",
+    "--size",
+    "16",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "2",
+    "--subheads",
+    "2",
+    "--device",
+    "cpu",
+]
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict, str]:
@@ -28,14 +42,25 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, d
 @pytest.fixture(scope="module")
 def trained(shapes_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     workspace = tmp_path_factory.mktemp("ws")
-    args = ["train", str(shapes_folder), "--clusters", "4", "--workspace", str(workspace),
-            "--json", *TINY]
-    out = subprocess.run([sys.executable, "-m", "crlc_engine.cli", *args],
-                         capture_output=True, text=True, timeout=300)
+    args = [
+        "train",
+        str(shapes_folder),
+        "--clusters",
+        "4",
+        "--workspace",
+        str(workspace),
+        "--json",
+        *TINY,
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "crlc_engine.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     payload = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"payload": payload, "workspace": workspace, "stderr": out.stderr,
-            "stdout": out.stdout}
+    return {"payload": payload, "workspace": workspace, "stderr": out.stderr, "stdout": out.stdout}
 
 
 def test_train_json_contract(trained: dict) -> None:
@@ -63,11 +88,13 @@ def test_run_folder_layout(trained: dict, shapes_folder: Path) -> None:
     assert all(Path(r["path"]).is_file() for r in rows)
 
 
-def test_evaluate_newest_and_given_run(trained: dict, shapes_folder: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_newest_and_given_run(
+    trained: dict, shapes_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ws = str(trained["workspace"])
-    code, payload, err = run_cli(["evaluate", str(shapes_folder), "--workspace", ws, "--json"],
-                                 capsys)
+    code, payload, err = run_cli(
+        ["evaluate", str(shapes_folder), "--workspace", ws, "--json"], capsys
+    )
     assert code == 0
     for key in ("chosen", "best"):
         assert set(payload[key]) >= {"acc", "nmi", "ari"}
@@ -76,8 +103,9 @@ def test_evaluate_newest_and_given_run(trained: dict, shapes_folder: Path,
     assert payload["images"] == 48 and payload["classes"] == 4
     assert "ACC" in err
     run_id = trained["payload"]["run_id"]
-    code, again, _ = run_cli(["evaluate", str(shapes_folder), "--workspace", ws, "--run",
-                              run_id, "--json"], capsys)
+    code, again, _ = run_cli(
+        ["evaluate", str(shapes_folder), "--workspace", ws, "--run", run_id, "--json"], capsys
+    )
     assert code == 0 and again["run_id"] == run_id
 
 
@@ -86,13 +114,23 @@ def test_help_explains_options(capsys: pytest.CaptureFixture[str]) -> None:
         main(["train", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--clusters", "--preset", "--minutes", "--lambda-ent", "--critic", "--device",
-                 "--workspace", "--json", "--resume"):
+    for flag in (
+        "--clusters",
+        "--preset",
+        "--minutes",
+        "--lambda-ent",
+        "--critic",
+        "--device",
+        "--workspace",
+        "--json",
+        "--resume",
+    ):
         assert flag in text
 
 
-def expect_error(args: list[str], capsys: pytest.CaptureFixture[str], kind: str,
-                 fragment: str) -> None:
+def expect_error(
+    args: list[str], capsys: pytest.CaptureFixture[str], kind: str, fragment: str
+) -> None:
     code, payload, err = run_cli([*args, "--json"], capsys)
     assert code == 1
     assert payload["error"]["type"] == kind
@@ -105,55 +143,127 @@ def expect_error(args: list[str], capsys: pytest.CaptureFixture[str], kind: str,
 def test_error_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
-    expect_error(["train", str(tmp_path / "empty"), "-k", "3", "--workspace",
-                  str(tmp_path / "ws"), *TINY], capsys, "no_images", "no image files")
+    expect_error(
+        ["train", str(tmp_path / "empty"), "-k", "3", "--workspace", str(tmp_path / "ws"), *TINY],
+        capsys,
+        "no_images",
+        "no image files",
+    )
 
 
 def test_error_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    expect_error(["train", str(tmp_path / "nope"), "-k", "3", "--workspace",
-                  str(tmp_path / "ws"), *TINY], capsys, "folder_not_found", "not found")
+    expect_error(
+        ["train", str(tmp_path / "nope"), "-k", "3", "--workspace", str(tmp_path / "ws"), *TINY],
+        capsys,
+        "folder_not_found",
+        "not found",
+    )
 
 
-@pytest.mark.parametrize(("k", "kind", "fragment"), [
-    ("1", "usage", "at least 2"),
-    ("49", "invalid_setting", "only 48 readable images"),
-])
-def test_error_cluster_count(k: str, kind: str, fragment: str, shapes_folder: Path,
-                             tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    expect_error(["train", str(shapes_folder), "-k", k, "--workspace", str(tmp_path), *TINY],
-                 capsys, kind, fragment)
+@pytest.mark.parametrize(
+    ("k", "kind", "fragment"),
+    [
+        ("1", "usage", "at least 2"),
+        ("49", "invalid_setting", "only 48 readable images"),
+    ],
+)
+def test_error_cluster_count(
+    k: str,
+    kind: str,
+    fragment: str,
+    shapes_folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    expect_error(
+        ["train", str(shapes_folder), "-k", k, "--workspace", str(tmp_path), *TINY],
+        capsys,
+        kind,
+        fragment,
+    )
 
 
-@pytest.mark.parametrize(("flag", "value", "fragment"), [
-    ("--backbone", "vgg16", "unknown backbone"),
-    ("--preset", "turbo", "unknown preset"),
-    ("--critic", "cosine", "unknown critic"),
-])
-def test_error_unknown_names(flag: str, value: str, fragment: str, shapes_folder: Path,
-                             tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    expect_error(["train", str(shapes_folder), "-k", "4", "--workspace", str(tmp_path),
-                  "--device", "cpu", flag, value], capsys, "invalid_setting", fragment)
+@pytest.mark.parametrize(
+    ("flag", "value", "fragment"),
+    [
+        ("--backbone", "vgg16", "unknown backbone"),
+        ("--preset", "turbo", "unknown preset"),
+        ("--critic", "cosine", "unknown critic"),
+    ],
+)
+def test_error_unknown_names(
+    flag: str,
+    value: str,
+    fragment: str,
+    shapes_folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    expect_error(
+        [
+            "train",
+            str(shapes_folder),
+            "-k",
+            "4",
+            "--workspace",
+            str(tmp_path),
+            "--device",
+            "cpu",
+            flag,
+            value,
+        ],
+        capsys,
+        "invalid_setting",
+        fragment,
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present, so no error to show")
-def test_error_cuda_requested_but_absent(shapes_folder: Path, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
-    expect_error(["train", str(shapes_folder), "-k", "4", "--workspace", str(tmp_path),
-                  "--device", "cuda"], capsys, "device_unavailable", "no CUDA GPU")
+def test_error_cuda_requested_but_absent(
+    shapes_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expect_error(
+        ["train", str(shapes_folder), "-k", "4", "--workspace", str(tmp_path), "--device", "cuda"],
+        capsys,
+        "device_unavailable",
+        "no CUDA GPU",
+    )
 
 
-def test_error_evaluate_without_run(shapes_folder: Path, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
-    expect_error(["evaluate", str(shapes_folder), "--workspace", str(tmp_path)], capsys,
-                 "run_not_found", "crlc train")
+def test_error_evaluate_without_run(
+    shapes_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expect_error(
+        ["evaluate", str(shapes_folder), "--workspace", str(tmp_path)],
+        capsys,
+        "run_not_found",
+        "crlc train",
+    )
 
 
-def test_workspace_from_environment(shapes_folder: Path, tmp_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_workspace_from_environment(
+    shapes_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("CRLC_WORKSPACE", str(tmp_path / "env-ws"))
-    code, payload, _ = run_cli(["train", str(shapes_folder), "-k", "2", "--json",
-                                *TINY[:-6], "--epochs", "1", "--subheads", "1", "--device",
-                                "cpu"], capsys)
+    code, payload, _ = run_cli(
+        [
+            "train",
+            str(shapes_folder),
+            "-k",
+            "2",
+            "--json",
+            *TINY[:-6],
+            "--epochs",
+            "1",
+            "--subheads",
+            "1",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert code == 0
     assert Path(payload["workspace"]).is_relative_to(tmp_path / "env-ws")

@@ -27,9 +27,18 @@ CPU = torch.device("cpu")
 
 
 def tiny_config(**changes: object) -> TrainConfig:
-    base = TrainConfig(clusters=3, backbone="small", stem="imagenet", image_size=16,
-                       batch_size=8, epochs=3, subheads=2, feature_dim=16, seed=7,
-                       checkpoint_every=1)
+    base = TrainConfig(
+        clusters=3,
+        backbone="small",
+        stem="imagenet",
+        image_size=16,
+        batch_size=8,
+        epochs=3,
+        subheads=2,
+        feature_dim=16,
+        seed=7,
+        checkpoint_every=1,
+    )
     return base.replace(**changes)
 
 
@@ -55,8 +64,9 @@ class BlockAtStep(RecordingReporter):
             assert self.release.wait(10)
 
 
-def run_in_thread(trainer: CRLCTrainer, reporter: RecordingReporter,
-                  control: JobControl) -> tuple[threading.Thread, dict[str, object]]:
+def run_in_thread(
+    trainer: CRLCTrainer, reporter: RecordingReporter, control: JobControl
+) -> tuple[threading.Thread, dict[str, object]]:
     result: dict[str, object] = {}
 
     def work() -> None:
@@ -68,8 +78,9 @@ def run_in_thread(trainer: CRLCTrainer, reporter: RecordingReporter,
 
 
 def test_epoch_arithmetic_and_events(images: np.ndarray, tmp_path: Path) -> None:
-    trainer = CRLCTrainer(tiny_config(epochs=2), images, CPU, tmp_path / "c.pt",
-                          tmp_path / "h.jsonl")
+    trainer = CRLCTrainer(
+        tiny_config(epochs=2), images, CPU, tmp_path / "c.pt", tmp_path / "h.jsonl"
+    )
     assert trainer.batch_size == 8 and trainer.steps_per_epoch == 6  # floor(50 / 8)
     reporter = RecordingReporter()
     fit = trainer.fit(reporter)
@@ -97,8 +108,9 @@ def test_too_many_clusters_and_wrong_size_are_rejected(images: np.ndarray) -> No
         CRLCTrainer(tiny_config(image_size=32), images, CPU)
 
 
-def test_cancel_from_another_thread_stops_within_one_step(images: np.ndarray,
-                                                          tmp_path: Path) -> None:
+def test_cancel_from_another_thread_stops_within_one_step(
+    images: np.ndarray, tmp_path: Path
+) -> None:
     ckpt = tmp_path / "checkpoint.pt"
     trainer = CRLCTrainer(tiny_config(), images, CPU, ckpt)
     reporter = BlockAtStep(at=9)  # mid-epoch 2 (6 steps per epoch)
@@ -150,11 +162,15 @@ def test_cancelled_then_resumed_equals_uninterrupted(images: np.ndarray, tmp_pat
     resumed.load()
     fit = resumed.fit()
     assert fit.state == "completed" and fit.epochs == 3 and fit.steps == 18
-    for (name, a), (_, b) in zip(straight.model.state_dict().items(),
-                                 resumed.model.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
-    np.testing.assert_allclose([r["head_losses"] for r in straight.history],
-                               [r["head_losses"] for r in resumed.history], atol=1e-5)
+    np.testing.assert_allclose(
+        [r["head_losses"] for r in straight.history],
+        [r["head_losses"] for r in resumed.history],
+        atol=1e-5,
+    )
 
 
 def test_time_budget_stops_training(images: np.ndarray) -> None:
