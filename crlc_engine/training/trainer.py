@@ -92,7 +92,7 @@ def _place_data(images: np.ndarray | Tensor, device: torch.device) -> Tensor:
         return data.contiguous()
     try:
         return data.to(device)
-    except torch.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         return data.pin_memory()
 
