@@ -17,13 +17,15 @@ from types import FrameType
 from typing import Any, TextIO
 
 from crlc_engine import __version__
-from crlc_engine.config import CRITIC_NAMES, STEMS
+from crlc_engine.config import BACKBONE_NAMES, CRITIC_NAMES, STEMS
 from crlc_engine.control import JobControl
 from crlc_engine.device import DEVICE_CHOICES, resolve_device
 from crlc_engine.errors import CRLCError
 from crlc_engine.events import EpochEnded, Event, TrainingFinished, TrainingStarted
-from crlc_engine.models import BACKBONES
+from crlc_engine.library.walk import ScanOptions
 from crlc_engine.presets import PRESETS, default_preset_name, resolve_train_config
+
+DEFAULT_SCAN_SIZE = 32
 
 
 class ConsoleReporter:
@@ -136,7 +138,7 @@ def _build_parser() -> argparse.ArgumentParser:
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=_positive_int, help="passes over all images")
     budget.add_argument("--minutes", type=float, help="train for this many minutes instead")
-    train.add_argument("--backbone", help=f"network: {', '.join(BACKBONES)}")
+    train.add_argument("--backbone", help=f"network: {', '.join(BACKBONE_NAMES)}")
     train.add_argument(
         "--stem",
         help=f"first layer: {', '.join(STEMS)} (auto: the CIFAR stem, "
@@ -185,7 +187,57 @@ def _build_parser() -> argparse.ArgumentParser:
         help="continue an unfinished (cancelled or crashed) run: the newest one, "
         "or RUN_ID; its saved settings are used",
     )
+    _scan_options(train)
     _common(train)
+
+    scan = sub.add_parser(
+        "scan",
+        help="find, check and cache the images of folders",
+        description=(
+            "Scan FOLDER(s) recursively: decode every new or changed image once into the "
+            "workspace's pixel cache at --size and a thumbnail, list files that cannot be used "
+            "with the reason, mark vanished files missing. Nothing is written inside FOLDER."
+        ),
+    )
+    scan.add_argument("folders", nargs="+", metavar="FOLDER", help="photo folder(s)")
+    scan.add_argument(
+        "--size",
+        type=int,
+        default=DEFAULT_SCAN_SIZE,
+        help=f"training size to cache, in pixels (default {DEFAULT_SCAN_SIZE}, the cpu preset's; "
+        "`crlc train` caches any other size it needs)",
+    )
+    scan.add_argument(
+        "--workers", type=int, default=None, help="decoding processes (default: all cores but one)"
+    )
+    _scan_options(scan)
+    _common(scan)
+
+    libraries = sub.add_parser(
+        "libraries",
+        help="list the libraries in the workspace",
+        description="List every library: its folders, images and disk use.",
+    )
+    _common(libraries)
+
+    forget = sub.add_parser(
+        "forget",
+        help="delete the workspace of a library (never the photos)",
+        description="Delete the cached pixels, thumbnails, catalog and runs of the library of "
+        "FOLDER(s). The photos themselves are not touched.",
+    )
+    forget.add_argument("folders", nargs="+", metavar="FOLDER", help="the library's folder(s)")
+    _common(forget)
+
+    relink = sub.add_parser(
+        "relink",
+        help="tell a library that one of its folders has moved",
+        description="Re-link every library that has the folder OLD to NEW (after moving or "
+        "renaming it): images keep their ids, cache, thumbnails and runs.",
+    )
+    relink.add_argument("old", metavar="OLD", help="where the folder was")
+    relink.add_argument("new", metavar="NEW", help="where it is now")
+    _common(relink)
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -196,10 +248,46 @@ def _build_parser() -> argparse.ArgumentParser:
             "for the sub-head chosen without labels and for the best sub-head."
         ),
     )
-    evaluate.add_argument("folder", metavar="FOLDER", help="the folder that was trained on")
+    evaluate.add_argument(
+        "folders", nargs="+", metavar="FOLDER", help="the folder(s) that were trained on"
+    )
     evaluate.add_argument("--run", help="run id (default: the newest completed run)")
     _common(evaluate)
     return parser
+
+
+def _scan_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only take files matching this glob (relative path or name); repeatable",
+    )
+    sub.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave out files and folders matching this glob; repeatable",
+    )
+    sub.add_argument(
+        "--hidden",
+        action="store_true",
+        help="also scan hidden files and folders (names starting with a dot)",
+    )
+    sub.add_argument(
+        "--no-follow-symlinks", action="store_true", help="do not follow symbolic links"
+    )
+
+
+def _options_of(args: argparse.Namespace) -> ScanOptions:
+    return ScanOptions(
+        include_hidden=args.hidden,
+        include=tuple(args.include),
+        exclude=tuple(args.exclude),
+        follow_symlinks=not args.no_follow_symlinks,
+    )
 
 
 def _common(sub: argparse.ArgumentParser) -> None:
@@ -266,7 +354,7 @@ def _cmd_train(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
 def _cmd_evaluate(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
     from crlc_engine.jobs import evaluate_folder
 
-    result = evaluate_folder(args.folder, args.run, args.workspace)
+    result = evaluate_folder(args.folders, args.run, args.workspace)
     out = sys.stderr
     out.write(f"Run {result.run_id}: {result.images} images in {result.classes} classes\n")
     for label, head, scores in (
@@ -280,6 +368,72 @@ def _cmd_evaluate(args: argparse.Namespace, control: JobControl) -> dict[str, An
     return result.summary()
 
 
+def _cmd_scan(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    # From the library, not crlc_engine.jobs: scanning must not import torch.
+    from crlc_engine.library import scan_folders
+
+    size = args.size
+    summary = scan_folders(
+        args.folders,
+        size,
+        args.workspace,
+        _options_of(args),
+        ConsoleReporter(),
+        control,
+        args.workers,
+    )
+    out = sys.stderr
+    out.write(
+        f"{summary.images_ok} images ready at {size} px ({summary.new} new, "
+        f"{summary.changed} changed, {summary.unchanged} unchanged, {summary.missing} "
+        f"missing; {summary.decoded} decoded at {summary.files_per_s:.1f} files/s)\n"
+    )
+    if summary.skipped:
+        out.write(f"{summary.images_skipped} skipped:\n")
+        for item in summary.skipped[:50]:
+            out.write(f"  {item.path}: {item.reason}\n")
+        if summary.images_skipped > 50:
+            out.write(f"  ... and {summary.images_skipped - 50} more (see --json)\n")
+    out.write(f"Workspace: {summary.workspace}\n")
+    result = summary.as_dict()
+    result["size"] = size
+    if summary.cancelled:
+        result["state"] = "cancelled"
+    return result
+
+
+def _cmd_libraries(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    from crlc_engine.library import list_libraries
+
+    infos = list_libraries(args.workspace)
+    for info in infos:
+        ok = info.counts.get("ok", 0)
+        sys.stderr.write(
+            f"{info.key}  {ok} images, {info.runs} runs, "
+            f"{info.disk_bytes / 1e6:.1f} MB  {'; '.join(info.roots)}\n"
+        )
+    if not infos:
+        sys.stderr.write("No libraries yet: run `crlc scan FOLDER` or `crlc train FOLDER`.\n")
+    return {"libraries": [info.as_dict() for info in infos]}
+
+
+def _cmd_forget(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    from crlc_engine.library import forget_library
+
+    removed = forget_library(args.folders, args.workspace)
+    sys.stderr.write(f"Removed {removed} (your photos were not touched)\n")
+    return {"removed": str(removed)}
+
+
+def _cmd_relink(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    from crlc_engine.library import relink_root
+
+    moved = relink_root(args.old, args.new, args.workspace)
+    for workspace in moved:
+        sys.stderr.write(f"Re-linked: {workspace}\n")
+    return {"workspaces": [str(w) for w in moved]}
+
+
 class _UsageError(CRLCError):
     kind = "usage"
 
@@ -291,6 +445,10 @@ def _usage_error(message: str) -> _UsageError:
 COMMANDS: dict[str, Callable[[argparse.Namespace, JobControl], dict[str, Any]]] = {
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
+    "scan": _cmd_scan,
+    "libraries": _cmd_libraries,
+    "forget": _cmd_forget,
+    "relink": _cmd_relink,
 }
 
 

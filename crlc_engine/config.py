@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from crlc_engine.errors import InvalidSettingError
-from crlc_engine.models.backbones import BACKBONES
+
+#: Names in ``crlc_engine.models.BACKBONES`` (kept here so that settings, presets and the CLI
+#: import without torch: the scan's worker processes re-import the CLI module).
+BACKBONE_NAMES = ("small", "resnet18", "resnet34", "resnet50")
 
 STEMS = ("auto", "cifar", "imagenet")
 CRITIC_NAMES = ("log_dot", "dot", "neg_l2", "neg_js")
@@ -80,8 +83,8 @@ class TrainConfig:
         checks: list[tuple[bool, str]] = [
             (self.clusters >= 2, f"number of clusters must be at least 2 (got {self.clusters})"),
             (
-                self.backbone in BACKBONES,
-                f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}",
+                self.backbone in BACKBONE_NAMES,
+                f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONE_NAMES)}",
             ),
             (self.stem in STEMS, f"unknown stem {self.stem!r}; choose one of {', '.join(STEMS)}"),
             (

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from crlc_engine.errors import DeviceUnavailableError, InvalidSettingError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -25,6 +27,8 @@ class DeviceChoice:
 
 
 def _mps_available() -> bool:
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 
@@ -42,6 +46,8 @@ def resolve_device(request: str = "auto") -> DeviceChoice:
         DeviceUnavailableError: CUDA or MPS was requested but is not available.
         InvalidSettingError: ``request`` is not a known device name.
     """
+    import torch  # imported here: keeps `import crlc_engine.cli` free of torch
+
     name = request.strip().lower()
     if name == "auto":
         if torch.cuda.is_available():

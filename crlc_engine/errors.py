@@ -60,3 +60,15 @@ class NoGroundTruthError(CRLCError):
     """Evaluation needs images inside class sub-folders; none were found."""
 
     kind = "no_ground_truth"
+
+
+class WorkspaceLockedError(CRLCError):
+    """Another process (the CLI or the app) is writing this workspace."""
+
+    kind = "workspace_locked"
+
+
+class LibraryNotFoundError(CRLCError):
+    """No library (workspace) exists for the given folders."""
+
+    kind = "library_not_found"

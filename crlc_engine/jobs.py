@@ -1,4 +1,4 @@
-"""Whole jobs on a folder, shared by the CLI and the GUI: train (or resume) and evaluate.
+"""Whole jobs on a library, shared by the CLI and the GUI: scan, train (or resume), evaluate.
 
 Each job takes a reporter and a :class:`~crlc_engine.control.JobControl`, writes its results
 under the library's workspace and returns a result dataclass.
@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,20 +21,29 @@ import torch
 from crlc_engine import __version__
 from crlc_engine.config import TrainConfig
 from crlc_engine.control import JobControl
-from crlc_engine.data import class_indices, class_of, load_image_folder
 from crlc_engine.device import resolve_device
 from crlc_engine.errors import (
+    CheckpointError,
     CRLCError,
-    FolderNotFoundError,
     InvalidSettingError,
     NoGroundTruthError,
     RunNotFoundError,
 )
 from crlc_engine.events import NullReporter, Reporter
 from crlc_engine.fileio import atomic_write, atomic_write_json, atomic_write_text
+from crlc_engine.groundtruth import class_indices, class_of
 from crlc_engine.inference import predict
+from crlc_engine.library import (  # scan_folders: the scan job, re-exported
+    ImageLibrary,
+    ImageRecord,
+    ScanOptions,
+    ScanSummary,
+    scan_folders,
+)
 from crlc_engine.metrics import ClusteringScores, score_clustering
-from crlc_engine.runs import Library, RunDir
+from crlc_engine.runs import RunDir, RunStore
+
+__all__ = ["EvaluationResult", "TrainOutcome", "evaluate_folder", "scan_folders", "train_folder"]
 from crlc_engine.training.trainer import CRLCTrainer, FitResult
 
 
@@ -49,7 +59,7 @@ class TrainOutcome:
         config: The resolved settings.
         device: The device used (e.g. ``cuda``).
         images: Images trained on.
-        skipped: Files that could not be decoded, with reasons.
+        scan: The library scan that preceded training.
     """
 
     run: RunDir
@@ -59,7 +69,7 @@ class TrainOutcome:
     config: TrainConfig
     device: str
     images: int
-    skipped: list[tuple[str, str]]
+    scan: ScanSummary
 
     def summary(self) -> dict[str, Any]:
         """The CLI's ``--json`` object for ``crlc train``."""
@@ -77,25 +87,25 @@ class TrainOutcome:
             "elapsed_s": round(self.fit.elapsed_s, 2),
             "device": self.device,
             "images": self.images,
-            "skipped": len(self.skipped),
+            "skipped": self.scan.images_skipped,
             "preset": self.config.preset,
         }
 
 
 def _write_assignments(
-    run: RunDir, root: Path, paths: list[str], labels: np.ndarray, confidences: np.ndarray
+    run: RunDir, records: list[ImageRecord], labels: np.ndarray, confidences: np.ndarray
 ) -> None:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["path", "cluster", "confidence"])
-    for rel, cluster, conf in zip(paths, labels.tolist(), confidences.tolist(), strict=True):
-        writer.writerow([str(root / rel), cluster, f"{conf:.6f}"])
+    for record, cluster, conf in zip(records, labels.tolist(), confidences.tolist(), strict=True):
+        writer.writerow([str(record.path), cluster, f"{conf:.6f}"])
     atomic_write_text(run.assignments_path, text.getvalue())
 
 
 def _write_predictions(
     run: RunDir,
-    paths: list[str],
+    records: list[ImageRecord],
     head_labels: np.ndarray,
     probabilities: np.ndarray,
     chosen_head: int,
@@ -103,7 +113,8 @@ def _write_predictions(
     def write(handle: Any) -> None:
         np.savez_compressed(
             handle,
-            paths=np.array(paths, dtype=np.str_),
+            image_ids=np.array([r.id for r in records], dtype=np.int64),
+            paths=np.array([r.rel_path for r in records], dtype=np.str_),
             head_labels=head_labels.astype(np.int32),
             chosen_probabilities=probabilities.astype(np.float32),
             chosen_head=np.int64(chosen_head),
@@ -113,76 +124,104 @@ def _write_predictions(
 
 
 def train_folder(
-    folder: str | Path,
+    folders: str | Path | Sequence[str | Path],
     config: TrainConfig,
     workspace: str | Path | None = None,
     reporter: Reporter | None = None,
     control: JobControl | None = None,
     resume: str | None = None,
+    scan_options: ScanOptions | None = None,
+    workers: int | None = None,
 ) -> TrainOutcome:
-    """Train CRLC on every image under ``folder`` and store the run, or resume a run.
+    """Scan the library of ``folders``, train CRLC on its images and store the run.
 
     Args:
-        folder: The photo folder (read recursively).
+        folders: The photo folder(s) of the library (order does not matter).
         config: Settings; ignored when resuming (the run's saved settings are used).
         workspace: Workspace base (default: ``$CRLC_WORKSPACE`` or the user data folder).
         reporter: Progress and events.
         control: Cancel / pause token.
         resume: Id of an unfinished run to continue, or ``"latest"`` for the newest
             unfinished one.
+        scan_options: What the scan looks at.
+        workers: Decoding processes for the scan.
 
     Raises:
-        CRLCError: a user-level problem (no images, bad settings, no GPU...).
+        CRLCError: a user-level problem (no images, bad settings, no GPU, workspace locked...).
     """
     reporter = reporter or NullReporter()
     control = control or JobControl()
-    library = Library.open([_existing_folder(folder)], workspace)
-    if resume is not None:
-        run = _unfinished_run(library, None if resume == "latest" else resume)
-        config = TrainConfig.from_dict(run.read_config()["train"])
-    device = resolve_device(config.device)
-    reporter.status(f"Device: {device.device} ({device.reason})")
-    data = load_image_folder(folder, config.image_size, reporter, control)
-    if control.cancelled:
-        raise InterruptedError("cancelled while loading images")
-    if config.clusters > len(data.paths):
-        raise InvalidSettingError(
-            f"{config.clusters} clusters requested but {data.root} has only "
-            f"{len(data.paths)} readable images"
-        )
-    if resume is None:
-        run = library.create_run()
-        atomic_write_json(
-            run.config_path,
-            {
-                "train": config.to_dict(),
-                "roots": [str(r) for r in library.roots],
-                "folder": str(data.root),
-                "device": str(device.device),
-                "device_reason": device.reason,
-                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "engine_version": __version__,
-                "torch_version": torch.__version__,
-                "parent": None,
-            },
-        )
-    run.write_status("running", pid_note(), images=len(data.paths))
+    roots = [folders] if isinstance(folders, str | Path) else list(folders)
+    with ImageLibrary.open(roots, workspace) as library:
+        if resume is not None:
+            run = _unfinished_run(library.runs, None if resume == "latest" else resume)
+            config = TrainConfig.from_dict(run.read_config()["train"])
+        device = resolve_device(config.device)
+        reporter.status(f"Device: {device.device} ({device.reason})")
+        scan = library.scan(config.image_size, scan_options, reporter, control, workers)
+        if control.cancelled:
+            raise InterruptedError("cancelled while scanning the images")
+        with library.locked(f"training ({config.preset} preset)"):
+            if resume is not None:
+                records = _resume_records(library, run, config.image_size)
+            else:
+                records = library.cached_images(config.image_size)
+            if config.clusters > len(records):
+                raise InvalidSettingError(
+                    f"{config.clusters} clusters requested but the folder(s) hold only "
+                    f"{len(records)} usable images"
+                )
+            if resume is None:
+                run = library.runs.create_run()
+                atomic_write_json(
+                    run.config_path,
+                    {
+                        "train": config.to_dict(),
+                        "roots": [str(r) for r in library.roots],
+                        "device": str(device.device),
+                        "device_reason": device.reason,
+                        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                        "engine_version": __version__,
+                        "torch_version": torch.__version__,
+                        "parent": None,
+                        "images": len(records),
+                    },
+                )
+                np.save(run.path / "image_ids.npy", np.array([r.id for r in records]))
+            pixels = library.pixels(config.image_size, records)
+            fit = _train_run(
+                run, config, device.device, pixels, records, reporter, control, resume is not None
+            )
+    return TrainOutcome(
+        run, library.workspace, fit.state, fit, config, str(device.device), len(records), scan
+    )
+
+
+def _train_run(
+    run: RunDir,
+    config: TrainConfig,
+    device: torch.device,
+    pixels: np.ndarray,
+    records: list[ImageRecord],
+    reporter: Reporter,
+    control: JobControl,
+    resume: bool,
+) -> FitResult:
+    run.write_status("running", f"pid {os.getpid()}", images=len(records))
     try:
         trainer = CRLCTrainer(
-            config, data.images, device.device, run.checkpoint_path, run.history_path, run.run_id
+            config, pixels, device, run.checkpoint_path, run.history_path, run.run_id
         )
-        if resume is not None:
+        if resume:
             trainer.load()
             reporter.status(f"Resuming run {run.run_id} at epoch {trainer.epoch}")
         fit = trainer.fit(reporter, control)
         if fit.state == "completed":
             reporter.status("Computing assignments")
-            preds = predict(trainer.model, trainer.data, trainer.augment_config, device.device)
+            preds = predict(trainer.model, trainer.data, trainer.augment_config, device)
             head = fit.chosen_head
-            _write_assignments(
-                run, data.root, data.paths, preds.labels(head), preds.confidences(head)
-            )
-            _write_predictions(run, data.paths, preds.all_labels(), preds.probabilities[head], head)
+            _write_assignments(run, records, preds.labels(head), preds.confidences(head))
+            _write_predictions(run, records, preds.all_labels(), preds.probabilities[head], head)
     except BaseException as exc:
         message = str(exc) if isinstance(exc, CRLCError) else f"{type(exc).__name__}: {exc}"
         state = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -196,37 +235,28 @@ def train_folder(
         samples_per_s=fit.samples_per_s,
         elapsed_s=fit.elapsed_s,
     )
-    return TrainOutcome(
-        run,
-        library.workspace,
-        fit.state,
-        fit,
-        config,
-        str(device.device),
-        len(data.paths),
-        data.skipped,
-    )
+    return fit
 
 
-def _existing_folder(folder: str | Path) -> Path:
-    path = Path(folder).expanduser()
-    if not path.is_dir():
-        raise FolderNotFoundError(f"folder not found: {path}")
-    return path
+def _resume_records(library: ImageLibrary, run: RunDir, side: int) -> list[ImageRecord]:
+    ids = np.load(run.path / "image_ids.npy").tolist()
+    available = {r.id: r for r in library.cached_images(side)}
+    lost = [i for i in ids if i not in available]
+    if lost:
+        raise CheckpointError(
+            f"run {run.run_id} cannot resume: {len(lost)} of its {len(ids)} images are no "
+            "longer available (moved, deleted or changed); start a new run"
+        )
+    return [available[i] for i in ids]
 
 
-def pid_note() -> str:
-    """A short note on which process runs the job."""
-    return f"pid {os.getpid()}"
-
-
-def _unfinished_run(library: Library, run_id: str | None) -> RunDir:
+def _unfinished_run(runs: RunStore, run_id: str | None) -> RunDir:
     if run_id is not None:
-        run = library.get_run(run_id, state=None)
+        run = runs.get(run_id, state=None)
         if run.state == "completed":
             raise InvalidSettingError(f"run {run_id} is already completed; nothing to resume")
     else:
-        candidates = [r for r in library.runs() if r.state in ("cancelled", "running", "failed")]
+        candidates = [r for r in runs.all() if r.state in ("cancelled", "running", "failed")]
         if not candidates:
             raise RunNotFoundError("no unfinished run to resume in this library")
         run = candidates[-1]
@@ -272,7 +302,9 @@ class EvaluationResult:
 
 
 def evaluate_folder(
-    folder: str | Path, run_id: str | None = None, workspace: str | Path | None = None
+    folders: str | Path | Sequence[str | Path],
+    run_id: str | None = None,
+    workspace: str | Path | None = None,
 ) -> EvaluationResult:
     """ACC / NMI / ARI of a completed run against the class sub-folders of ``folder``.
 
@@ -280,8 +312,9 @@ def evaluate_folder(
         RunNotFoundError: no completed run (or no run ``run_id``).
         NoGroundTruthError: no image lies in a class sub-folder.
     """
-    library = Library.open([_existing_folder(folder)], workspace)
-    run = library.get_run(run_id, state="completed")
+    roots = [folders] if isinstance(folders, str | Path) else list(folders)
+    with ImageLibrary.open(roots, workspace) as library:
+        run = library.runs.get(run_id, state="completed")
     if not run.predictions_path.exists():
         raise RunNotFoundError(f"run {run.run_id} has no predictions (state {run.state})")
     with np.load(run.predictions_path) as stored:

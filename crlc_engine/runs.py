@@ -122,46 +122,31 @@ class RunDir:
         return str(self.read_status().get("state", "failed"))
 
 
-@dataclass(frozen=True)
-class Library:
-    """A set of root folders and its workspace folder."""
+class RunStore:
+    """The ``runs/`` folder of a library workspace."""
 
-    roots: tuple[Path, ...]
-    workspace: Path
-
-    @classmethod
-    def open(cls, roots: Sequence[str | Path], base: str | Path | None = None) -> Library:
-        """Resolve the library of ``roots`` under a workspace base (creating its folder)."""
-        resolved = tuple(sorted({Path(r).expanduser().resolve() for r in roots}, key=str))
-        workspace = workspace_base(base) / "libraries" / library_key(resolved)
-        (workspace / "runs").mkdir(parents=True, exist_ok=True)
-        info = workspace / "library.json"
-        if not info.exists():
-            atomic_write_json(info, {"roots": [str(r) for r in resolved]})
-        return cls(resolved, workspace)
-
-    @property
-    def runs_dir(self) -> Path:
-        """``runs/`` of the workspace."""
-        return self.workspace / "runs"
+    def __init__(self, runs_dir: Path, roots: Sequence[Path] = ()) -> None:
+        self.runs_dir = runs_dir
+        self.roots = tuple(roots)
 
     def create_run(self) -> RunDir:
         """Make a new, empty run folder with a fresh id."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
         while True:
             path = self.runs_dir / new_run_id()
             try:
-                path.mkdir(parents=True)
+                path.mkdir()
             except FileExistsError:
                 continue
             return RunDir(path)
 
-    def runs(self) -> list[RunDir]:
+    def all(self) -> list[RunDir]:
         """All runs, oldest first (ids sort by time)."""
         if not self.runs_dir.is_dir():
             return []
         return [RunDir(p) for p in sorted(self.runs_dir.iterdir()) if (p / "config.json").exists()]
 
-    def get_run(self, run_id: str | None = None, state: str | None = "completed") -> RunDir:
+    def get(self, run_id: str | None = None, state: str | None = "completed") -> RunDir:
         """The run with ``run_id``, else the newest run in ``state``.
 
         Raises:
@@ -169,14 +154,14 @@ class Library:
         """
         if run_id:
             run = RunDir(self.runs_dir / run_id)
-            if not run.config_path.exists():
-                raise RunNotFoundError(f"no run {run_id!r} in {self.workspace}")
+            if "/" in run_id or not run.config_path.exists():
+                raise RunNotFoundError(f"no run {run_id!r} in {self.runs_dir}")
             return run
-        for run in reversed(self.runs()):
+        for run in reversed(self.all()):
             if state is None or run.state == state:
                 return run
         wanted = f"{state} " if state else ""
         raise RunNotFoundError(
-            f"no {wanted}run yet for {', '.join(map(str, self.roots))} "
-            f"(workspace {self.workspace}); run `crlc train` first"
+            f"no {wanted}run yet for {', '.join(map(str, self.roots)) or self.runs_dir} "
+            "; run `crlc train` first"
         )

@@ -78,7 +78,8 @@ def test_run_folder_layout(trained: dict, shapes_folder: Path) -> None:
     assert run.is_relative_to(Path(trained["workspace"]))
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["clusters"] == 4 and config["train"]["backbone"] == "small"
-    assert config["folder"] == str(shapes_folder.resolve())
+    assert config["roots"] == [str(shapes_folder.resolve())]
+    assert (run / "image_ids.npy").is_file()
     assert json.loads((run / "status.json").read_text())["state"] == "completed"
     assert (run / "checkpoint.pt").stat().st_size > 0
     with (run / "assignments.csv").open() as handle:
@@ -135,7 +136,7 @@ def expect_error(
     assert code == 1
     assert payload["error"]["type"] == kind
     assert fragment in payload["error"]["message"]
-    error_lines = [line for line in err.splitlines() if "error" in line]
+    error_lines = [line for line in err.splitlines() if "crlc: error" in line]
     assert len(error_lines) == 1 and err.strip().splitlines()[-1].startswith("crlc: error:")
     assert "Traceback" not in err
 
@@ -164,7 +165,7 @@ def test_error_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ("k", "kind", "fragment"),
     [
         ("1", "usage", "at least 2"),
-        ("49", "invalid_setting", "only 48 readable images"),
+        ("49", "invalid_setting", "only 48 usable images"),
     ],
 )
 def test_error_cluster_count(

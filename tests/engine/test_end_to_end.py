@@ -22,8 +22,9 @@ import pytest
 from scipy.cluster.vq import kmeans2
 
 from crlc_engine.config import TrainConfig
-from crlc_engine.data import class_indices, load_image_folder
+from crlc_engine.groundtruth import class_indices, class_of
 from crlc_engine.jobs import evaluate_folder, train_folder
+from crlc_engine.library import ImageLibrary
 from crlc_engine.metrics import cluster_accuracy
 from crlc_engine.synthetic import write_shapes_folder
 
@@ -42,10 +43,13 @@ def shapes3(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def test_raw_pixel_kmeans_cannot_solve_the_data(shapes3: Path) -> None:
-    data = load_image_folder(shapes3, 32)
-    truth, _ = class_indices(data.classes)
-    pixels = data.images.reshape(len(truth), -1).astype(np.float64) / 255.0
+def test_raw_pixel_kmeans_cannot_solve_the_data(shapes3: Path, tmp_path: Path) -> None:
+    with ImageLibrary.open([shapes3], tmp_path) as library:
+        library.scan(32, workers=0, thumbnails=False)
+        records = library.cached_images(32)
+        images = library.pixels(32, records)
+    truth, _ = class_indices([class_of(r.rel_path) for r in records])
+    pixels = images.reshape(len(truth), -1).astype(np.float64) / 255.0
     accs = []
     for seed in range(5):
         _, labels = kmeans2(pixels, 3, minit="++", seed=seed)

@@ -16,3 +16,22 @@ def test_engine_imports_no_qt_and_no_app() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_cli_and_library_import_without_torch() -> None:
+    """Scan workers are spawned processes that re-import the `crlc` script, i.e. the CLI
+    module: it must not pull in torch (about 400 MB and seconds per worker)."""
+    code = (
+        "import sys\n"
+        "import crlc_engine.cli, crlc_engine.library, crlc_engine.presets\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_backbone_names_match_registry() -> None:
+    from crlc_engine.config import BACKBONE_NAMES
+    from crlc_engine.models import BACKBONES
+
+    assert set(BACKBONE_NAMES) == set(BACKBONES)

@@ -1,0 +1,28 @@
+"""Photo folders -> persistent workspace: scan, decode, pixel cache, thumbnails, SQLite catalog."""
+
+from crlc_engine.library.catalog import SCHEMA_VERSION, Catalog, ImageRecord
+from crlc_engine.library.library import (
+    ImageLibrary,
+    ScanSummary,
+    SkippedFile,
+    resolve_roots,
+    scan_folders,
+)
+from crlc_engine.library.registry import LibraryInfo, forget_library, list_libraries, relink_root
+from crlc_engine.library.walk import ScanOptions
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Catalog",
+    "ImageLibrary",
+    "ImageRecord",
+    "LibraryInfo",
+    "ScanOptions",
+    "ScanSummary",
+    "SkippedFile",
+    "forget_library",
+    "list_libraries",
+    "relink_root",
+    "resolve_roots",
+    "scan_folders",
+]
