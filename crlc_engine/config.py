@@ -48,6 +48,11 @@ class TrainConfig:
         feature_dim: Width of the RL-head output z.
         blur: Whether views get a Gaussian blur.
         crop_min_scale: Smallest area fraction of a random resized crop (official: 0.2).
+        lambda_xent: Weight of the cross-entropy on labelled images (CRLC-semi; 0: off).
+        labelled_batch: Labelled images per step in CRLC-semi (official: 64).
+        lr_schedule: ``constant`` (end-to-end CRLC) or ``cosine`` (decay to ``lr_min``,
+            CRLC-semi).
+        lr_min: Final learning rate of the cosine schedule.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps`` as requested.
         seed: Seed of every random number generator of the run.
         checkpoint_every: Write a checkpoint every this many epochs (and at the end/cancel).
@@ -75,6 +80,10 @@ class TrainConfig:
     feature_dim: int = 128
     blur: bool = False
     crop_min_scale: float = 0.2
+    lambda_xent: float = 0.0
+    labelled_batch: int = 64
+    lr_schedule: str = "constant"
+    lr_min: float = 0.001
     device: str = "auto"
     seed: int = 0
     checkpoint_every: int = 10
@@ -112,6 +121,13 @@ class TrainConfig:
                 0 < self.crop_min_scale <= 1,
                 f"crop-min-scale must be in (0, 1] (got {self.crop_min_scale})",
             ),
+            (self.lambda_xent >= 0, f"lambda-xent must be >= 0 (got {self.lambda_xent})"),
+            (self.labelled_batch >= 1, "labelled batch must be >= 1"),
+            (
+                self.lr_schedule in ("constant", "cosine"),
+                f"lr schedule must be constant or cosine (got {self.lr_schedule!r})",
+            ),
+            (0 <= self.lr_min <= self.lr, "lr-min must be in [0, lr]"),
             (self.feature_dim >= 2, "feature dim must be >= 2"),
             (self.checkpoint_every >= 1, "checkpoint-every must be >= 1"),
         ]

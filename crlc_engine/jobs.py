@@ -6,10 +6,10 @@ under the library's workspace and returns a result dataclass.
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import datetime as dt
-import io
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from crlc_engine import __version__
+from crlc_engine.annotations import Annotations
+from crlc_engine.augment import AugmentConfig
 from crlc_engine.config import TrainConfig
 from crlc_engine.control import JobControl
 from crlc_engine.device import resolve_device
@@ -30,9 +32,9 @@ from crlc_engine.errors import (
     RunNotFoundError,
 )
 from crlc_engine.events import NullReporter, Reporter
-from crlc_engine.fileio import atomic_write, atomic_write_json, atomic_write_text
+from crlc_engine.fileio import atomic_write, atomic_write_json
 from crlc_engine.groundtruth import class_indices, class_of
-from crlc_engine.inference import predict
+from crlc_engine.inference import Predictions, predict
 from crlc_engine.library import (  # scan_folders: the scan job, re-exported
     ImageLibrary,
     ImageRecord,
@@ -41,9 +43,24 @@ from crlc_engine.library import (  # scan_folders: the scan job, re-exported
     scan_folders,
 )
 from crlc_engine.metrics import ClusteringScores, score_clustering
+from crlc_engine.models import CRLCModel
+from crlc_engine.results import ResultStore, carry_over_names
 from crlc_engine.runs import RunDir, RunStore
+from crlc_engine.training.checkpoint import load_checkpoint
 
-__all__ = ["EvaluationResult", "TrainOutcome", "evaluate_folder", "scan_folders", "train_folder"]
+__all__ = [
+    "EvaluationResult",
+    "RunInfo",
+    "TrainOutcome",
+    "assign_run",
+    "class_to_cluster",
+    "delete_run",
+    "evaluate_folder",
+    "list_runs",
+    "refine_folder",
+    "scan_folders",
+    "train_folder",
+]
 from crlc_engine.training.trainer import CRLCTrainer, FitResult
 
 
@@ -70,11 +87,13 @@ class TrainOutcome:
     device: str
     images: int
     scan: ScanSummary
+    parent: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        """The CLI's ``--json`` object for ``crlc train``."""
+        """The CLI's ``--json`` object for ``crlc train`` and ``crlc refine``."""
         return {
             "run_id": self.run.run_id,
+            "parent": self.parent,
             "workspace": str(self.workspace),
             "run_dir": str(self.run.path),
             "state": self.state,
@@ -90,17 +109,6 @@ class TrainOutcome:
             "skipped": self.scan.images_skipped,
             "preset": self.config.preset,
         }
-
-
-def _write_assignments(
-    run: RunDir, records: list[ImageRecord], labels: np.ndarray, confidences: np.ndarray
-) -> None:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["path", "cluster", "confidence"])
-    for record, cluster, conf in zip(records, labels.tolist(), confidences.tolist(), strict=True):
-        writer.writerow([str(record.path), cluster, f"{conf:.6f}"])
-    atomic_write_text(run.assignments_path, text.getvalue())
 
 
 def _write_predictions(
@@ -123,6 +131,10 @@ def _write_predictions(
     atomic_write(run.predictions_path, write)
 
 
+def _roots(folders: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    return [folders] if isinstance(folders, str | Path) else list(folders)
+
+
 def train_folder(
     folders: str | Path | Sequence[str | Path],
     config: TrainConfig,
@@ -135,14 +147,16 @@ def train_folder(
 ) -> TrainOutcome:
     """Scan the library of ``folders``, train CRLC on its images and store the run.
 
+    Ignored images are left out. When the run completes, its assignments go to the catalog
+    and the names of the previous run's clusters carry over (Hungarian matching).
+
     Args:
         folders: The photo folder(s) of the library (order does not matter).
         config: Settings; ignored when resuming (the run's saved settings are used).
         workspace: Workspace base (default: ``$CRLC_WORKSPACE`` or the user data folder).
         reporter: Progress and events.
         control: Cancel / pause token.
-        resume: Id of an unfinished run to continue, or ``"latest"`` for the newest
-            unfinished one.
+        resume: Id of an unfinished run (train or refine) to continue, or ``"latest"``.
         scan_options: What the scan looks at.
         workers: Decoding processes for the scan.
 
@@ -151,11 +165,13 @@ def train_folder(
     """
     reporter = reporter or NullReporter()
     control = control or JobControl()
-    roots = [folders] if isinstance(folders, str | Path) else list(folders)
-    with ImageLibrary.open(roots, workspace) as library:
+    with ImageLibrary.open(_roots(folders), workspace) as library:
+        parent: str | None = None
         if resume is not None:
             run = _unfinished_run(library.runs, None if resume == "latest" else resume)
-            config = TrainConfig.from_dict(run.read_config()["train"])
+            stored = run.read_config()
+            config = TrainConfig.from_dict(stored["train"])
+            parent = stored.get("parent")
         device = resolve_device(config.device)
         reporter.status(f"Device: {device.device} ({device.reason})")
         scan = library.scan(config.image_size, scan_options, reporter, control, workers)
@@ -164,40 +180,82 @@ def train_folder(
         with library.locked(f"training ({config.preset} preset)"):
             if resume is not None:
                 records = _resume_records(library, run, config.image_size)
+                labelled = _load_labelled(run)
             else:
-                records = library.cached_images(config.image_size)
-            if config.clusters > len(records):
-                raise InvalidSettingError(
-                    f"{config.clusters} clusters requested but the folder(s) hold only "
-                    f"{len(records)} usable images"
+                ignored = Annotations(library.catalog).ignored()
+                records = [
+                    r for r in library.cached_images(config.image_size) if r.id not in ignored
+                ]
+                _check_cluster_count(config.clusters, len(records))
+                run = _create_run(
+                    library, config, device.reason, str(device.device), records, parent=None
                 )
-            if resume is None:
-                run = library.runs.create_run()
-                atomic_write_json(
-                    run.config_path,
-                    {
-                        "train": config.to_dict(),
-                        "roots": [str(r) for r in library.roots],
-                        "device": str(device.device),
-                        "device_reason": device.reason,
-                        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                        "engine_version": __version__,
-                        "torch_version": torch.__version__,
-                        "parent": None,
-                        "images": len(records),
-                    },
-                )
-                np.save(run.path / "image_ids.npy", np.array([r.id for r in records]))
+                labelled = None
             pixels = library.pixels(config.image_size, records)
             fit = _train_run(
-                run, config, device.device, pixels, records, reporter, control, resume is not None
+                library,
+                run,
+                config,
+                device.device,
+                pixels,
+                records,
+                reporter,
+                control,
+                resume is not None,
+                labelled=labelled,
             )
     return TrainOutcome(
-        run, library.workspace, fit.state, fit, config, str(device.device), len(records), scan
+        run,
+        library.workspace,
+        fit.state,
+        fit,
+        config,
+        str(device.device),
+        len(records),
+        scan,
+        parent,
     )
 
 
+def _check_cluster_count(clusters: int, images: int) -> None:
+    if clusters > images:
+        raise InvalidSettingError(
+            f"{clusters} clusters requested but the folder(s) hold only {images} usable images"
+        )
+
+
+def _create_run(
+    library: ImageLibrary,
+    config: TrainConfig,
+    device_reason: str,
+    device: str,
+    records: list[ImageRecord],
+    parent: str | None,
+    extra: dict[str, Any] | None = None,
+) -> RunDir:
+    run = library.runs.create_run()
+    atomic_write_json(
+        run.config_path,
+        {
+            "train": config.to_dict(),
+            "roots": [str(r) for r in library.roots],
+            "device": device,
+            "device_reason": device_reason,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "engine_version": __version__,
+            "torch_version": torch.__version__,
+            "parent": parent,
+            "kind": "train" if parent is None else "refine",
+            "images": len(records),
+            **(extra or {}),
+        },
+    )
+    np.save(run.path / "image_ids.npy", np.array([r.id for r in records], dtype=np.int64))
+    return run
+
+
 def _train_run(
+    library: ImageLibrary,
     run: RunDir,
     config: TrainConfig,
     device: torch.device,
@@ -206,22 +264,31 @@ def _train_run(
     reporter: Reporter,
     control: JobControl,
     resume: bool,
+    labelled: tuple[np.ndarray, np.ndarray] | None = None,
+    parent_checkpoint: Path | None = None,
+    fixed_names: dict[int, str] | None = None,
 ) -> FitResult:
     run.write_status("running", f"pid {os.getpid()}", images=len(records))
     try:
         trainer = CRLCTrainer(
-            config, pixels, device, run.checkpoint_path, run.history_path, run.run_id
+            config,
+            pixels,
+            device,
+            run.checkpoint_path,
+            run.history_path,
+            run.run_id,
+            labelled=labelled,
         )
         if resume:
             trainer.load()
             reporter.status(f"Resuming run {run.run_id} at epoch {trainer.epoch}")
+        elif parent_checkpoint is not None:
+            trainer.init_from_parent(parent_checkpoint)
         fit = trainer.fit(reporter, control)
         if fit.state == "completed":
             reporter.status("Computing assignments")
             preds = predict(trainer.model, trainer.data, trainer.augment_config, device)
-            head = fit.chosen_head
-            _write_assignments(run, records, preds.labels(head), preds.confidences(head))
-            _write_predictions(run, records, preds.all_labels(), preds.probabilities[head], head)
+            _store_results(library, run, records, preds, fit.chosen_head, fixed_names)
     except BaseException as exc:
         message = str(exc) if isinstance(exc, CRLCError) else f"{type(exc).__name__}: {exc}"
         state = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -236,6 +303,48 @@ def _train_run(
         elapsed_s=fit.elapsed_s,
     )
     return fit
+
+
+def _store_results(
+    library: ImageLibrary,
+    run: RunDir,
+    records: list[ImageRecord],
+    preds: Predictions,
+    head: int,
+    fixed_names: dict[int, str] | None,
+) -> None:
+    """predictions.npz (every sub-head, for evaluation) + catalog assignments + names."""
+    _write_predictions(run, records, preds.all_labels(), preds.probabilities[head], head)
+    store = ResultStore(library.catalog)
+    store.write(
+        run.run_id,
+        np.array([r.id for r in records], dtype=np.int64),
+        preds.probabilities[head],
+        preds.features,
+    )
+    previous = _previous_named_run(library.runs, run)
+    if previous is not None:
+        carry_over_names(store, previous, run.run_id, fixed_names)
+    elif fixed_names:
+        for cluster, name in fixed_names.items():
+            store.set_name(run.run_id, cluster, name)
+
+
+def _previous_named_run(runs: RunStore, run: RunDir) -> str | None:
+    """The run whose names a new run inherits: its parent, else the newest completed one."""
+    parent = run.read_config().get("parent")
+    if parent:
+        return str(parent)
+    earlier = [r for r in runs.all() if r.run_id < run.run_id and r.state == "completed"]
+    return earlier[-1].run_id if earlier else None
+
+
+def _load_labelled(run: RunDir) -> tuple[np.ndarray, np.ndarray] | None:
+    path = run.path / "labelled.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as stored:
+        return stored["rows"], stored["targets"]
 
 
 def _resume_records(library: ImageLibrary, run: RunDir, side: int) -> list[ImageRecord]:
@@ -263,6 +372,250 @@ def _unfinished_run(runs: RunStore, run_id: str | None) -> RunDir:
     if not run.checkpoint_path.exists():
         raise RunNotFoundError(f"run {run.run_id} has no checkpoint to resume from")
     return run
+
+
+# ---------------------------------------------------------------------- refine (CRLC-semi)
+def class_to_cluster(
+    labels: dict[int, str], names: dict[int, str], clusters: dict[int, int], num_clusters: int
+) -> dict[str, int]:
+    """Map every class to one cluster index (growing past ``num_clusters`` when needed).
+
+    A class that names a cluster maps to it (the lowest index when several clusters share the
+    name, i.e. were merged); another class goes to the cluster that holds most of its labelled
+    images if no class took it yet, else to the lowest free unnamed cluster, else to a new
+    cluster index (the C-head grows).
+
+    Args:
+        labels: image id -> class name.
+        names: cluster -> name in the parent run.
+        clusters: image id -> cluster in the parent run.
+        num_clusters: C of the parent run.
+    """
+    mapping: dict[str, int] = {}
+    for cluster in sorted(names):
+        mapping.setdefault(names[cluster], cluster)
+    taken = set(mapping.values())
+    for name in sorted(set(labels.values()) - set(mapping)):
+        votes: dict[int, int] = {}
+        for image, cls in labels.items():
+            if cls == name and image in clusters:
+                votes[clusters[image]] = votes.get(clusters[image], 0) + 1
+        ranked = sorted(votes, key=lambda c: (-votes[c], c))
+        choice = next((c for c in ranked if c not in taken and c not in names), None)
+        if choice is None:
+            choice = next(
+                (c for c in range(num_clusters) if c not in taken and c not in names), None
+            )
+        if choice is None:
+            choice = max([num_clusters - 1, *taken]) + 1
+        mapping[name] = choice
+        taken.add(choice)
+    return mapping
+
+
+def refine_folder(
+    folders: str | Path | Sequence[str | Path],
+    run_id: str | None = None,
+    epochs: int | None = None,
+    minutes: float | None = None,
+    workspace: str | Path | None = None,
+    reporter: Reporter | None = None,
+    control: JobControl | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainOutcome:
+    """CRLC-semi: continue a completed run with the user's labels as a new run.
+
+    The new run starts from the parent's network weights, trains the CRLC loss plus
+    ``lambda_xent`` x cross-entropy on labelled images (semi settings: lambda_ent 1,
+    lambda_FC 5, lambda_xent 1, SGD with cosine decay to lr 0.001, 64 labelled images per
+    step) and records the parent. Every class maps to one cluster (:func:`class_to_cluster`);
+    the names follow the mapping, other names carry over by Hungarian matching.
+
+    Raises:
+        RunNotFoundError: no completed run to refine.
+        InvalidSettingError: no labels, or bad settings.
+    """
+    reporter = reporter or NullReporter()
+    control = control or JobControl()
+    with ImageLibrary.open(_roots(folders), workspace) as library:
+        parent = library.runs.get(run_id, state="completed")
+        base = TrainConfig.from_dict(parent.read_config()["train"])
+        notes = Annotations(library.catalog)
+        ignored = notes.ignored()
+        labels = {i: c for i, c in notes.labels().items() if i not in ignored}
+        if not labels:
+            raise InvalidSettingError(
+                "there are no labels to refine with: label a few images first "
+                "(`crlc label FOLDER IMAGE... --as NAME`, `crlc name FOLDER CLUSTER NAME`)"
+            )
+        parent_assign = ResultStore(library.catalog).load(parent.run_id).cluster_of()
+        mapping = class_to_cluster(labels, notes.names(parent.run_id), parent_assign, base.clusters)
+        clusters = max(base.clusters, max(mapping.values()) + 1)
+        budget: dict[str, Any] = {"epochs": epochs, "minutes": minutes}
+        if epochs is None and minutes is None:
+            budget["epochs"] = max(1, (base.epochs or 50) // 4)
+        config = base.replace(
+            clusters=clusters,
+            lambda_ent=1.0,
+            lambda_fc=5.0,
+            lambda_xent=1.0,
+            lr_schedule="cosine",
+            lr_min=0.001,
+            labelled_batch=64,
+            **budget,
+            **{k: v for k, v in (overrides or {}).items() if v is not None},
+        )
+        device = resolve_device(config.device)
+        scan = library.scan(config.image_size, None, reporter, control)
+        with library.locked("refining with labels"):
+            records = [r for r in library.cached_images(config.image_size) if r.id not in ignored]
+            _check_cluster_count(config.clusters, len(records))
+            row_of = {r.id: k for k, r in enumerate(records)}
+            pairs = [(row_of[i], mapping[c]) for i, c in sorted(labels.items()) if i in row_of]
+            labelled = (
+                np.array([p[0] for p in pairs], dtype=np.int64),
+                np.array([p[1] for p in pairs], dtype=np.int64),
+            )
+            run = _create_run(
+                library,
+                config,
+                device.reason,
+                str(device.device),
+                records,
+                parent=parent.run_id,
+                extra={"class_to_cluster": mapping, "labelled": len(pairs)},
+            )
+            np.savez(run.path / "labelled.npz", rows=labelled[0], targets=labelled[1])
+            reporter.status(
+                f"Refining run {parent.run_id} with {len(pairs)} labelled images in "
+                f"{len(mapping)} classes ({clusters} clusters)"
+            )
+            pixels = library.pixels(config.image_size, records)
+            fixed = {cluster: name for name, cluster in mapping.items()}
+            fit = _train_run(
+                library,
+                run,
+                config,
+                device.device,
+                pixels,
+                records,
+                reporter,
+                control,
+                resume=False,
+                labelled=labelled,
+                parent_checkpoint=parent.checkpoint_path,
+                fixed_names=fixed,
+            )
+    return TrainOutcome(
+        run,
+        library.workspace,
+        fit.state,
+        fit,
+        config,
+        str(device.device),
+        len(records),
+        scan,
+        parent.run_id,
+    )
+
+
+# ---------------------------------------------------------------------- assign, list, delete
+def assign_run(
+    folders: str | Path | Sequence[str | Path],
+    run_id: str | None = None,
+    workspace: str | Path | None = None,
+    reporter: Reporter | None = None,
+) -> RunDir:
+    """(Re)compute a run's assignments from its checkpoint into the catalog."""
+    reporter = reporter or NullReporter()
+    with ImageLibrary.open(_roots(folders), workspace) as library:
+        run = library.runs.get(run_id, state="completed")
+        state = load_checkpoint(run.checkpoint_path)
+        config = TrainConfig.from_dict(state["config"])
+        device = resolve_device(config.device if config.device != "cuda" else "auto").device
+        records = _resume_records(library, run, config.image_size)
+        model = CRLCModel(
+            config.backbone,
+            config.resolved_stem(),
+            config.clusters,
+            config.subheads,
+            config.feature_dim,
+        )
+        model.load_state_dict(state["model"])
+        model.to(device)
+        norm = state["normalization"]
+        augment = AugmentConfig(mean=tuple(norm["mean"]), std=tuple(norm["std"]))
+        reporter.status(f"Assigning {len(records)} images with run {run.run_id}")
+        pixels = library.pixels(config.image_size, records)
+        preds = predict(model, pixels, augment, device, reporter=reporter)
+        with library.locked("assigning"):
+            store = ResultStore(library.catalog)
+            names = store.names(run.run_id)
+            _store_results(library, run, records, preds, int(state["chosen_head"]), names or None)
+    return run
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One line of ``crlc runs``."""
+
+    run_id: str
+    parent: str | None
+    kind: str
+    preset: str
+    epochs: int | None
+    state: str
+    clusters: int
+    head: int | None
+    duration_s: float | None
+    created: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return dataclasses.asdict(self)
+
+
+def list_runs(
+    folders: str | Path | Sequence[str | Path], workspace: str | Path | None = None
+) -> list[RunInfo]:
+    """Every run of the library, oldest first."""
+    with ImageLibrary.open(_roots(folders), workspace) as library:
+        runs = library.runs.all()
+    infos = []
+    for run in runs:
+        config = run.read_config()
+        status = run.read_status()
+        train = config.get("train", {})
+        infos.append(
+            RunInfo(
+                run_id=run.run_id,
+                parent=config.get("parent"),
+                kind=config.get("kind", "train"),
+                preset=str(train.get("preset", "")),
+                epochs=status.get("epochs"),
+                state=str(status.get("state", "failed")),
+                clusters=int(train.get("clusters", 0)),
+                head=status.get("head"),
+                duration_s=status.get("elapsed_s"),
+                created=str(config.get("created", "")),
+            )
+        )
+    return infos
+
+
+def delete_run(
+    folders: str | Path | Sequence[str | Path], run_id: str, workspace: str | Path | None = None
+) -> Path:
+    """Delete a run's folder and its assignments and names (labels stay)."""
+    with ImageLibrary.open(_roots(folders), workspace) as library:
+        run = library.runs.get(run_id, state=None)
+        with library.locked(f"deleting run {run_id}"):
+            store = ResultStore(library.catalog)
+            store.db.execute("BEGIN IMMEDIATE")
+            store.delete_run(run.run_id)
+            store.db.execute("COMMIT")
+            shutil.rmtree(run.path)
+    return run.path
 
 
 @dataclass(frozen=True)
@@ -305,24 +658,29 @@ def evaluate_folder(
     folders: str | Path | Sequence[str | Path],
     run_id: str | None = None,
     workspace: str | Path | None = None,
+    unlabelled_only: bool = False,
 ) -> EvaluationResult:
-    """ACC / NMI / ARI of a completed run against the class sub-folders of ``folder``.
+    """ACC / NMI / ARI of a completed run against the class sub-folders of ``folders``.
+
+    With ``unlabelled_only``, images the user labelled are left out (to measure what labels
+    taught the model about the other images).
 
     Raises:
         RunNotFoundError: no completed run (or no run ``run_id``).
         NoGroundTruthError: no image lies in a class sub-folder.
     """
-    roots = [folders] if isinstance(folders, str | Path) else list(folders)
-    with ImageLibrary.open(roots, workspace) as library:
+    with ImageLibrary.open(_roots(folders), workspace) as library:
         run = library.runs.get(run_id, state="completed")
+        labelled = set(Annotations(library.catalog).labels()) if unlabelled_only else set()
     if not run.predictions_path.exists():
         raise RunNotFoundError(f"run {run.run_id} has no predictions (state {run.state})")
     with np.load(run.predictions_path) as stored:
         paths = [str(p) for p in stored["paths"]]
         head_labels = stored["head_labels"]
         chosen_head = int(stored["chosen_head"])
+        image_ids = stored["image_ids"]
     truth, names = class_indices([class_of(p) for p in paths])
-    mask = truth >= 0
+    mask = (truth >= 0) & ~np.isin(image_ids, np.array(sorted(labelled), dtype=np.int64))
     if not mask.any():
         raise NoGroundTruthError(
             "no image is inside a class sub-folder (ground truth = parent folder name), "

@@ -2,9 +2,11 @@
 
 ``<base>/libraries/<key>/runs/<id>/`` holds one run: ``config.json`` (resolved settings and
 the library's folder), ``status.json`` (running, cancelled, completed, failed),
-``checkpoint.pt``, ``history.jsonl`` (one line per epoch), ``assignments.csv`` and
-``predictions.npz``. ``<base>`` is ``--workspace``, else ``$CRLC_WORKSPACE``, else the
-platformdirs user data folder; ``<key>`` hashes the sorted resolved library roots.
+``checkpoint.pt``, ``history.jsonl`` (one line per epoch), ``image_ids.npy`` (the images
+trained on) and ``predictions.npz`` (every sub-head's clusters, for evaluation); the
+assignments themselves are in the library's catalog. ``<base>`` is ``--workspace``, else
+``$CRLC_WORKSPACE``, else the platformdirs user data folder; ``<key>`` hashes the sorted
+resolved library roots.
 """
 
 from __future__ import annotations
@@ -80,11 +82,6 @@ class RunDir:
     def history_path(self) -> Path:
         """``history.jsonl``: one JSON object per finished epoch."""
         return self.path / "history.jsonl"
-
-    @property
-    def assignments_path(self) -> Path:
-        """``assignments.csv``: path, cluster, confidence."""
-        return self.path / "assignments.csv"
 
     @property
     def predictions_path(self) -> Path:

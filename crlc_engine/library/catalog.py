@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 IMAGE_STATUSES = ("ok", "error", "unsupported", "missing")
 
 
@@ -58,8 +58,46 @@ def _migrate_to_1(db: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_to_2(db: sqlite3.Connection) -> None:
+    """Results and annotations: per-run assignments, cluster names, labels, ignores, history."""
+    _run_statements(
+        db,
+        """
+        CREATE TABLE assignments (
+            run_id TEXT NOT NULL,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            cluster INTEGER NOT NULL,
+            confidence REAL NOT NULL,
+            probabilities BLOB NOT NULL,
+            feature BLOB NOT NULL,
+            PRIMARY KEY (run_id, image_id)
+        );
+        CREATE INDEX assignments_by_cluster ON assignments(run_id, cluster, confidence);
+        CREATE TABLE cluster_names (
+            run_id TEXT NOT NULL,
+            cluster INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            PRIMARY KEY (run_id, cluster)
+        );
+        CREATE TABLE labels (
+            image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+            class_name TEXT NOT NULL
+        );
+        CREATE TABLE ignored (
+            image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE
+        );
+        CREATE TABLE history (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            description TEXT NOT NULL,
+            change TEXT NOT NULL,
+            undone INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+    )
+
+
 #: ``MIGRATIONS[v]`` upgrades a catalog from version ``v`` to ``v + 1``.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2]
 
 
 @dataclass(frozen=True)
@@ -210,12 +248,16 @@ class Catalog:
                     return self._record(row)
         return None
 
-    def known_files(self, root_id: int) -> dict[str, tuple[int, int, int, str]]:
-        """rel_path -> (id, size, mtime_ns, status) for one root."""
+    def known_files(self, root_id: int) -> dict[str, tuple[int, int, int, str, str | None]]:
+        """rel_path -> (id, size, mtime_ns, status, error) for one root."""
         rows = self.db.execute(
-            "SELECT rel_path, id, size, mtime_ns, status FROM images WHERE root_id=?", (root_id,)
+            "SELECT rel_path, id, size, mtime_ns, status, error FROM images WHERE root_id=?",
+            (root_id,),
         )
-        return {str(rel): (int(i), int(s), int(m), str(st)) for rel, i, s, m, st in rows}
+        return {
+            str(rel): (int(i), int(s), int(m), str(st), None if e is None else str(e))
+            for rel, i, s, m, st, e in rows
+        }
 
     def cached(self, side: int) -> dict[int, tuple[int, int]]:
         """image id -> (size, mtime_ns) of the file version cached at ``side``."""
@@ -260,7 +302,7 @@ class Catalog:
         """The file decoded: its pixels at ``side`` are in the cache (written before this)."""
         self.db.execute(
             "UPDATE images SET size=?, mtime_ns=?, width=?, height=?, status='ok', error=NULL, "
-            "has_thumbnail=? WHERE id=?",
+            "has_thumbnail = CASE WHEN ? THEN 1 ELSE has_thumbnail END WHERE id=?",
             (size, mtime_ns, width, height, int(thumbnail), image_id),
         )
         self.db.execute(
@@ -273,7 +315,7 @@ class Catalog:
     ) -> None:
         """The file could not be used (``error``, ``unsupported`` or ``missing``)."""
         self.db.execute(
-            "UPDATE images SET size=?, mtime_ns=?, status=?, error=? WHERE id=?",
+            "UPDATE images SET size=?, mtime_ns=?, status=?, error=?, has_thumbnail=0 WHERE id=?",
             (size, mtime_ns, status, reason, image_id),
         )
         self.db.execute("DELETE FROM pixel_cache WHERE image_id=?", (image_id,))

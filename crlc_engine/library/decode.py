@@ -65,8 +65,8 @@ class DecodeResult:
         reason: Why it is not ``ok`` (``None`` when it is).
         size: File size in bytes when decoded.
         mtime_ns: File modification time when decoded.
-        width: Width after EXIF rotation.
-        height: Height after EXIF rotation.
+        width: Width of the full-size image after EXIF rotation.
+        height: Height of the full-size image after EXIF rotation.
         pixels: uint8 [S, S, 3] bytes (``None`` unless ``ok``).
         thumbnail: Whether the thumbnail file was written.
     """
@@ -143,6 +143,9 @@ def decode_file(path: str, side: int, thumbnail_path: str | None) -> DecodeResul
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                width, height = img.size  # before draft() shrinks it
+                if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+                    width, height = height, width
                 if img.format == "JPEG":
                     request = _draft_request(img.width, img.height, side)
                     img.draft("RGB", (request, request))
@@ -176,6 +179,4 @@ def decode_file(path: str, side: int, thumbnail_path: str | None) -> DecodeResul
         return DecodeResult("missing", "deleted during the scan", size, mtime)
     if (after.st_size, after.st_mtime_ns) != (size, mtime):
         return DecodeResult("error", "changed while it was being read; scan again", size, mtime)
-    return DecodeResult(
-        "ok", None, size, mtime, rgb.width, rgb.height, square.tobytes(), wrote_thumb
-    )
+    return DecodeResult("ok", None, size, mtime, width, height, square.tobytes(), wrote_thumb)

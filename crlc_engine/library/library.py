@@ -25,7 +25,7 @@ from crlc_engine.errors import FolderNotFoundError, NoImagesFoundError
 from crlc_engine.events import NullReporter, Reporter
 from crlc_engine.fileio import atomic_write_json
 from crlc_engine.library.catalog import Catalog, ImageRecord
-from crlc_engine.library.decode import DecodeResult, decode_file
+from crlc_engine.library.decode import DecodeResult, decode_file, heif_available
 from crlc_engine.library.lock import WorkspaceLock
 from crlc_engine.library.pixel_cache import PixelCache
 from crlc_engine.library.walk import ScanOptions, walk_root
@@ -209,6 +209,8 @@ class ImageLibrary:
         started = time.monotonic()
         summary = ScanSummary(self.workspace)
         with self.locked(f"scanning at {side} px"):
+            for leftover in (self.workspace / "thumbs").glob("*.tmp"):  # from a killed scan
+                leftover.unlink(missing_ok=True)
             todo = self._plan(side, options, summary, reporter)
             self._decode_all(todo, side, summary, reporter, control, workers, thumbnails)
         summary.seconds = time.monotonic() - started
@@ -257,7 +259,7 @@ class ImageLibrary:
                         summary.new += 1
                         todo.append((image_id, root / found.rel_path, True))
                         continue
-                    image_id, size, mtime, status = entry
+                    image_id, size, mtime, status, error = entry
                     same_file = (size, mtime) == (found.size, found.mtime_ns)
                     if not same_file:
                         summary.changed += 1
@@ -265,8 +267,10 @@ class ImageLibrary:
                     elif status == "ok" and cached.get(image_id) != (size, mtime):
                         summary.unchanged += 1  # decoded before, but not at this size
                         todo.append((image_id, root / found.rel_path, False))
-                    elif status == "missing" or (
-                        status == "error" and self._never_decoded(image_id)
+                    elif (
+                        status == "missing"
+                        or (status == "error" and _transient(error))
+                        or (status == "unsupported" and heif_available())
                     ):
                         todo.append((image_id, root / found.rel_path, True))
                     else:
@@ -276,8 +280,18 @@ class ImageLibrary:
                     for rel, entry in known.items()
                     if rel not in seen and entry[3] != "missing"
                 ]
-                if walked.problems and any(p == str(root) for p, _ in walked.problems):
-                    gone = []  # the root itself could not be listed: do not mark all missing
+                unlisted = [
+                    Path(p).relative_to(root).as_posix() if p != str(root) else ""
+                    for p, reason in walked.problems
+                    if reason.startswith("cannot list folder") and Path(p).is_relative_to(root)
+                ]
+                if unlisted:  # files below a folder we could not list are not known to be gone
+                    gone = [
+                        entry[0]
+                        for rel, entry in known.items()
+                        if entry[0] in gone
+                        and not any(u == "" or rel.startswith(u + "/") for u in unlisted)
+                    ]
                 self.catalog.mark_missing(gone)
                 summary.missing += len(gone)
             self.catalog.commit()
@@ -285,10 +299,6 @@ class ImageLibrary:
             self.catalog.rollback()
             raise
         return todo
-
-    def _never_decoded(self, image_id: int) -> bool:
-        row = self.catalog.db.execute("SELECT error FROM images WHERE id=?", (image_id,)).fetchone()
-        return bool(row and row[0] == "not decoded yet")
 
     def _decode_all(
         self,
@@ -353,6 +363,10 @@ class ImageLibrary:
         ):
             pending.append((image_id, result))
             summary.decoded += 1
+            if result.status == "missing":
+                summary.missing += 1
+            if result.status != "ok":
+                self.thumbnail_path(image_id).unlink(missing_ok=True)
             now = time.monotonic()
             if now - last_commit >= COMMIT_EVERY_S:
                 flush()
@@ -364,6 +378,20 @@ class ImageLibrary:
             reporter.progress(done, total)
         flush()
         summary.cancelled = control.cancelled and summary.decoded < total
+
+
+TRANSIENT_ERRORS = (
+    "not decoded yet",
+    "permission denied",
+    "cannot read file",
+    "changed while",
+    "deleted during",
+)
+
+
+def _transient(reason: str | None) -> bool:
+    """Errors worth retrying on an unchanged file (a broken file stays broken)."""
+    return reason is None or reason.startswith(TRANSIENT_ERRORS)
 
 
 def scan_folders(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +118,7 @@ def walk_root(root: Path, options: ScanOptions) -> WalkResult:
             except OSError as exc:
                 result.problems.append((full, f"cannot read file: {exc.strerror or exc}"))
                 continue
-            if not os.path.isfile(full):
+            if not stat.S_ISREG(st.st_mode):
                 continue
             result.files.append(FoundFile(rel, st.st_size, st.st_mtime_ns))
     return result

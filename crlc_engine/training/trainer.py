@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from crlc_engine.augment import AugmentConfig, BatchAugmenter, dataset_mean_std
 from crlc_engine.config import TrainConfig
@@ -107,6 +108,9 @@ class CRLCTrainer:
         checkpoint_path: Where checkpoints go (``None``: never written).
         history_path: Where one JSON line per epoch is appended (``None``: not written).
         run_id: Shown in events.
+        labelled: CRLC-semi: (row indices into ``images`` [L], class targets [L] in
+            0..C-1); each step adds ``lambda_xent`` x the cross-entropy of every sub-head on
+            two augmented views of ``labelled_batch`` labelled images drawn uniformly.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class CRLCTrainer:
         checkpoint_path: Path | None = None,
         history_path: Path | None = None,
         run_id: str = "",
+        labelled: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.config = config
         self.device = device
@@ -134,6 +139,16 @@ class CRLCTrainer:
                 f"{config.clusters} clusters requested but there are only {n} images"
             )
         self.num_images = n
+        self.labelled_rows: Tensor | None = None
+        self.labelled_targets: Tensor | None = None
+        if labelled is not None and len(labelled[0]) > 0 and config.lambda_xent > 0:
+            rows, targets = (torch.as_tensor(np.asarray(a), dtype=torch.long) for a in labelled)
+            if rows.shape != targets.shape or int(rows.max()) >= n or int(rows.min()) < 0:
+                raise InvalidSettingError("labelled rows/targets do not match the images")
+            if int(targets.max()) >= config.clusters or int(targets.min()) < 0:
+                raise InvalidSettingError("a labelled target is not a cluster index")
+            self.labelled_rows = rows.to(device)
+            self.labelled_targets = targets.to(device)
         self.batch_size = min(config.batch_size, n)
         self.steps_per_epoch = n // self.batch_size
         self.use_amp = device.type == "cuda"
@@ -221,15 +236,37 @@ class CRLCTrainer:
             return self.data.index_select(0, indices)
         return self.data.index_select(0, indices.cpu()).to(self.device, non_blocking=True)
 
+    def _learning_rate(self) -> float:
+        config = self.config
+        if config.lr_schedule == "constant":
+            return config.lr
+        if config.epochs is not None:
+            progress = self.total_steps / max(1, config.epochs * self.steps_per_epoch)
+        else:
+            progress = self.elapsed_s / max(1e-9, (config.minutes or 0.0) * 60.0)
+        progress = min(max(progress, 0.0), 1.0)
+        return config.lr_min + 0.5 * (config.lr - config.lr_min) * (
+            1 + math.cos(math.pi * progress)
+        )
+
+    def _labelled_batch(self) -> tuple[Tensor, Tensor] | None:
+        if self.labelled_rows is None or self.labelled_targets is None:
+            return None
+        count = min(self.config.labelled_batch, int(self.labelled_rows.shape[0]))
+        pick = torch.randint(
+            0, int(self.labelled_rows.shape[0]), (count,), generator=self.order_generator
+        ).to(self.device)
+        return self.labelled_rows[pick], self.labelled_targets[pick]
+
     def _step(self, indices: Tensor) -> None:
         images = self._batch(indices)
         b = images.shape[0]
-        views = torch.cat(
-            [
-                self.augmenter(images, self.augment_generator),
-                self.augmenter(images, self.augment_generator),
-            ]
-        )
+        labelled = self._labelled_batch()
+        parts = [images, images]
+        if labelled is not None:
+            labelled_images = self._batch(labelled[0])
+            parts += [labelled_images, labelled_images]
+        views = torch.cat([self.augmenter(p, self.augment_generator) for p in parts])
         if self.use_amp:
             views = views.contiguous(memory_format=torch.channels_last)
         with self._autocast():
@@ -237,13 +274,21 @@ class CRLCTrainer:
         z = out.z if self.loss_config.lambda_fc > 0 else None
         loss = crlc_loss(
             None if z is None else z[:b],
-            None if z is None else z[b:],
+            None if z is None else z[b : 2 * b],
             out.logits[:, :b],
-            out.logits[:, b:],
+            out.logits[:, b : 2 * b],
             self.loss_config,
         )
+        objective = loss.total
+        if labelled is not None:
+            targets = labelled[1].repeat(2)  # both views
+            logits = out.logits[:, 2 * b :].float()  # [H, 2L, C]
+            xent = F.cross_entropy(logits.flatten(0, 1), targets.repeat(logits.shape[0]))
+            objective = objective + self.config.lambda_xent * xent
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._learning_rate()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.total.backward()  # type: ignore[no-untyped-call]
+        objective.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
         self._sum_steps += 1
         with torch.no_grad():
@@ -433,6 +478,33 @@ class CRLCTrainer:
             reporter.event(
                 CheckpointSaved(str(self.checkpoint_path), self.epoch, self.step_in_epoch)
             )
+
+    def init_from_parent(self, path: Path) -> None:
+        """Start from a parent run's network weights (not its optimiser or position).
+
+        The C-head may have more clusters than the parent's (CRLC-semi with more classes than
+        clusters): the parent's output columns are copied and the new ones keep their fresh
+        initialisation.
+
+        Raises:
+            CheckpointError: unreadable, or a different backbone / feature width.
+        """
+        state = load_checkpoint(path, map_location=self.device)
+        parent = TrainConfig.from_dict(state["config"])
+        for name in ("backbone", "stem", "subheads", "feature_dim"):
+            if getattr(parent, name) != getattr(self.config, name):
+                raise CheckpointError(f"parent checkpoint {path} has a different {name}")
+        weights = dict(state["model"])
+        own = self.model.state_dict()
+        for key in ("c_head.weight2", "c_head.bias2"):
+            old, new = weights[key], own[key]
+            if old.shape != new.shape:
+                if old.shape[-1] > new.shape[-1]:
+                    raise CheckpointError("the parent has more clusters than this run")
+                grown = new.clone()
+                grown[..., : old.shape[-1]] = old
+                weights[key] = grown
+        self.model.load_state_dict(weights)
 
     def load(self, path: Path | None = None) -> None:
         """Restore a checkpoint written by this trainer's settings.

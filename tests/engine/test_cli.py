@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from crlc_engine.cli import main
+from crlc_engine.library import ImageLibrary
+from crlc_engine.results import ResultStore
 
 TINY = [
     "--backbone",
@@ -82,11 +84,15 @@ def test_run_folder_layout(trained: dict, shapes_folder: Path) -> None:
     assert (run / "image_ids.npy").is_file()
     assert json.loads((run / "status.json").read_text())["state"] == "completed"
     assert (run / "checkpoint.pt").stat().st_size > 0
-    with (run / "assignments.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    assert len(rows) == 48 and set(rows[0]) == {"path", "cluster", "confidence"}
-    assert all(0 <= int(r["cluster"]) < 4 and 0.0 < float(r["confidence"]) <= 1.0 for r in rows)
-    assert all(Path(r["path"]).is_file() for r in rows)
+    with ImageLibrary.open([shapes_folder], trained["workspace"]) as library:
+        stored = ResultStore(library.catalog).load(run.name)
+        paths = {r.id: r.path for r in library.images()}
+    assert len(stored.image_ids) == 48 and stored.probabilities.shape == (48, 4)
+    assert stored.features.shape == (48, 128)
+    assert ((stored.clusters >= 0) & (stored.clusters < 4)).all()
+    assert np.allclose(stored.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(stored.confidences, stored.probabilities.max(axis=1))
+    assert all(paths[i].is_file() for i in stored.image_ids.tolist())
 
 
 def test_evaluate_newest_and_given_run(
