@@ -2,9 +2,9 @@
 
 A label is (image, class name). Naming a cluster makes its name a class; moving an image to
 a cluster labels it with that cluster's name (an unnamed cluster is named ``Cluster <n>``
-first, n 1-based); giving two clusters one name merges them. Every change is one row of the
-``history`` table holding the before and after state of what it touched, so undo and redo
-are exact; a new change after an undo drops the redo stack.
+first, n its 0-based index as everywhere in the CLI); giving two clusters one name merges
+them. Every change is one row of the ``history`` table holding the before and after state
+of what it touched, so undo and redo are exact; a new change after an undo drops the redo stack.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from crlc_engine.results import ResultStore
 
 def default_cluster_name(cluster: int) -> str:
     """The name an unnamed cluster gets when an image is moved into it."""
-    return f"Cluster {cluster + 1}"
+    return f"Cluster {cluster}"
 
 
 def _clean_name(name: str) -> str:
@@ -76,7 +76,7 @@ class Annotations:
         new = None if name is None else _clean_name(name)
         old = self.names(run_id).get(cluster)
         change = {"names": [[run_id, cluster, old, new]]}
-        self._commit(f"name cluster {cluster + 1} {new!r}", change)
+        self._commit(f"name cluster {cluster} {new!r}", change)
 
     def move_to_cluster(self, run_id: str, image_ids: Iterable[int], cluster: int) -> str:
         """Label images with a cluster's name, naming the cluster first if needed.

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
-from crlc_engine import __version__
+from crlc_engine import __version__, cli_results
 from crlc_engine.config import BACKBONE_NAMES, CRITIC_NAMES, STEMS
 from crlc_engine.control import JobControl
 from crlc_engine.device import DEVICE_CHOICES, resolve_device
@@ -253,6 +253,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--run", help="run id (default: the newest completed run)")
     _common(evaluate)
+    COMMANDS.update(cli_results.register(sub, _common))
     return parser
 
 

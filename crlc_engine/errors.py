@@ -68,6 +68,12 @@ class WorkspaceLockedError(CRLCError):
     kind = "workspace_locked"
 
 
+class ImageNotInLibraryError(CRLCError):
+    """An image path given by the user is not a usable image of the library."""
+
+    kind = "image_not_found"
+
+
 class LibraryNotFoundError(CRLCError):
     """No library (workspace) exists for the given folders."""
 

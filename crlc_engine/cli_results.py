@@ -1,0 +1,505 @@
+"""``crlc`` subcommands that work on a run's results: runs, assign, clusters, neighbors,
+label, name, move, ignore, undo, redo, refine, export.
+
+Positional paths are sorted by what they are: existing folders are the library's roots,
+files are images (commands that take a cluster, a name or a destination read those from
+the end of the list). Without a folder, the library is the one whose roots hold the images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from crlc_engine.control import JobControl
+from crlc_engine.errors import (
+    ImageNotInLibraryError,
+    InvalidSettingError,
+    LibraryNotFoundError,
+)
+from crlc_engine.library import ImageLibrary, list_libraries
+
+Handler = Callable[[argparse.Namespace, JobControl], dict[str, Any]]
+
+
+def _split(paths: list[str]) -> tuple[list[Path], list[Path]]:
+    """(folders, files) among ``paths``; anything else is an error."""
+    folders, files = [], []
+    for text in paths:
+        path = Path(text).expanduser()
+        if path.is_dir():
+            folders.append(path)
+        elif path.is_file():
+            files.append(path.resolve())
+        else:
+            raise ImageNotInLibraryError(f"no such file or folder: {path}")
+    return folders, files
+
+
+def _library_of_images(files: list[Path], base: str | None) -> list[Path]:
+    """The roots of the one library that holds every file."""
+    matches = [
+        info
+        for info in list_libraries(base)
+        if all(any(f.is_relative_to(r) for r in info.roots) for f in files)
+    ]
+    if not matches:
+        raise LibraryNotFoundError(
+            "none of your libraries holds these images; give the library's folder(s) too"
+        )
+    if len(matches) > 1:
+        raise InvalidSettingError(
+            "several libraries hold these images; give the library's folder(s) too"
+        )
+    return [Path(r) for r in matches[0].roots]
+
+
+@contextmanager
+def _library(folders: list[Path], files: list[Path], base: str | None) -> Iterator[ImageLibrary]:
+    roots = folders or _library_of_images(files, base)
+    library = ImageLibrary.open(roots, base)
+    try:
+        yield library
+    finally:
+        library.close()
+
+
+def _image_ids(library: ImageLibrary, files: list[Path]) -> list[int]:
+    ids = []
+    for path in files:
+        record = library.catalog.image_by_path(path)
+        if record is None or record.status != "ok":
+            state = "not in this library" if record is None else f"{record.status}"
+            raise ImageNotInLibraryError(f"{path} is {state}; scan the library first (`crlc scan`)")
+        ids.append(record.id)
+    if not ids:
+        raise InvalidSettingError("give at least one image")
+    return ids
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+# ---------------------------------------------------------------------- commands
+def _cmd_runs(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    from crlc_engine.jobs import delete_run, list_runs
+
+    folders, _ = _split(args.folders)
+    if args.delete:
+        removed = delete_run(folders, args.delete, args.workspace)
+        _say(f"Deleted run {args.delete} ({removed})")
+        return {"deleted": args.delete}
+    infos = list_runs(folders, args.workspace)
+    for info in infos:
+        duration = "" if info.duration_s is None else f"{info.duration_s / 60:.1f} min"
+        parent = f" <- {info.parent}" if info.parent else ""
+        _say(
+            f"{info.run_id}  {info.state:9s} {info.kind:6s} preset {info.preset:8s} "
+            f"K={info.clusters:<3d} epochs {info.epochs or '-'!s:5s} head {info.head} "
+            f"{duration}{parent}"
+        )
+    if not infos:
+        _say("No runs yet: `crlc train FOLDER --clusters K`.")
+    return {"runs": [info.as_dict() for info in infos]}
+
+
+def _summaries(library: ImageLibrary, run_id: str, top: int) -> list[dict[str, Any]]:
+    from crlc_engine.annotations import Annotations
+    from crlc_engine.results import ResultStore
+
+    paths = {r.id: str(r.path) for r in library.images(None)}
+    ignored = Annotations(library.catalog).ignored()
+    out = []
+    for s in ResultStore(library.catalog).summaries(run_id, top, exclude=ignored):
+        out.append(
+            {
+                "cluster": s.cluster,
+                "name": s.name,
+                "size": s.size,
+                "mean_confidence": round(s.mean_confidence, 4),
+                "top": [paths[i] for i in s.top_image_ids],
+            }
+        )
+        _say(
+            f"cluster {s.cluster:3d}  {s.name or '(unnamed)':24s} {s.size:6d} images  "
+            f"confidence {s.mean_confidence:.2f}"
+        )
+    return out
+
+
+def _cmd_assign(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    from crlc_engine.jobs import assign_run
+
+    folders, _ = _split(args.folders)
+    run = assign_run(folders, args.run, args.workspace)
+    with ImageLibrary.open(folders, args.workspace) as library:
+        return {"run_id": run.run_id, "clusters": _summaries(library, run.run_id, args.top)}
+
+
+def _cmd_clusters(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    folders, _ = _split(args.folders)
+    with ImageLibrary.open(folders, args.workspace) as library:
+        run = library.runs.get(args.run, state="completed")
+        return {"run_id": run.run_id, "clusters": _summaries(library, run.run_id, args.top)}
+
+
+def _cmd_neighbors(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    from crlc_engine.neighbors import NeighborIndex
+    from crlc_engine.results import ResultStore
+
+    folders, files = _split(args.paths)
+    if len(files) != 1:
+        raise InvalidSettingError("give exactly one image to find the neighbours of")
+    with _library(folders, files, args.workspace) as library:
+        (image_id,) = _image_ids(library, files)
+        run = library.runs.get(args.run, state="completed")
+        stored = ResultStore(library.catalog).load(run.run_id)
+        if image_id not in set(stored.image_ids.tolist()):
+            raise ImageNotInLibraryError(f"{files[0]} was not part of run {run.run_id}")
+        index = NeighborIndex.build(stored.features, ids=stored.image_ids)
+        found = index.neighbors_of([stored.row_of(image_id)], k=args.k)
+        paths = {r.id: str(r.path) for r in library.images(None)}
+        result = []
+        for neighbor, similarity in zip(
+            found.ids[0].tolist(), found.similarities[0].tolist(), strict=True
+        ):
+            result.append({"path": paths[neighbor], "similarity": round(float(similarity), 6)})
+            _say(f"{similarity:.3f}  {paths[neighbor]}")
+        return {
+            "image": str(files[0]),
+            "run_id": run.run_id,
+            "index": index.kind,
+            "neighbors": result,
+        }
+
+
+def _annotations(library: ImageLibrary) -> Any:
+    from crlc_engine.annotations import Annotations
+
+    return Annotations(library.catalog)
+
+
+def _cmd_label(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    folders, files = _split(args.paths)
+    with _library(folders, files, args.workspace) as library, library.locked("labelling"):
+        ids = _image_ids(library, files)
+        _annotations(library).label(ids, args.name)
+    _say(f"Labelled {len(ids)} image(s) as {args.name!r}")
+    return {"labelled": len(ids), "class": args.name}
+
+
+def _cmd_move(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    folders, files = _split(args.paths)
+    with _library(folders, files, args.workspace) as library, library.locked("labelling"):
+        ids = _image_ids(library, files)
+        run = library.runs.get(args.run, state="completed")
+        name = _annotations(library).move_to_cluster(run.run_id, ids, args.to)
+    _say(f"Moved {len(ids)} image(s) to cluster {args.to} ({name!r})")
+    return {"moved": len(ids), "cluster": args.to, "class": name}
+
+
+def _cmd_name(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    if len(args.items) < 3:
+        raise InvalidSettingError("usage: crlc name FOLDER... CLUSTER NAME")
+    *folder_args, cluster_text, name = args.items
+    folders, _ = _split(folder_args)
+    try:
+        cluster = int(cluster_text)
+    except ValueError:
+        raise InvalidSettingError(
+            f"CLUSTER must be a cluster number, not {cluster_text!r}"
+        ) from None
+    with ImageLibrary.open(folders, args.workspace) as library, library.locked("naming"):
+        run = library.runs.get(args.run, state="completed")
+        clusters = int(run.read_config()["train"]["clusters"])
+        if not 0 <= cluster < clusters:
+            raise InvalidSettingError(f"run {run.run_id} has clusters 0..{clusters - 1}")
+        _annotations(library).name_cluster(run.run_id, cluster, name)
+    _say(f"Cluster {cluster} of run {run.run_id} is now {name!r}")
+    return {"run_id": run.run_id, "cluster": cluster, "name": name}
+
+
+def _cmd_ignore(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    folders, files = _split(args.paths)
+    with _library(folders, files, args.workspace) as library, library.locked("labelling"):
+        ids = _image_ids(library, files)
+        _annotations(library).set_ignored(ids, not args.remove)
+    verb = "No longer ignoring" if args.remove else "Ignoring"
+    _say(f"{verb} {len(ids)} image(s) (left out of training and export)")
+    return {"ignored" if not args.remove else "unignored": len(ids)}
+
+
+def _history_step(args: argparse.Namespace, redo: bool) -> dict[str, Any]:
+    folders, _ = _split(args.folders)
+    with ImageLibrary.open(folders, args.workspace) as library, library.locked("labelling"):
+        notes = _annotations(library)
+        done = notes.redo() if redo else notes.undo()
+    word = "Redid" if redo else "Undid"
+    _say(f"{word}: {done}" if done else f"Nothing to {'redo' if redo else 'undo'}")
+    return {"redone" if redo else "undone": done}
+
+
+def _cmd_undo(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    return _history_step(args, redo=False)
+
+
+def _cmd_redo(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    return _history_step(args, redo=True)
+
+
+def _cmd_refine(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    from crlc_engine.cli import ConsoleReporter
+    from crlc_engine.jobs import refine_folder
+
+    folders, _ = _split(args.folders)
+    outcome = refine_folder(
+        folders,
+        args.run,
+        args.epochs,
+        args.minutes,
+        args.workspace,
+        ConsoleReporter(),
+        control,
+        {"device": args.device},
+    )
+    summary = outcome.summary()
+    _say(
+        f"Run {summary['run_id']} (refined from {outcome.parent}) {summary['state']}: "
+        f"{summary['epochs']} epochs, {summary['clusters']} clusters"
+    )
+    return summary
+
+
+def _cmd_export(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    from crlc_engine.cli import ConsoleReporter
+    from crlc_engine.export import export_images, undo_export
+
+    if args.undo:
+        if args.paths:
+            raise InvalidSettingError("`crlc export --undo MANIFEST` takes no FOLDER or DEST")
+        undone = undo_export(Path(args.undo), ConsoleReporter())
+        return undone.as_dict()
+    if len(args.paths) < 2:
+        raise InvalidSettingError("usage: crlc export FOLDER... DEST")
+    *folder_args, dest_text = args.paths
+    folders, _ = _split(folder_args)
+    mode = "csv" if args.csv_only else args.mode
+    with ImageLibrary.open(folders, args.workspace) as library:
+        run = library.runs.get(args.run, state="completed")
+        items = export_items(library, run.run_id)
+        result = export_images(
+            items,
+            Path(dest_text).expanduser(),
+            mode,
+            library.roots,
+            args.min_confidence,
+            args.keep_subfolders,
+            args.dry_run,
+            ConsoleReporter(),
+            control,
+        )
+    data: dict[str, Any] = result.as_dict()
+    verb = "Would export" if args.dry_run else "Exported"
+    _say(f"{verb} {data['files']} files into {len(data['folders'])} folders ({mode})")
+    for folder, count in sorted(data["folders"].items()):
+        _say(f"  {folder}: {count}")
+    return data
+
+
+def export_items(library: ImageLibrary, run_id: str) -> list[Any]:
+    """What to export from a run: labels win over clusters; unnamed clusters get a default."""
+    from crlc_engine.annotations import Annotations, default_cluster_name
+    from crlc_engine.export import ExportItem
+    from crlc_engine.results import ResultStore
+
+    notes = Annotations(library.catalog)
+    names, labels, ignored = notes.names(run_id), notes.labels(), notes.ignored()
+    records = {r.id: r for r in library.images(None)}
+    stored = ResultStore(library.catalog).load(run_id)
+    items = []
+    for image_id, cluster, confidence in zip(
+        stored.image_ids.tolist(),
+        stored.clusters.tolist(),
+        stored.confidences.tolist(),
+        strict=True,
+    ):
+        record = records.get(image_id)
+        if record is None or record.status != "ok":
+            continue
+        if image_id in labels:
+            folder, conf = labels[image_id], 1.0
+        else:
+            folder, conf = names.get(cluster, default_cluster_name(cluster)), confidence
+        items.append(
+            ExportItem(
+                record.path, folder, float(conf), record.rel_path, ignored=image_id in ignored
+            )
+        )
+    return items
+
+
+# ---------------------------------------------------------------------- parser
+def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dict[str, Handler]:
+    """Add the result subcommands to ``sub`` (argparse subparsers); returns name -> handler."""
+
+    def parser(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=description)
+        return p
+
+    def run_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--run", help="run id (default: the newest completed run)")
+
+    runs = parser(
+        "runs",
+        "list (or delete) the runs of a library",
+        "List the runs of the library of FOLDER(s): id, parent, preset, epochs, "
+        "state, clusters K, chosen sub-head, duration.",
+    )
+    runs.add_argument("folders", nargs="+", metavar="FOLDER")
+    runs.add_argument("--delete", metavar="ID", help="delete this run (its folder and results)")
+    common(runs)
+
+    assign = parser(
+        "assign",
+        "recompute a run's assignments from its checkpoint",
+        "Compute every image's cluster, confidence, probabilities and feature with "
+        "a run's checkpoint and store them in the catalog.",
+    )
+    assign.add_argument("folders", nargs="+", metavar="FOLDER")
+    run_option(assign)
+    assign.add_argument("--top", type=int, default=5, help="most confident images to list")
+    common(assign)
+
+    clusters = parser(
+        "clusters",
+        "list a run's clusters",
+        "Per cluster of a run: name, size, mean confidence, most confident images.",
+    )
+    clusters.add_argument("folders", nargs="+", metavar="FOLDER")
+    run_option(clusters)
+    clusters.add_argument("--top", type=int, default=5, help="most confident images to list")
+    common(clusters)
+
+    neighbors = parser(
+        "neighbors",
+        "the most similar images of an image",
+        "The k nearest neighbours of IMAGE by cosine similarity of the run's features (FAISS).",
+    )
+    neighbors.add_argument("paths", nargs="+", metavar="FOLDER... IMAGE")
+    neighbors.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
+    run_option(neighbors)
+    common(neighbors)
+
+    label = parser(
+        "label",
+        "label images as a class",
+        "Label IMAGE(s) as the class NAME (used by `crlc refine` and `crlc export`).",
+    )
+    label.add_argument("paths", nargs="+", metavar="FOLDER... IMAGE...")
+    label.add_argument("--as", dest="name", required=True, metavar="NAME", help="class name")
+    common(label)
+
+    move = parser(
+        "move",
+        "move images to another cluster",
+        "Move IMAGE(s) to cluster CLUSTER of the run: labels them with its name.",
+    )
+    move.add_argument("paths", nargs="+", metavar="FOLDER... IMAGE...")
+    move.add_argument("--to", type=int, required=True, metavar="CLUSTER", help="cluster number")
+    run_option(move)
+    common(move)
+
+    name = parser(
+        "name",
+        "name a cluster",
+        "Name cluster CLUSTER (a number) of the run NAME; the name becomes a class. "
+        "Two clusters with one name are merged.",
+    )
+    name.add_argument("items", nargs="+", metavar="FOLDER... CLUSTER NAME")
+    run_option(name)
+    common(name)
+
+    ignore = parser(
+        "ignore",
+        "leave images out of training and export",
+        "Ignore IMAGE(s): they are left out of training, refining and export.",
+    )
+    ignore.add_argument("paths", nargs="+", metavar="[FOLDER...] IMAGE...")
+    ignore.add_argument("--remove", action="store_true", help="stop ignoring them")
+    common(ignore)
+
+    for word, text in (
+        ("undo", "undo the last label, name or ignore change"),
+        ("redo", "redo the last undone change"),
+    ):
+        step = parser(word, text, f"{text[0].upper()}{text[1:]} of the library of FOLDER(s).")
+        step.add_argument("folders", nargs="+", metavar="FOLDER")
+        common(step)
+
+    refine = parser(
+        "refine",
+        "retrain with your labels (CRLC-semi)",
+        "Continue a completed run with the labelled images (CRLC-semi) as a new run; "
+        "names and labels are kept.",
+    )
+    refine.add_argument("folders", nargs="+", metavar="FOLDER")
+    run_option(refine)
+    budget = refine.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, help="passes over all images")
+    budget.add_argument("--minutes", type=float, help="time budget")
+    refine.add_argument("--device", default=None, help="auto, cpu, cuda or mps")
+    common(refine)
+
+    export = parser(
+        "export",
+        "copy (or link, or move) the images into one folder per cluster",
+        "Export into DEST/<cluster name>/<file>; images below --min-confidence go to "
+        "DEST/_uncertain; ignored images stay out; a manifest CSV records every "
+        "file. Nothing is overwritten; only --mode move changes your photo folders.",
+    )
+    export.add_argument("paths", nargs="*", metavar="FOLDER... DEST")
+    export.add_argument(
+        "--mode",
+        choices=("copy", "hardlink", "symlink", "move"),
+        default="copy",
+        help="copy (default), hardlink, symlink or move",
+    )
+    export.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="images less confident than X (0..1) go to _uncertain",
+    )
+    export.add_argument(
+        "--keep-subfolders",
+        action="store_true",
+        help="keep each image's sub-folders below its cluster folder",
+    )
+    export.add_argument("--dry-run", action="store_true", help="show what would happen only")
+    export.add_argument(
+        "--csv-only", action="store_true", help="write the manifest without touching any file"
+    )
+    export.add_argument("--undo", metavar="MANIFEST", help="reverse an export (e.g. a move)")
+    run_option(export)
+    common(export)
+
+    return {
+        "runs": _cmd_runs,
+        "assign": _cmd_assign,
+        "clusters": _cmd_clusters,
+        "neighbors": _cmd_neighbors,
+        "label": _cmd_label,
+        "move": _cmd_move,
+        "name": _cmd_name,
+        "ignore": _cmd_ignore,
+        "undo": _cmd_undo,
+        "redo": _cmd_redo,
+        "refine": _cmd_refine,
+        "export": _cmd_export,
+    }
