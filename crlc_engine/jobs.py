@@ -395,20 +395,22 @@ def class_to_cluster(
     for cluster in sorted(names):
         mapping.setdefault(names[cluster], cluster)
     taken = set(mapping.values())
-    for name in sorted(set(labels.values()) - set(mapping)):
-        votes: dict[int, int] = {}
-        for image, cls in labels.items():
-            if cls == name and image in clusters:
-                votes[clusters[image]] = votes.get(clusters[image], 0) + 1
-        ranked = sorted(votes, key=lambda c: (-votes[c], c))
-        choice = next((c for c in ranked if c not in taken and c not in names), None)
-        if choice is None:
-            choice = next(
-                (c for c in range(num_clusters) if c not in taken and c not in names), None
-            )
-        if choice is None:
-            choice = max([num_clusters - 1, *taken]) + 1
-        mapping[name] = choice
+    votes: dict[str, dict[int, int]] = {}
+    for image, cls in labels.items():
+        if cls not in mapping and image in clusters:
+            counts = votes.setdefault(cls, {})
+            counts[clusters[image]] = counts.get(clusters[image], 0) + 1
+    # First the strongest claims: a class takes the free, unnamed cluster holding most of it.
+    claims = sorted(((-n, cls, c) for cls, counts in votes.items() for c, n in counts.items()))
+    for _, cls, cluster in claims:
+        if cls not in mapping and cluster not in taken and cluster not in names:
+            mapping[cls] = cluster
+            taken.add(cluster)
+    # Then the rest: the lowest free unnamed cluster, else a new one (the C-head grows).
+    for cls in sorted(set(labels.values()) - set(mapping)):
+        free = [c for c in range(num_clusters) if c not in taken and c not in names]
+        choice = free[0] if free else max([num_clusters - 1, *taken]) + 1
+        mapping[cls] = choice
         taken.add(choice)
     return mapping
 
