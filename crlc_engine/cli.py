@@ -117,12 +117,16 @@ def _build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a clustering model on the images of a folder",
         description=(
-            "Train CRLC on every image below FOLDER and save the run (settings, checkpoint, "
-            "assignments.csv) in the workspace. Explicit options override the preset."
+            "Scan FOLDER(s), train CRLC on their images and save the run (settings, "
+            "checkpoint; assignments in the library's catalog). Explicit options override "
+            "the preset."
         ),
     )
     train.add_argument(
-        "folder", metavar="FOLDER", help="folder with your images (searched recursively)"
+        "folders",
+        nargs="+",
+        metavar="FOLDER",
+        help="folder(s) with your images (searched recursively)",
     )
     train.add_argument(
         "--clusters",
@@ -341,7 +345,13 @@ def _cmd_train(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
         overrides["device"] = args.device
         config = resolve_train_config(args.clusters, preset, overrides)
     outcome = train_folder(
-        args.folder, config, args.workspace, reporter, control, resume=args.resume
+        args.folders,
+        config,
+        args.workspace,
+        reporter,
+        control,
+        resume=args.resume,
+        scan_options=_options_of(args),
     )
     summary = outcome.summary()
     reporter.status(

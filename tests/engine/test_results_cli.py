@@ -1,0 +1,144 @@
+"""The results commands through the CLI, the way a user types them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from crlc_engine.cli import main
+
+TINY = [
+    "--backbone",
+    "small",
+    "--stem",
+    "imagenet",
+    "--size",
+    "16",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "2",
+    "--subheads",
+    "2",
+    "--device",
+    "cpu",
+]
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    code = main([*args, "--json"])
+    out = capsys.readouterr().out.strip().splitlines()
+    return code, json.loads(out[-1]) if out else {}
+
+
+@pytest.fixture
+def library(
+    shapes_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[Path, str]:
+    photos = tmp_path / "photos"
+    shutil.copytree(shapes_folder, photos)
+    ws = str(tmp_path / "ws")
+    code, payload = run(["train", str(photos), "-k", "3", "--workspace", ws, *TINY], capsys)
+    assert code == 0, payload
+    return photos, ws
+
+
+def test_runs_clusters_and_assign(
+    library: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, ws = library
+    code, runs = run(["runs", str(photos), "--workspace", ws], capsys)
+    assert code == 0 and len(runs["runs"]) == 1
+    info = runs["runs"][0]
+    assert info["state"] == "completed" and info["clusters"] == 3 and info["parent"] is None
+    assert info["preset"] and info["epochs"] == 2 and info["duration_s"] > 0
+    code, clusters = run(["clusters", str(photos), "--workspace", ws, "--top", "2"], capsys)
+    assert code == 0
+    assert sum(c["size"] for c in clusters["clusters"]) == 48
+    assert all(
+        len(c["top"]) <= 2 and 0 < c["mean_confidence"] <= 1
+        for c in clusters["clusters"]
+        if c["size"]
+    )
+    code, again = run(["assign", str(photos), "--workspace", ws, "--top", "2"], capsys)
+    assert code == 0 and again["clusters"] == clusters["clusters"]  # same checkpoint, same result
+
+
+def test_label_name_move_ignore_undo_redo(
+    library: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, ws = library
+    disc = sorted((photos / "disc").iterdir())
+    code, out = run(
+        ["label", str(photos), str(disc[0]), str(disc[1]), "--as", "Round", "--workspace", ws],
+        capsys,
+    )
+    assert code == 0 and out == {"labelled": 2, "class": "Round"}
+    code, out = run(["name", str(photos), "1", "Squares", "--workspace", ws], capsys)
+    assert code == 0 and out["cluster"] == 1 and out["name"] == "Squares"
+    code, out = run(["move", str(photos), str(disc[2]), "--to", "0", "--workspace", ws], capsys)
+    assert code == 0 and out["class"] == "Cluster 0"
+    code, out = run(["ignore", str(disc[3]), "--workspace", ws], capsys)  # no FOLDER needed
+    assert code == 0 and out == {"ignored": 1}
+    code, out = run(["clusters", str(photos), "--workspace", ws], capsys)
+    names = {c["cluster"]: c["name"] for c in out["clusters"]}
+    assert names[1] == "Squares" and names[0] == "Cluster 0"
+    assert sum(c["size"] for c in out["clusters"]) == 47  # the ignored image is left out
+    code, out = run(["undo", str(photos), "--workspace", ws], capsys)
+    assert code == 0 and "ignore" in out["undone"]
+    code, out = run(["undo", str(photos), "--workspace", ws], capsys)
+    assert "move" in out["undone"]
+    code, out = run(["clusters", str(photos), "--workspace", ws], capsys)
+    names = {c["cluster"]: c["name"] for c in out["clusters"]}
+    assert names.get(0) is None and sum(c["size"] for c in out["clusters"]) == 48
+    code, out = run(["redo", str(photos), "--workspace", ws], capsys)
+    assert "move" in out["redone"]
+
+
+@pytest.mark.parametrize(
+    ("args", "kind"),
+    [
+        (["name", "{photos}", "7", "X"], "invalid_setting"),
+        (["name", "{photos}", "one", "X"], "invalid_setting"),
+        (["label", "{photos}", "{photos}/nope.png", "--as", "X"], "image_not_found"),
+        (["label", "{photos}", "{outside}", "--as", "X"], "image_not_found"),
+        (["runs", "{photos}", "--delete", "20000101-000000-dead"], "run_not_found"),
+    ],
+)
+def test_errors(
+    args: list[str],
+    kind: str,
+    library: tuple[Path, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    photos, ws = library
+    outside = tmp_path / "outside.png"
+    shutil.copy(next((photos / "disc").iterdir()), outside)
+    filled = [a.format(photos=photos, outside=outside) for a in args]
+    code, out = run([*filled, "--workspace", ws], capsys)
+    assert code == 1 and out["error"]["type"] == kind
+
+
+def test_refine_and_delete_run(
+    library: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, ws = library
+    discs = sorted((photos / "disc").iterdir())[:2]
+    run(["label", str(photos), *map(str, discs), "--as", "Round", "--workspace", ws], capsys)
+    code, out = run(
+        ["refine", str(photos), "--epochs", "1", "--device", "cpu", "--workspace", ws], capsys
+    )
+    assert code == 0 and out["state"] == "completed" and out["parent"]
+    code, runs = run(["runs", str(photos), "--workspace", ws], capsys)
+    refined = [r for r in runs["runs"] if r["parent"]]
+    assert len(refined) == 1 and refined[0]["kind"] == "refine"
+    code, _ = run(
+        ["runs", str(photos), "--delete", refined[0]["run_id"], "--workspace", ws], capsys
+    )
+    assert code == 0
+    code, runs = run(["runs", str(photos), "--workspace", ws], capsys)
+    assert [r["run_id"] for r in runs["runs"]] == [out["parent"]]
