@@ -142,3 +142,50 @@ def test_refine_and_delete_run(
     assert code == 0
     code, runs = run(["runs", str(photos), "--workspace", ws], capsys)
     assert [r["run_id"] for r in runs["runs"]] == [out["parent"]]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_export_copy_dry_run_move_and_undo(
+    library: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, ws = library
+    before = _tree(photos)
+    discs = sorted((photos / "disc").iterdir())
+    run(["name", str(photos), "0", "Zero/../Zero", "--workspace", ws], capsys)
+    run(["label", str(photos), str(discs[0]), "--as", "Round", "--workspace", ws], capsys)
+    run(["ignore", str(photos), str(discs[1]), "--workspace", ws], capsys)
+
+    dry = tmp_path / "dry"
+    code, out = run(["export", str(photos), str(dry), "--dry-run", "--workspace", ws], capsys)
+    assert code == 0 and out["dry_run"] and out["files"] == 47 and not dry.exists()
+
+    dest = tmp_path / "sorted"
+    code, out = run(
+        ["export", str(photos), str(dest), "--min-confidence", "0.99", "--workspace", ws], capsys
+    )
+    assert code == 0 and out["files"] == 47 and Path(out["manifest"]).is_file()
+    assert out["folders"].get("Round") == 1  # a label wins over the cluster
+    assert "_uncertain" in out["folders"]
+    assert all("/" not in name and ".." not in name for name in out["folders"])
+    assert not (dest / discs[1].name).exists() and _tree(photos) == before  # copy: untouched
+    assert (dest / "Round" / discs[0].name).read_bytes() == discs[0].read_bytes()
+
+    moved_to = tmp_path / "moved"
+    code, out = run(
+        ["export", str(photos), str(moved_to), "--mode", "move", "--workspace", ws], capsys
+    )
+    assert code == 0 and out["files"] == 47
+    assert len(_tree(photos)) == 1  # only the ignored image stayed
+    code, undone = run(["export", "--undo", out["manifest"]], capsys)
+    assert code == 0 and _tree(photos) == before
+
+    inside = photos / "out"
+    code, out = run(["export", str(photos), str(inside), "--workspace", ws], capsys)
+    assert code == 1 and out["error"]["type"] == "export_destination"
