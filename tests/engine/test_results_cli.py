@@ -184,7 +184,7 @@ def test_export_copy_dry_run_move_and_undo(
     assert code == 0 and out["files"] == 47
     assert len(_tree(photos)) == 1  # only the ignored image stayed
     code, undone = run(["export", "--undo", out["manifest"]], capsys)
-    assert code == 0 and _tree(photos) == before
+    assert code == 0 and undone["restored"] == 47 and _tree(photos) == before
 
     inside = photos / "out"
     code, out = run(["export", str(photos), str(inside), "--workspace", ws], capsys)
