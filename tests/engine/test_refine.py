@@ -25,8 +25,14 @@ from crlc_engine.synthetic import write_shapes_folder
 @pytest.fixture(scope="module")
 def merged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("semi")
-    folder = write_shapes_folder(base / "photos", per_class=60, size=32, seed=2,
-                                 shapes=("hbar", "vbar", "disc"), colour_cells=True)
+    folder = write_shapes_folder(
+        base / "photos",
+        per_class=60,
+        size=32,
+        seed=2,
+        shapes=("hbar", "vbar", "disc"),
+        colour_cells=True,
+    )
     config = resolve_train_config(2, "cpu", {"epochs": 100, "device": "cpu", "seed": 0})
     train_folder(folder, config, workspace=base / "ws", workers=0)
     return folder, base / "ws"

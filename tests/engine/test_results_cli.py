@@ -189,3 +189,17 @@ def test_export_copy_dry_run_move_and_undo(
     inside = photos / "out"
     code, out = run(["export", str(photos), str(inside), "--workspace", ws], capsys)
     assert code == 1 and out["error"]["type"] == "export_destination"
+
+
+def test_neighbors_of_an_image(
+    library: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, ws = library
+    image = sorted((photos / "cross").iterdir())[0]
+    code, out = run(["neighbors", str(photos), str(image), "-k", "5", "--workspace", ws], capsys)
+    assert code == 0 and out["index"] == "exact" and len(out["neighbors"]) == 5
+    sims = [n["similarity"] for n in out["neighbors"]]
+    assert sims == sorted(sims, reverse=True) and all(-1.0 <= s <= 1.0 + 1e-6 for s in sims)
+    assert str(image) not in {n["path"] for n in out["neighbors"]}
+    code, out = run(["neighbors", str(photos), "-k", "5", "--workspace", ws], capsys)
+    assert code == 1 and out["error"]["type"] == "invalid_setting"
