@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from crlc_engine import __version__, cli_results
 from crlc_engine.config import BACKBONE_NAMES, CRITIC_NAMES, STEMS
@@ -106,7 +106,7 @@ def _positive_int(text: str) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="crlc",
         description="Group the images of a folder with CRLC deep clustering.",
     )
@@ -286,7 +286,11 @@ def _scan_options(sub: argparse.ArgumentParser) -> None:
     )
 
 
-def _options_of(args: argparse.Namespace) -> ScanOptions:
+def _options_of(args: argparse.Namespace) -> ScanOptions | None:
+    """The scan options given on the command line; ``None`` keeps the library's stored ones."""
+    given = args.hidden or args.include or args.exclude or args.no_follow_symlinks
+    if not given:
+        return None
     return ScanOptions(
         include_hidden=args.hidden,
         include=tuple(args.include),
@@ -449,6 +453,13 @@ class _UsageError(CRLCError):
     kind = "usage"
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors reach ``main`` (for the ``--json`` error object)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message}")
+
+
 def _usage_error(message: str) -> _UsageError:
     return _UsageError(message)
 
@@ -466,7 +477,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, JobControl], dict[str, Any]]] 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``crlc``; returns the exit status."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(arguments)
+    except _UsageError as exc:
+        parser.print_usage(sys.stderr)
+        return _fail(argparse.Namespace(json="--json" in arguments), "usage", str(exc), 2)
     control = JobControl()
 
     def on_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -484,6 +500,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, "cancelled", str(exc) or "cancelled", status=130)
     except KeyboardInterrupt:
         return _fail(args, "cancelled", "aborted by the user", status=130)
+    except Exception as exc:  # a bug or an unexpected system error: still one clear line
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        return _fail(args, "internal", f"unexpected error: {type(exc).__name__}: {exc}")
     finally:
         signal.signal(signal.SIGINT, previous)
     if args.json:

@@ -81,6 +81,12 @@ def _image_ids(library: ImageLibrary, files: list[Path]) -> list[int]:
     return ids
 
 
+def _check_cluster(config: dict[str, Any], cluster: int, run_id: str) -> None:
+    clusters = int(config["train"]["clusters"])
+    if not 0 <= cluster < clusters:
+        raise InvalidSettingError(f"run {run_id} has clusters 0..{clusters - 1}, not {cluster}")
+
+
 def _say(text: str) -> None:
     sys.stderr.write(text + "\n")
 
@@ -198,6 +204,7 @@ def _cmd_move(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
     with _library(folders, files, args.workspace) as library, library.locked("labelling"):
         ids = _image_ids(library, files)
         run = library.runs.get(args.run, state="completed")
+        _check_cluster(run.read_config(), args.to, run.run_id)
         name = _annotations(library).move_to_cluster(run.run_id, ids, args.to)
     _say(f"Moved {len(ids)} image(s) to cluster {args.to} ({name!r})")
     return {"moved": len(ids), "cluster": args.to, "class": name}
@@ -216,9 +223,7 @@ def _cmd_name(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
         ) from None
     with ImageLibrary.open(folders, args.workspace) as library, library.locked("naming"):
         run = library.runs.get(args.run, state="completed")
-        clusters = int(run.read_config()["train"]["clusters"])
-        if not 0 <= cluster < clusters:
-            raise InvalidSettingError(f"run {run.run_id} has clusters 0..{clusters - 1}")
+        _check_cluster(run.read_config(), cluster, run.run_id)
         _annotations(library).name_cluster(run.run_id, cluster, name)
     _say(f"Cluster {cluster} of run {run.run_id} is now {name!r}")
     return {"run_id": run.run_id, "cluster": cluster, "name": name}

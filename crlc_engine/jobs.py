@@ -178,9 +178,12 @@ def train_folder(
         if control.cancelled:
             raise InterruptedError("cancelled while scanning the images")
         with library.locked(f"training ({config.preset} preset)"):
+            fixed: dict[int, str] | None = None
             if resume is not None:
                 records = _resume_records(library, run, config.image_size)
                 labelled = _load_labelled(run)
+                mapping = run.read_config().get("class_to_cluster") or {}
+                fixed = {int(c): str(n) for n, c in mapping.items()} or None
             else:
                 ignored = Annotations(library.catalog).ignored()
                 records = [
@@ -203,6 +206,7 @@ def train_folder(
                 control,
                 resume is not None,
                 labelled=labelled,
+                fixed_names=fixed,
             )
     return TrainOutcome(
         run,
@@ -312,8 +316,12 @@ def _store_results(
     preds: Predictions,
     head: int,
     fixed_names: dict[int, str] | None,
+    inherit_names: bool = True,
 ) -> None:
-    """predictions.npz (every sub-head, for evaluation) + catalog assignments + names."""
+    """predictions.npz (every sub-head, for evaluation) + catalog assignments + names.
+
+    A new run inherits names (``inherit_names``); re-assigning a run keeps its own.
+    """
     _write_predictions(run, records, preds.all_labels(), preds.probabilities[head], head)
     store = ResultStore(library.catalog)
     store.write(
@@ -322,7 +330,7 @@ def _store_results(
         preds.probabilities[head],
         preds.features,
     )
-    previous = _previous_named_run(library.runs, run)
+    previous = _previous_named_run(library.runs, run) if inherit_names else None
     if previous is not None:
         carry_over_names(store, previous, run.run_id, fixed_names)
     elif fixed_names:
@@ -551,9 +559,9 @@ def assign_run(
         pixels = library.pixels(config.image_size, records)
         preds = predict(model, pixels, augment, device, reporter=reporter)
         with library.locked("assigning"):
-            store = ResultStore(library.catalog)
-            names = store.names(run.run_id)
-            _store_results(library, run, records, preds, int(state["chosen_head"]), names or None)
+            _store_results(
+                library, run, records, preds, int(state["chosen_head"]), None, inherit_names=False
+            )
     return run
 
 

@@ -207,10 +207,11 @@ def carry_over_names(
             name = old_names.get(old_c)
             if new_c not in names and name is not None and name not in taken:
                 names[new_c] = name
-        # Merged clusters (one name on several old clusters): let every match carry it.
+        # Merged clusters (one name on several old clusters): every match carries it.
+        merged = {n for n in old_names.values() if list(old_names.values()).count(n) > 1}
         for new_c, old_c in sorted(matched.items()):
             name = old_names.get(old_c)
-            if new_c not in names and name is not None:
+            if new_c not in names and name in merged:
                 names[new_c] = name
     for cluster, name in names.items():
         store.set_name(new_run, cluster, name)

@@ -153,6 +153,8 @@ class RunStore:
             run = RunDir(self.runs_dir / run_id)
             if "/" in run_id or not run.config_path.exists():
                 raise RunNotFoundError(f"no run {run_id!r} in {self.runs_dir}")
+            if state is not None and run.state != state:
+                raise RunNotFoundError(f"run {run_id} is {run.state}, not {state}")
             return run
         for run in reversed(self.all()):
             if state is None or run.state == state:

@@ -9,6 +9,8 @@ decoded again into the same cache row, vanished ones are marked missing, new one
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
+import json
 import multiprocessing
 import os
 import time
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from crlc_engine.control import JobControl
-from crlc_engine.errors import FolderNotFoundError, NoImagesFoundError
+from crlc_engine.errors import FolderNotFoundError, InvalidSettingError, NoImagesFoundError
 from crlc_engine.events import NullReporter, Reporter
 from crlc_engine.fileio import atomic_write_json
 from crlc_engine.library.catalog import Catalog, ImageRecord
@@ -177,6 +179,29 @@ class ImageLibrary:
         return PixelCache(self.workspace, side).read([r.cache_row for r in records])
 
     # ------------------------------------------------------------------ scanning
+    def scan_options(self) -> ScanOptions:
+        """The options of the last scan that was given some (defaults otherwise)."""
+        try:
+            data = json.loads((self.workspace / "library.json").read_text(encoding="utf-8"))
+            stored = data.get("scan_options") or {}
+            return ScanOptions(
+                include_hidden=bool(stored.get("include_hidden", False)),
+                include=tuple(stored.get("include", ())),
+                exclude=tuple(stored.get("exclude", ())),
+                follow_symlinks=bool(stored.get("follow_symlinks", True)),
+            )
+        except (OSError, ValueError):
+            return ScanOptions()
+
+    def _store_scan_options(self, options: ScanOptions) -> None:
+        path = self.workspace / "library.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {"roots": [str(r) for r in self.roots]}
+        data["scan_options"] = dataclasses.asdict(options)
+        atomic_write_json(path, data)
+
     def scan(
         self,
         side: int,
@@ -190,7 +215,8 @@ class ImageLibrary:
 
         Args:
             side: Training size S of the pixel cache to fill.
-            options: What to scan (hidden files, include / exclude patterns, symlinks).
+            options: What to scan (hidden files, include / exclude patterns, symlinks);
+                stored with the library and reused when ``None``.
             reporter: Progress (files decoded / to decode), status lines with files/s and ETA.
             control: Cancel token, checked after every file; work done so far is kept.
             workers: Decoding processes (default: all cores but one); 0 decodes in this
@@ -202,8 +228,11 @@ class ImageLibrary:
             WorkspaceLockedError: another process is writing this workspace.
         """
         if not 8 <= side <= 1024:
-            raise ValueError(f"size must be 8..1024 px (got {side})")
-        options = options or ScanOptions()
+            raise InvalidSettingError(f"size must be 8..1024 px (got {side})")
+        if options is None:
+            options = self.scan_options()
+        else:
+            self._store_scan_options(options)
         reporter = reporter or NullReporter()
         control = control or JobControl()
         started = time.monotonic()

@@ -65,6 +65,14 @@ def _roots_of(workspace: Path) -> list[str]:
         return []
 
 
+def _library_json(workspace: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads((workspace / "library.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
 def list_libraries(base: str | Path | None = None) -> list[LibraryInfo]:
     """Every library under the workspace base, sorted by roots."""
     folder = workspace_base(base) / "libraries"
@@ -136,21 +144,25 @@ def relink_root(old: str | Path, new: str | Path, base: str | Path | None = None
             {new_path, *(Path(r) for r in info.roots if r != str(old_path))}, key=str
         )
         target = info.workspace.with_name(library_key(new_roots))
-        if target.exists():
+        if target != info.workspace and target.exists():
             raise InvalidSettingError(
                 f"a library for {', '.join(map(str, new_roots))} already exists ({target}); "
                 "forget one of them first"
             )
+        # Rename first, then update the catalog: re-running after a crash in between finds
+        # the workspace under its new key still naming the old root, and finishes.
         with WorkspaceLock(info.workspace, f"re-linking {old_path} -> {new_path}"):
-            catalog = Catalog(info.workspace / "catalog.sqlite")
+            if target != info.workspace:
+                os.replace(info.workspace, target)
+            catalog = Catalog(target / "catalog.sqlite")
             try:
                 catalog.relink_root(old_path, new_path)
             finally:
                 catalog.close()
             atomic_write_json(
-                info.workspace / "library.json", {"roots": [str(r) for r in new_roots]}
+                target / "library.json",
+                {**_library_json(target), "roots": [str(r) for r in new_roots]},
             )
-        os.replace(info.workspace, target)
         moved.append(target)
     if not moved:
         raise LibraryNotFoundError(f"no library has the folder {old_path}")

@@ -18,7 +18,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,11 +167,7 @@ class CRLCTrainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_sgd(self.model, config.lr, config.momentum, config.weight_decay)
         self.loss_config = loss_config_of(config)
-        mean, std = dataset_mean_std(self.data)
-        self.augment_config = AugmentConfig(
-            mean=mean, std=std, blur=config.blur, crop_scale=(config.crop_min_scale, 1.0)
-        )
-        self.augmenter = BatchAugmenter(self.augment_config, config.image_size)
+        self._set_normalization(*dataset_mean_std(self.data))
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
 
@@ -185,6 +181,17 @@ class CRLCTrainer:
         self._sum_steps = 0
         self._sums = self._zero_sums()
 
+    def _set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Use this per-channel mean/std for the views (and for later assignments)."""
+        config = self.config
+        self.augment_config = AugmentConfig(
+            mean=(float(mean[0]), float(mean[1]), float(mean[2])),
+            std=(float(std[0]), float(std[1]), float(std[2])),
+            blur=config.blur,
+            crop_scale=(config.crop_min_scale, 1.0),
+        )
+        self.augmenter = BatchAugmenter(self.augment_config, config.image_size)
+
     # ------------------------------------------------------------------ bookkeeping
     def _zero_sums(self) -> dict[str, Tensor]:
         h, c = self.config.subheads, self.config.clusters
@@ -196,10 +203,15 @@ class CRLCTrainer:
 
     @property
     def chosen_head(self) -> int:
-        """Sub-head with the lowest mean L_cluster in the latest epoch record (0 before any)."""
+        """Sub-head with the lowest mean L_cluster over the last full epoch.
+
+        A partial epoch (the end of a time budget) counts only when no full epoch exists.
+        Returns 0 before any record.
+        """
         if not self.history:
             return 0
-        losses = self.history[-1]["head_losses"]
+        full = [r for r in self.history if not r.get("partial")]
+        losses = (full or self.history)[-1]["head_losses"]
         return int(np.nanargmin(np.asarray(losses, dtype=np.float64)))
 
     def _epoch_budget_done(self, start_elapsed: float, started: float) -> bool:
@@ -253,9 +265,13 @@ class CRLCTrainer:
         if self.labelled_rows is None or self.labelled_targets is None:
             return None
         count = min(self.config.labelled_batch, int(self.labelled_rows.shape[0]))
-        pick = torch.randint(
-            0, int(self.labelled_rows.shape[0]), (count,), generator=self.order_generator
-        ).to(self.device)
+        pick = torch.randint(  # drawn on the device: no host sync in the step loop
+            0,
+            int(self.labelled_rows.shape[0]),
+            (count,),
+            generator=self.augment_generator,
+            device=self.device,
+        )
         return self.labelled_rows[pick], self.labelled_targets[pick]
 
     def _step(self, indices: Tensor) -> None:
@@ -399,10 +415,11 @@ class CRLCTrainer:
             stop: str | None = None
             for indices in self._iter_epoch_indices():
                 pause_started = time.monotonic()
-                if control.checkpoint_wait():
+                must_stop = control.checkpoint_wait()
+                paused_s += time.monotonic() - pause_started
+                if must_stop:
                     stop = "cancelled"
                     break
-                paused_s += time.monotonic() - pause_started
                 self._step(indices)
                 steps += 1
                 self.step_in_epoch += 1
@@ -494,6 +511,8 @@ class CRLCTrainer:
         for name in ("backbone", "stem", "subheads", "feature_dim"):
             if getattr(parent, name) != getattr(self.config, name):
                 raise CheckpointError(f"parent checkpoint {path} has a different {name}")
+        norm = state["normalization"]  # the parent's view statistics, not the new data's
+        self._set_normalization(tuple(norm["mean"]), tuple(norm["std"]))
         weights = dict(state["model"])
         own = self.model.state_dict()
         for key in ("c_head.weight2", "c_head.bias2"):
@@ -538,7 +557,18 @@ class CRLCTrainer:
         perm = state["permutation"]
         self.permutation = None if perm is None else perm.cpu()
         self.order_generator.set_state(state["order_generator"].cpu())
-        self.augment_generator.set_state(state["augment_generator"].cpu())
+        try:
+            self.augment_generator.set_state(state["augment_generator"].cpu())
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"checkpoint {source} was written on another kind of device than "
+                f"{self.device.type}; resume it with the same --device ({exc})"
+            ) from exc
+        norm = state["normalization"]
+        self._set_normalization(tuple(norm["mean"]), tuple(norm["std"]))
         self._sums = {k: v.to(self.device) for k, v in state["sums"].items()}
         self._sum_steps = int(state["sum_steps"])
         self.history = list(state["history"])
+        if self.history_path is not None:  # drop epochs logged after this checkpoint
+            lines = "".join(json.dumps(record) + "\n" for record in self.history)
+            self.history_path.write_text(lines, encoding="utf-8")
