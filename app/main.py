@@ -1,62 +1,125 @@
-"""Entry point of ``crlc-organizer``.
+"""Entry point of ``crlc-organizer``: the desktop application.
 
-Until the full desktop application lands, this opens a window that says what the program
-is, which device it would train on, and how to group a folder with the ``crlc`` command.
+``crlc-organizer [FOLDER...]`` opens the main window (with the library of FOLDER(s), or the
+most recent library). ``--screenshot OUT.png [--state start|clusters|training]`` renders the
+window offscreen in that state and exits.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication
 
-from crlc_engine import __version__
-from crlc_engine.device import resolve_device
+SCREENSHOT_STATES = ("start", "clusters", "training")
 
 
-class MainWindow(QMainWindow):
-    """The main window: for now, what the program is and how to use the engine."""
+def _recent_file() -> Path:
+    import platformdirs
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.setWindowTitle(f"CRLC Organizer {__version__}")
-        device = resolve_device("auto")
-        body = QWidget()
-        layout = QVBoxLayout(body)
-        title = QLabel("<h2>CRLC Organizer</h2>")
-        text = QLabel(
-            "Sorts the photos of a folder into groups with CRLC deep clustering "
-            "(Do, Tran and Venkatesh, ICCV 2021).<br><br>"
-            f"Training device: <b>{device.device}</b> ({device.reason}).<br><br>"
-            "The browsing and correcting window is not built yet. Group a folder from a "
-            "terminal meanwhile:<br>"
-            "<tt>crlc train PHOTO_FOLDER --clusters 10</tt><br>"
-            "The result is <tt>assignments.csv</tt> in the run folder it prints."
+    return Path(platformdirs.user_config_dir("crlc-organizer")) / "recent.json"
+
+
+def recent_folders() -> list[str]:
+    """The folders of the most recently opened library (empty if none or unreadable)."""
+    try:
+        data = json.loads(_recent_file().read_text(encoding="utf-8"))
+        folders = [str(f) for f in data.get("folders", [])]
+    except (OSError, ValueError):
+        return []
+    return folders if folders and all(Path(f).is_dir() for f in folders) else []
+
+
+def remember_folders(folders: Sequence[str | Path]) -> None:
+    """Record the library to reopen next time."""
+    from crlc_engine.fileio import atomic_write_json
+
+    path = _recent_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"folders": [str(Path(f).resolve()) for f in folders]})
+
+
+def _replay_training(window: object) -> None:
+    """Show the job panel as during training, from the newest run's recorded epochs."""
+    from app.views.main_window import MainWindow
+    from crlc_engine.events import EpochEnded
+
+    assert isinstance(window, MainWindow)
+    panel = window.jobs
+    panel.title.setText("Grouping images")
+    session = window.session
+    records: list[dict[str, Any]] = []
+    if session is not None and session.run_id is not None:
+        history = session.library.runs.get(session.run_id).history_path
+        if history.exists():
+            records = [json.loads(line) for line in history.read_text().splitlines() if line]
+    if records:
+        last = records[len(records) // 2]
+        heads = [float(v) for v in last["head_losses"]]
+        best = int(min(range(len(heads)), key=heads.__getitem__))
+        panel._on_event(
+            EpochEnded(
+                epoch=int(last["epoch"]),
+                losses=dict(last["losses"]),
+                head_losses=heads,
+                chosen_head=best,
+                cluster_sizes=list(last["head_counts"][best]),
+                samples_per_s=float(last["samples_per_s"]),
+                elapsed_s=float(last["elapsed_s"]),
+                eta_s=30.0,
+                steps=int(last["steps"]),
+            )
         )
-        text.setWordWrap(True)
-        text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.device_label = text
-        layout.addWidget(title)
-        layout.addWidget(text)
-        layout.addStretch(1)
-        self.setCentralWidget(body)
-        self.resize(640, 320)
+        panel.bar.setValue(500)
+    panel.pause_button.setEnabled(True)
+    panel.cancel_button.setEnabled(True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Start the application; ``--screenshot PNG`` renders the window offscreen and exits."""
+    """Start the application (or render a screenshot and exit)."""
     parser = argparse.ArgumentParser(prog="crlc-organizer", description="CRLC Organizer")
+    parser.add_argument("folders", nargs="*", metavar="FOLDER", help="photo folder(s) to open")
+    parser.add_argument(
+        "--workspace", help="workspace base (default: $CRLC_WORKSPACE or the user data folder)"
+    )
     parser.add_argument("--screenshot", metavar="PNG", help="save the window as PNG and exit")
+    parser.add_argument(
+        "--state",
+        choices=SCREENSHOT_STATES,
+        help="window state for --screenshot (default: clusters when the library "
+        "has a completed run, else start)",
+    )
     args, qt_args = parser.parse_known_args(argv)
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
-    window = MainWindow()
+    from app.views.main_window import MainWindow
+
+    folders = args.folders or ([] if args.screenshot else recent_folders())
+    if args.screenshot and args.state == "start":
+        folders = []
+    window = MainWindow(workspace=args.workspace)
+    if folders:
+        window.open_folders(folders, scan=not args.screenshot)
+        if not args.screenshot:
+            remember_folders(folders)
     if args.screenshot:
+        if args.state == "training":
+            _replay_training(window)
         window.show()
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:  # let the visible thumbnails arrive
+            QApplication.processEvents()
+            if window.cache is None or window.cache.pending_count == 0:
+                break
+            time.sleep(0.02)
         QApplication.processEvents()
         ok = window.grab().save(args.screenshot)
+        window.close()
         return 0 if ok else 1
     window.show()
     return int(app.exec())
