@@ -37,7 +37,15 @@ from app.models.clusters import ClusterListModel
 from app.models.thumbnail_cache import ThumbnailCache
 from app.models.thumbnails import ThumbnailGridModel
 from app.session import LibrarySession
-from app.workers import JobRunner, JobWorker, refine_job, scan_job, train_job
+from app.workers import (
+    JobRunner,
+    JobWorker,
+    export_job,
+    refine_job,
+    scan_job,
+    train_job,
+    undo_export_job,
+)
 from crlc_engine.events import EpochEnded, TrainingStarted
 
 SCAN_SIZE = 32
@@ -242,6 +250,8 @@ class MainWindow(QMainWindow):
         )
         self.group_action = action("Group images...", self._group, "Ctrl+G", "&Images")
         self.refine_action = action("Refine with labels", self._refine, "Ctrl+R", "&Images")
+        self.export_action = action("Export...", self._export, "Ctrl+E")
+        self.undo_export_action = action("Undo an export...", self._undo_export)
         self.undo_action = action("Undo", self._undo, QKeySequence.StandardKey.Undo, "&Edit")
         self.redo_action = action("Redo", self._redo, QKeySequence.StandardKey.Redo, "&Edit")
         self.move_action = action("Move to cluster...", self._move, "M", "&Edit")
@@ -320,6 +330,7 @@ class MainWindow(QMainWindow):
         self.splitter.setVisible(has_session)
         self.group_action.setEnabled(has_session and not self.runner.running)
         self.refine_action.setEnabled(has_results and not self.runner.running)
+        self.export_action.setEnabled(has_results and not self.runner.running)
         for act in (
             self.move_action,
             self.label_action,
@@ -477,6 +488,34 @@ class MainWindow(QMainWindow):
         )
         worker.finished.connect(lambda _: self.refresh())
         self._start("Refining with your labels", worker)
+
+    def _export(self) -> None:
+        from app.views.export_dialog import ExportDialog
+        from crlc_engine.cli_results import export_items
+
+        if self.session is None or self.session.run_id is None:
+            return
+        items = export_items(self.session.library, self.session.run_id)
+        dialog = ExportDialog(items, list(self.session.folders), self)
+        if dialog.exec():
+            opts = dialog.options()
+            worker = export_job(
+                items,
+                opts.dest,
+                opts.mode,
+                list(self.session.folders),
+                opts.min_confidence,
+                opts.keep_subfolders,
+                False,
+            )
+            self._start(f"Exporting to {opts.dest}", worker)
+
+    def _undo_export(self) -> None:
+        manifest, _ = QFileDialog.getOpenFileName(
+            self, "Choose the manifest of the export to undo", "", "Export manifest (*.csv)"
+        )
+        if manifest:
+            self._start("Undoing the export", undo_export_job(Path(manifest)))
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Ask before closing while a job runs; stop jobs and threads cleanly."""

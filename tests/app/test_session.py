@@ -28,8 +28,9 @@ def session(shapes_folder: Path, tmp_path: Path) -> Iterator[LibrarySession]:
         probs = rng.dirichlet(np.ones(3), size=n).astype(np.float32)
         feats = rng.normal(size=(n, 8)).astype(np.float32)
         feats /= np.linalg.norm(feats, axis=1, keepdims=True)
-        ResultStore(library.catalog).write(run.run_id, np.array([r.id for r in records]),
-                                           probs, feats)
+        ResultStore(library.catalog).write(
+            run.run_id, np.array([r.id for r in records]), probs, feats
+        )
     s = LibrarySession([shapes_folder], ws)
     yield s
     s.close()

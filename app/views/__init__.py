@@ -1,0 +1,1 @@
+"""Dialogs and views of the desktop application."""

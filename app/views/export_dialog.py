@@ -1,0 +1,565 @@
+"""The "Export groups" dialog: where to, how, and a dry-run preview of what will be written.
+
+:class:`ExportDialog` asks for the export folder, the mode (copy, hard link, symlink, move or
+CSV only), the confidence threshold below which photos go to ``_uncertain``, and whether to
+keep each photo's sub-folders. A preview (per-folder counts and the first files) comes from
+:func:`crlc_engine.export.plan_export`, which writes nothing: it is recomputed shortly after
+each change (debounced), on the GUI thread for up to
+:attr:`ExportDialog.BACKGROUND_PREVIEW_ITEMS` photos and on a worker thread above that. The
+engine's own checks decide whether the folder is usable (never inside a photo folder); the
+dialog shows their message and keeps OK disabled. Moving photos needs an explicit "yes".
+
+The dialog performs nothing: after ``Accepted`` the caller runs the export with
+:meth:`ExportDialog.options` (e.g. through :func:`app.workers.export_job`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QSizePolicy,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+import app.models  # noqa: F401  (pins None/True/False on affected PySide6 builds)
+from app.workers import JobRunner, JobWorker
+from crlc_engine.control import JobControl
+from crlc_engine.errors import CRLCError
+from crlc_engine.events import Reporter
+from crlc_engine.export import (
+    EXPORT_MODES,
+    MANIFEST_PREFIX,
+    ExportItem,
+    ExportPlanEntry,
+    plan_export,
+)
+
+__all__ = [
+    "MODE_HELP",
+    "MODE_NAMES",
+    "ExportDialog",
+    "ExportOptions",
+    "ExportPreview",
+    "preview_export",
+    "summarize_plan",
+]
+
+#: How each export mode is listed.
+MODE_NAMES: dict[str, str] = {
+    "copy": "Copy",
+    "hardlink": "Hard link",
+    "symlink": "Symbolic link (shortcut)",
+    "move": "Move",
+    "csv": "CSV list only",
+}
+#: What each mode does, in a user's words.
+MODE_HELP: dict[str, str] = {
+    "copy": "Copies the photos; your photo folders stay as they are (uses extra disk space).",
+    "hardlink": (
+        "Adds a second name for each photo without using extra space. The export folder must "
+        "be on the same drive as the photos."
+    ),
+    "symlink": (
+        "Creates small shortcuts that point at the original photos; they stop working if "
+        "the originals are moved or deleted."
+    ),
+    "move": (
+        "Moves the photos out of your photo folders into the export folder. You will be "
+        "asked to confirm; the export can be undone later."
+    ),
+    "csv": (
+        f"Writes only a list ({MANIFEST_PREFIX}….csv) of which photo belongs to which group; "
+        "no photo is copied or moved."
+    ),
+}
+#: Files listed under each folder in the preview.
+PREVIEW_FILES_PER_FOLDER = 3
+_REASONS = {"ignored": "ignored", "duplicate": "listed twice", "missing": "missing"}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What the user chose.
+
+    Attributes:
+        dest: Export folder (absolute).
+        mode: One of :data:`crlc_engine.export.EXPORT_MODES`.
+        min_confidence: Photos below it go to ``_uncertain``.
+        keep_subfolders: Recreate each photo's folders below its library root.
+    """
+
+    dest: Path
+    mode: str
+    min_confidence: float
+    keep_subfolders: bool
+
+
+@dataclass(frozen=True)
+class ExportPreview:
+    """A dry run's summary.
+
+    Attributes:
+        options: The settings it was computed for.
+        files: Photos in the export (to write plus already there).
+        to_write: Photos the export would write (or move).
+        already: Photos found already exported earlier.
+        folders: Top folder -> photos, in layout order.
+        first_files: Top folder -> its first destinations, relative to the export folder.
+        left_out: Reason (``ignored``, ``missing``, ``listed twice``) -> photos left out.
+    """
+
+    options: ExportOptions
+    files: int
+    to_write: int
+    already: int
+    folders: dict[str, int]
+    first_files: dict[str, list[str]] = field(default_factory=dict)
+    left_out: dict[str, int] = field(default_factory=dict)
+
+
+def _relative(destination: Path, dest: Path) -> str:
+    try:
+        return destination.relative_to(dest).as_posix()
+    except ValueError:
+        return destination.name
+
+
+def summarize_plan(
+    entries: Sequence[ExportPlanEntry],
+    options: ExportOptions,
+    per_folder: int = PREVIEW_FILES_PER_FOLDER,
+) -> ExportPreview:
+    """Count a plan's photos per folder and keep the first ``per_folder`` files of each."""
+    dest = Path(os.path.abspath(options.dest)).resolve()
+    folders: dict[str, int] = {}
+    first: dict[str, list[str]] = {}
+    left_out: dict[str, int] = {}
+    to_write = already = 0
+    for entry in entries:
+        if entry.destination is None:
+            reason = _REASONS.get(entry.status, entry.status)
+            left_out[reason] = left_out.get(reason, 0) + 1
+            continue
+        folders[entry.folder] = folders.get(entry.folder, 0) + 1
+        names = first.setdefault(entry.folder, [])
+        if len(names) < per_folder:
+            names.append(_relative(entry.destination, dest))
+        if entry.status == "planned":
+            to_write += 1
+        else:
+            already += 1
+    return ExportPreview(options, to_write + already, to_write, already, folders, first, left_out)
+
+
+def preview_export(
+    items: Sequence[ExportItem], roots: Sequence[Path], options: ExportOptions
+) -> ExportPreview:
+    """Plan the export with :func:`~crlc_engine.export.plan_export` and summarise it.
+
+    Raises:
+        ExportDestinationError: the folder is a file or inside a photo folder.
+        InvalidSettingError: bad mode or threshold.
+    """
+    entries = plan_export(
+        items,
+        options.dest,
+        roots,
+        options.min_confidence,
+        options.keep_subfolders,
+        mode=options.mode,
+    )
+    return summarize_plan(entries, options)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+class ExportDialog(QDialog):
+    """Export settings with a dry-run preview.
+
+    Args:
+        items: The photos with their groups and confidences.
+        roots: The library's photo folders (the export folder must lie outside them).
+        parent: Parent widget.
+        confirm_move: ``confirm(photos) -> bool`` asked before accepting a move (default: a
+            question box).
+        dest: Export folder to start with.
+    """
+
+    #: From this many photos on, the preview is computed on a worker thread.
+    BACKGROUND_PREVIEW_ITEMS = 10_000
+    #: Pause after the last change before the preview is recomputed.
+    PREVIEW_DELAY_MS = 250
+
+    def __init__(
+        self,
+        items: list[ExportItem],
+        roots: Sequence[Path],
+        parent: QWidget | None = None,
+        confirm_move: Callable[[int], bool] | None = None,
+        *,
+        dest: str | Path | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export groups")
+        self._items = list(items)
+        self._roots = [Path(r) for r in roots]
+        self._confirm_move = confirm_move if confirm_move is not None else self._ask_move
+        self._background = len(self._items) >= self.BACKGROUND_PREVIEW_ITEMS
+        self._preview: ExportPreview | None = None
+        self._error: str | None = None
+        self._generation = 0
+        self._runner: JobRunner | None = None
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(self.PREVIEW_DELAY_MS)
+        self._timer.timeout.connect(self._on_timer)
+        self._build()
+        if dest is not None:
+            self.dest_edit.setText(os.fspath(dest))
+        self._connect()
+        self._on_changed()
+
+    # -- construction ------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        layout.addLayout(form)
+
+        roots = "\n".join(os.fspath(r) for r in self._roots) or "(none)"
+        self.dest_edit = QLineEdit()
+        self.dest_edit.setPlaceholderText("A folder outside your photo folders")
+        self.dest_edit.setClearButtonEnabled(True)
+        self.dest_edit.setToolTip(
+            "The folder that receives one sub-folder per group. It must not be inside your "
+            f"photo folders:\n{roots}"
+        )
+        self.browse_button = QPushButton("&Browse…")
+        self.browse_button.setToolTip("Pick the export folder.")
+        dest_row = QWidget()
+        dest_layout = QHBoxLayout(dest_row)
+        dest_layout.setContentsMargins(0, 0, 0, 0)
+        dest_layout.addWidget(self.dest_edit, 1)
+        dest_layout.addWidget(self.browse_button)
+        dest_row.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        label = QLabel("&Export to:")
+        label.setBuddy(self.dest_edit)
+        form.addRow(label, dest_row)
+
+        self.mode_combo = QComboBox()
+        for mode in EXPORT_MODES:
+            self.mode_combo.addItem(MODE_NAMES.get(mode, mode), mode)
+            self.mode_combo.setItemData(
+                self.mode_combo.count() - 1, MODE_HELP.get(mode, ""), Qt.ItemDataRole.ToolTipRole
+            )
+        self.mode_combo.setCurrentIndex(max(0, self.mode_combo.findData("copy")))
+        self.mode_help = QLabel()
+        self.mode_help.setWordWrap(True)
+        self.mode_help.setStyleSheet("color: palette(placeholder-text);")
+        mode_box = QWidget()
+        mode_layout = QVBoxLayout(mode_box)
+        mode_layout.setContentsMargins(0, 0, 0, 0)
+        mode_layout.setSpacing(2)
+        mode_layout.addWidget(self.mode_combo)
+        mode_layout.addWidget(self.mode_help)
+        mode_box.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        label = QLabel("&How:")
+        label.setBuddy(self.mode_combo)
+        form.addRow(label, mode_box)
+
+        self.confidence_spin = QDoubleSpinBox()
+        self.confidence_spin.setRange(0.0, 1.0)
+        self.confidence_spin.setDecimals(2)
+        self.confidence_spin.setSingleStep(0.05)
+        self.confidence_spin.setToolTip(
+            "Photos the program is less sure about than this go to a separate _uncertain "
+            "folder instead of their group. 0 puts every photo in its group."
+        )
+        label = QLabel("&Uncertain below:")
+        label.setBuddy(self.confidence_spin)
+        form.addRow(label, self.confidence_spin)
+
+        self.keep_check = QCheckBox("&Keep sub-folders inside each group")
+        self.keep_check.setToolTip(
+            "Recreate each photo's folders (below your photo folder) inside its group folder, "
+            "instead of putting all of a group's photos side by side."
+        )
+        form.addRow("", self.keep_check)
+
+        preview_label = QLabel("&Preview (nothing is written yet):")
+        layout.addWidget(preview_label)
+        self.summary_label = QLabel()
+        self.summary_label.setWordWrap(True)
+        layout.addWidget(self.summary_label)
+        self.preview_tree = QTreeWidget()
+        self.preview_tree.setColumnCount(2)
+        self.preview_tree.setHeaderLabels(["Folder / first files", "Photos"])
+        self.preview_tree.setRootIsDecorated(True)
+        self.preview_tree.setUniformRowHeights(True)
+        self.preview_tree.setMinimumHeight(180)
+        header = self.preview_tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.preview_tree.setToolTip("The folders the export creates and the first files in each.")
+        preview_label.setBuddy(self.preview_tree)
+        layout.addWidget(self.preview_tree, 1)
+
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #b00020;")
+        self.error_label.setVisible(False)
+        layout.addWidget(self.error_label)
+
+        self.button_box = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.ok_button.setText("E&xport")
+        layout.addWidget(self.button_box)
+        self.setMinimumWidth(580)
+        self.resize(640, 520)
+
+        self.setTabOrder(self.dest_edit, self.browse_button)
+        self.setTabOrder(self.browse_button, self.mode_combo)
+        self.setTabOrder(self.mode_combo, self.confidence_spin)
+        self.setTabOrder(self.confidence_spin, self.keep_check)
+        self.setTabOrder(self.keep_check, self.preview_tree)
+        self.setTabOrder(self.preview_tree, self.ok_button)
+        self.dest_edit.setFocus()
+
+    def _connect(self) -> None:
+        self.dest_edit.textChanged.connect(self._on_changed)
+        self.browse_button.clicked.connect(self._browse)
+        self.mode_combo.currentIndexChanged.connect(self._on_changed)
+        self.confidence_spin.valueChanged.connect(self._on_changed)
+        self.keep_check.toggled.connect(self._on_changed)
+        self.button_box.accepted.connect(self.accept)
+        self.button_box.rejected.connect(self.reject)
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def ok_button(self) -> QPushButton:
+        """The button that starts the export."""
+        return self.button_box.button(QDialogButtonBox.StandardButton.Ok)
+
+    @property
+    def preview(self) -> ExportPreview | None:
+        """The latest preview (``None`` while none is valid)."""
+        return self._preview
+
+    @property
+    def error(self) -> str | None:
+        """Why the export cannot start, or ``None``."""
+        return self._error
+
+    @property
+    def preview_pending(self) -> bool:
+        """Whether the preview is out of date (a change not yet recomputed)."""
+        return self._preview is None and self._error is None
+
+    def mode(self) -> str:
+        """The chosen export mode."""
+        return str(self.mode_combo.currentData())
+
+    def options(self) -> ExportOptions:
+        """The chosen settings (``dest`` made absolute; empty when no folder was typed)."""
+        text = self.dest_edit.text().strip()
+        dest = Path(os.path.abspath(os.path.expanduser(text))) if text else Path()
+        return ExportOptions(
+            dest=dest,
+            mode=self.mode(),
+            min_confidence=round(self.confidence_spin.value(), self.confidence_spin.decimals()),
+            keep_subfolders=self.keep_check.isChecked(),
+        )
+
+    def _cheap_problem(self) -> str | None:
+        """A problem seen without touching the disk."""
+        text = os.path.expanduser(self.dest_edit.text().strip())
+        if not text:
+            return "Choose the folder to export to."
+        if not os.path.isabs(text):
+            return "Type the full path of the export folder (or use Browse…)."
+        return None
+
+    # -- preview -------------------------------------------------------------------------------
+    def _on_changed(self, *_args: Any) -> None:
+        self.mode_help.setText(MODE_HELP.get(self.mode(), ""))
+        self._generation += 1
+        self._preview = None
+        problem = self._cheap_problem()
+        if problem is not None:
+            self._timer.stop()
+            self._show(None, problem, hint=True)
+            return
+        # OK keeps its state until the preview comes (no flicker while typing); accept()
+        # recomputes a stale preview anyway
+        self._error = None
+        self.summary_label.setText("Updating the preview…")
+        self._timer.start()
+
+    def _on_timer(self) -> None:
+        if self._background:
+            self._start_background_preview()
+        else:
+            self.refresh_preview()
+
+    def refresh_preview(self) -> ExportPreview | None:
+        """Recompute the preview now, on this thread; returns it (``None`` on a problem)."""
+        self._timer.stop()
+        self._generation += 1
+        problem = self._cheap_problem()
+        if problem is not None:
+            self._show(None, problem, hint=True)
+            return None
+        options = self.options()
+        try:
+            preview = preview_export(self._items, self._roots, options)
+        except (CRLCError, OSError) as error:
+            self._show(None, str(error))
+            return None
+        self._show(preview, None)
+        return preview
+
+    def _start_background_preview(self) -> None:
+        if self._runner is None:
+            self._runner = JobRunner(self)
+        generation = self._generation
+        options = self.options()
+        items, roots = self._items, self._roots
+
+        def job(reporter: Reporter, control: JobControl) -> ExportPreview:
+            return preview_export(items, roots, options)
+
+        worker = JobWorker(job, "export preview")
+        worker.finished.connect(lambda result: self._on_background_done(generation, result))
+        worker.failed.connect(
+            lambda _kind, message, _details: self._on_background_failed(generation, message)
+        )
+        self._runner.start(worker)
+
+    def _on_background_done(self, generation: int, result: object) -> None:
+        if generation == self._generation and isinstance(result, ExportPreview):
+            self._show(result, None)
+
+    def _on_background_failed(self, generation: int, message: str) -> None:
+        if generation == self._generation:
+            self._show(None, message)
+
+    def _show(self, preview: ExportPreview | None, error: str | None, hint: bool = False) -> None:
+        """Show a preview or a problem; ``hint`` problems are not shown in red."""
+        self._preview = preview
+        self._error = error
+        self.preview_tree.clear()
+        self.error_label.setVisible(error is not None and not hint)
+        self.error_label.setText("" if error is None or hint else error)
+        if error is not None and not hint:
+            error = error[:1].upper() + error[1:]
+            self._error = error
+            self.error_label.setText(error)
+        if preview is None:
+            self.summary_label.setText(
+                error if hint and error else "No preview until the problem below is fixed."
+            )
+            self.ok_button.setEnabled(False)
+            return
+        self.summary_label.setText(self._summary_text(preview))
+        for folder, count in preview.folders.items():
+            top = QTreeWidgetItem([folder + "/", f"{count:,}"])
+            top.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            names = preview.first_files.get(folder, [])
+            for name in names:
+                below = name[len(folder) + 1 :] if name.startswith(folder + "/") else name
+                top.addChild(QTreeWidgetItem([below, ""]))
+            if count > len(names):
+                more = QTreeWidgetItem([f"… and {count - len(names):,} more", ""])
+                more.setDisabled(True)
+                top.addChild(more)
+            self.preview_tree.addTopLevelItem(top)
+        self.preview_tree.expandAll()
+        if preview.files == 0:
+            self._error = "No photo to export: every photo is ignored or missing."
+            self.error_label.setText(self._error)
+            self.error_label.setVisible(True)
+        self.ok_button.setEnabled(self._error is None)
+
+    @staticmethod
+    def _summary_text(preview: ExportPreview) -> str:
+        options = preview.options
+        verb = {
+            "copy": "copied",
+            "hardlink": "hard-linked",
+            "symlink": "linked",
+            "move": "moved",
+            "csv": "listed in the CSV file",
+        }.get(options.mode, options.mode)
+        text = (
+            f"{_plural(preview.to_write, 'photo')} will be {verb} into "
+            f"{_plural(len(preview.folders), 'folder')} in {options.dest}."
+        )
+        if preview.already:
+            text += f" {_plural(preview.already, 'photo')} already there."
+        if preview.left_out:
+            parts = ", ".join(f"{n:,} {reason}" for reason, n in preview.left_out.items())
+            text += f" Left out: {parts}."
+        return text
+
+    # -- actions -------------------------------------------------------------------------------
+    def _browse(self) -> None:
+        start = self.dest_edit.text().strip() or os.path.expanduser("~")
+        folder = QFileDialog.getExistingDirectory(self, "Choose the export folder", start)
+        if folder:
+            self.dest_edit.setText(folder)
+
+    def _ask_move(self, count: int) -> bool:
+        answer = QMessageBox.question(
+            self,
+            "Move photos?",
+            f"Move {_plural(count, 'photo')} out of your photo folders into "
+            f"{self.options().dest}?\n\nThe photos will no longer be in their current "
+            "folders. You can undo the export later.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def accept(self) -> None:
+        """Close with ``Accepted`` once the export folder is usable (and a move confirmed)."""
+        preview = self._preview
+        if preview is None or preview.options != self.options():
+            preview = self.refresh_preview()
+        if preview is None or self._error is not None:
+            return
+        if preview.options.mode == "move" and not self._confirm_move(preview.to_write):
+            return
+        super().accept()
+
+    def done(self, result: int) -> None:
+        """Close; waits for a running background preview to end first."""
+        self._timer.stop()
+        if self._runner is not None:
+            self._runner.shutdown()
+        super().done(result)

@@ -1,0 +1,735 @@
+"""The "Group images" dialog: how many groups, which preset and device, and what it costs.
+
+:class:`GroupDialog` collects the settings of a training run and turns them into a
+:class:`~crlc_engine.config.TrainConfig` with :func:`~crlc_engine.presets.resolve_train_config`,
+passing as overrides only the values the user changed from the chosen preset (so that the
+run records the preset plus exactly what was different). Before starting it shows a rough
+estimate of the training time and the disk space (:func:`estimate_training`).
+
+The dialog does no blocking work: it asks the device probe (by default
+:func:`crlc_engine.device.resolve_device`) which devices exist, once, when it is built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QStandardItemModel
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QLabel,
+    QPushButton,
+    QRadioButton,
+    QSizePolicy,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+import app.models  # noqa: F401  (pins None/True/False on affected PySide6 builds)
+from crlc_engine.config import BACKBONE_NAMES, CRITIC_NAMES, TrainConfig
+from crlc_engine.device import DeviceChoice, resolve_device
+from crlc_engine.errors import CRLCError, InvalidSettingError
+from crlc_engine.presets import PRESETS, default_preset_name, resolve_train_config
+
+__all__ = [
+    "CPU_IMAGES_PER_S",
+    "DEVICE_OPTIONS",
+    "MODEL_PARAMETERS",
+    "DeviceProbe",
+    "GroupDialog",
+    "TrainingEstimate",
+    "estimate_training",
+    "format_bytes",
+    "format_duration",
+    "images_per_second",
+]
+
+#: ``probe(request) -> DeviceChoice``, raising a ``CRLCError`` for an unavailable device.
+DeviceProbe = Callable[[str], DeviceChoice]
+
+#: Device requests offered, in order, with their names in the list.
+DEVICE_OPTIONS: dict[str, str] = {
+    "auto": "Automatic",
+    "cpu": "CPU",
+    "cuda": "NVIDIA GPU (CUDA)",
+    "mps": "Apple GPU (MPS)",
+}
+_DEVICE_WORDS = {"cpu": "the CPU", "cuda": "the GPU", "mps": "the Apple GPU"}
+
+#: Images per second (two augmented views each) of a training step at 32 px on 2 CPU cores,
+#: per (backbone, resolved stem). ``small`` and ``resnet18`` were measured
+#: (docs/benchmarks.md, 2026-11-26); ``resnet34`` and ``resnet50`` are ``resnet18`` scaled by
+#: their compute (about 2x and 2.3x ResNet-18's), not measured.
+CPU_IMAGES_PER_S: dict[tuple[str, str], float] = {
+    ("small", "imagenet"): 1300.0,
+    ("small", "cifar"): 315.0,
+    ("resnet18", "imagenet"): 315.0,
+    ("resnet18", "cifar"): 21.0,
+    ("resnet34", "imagenet"): 158.0,
+    ("resnet34", "cifar"): 10.5,
+    ("resnet50", "imagenet"): 137.0,
+    ("resnet50", "cifar"): 9.1,
+}
+#: ResNet-18 with the CIFAR stem at 32 px on a current CUDA GPU (CRLC_NOTES.md: H200 run).
+CUDA_RESNET18_IMAGES_PER_S = 18500.0
+#: Speed of each backbone on a GPU relative to ResNet-18 (rough, not measured).
+CUDA_BACKBONE_FACTOR: dict[str, float] = {
+    "small": 3.0,
+    "resnet18": 1.0,
+    "resnet34": 0.5,
+    "resnet50": 0.4,
+}
+#: The ImageNet stem works on 16x fewer positions; on a GPU that buys much less than on a CPU.
+CUDA_IMAGENET_STEM_FACTOR = 4.0
+#: An Apple GPU relative to a current CUDA GPU (rough, not measured).
+MPS_FACTOR = 1.0 / 6.0
+#: Trainable parameters of the whole CRLC model (backbone + heads, 10 clusters).
+MODEL_PARAMETERS: dict[str, float] = {
+    "small": 1.32e6,
+    "resnet18": 14.2e6,
+    "resnet34": 24.3e6,
+    "resnet50": 70.1e6,
+}
+#: float32 weights plus the SGD momentum saved with them in every checkpoint.
+CHECKPOINT_BYTES_PER_PARAMETER = 8
+#: Rates above are for 32 px images; the cost grows with the pixel count.
+_REFERENCE_SIZE = 32
+#: A CPU run longer than this gets a hint to pick a lighter setting.
+_SLOW_CPU_S = 3 * 3600
+
+_BACKBONE_TEXT = {
+    "small": "Small CNN (fast on a CPU)",
+    "resnet18": "ResNet-18",
+    "resnet34": "ResNet-34 (paper)",
+    "resnet50": "ResNet-50 (slow)",
+}
+_CRITIC_TEXT = {
+    "log_dot": "log of dot product (paper)",
+    "dot": "dot product",
+    "neg_l2": "negative squared distance",
+    "neg_js": "negative Jensen-Shannon",
+}
+
+
+# ------------------------------------------------------------------------------ estimate
+@dataclass(frozen=True)
+class TrainingEstimate:
+    """A rough cost of a run, before it starts.
+
+    Attributes:
+        seconds: Training time (the budget itself for a time-budget run).
+        images_per_s: Assumed training speed.
+        epochs: Planned epochs, or the epochs that fit in the time budget.
+        budget: Whether the time is a budget (``minutes``) rather than a prediction.
+        pixel_cache_bytes: Size of the ``N x S x S x 3`` uint8 pixel cache.
+        checkpoint_bytes: Size of one checkpoint.
+        device_kind: ``cpu``, ``cuda`` or ``mps``.
+        images: Number of photos.
+    """
+
+    seconds: float
+    images_per_s: float
+    epochs: float
+    budget: bool
+    pixel_cache_bytes: int
+    checkpoint_bytes: int
+    device_kind: str
+    images: int
+
+    def text(self) -> str:
+        """Two lines for the dialog: time, then disk."""
+        where = _DEVICE_WORDS.get(self.device_kind, self.device_kind)
+        rate = f"~{self.images_per_s:,.0f} photos/s on {where}"
+        duration = format_duration(self.seconds, self.device_kind)
+        if self.budget:
+            head = (
+                f"Time budget {duration}: about {self.epochs:,.0f} epochs of "
+                f"{self.images:,} photos at {rate}."
+            )
+        else:
+            head = (
+                f"About {duration} of training ({self.images:,} photos × "
+                f"{self.epochs:,.0f} epochs at {rate})."
+            )
+        disk = (
+            f"\nDisk: {format_bytes(self.pixel_cache_bytes)} pixel cache + "
+            f"{format_bytes(self.checkpoint_bytes)} per checkpoint."
+        )
+        hint = ""
+        if self.device_kind == "cpu" and not self.budget and self.seconds > _SLOW_CPU_S:
+            hint = " That is slow: try the cpu preset, fewer epochs or a time budget."
+        return head + hint + disk
+
+
+def images_per_second(backbone: str, stem: str, size: int, device_kind: str) -> float:
+    """Assumed training speed (images/s) for a backbone, resolved stem, size and device."""
+    scale = (_REFERENCE_SIZE / max(1, size)) ** 2
+    if device_kind == "cpu":
+        rate = CPU_IMAGES_PER_S.get((backbone, stem), CPU_IMAGES_PER_S[("resnet18", "cifar")])
+        return rate * scale
+    rate = CUDA_RESNET18_IMAGES_PER_S * CUDA_BACKBONE_FACTOR.get(backbone, 1.0) * scale
+    if stem == "imagenet":
+        rate *= CUDA_IMAGENET_STEM_FACTOR
+    if device_kind == "mps":
+        rate *= MPS_FACTOR
+    return rate
+
+
+def estimate_training(config: TrainConfig, images: int, device_kind: str) -> TrainingEstimate:
+    """Time and disk a run of ``config`` over ``images`` photos needs on ``device_kind``."""
+    size = config.image_size
+    rate = images_per_second(config.backbone, config.resolved_stem(), size, device_kind)
+    count = max(0, images)
+    if config.epochs is None and config.minutes is not None:
+        seconds = config.minutes * 60.0
+        epochs = seconds * rate / max(1, count)
+        budget = True
+    else:
+        epochs = float(config.epochs or 0)
+        seconds = count * epochs / rate
+        budget = False
+    params = MODEL_PARAMETERS.get(config.backbone, MODEL_PARAMETERS["resnet18"])
+    return TrainingEstimate(
+        seconds=seconds,
+        images_per_s=rate,
+        epochs=epochs,
+        budget=budget,
+        pixel_cache_bytes=count * size * size * 3,
+        checkpoint_bytes=int(params * CHECKPOINT_BYTES_PER_PARAMETER),
+        device_kind=device_kind,
+        images=count,
+    )
+
+
+def format_duration(seconds: float, device_kind: str = "cpu") -> str:
+    """A duration in words; GPU runs are counted in minutes."""
+    if device_kind != "cpu":
+        minutes = seconds / 60.0
+        if minutes < 1.0:
+            return "under a minute"
+        text = f"{math.ceil(minutes):,} minute{'s' if math.ceil(minutes) != 1 else ''}"
+        if minutes >= 180.0:
+            text += f" ({minutes / 60.0:,.0f} hours)"
+        return text
+    if seconds < 10.0:
+        return "a few seconds"
+    if seconds < 90.0:
+        return f"{seconds:.0f} seconds"
+    if seconds < 90 * 60.0:
+        return f"{seconds / 60.0:.0f} minutes"
+    hours = seconds / 3600.0
+    if hours < 48.0:
+        return f"{hours:.1f} hours" if hours < 10.0 else f"{hours:.0f} hours"
+    return f"{hours / 24.0:,.0f} days"
+
+
+def format_bytes(size: float) -> str:
+    """A byte count in decimal units (kB, MB, GB)."""
+    for unit, factor in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= factor:
+            value = size / factor
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:,.0f} {unit}"
+    return f"{size:.0f} bytes"
+
+
+# -------------------------------------------------------------------------------- dialog
+def _set_item_enabled(combo: QComboBox, row: int, enabled: bool) -> None:
+    model = combo.model()
+    if isinstance(model, QStandardItemModel):
+        item = model.item(row)
+        if item is not None:
+            item.setEnabled(enabled)
+
+
+def _combo_item_enabled(combo: QComboBox, row: int) -> bool:
+    model = combo.model()
+    flags = model.flags(model.index(row, 0))
+    return bool(flags & Qt.ItemFlag.ItemIsEnabled)
+
+
+class GroupDialog(QDialog):
+    """Settings of a grouping (training) run: clusters, preset, size, device, advanced.
+
+    Args:
+        images: Number of photos to group (bounds the number of groups, drives the estimate).
+        parent: Parent widget.
+        device_probe: ``probe(request) -> DeviceChoice`` (default
+            :func:`~crlc_engine.device.resolve_device`); raises for an unavailable device.
+
+    After ``exec()`` returns ``Accepted``, :meth:`config` is the run's settings.
+    """
+
+    #: Fields of :class:`TrainConfig` the dialog edits, besides ``clusters`` and ``preset``.
+    EDITED_FIELDS = ("image_size", "backbone", "epochs", "minutes", "lambda_ent", "critic")
+
+    def __init__(
+        self,
+        images: int,
+        parent: QWidget | None = None,
+        device_probe: DeviceProbe = resolve_device,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Group images")
+        self._images = max(0, int(images))
+        self._loading = False
+        self._edited: set[str] = set()
+        self._preset_chosen = False
+        self._error: str | None = None
+        self._auto, self._device_notes = self._probe_devices(device_probe)
+
+        self._build()
+        self._load_preset(self.preset_name(), initial=True)
+        self._connect()
+        self._revalidate()
+
+    # -- construction ------------------------------------------------------------------------
+    @staticmethod
+    def _probe_devices(probe: DeviceProbe) -> tuple[DeviceChoice | None, dict[str, str | None]]:
+        """The auto choice and, per request, ``None`` if usable, else why not."""
+        try:
+            auto: DeviceChoice | None = probe("auto")
+        except CRLCError:
+            auto = None
+        notes: dict[str, str | None] = {"auto": None, "cpu": None}
+        for request in ("cuda", "mps"):
+            try:
+                probe(request)
+            except CRLCError as error:
+                notes[request] = str(error)
+            else:
+                notes[request] = None
+        return auto, notes
+
+    @property
+    def detected_kind(self) -> str:
+        """The device kind ``auto`` resolves to (``cpu`` when the probe failed)."""
+        return self._auto.kind if self._auto is not None else "cpu"
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        layout.addLayout(form)
+
+        # groups
+        self.clusters_spin = QSpinBox()
+        self.clusters_spin.setRange(2, max(2, self._images))
+        self.clusters_spin.setValue(min(10, max(2, self._images)))
+        self.clusters_spin.setToolTip(
+            "How many groups to sort the photos into. You can merge, rename and move photos "
+            "between groups afterwards."
+        )
+        self._add_row(form, "Number of &groups:", self.clusters_spin)
+
+        # preset
+        self.preset_combo = QComboBox()
+        for name, preset in PRESETS.items():
+            self.preset_combo.addItem(f"{name}: {preset.summary}", name)
+            self.preset_combo.setItemData(
+                self.preset_combo.count() - 1, preset.why, Qt.ItemDataRole.ToolTipRole
+            )
+        self.preset_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.preset_combo.setMinimumContentsLength(40)
+        default = default_preset_name(self.detected_kind)
+        self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(default)))
+        self._add_row(form, "&Preset:", self.preset_combo)
+
+        # training size
+        self.size_spin = QSpinBox()
+        self.size_spin.setRange(8, 1024)
+        self.size_spin.setSingleStep(8)
+        self.size_spin.setSuffix(" px")
+        self.size_spin.setToolTip(
+            "The side of the small square copy of each photo the training looks at. Larger "
+            "keeps more detail but is slower and takes more disk space."
+        )
+        self._add_row(form, "Training &size:", self.size_spin)
+
+        # device
+        self.device_combo = QComboBox()
+        for request, text in DEVICE_OPTIONS.items():
+            note = self._device_notes.get(request)
+            if request == "auto":
+                text = f"{text} ({_DEVICE_WORDS.get(self.detected_kind, self.detected_kind)})"
+            elif note is not None:
+                text = f"{text}: not available"
+            self.device_combo.addItem(text, request)
+            row = self.device_combo.count() - 1
+            tip = note if note is not None else self._device_tip(request)
+            self.device_combo.setItemData(row, tip, Qt.ItemDataRole.ToolTipRole)
+            _set_item_enabled(self.device_combo, row, note is None)
+        self.device_combo.setToolTip("Where the training runs. A GPU is many times faster.")
+        self.device_label = QLabel(self._detected_text())
+        self.device_label.setWordWrap(True)
+        self.device_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.device_label.setStyleSheet("color: palette(placeholder-text);")
+        device_box = QWidget()
+        device_layout = QVBoxLayout(device_box)
+        device_layout.setContentsMargins(0, 0, 0, 0)
+        device_layout.setSpacing(2)
+        device_layout.addWidget(self.device_combo)
+        device_layout.addWidget(self.device_label)
+        label = self._add_row(form, "&Device:", device_box)
+        label.setBuddy(self.device_combo)
+
+        # advanced (collapsed)
+        self.advanced_button = QToolButton()
+        self.advanced_button.setText("&Advanced settings")
+        self.advanced_button.setCheckable(True)
+        self.advanced_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_button.setAutoRaise(True)
+        self.advanced_button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.advanced_button.setToolTip("Show the network, length and loss settings.")
+        layout.addWidget(self.advanced_button)
+        self.advanced_box = self._build_advanced()
+        self.advanced_box.setVisible(False)
+        layout.addWidget(self.advanced_box)
+
+        # estimate, error, buttons
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.HLine)
+        line.setFrameShadow(QFrame.Shadow.Sunken)
+        layout.addWidget(line)
+        self.estimate_label = QLabel()
+        self.estimate_label.setWordWrap(True)
+        self.estimate_label.setToolTip(
+            "A rough guess from measured speeds; the real time depends on your computer."
+        )
+        layout.addWidget(self.estimate_label)
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #b00020;")
+        self.error_label.setVisible(False)
+        layout.addWidget(self.error_label)
+        layout.addStretch(1)
+        self.button_box = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.ok_button.setText("&Start grouping")
+        layout.addWidget(self.button_box)
+        self.setMinimumWidth(660)
+
+        self.setTabOrder(self.clusters_spin, self.preset_combo)
+        self.setTabOrder(self.preset_combo, self.size_spin)
+        self.setTabOrder(self.size_spin, self.device_combo)
+        self.setTabOrder(self.device_combo, self.advanced_button)
+        self.setTabOrder(self.advanced_button, self.backbone_combo)
+        self.setTabOrder(self.backbone_combo, self.epochs_radio)
+        self.setTabOrder(self.epochs_radio, self.epochs_spin)
+        self.setTabOrder(self.epochs_spin, self.minutes_radio)
+        self.setTabOrder(self.minutes_radio, self.minutes_spin)
+        self.setTabOrder(self.minutes_spin, self.lambda_ent_spin)
+        self.setTabOrder(self.lambda_ent_spin, self.critic_combo)
+        self.setTabOrder(self.critic_combo, self.ok_button)
+        self.clusters_spin.setFocus()
+
+    def _build_advanced(self) -> QFrame:
+        box = QFrame()
+        box.setFrameShape(QFrame.Shape.StyledPanel)
+        form = QFormLayout(box)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+
+        self.backbone_combo = QComboBox()
+        for name in BACKBONE_NAMES:
+            self.backbone_combo.addItem(_BACKBONE_TEXT.get(name, name), name)
+        self.backbone_combo.setToolTip(
+            "The network that looks at the photos. Bigger networks see finer differences but "
+            "need a GPU."
+        )
+        self._add_row(form, "&Network:", self.backbone_combo)
+
+        self.epochs_radio = QRadioButton("&Epochs:")
+        self.epochs_radio.setToolTip("Train for a fixed number of passes over all photos.")
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 100000)
+        self.epochs_spin.setToolTip("How many times the training goes over every photo.")
+        self.minutes_radio = QRadioButton("&Time budget:")
+        self.minutes_radio.setToolTip("Train for as many passes as fit in this time.")
+        self.minutes_spin = QDoubleSpinBox()
+        self.minutes_spin.setRange(0.5, 10080.0)
+        self.minutes_spin.setDecimals(1)
+        self.minutes_spin.setSingleStep(5.0)
+        self.minutes_spin.setValue(10.0)
+        self.minutes_spin.setSuffix(" min")
+        self.minutes_spin.setToolTip("Stop training after this many minutes.")
+        self.length_group = QButtonGroup(self)
+        self.length_group.addButton(self.epochs_radio)
+        self.length_group.addButton(self.minutes_radio)
+        self.epochs_radio.setChecked(True)
+        length = QWidget()
+        grid = QGridLayout(length)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.addWidget(self.epochs_radio, 0, 0)
+        grid.addWidget(self.epochs_spin, 0, 1)
+        grid.addWidget(self.minutes_radio, 1, 0)
+        grid.addWidget(self.minutes_spin, 1, 1)
+        form.addRow(QLabel("Length:"), length)
+
+        self.lambda_ent_spin = QDoubleSpinBox()
+        self.lambda_ent_spin.setRange(0.0, 100.0)
+        self.lambda_ent_spin.setDecimals(2)
+        self.lambda_ent_spin.setSingleStep(0.1)
+        self.lambda_ent_spin.setToolTip(
+            "Entropy weight (lambda_ent): how strongly the training keeps the groups of similar "
+            "size. Lower it if your photos fall into groups of very different sizes."
+        )
+        self._add_row(form, "E&ntropy weight:", self.lambda_ent_spin)
+
+        self.critic_combo = QComboBox()
+        for name in CRITIC_NAMES:
+            self.critic_combo.addItem(_CRITIC_TEXT.get(name, name), name)
+        self.critic_combo.setToolTip(
+            "How the training compares the group guesses of two views of a photo. Keep the "
+            "paper's choice unless you are experimenting."
+        )
+        self._add_row(form, "&Critic:", self.critic_combo)
+        return box
+
+    @staticmethod
+    def _add_row(form: QFormLayout, text: str, field: QWidget) -> QLabel:
+        """Add ``field`` with a label whose mnemonic focuses it; lists and boxes get wide."""
+        if not isinstance(field, QSpinBox | QDoubleSpinBox):
+            field.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        label = QLabel(text)
+        label.setBuddy(field)
+        form.addRow(label, field)
+        return label
+
+    def _connect(self) -> None:
+        self.clusters_spin.valueChanged.connect(self._revalidate)
+        self.preset_combo.currentIndexChanged.connect(self._on_preset_changed)
+        self.device_combo.currentIndexChanged.connect(self._on_device_changed)
+        self.advanced_button.toggled.connect(self._on_advanced_toggled)
+        self.size_spin.valueChanged.connect(lambda _v: self._on_edited("image_size"))
+        self.backbone_combo.currentIndexChanged.connect(lambda _i: self._on_edited("backbone"))
+        self.epochs_spin.valueChanged.connect(lambda _v: self._on_edited("epochs"))
+        self.minutes_spin.valueChanged.connect(lambda _v: self._on_edited("minutes"))
+        self.epochs_radio.toggled.connect(self._on_length_mode)
+        self.lambda_ent_spin.valueChanged.connect(lambda _v: self._on_edited("lambda_ent"))
+        self.critic_combo.currentIndexChanged.connect(lambda _i: self._on_edited("critic"))
+        self.button_box.accepted.connect(self.accept)
+        self.button_box.rejected.connect(self.reject)
+
+    def _device_tip(self, request: str) -> str:
+        if request == "auto":
+            return "Use the fastest device found: " + self._detected_text()
+        if request == "cpu":
+            return "Train on the processor. Works everywhere; slow for big networks."
+        return "Available."
+
+    def _detected_text(self) -> str:
+        if self._auto is None:
+            return "Detected: no device could be checked; using the CPU."
+        return f"Detected: {self._auto.device} ({self._auto.reason})"
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def ok_button(self) -> QPushButton:
+        """The button that starts the run."""
+        return self.button_box.button(QDialogButtonBox.StandardButton.Ok)
+
+    @property
+    def images(self) -> int:
+        """Number of photos to group."""
+        return self._images
+
+    @property
+    def error(self) -> str | None:
+        """Why the settings cannot be used, or ``None``."""
+        return self._error
+
+    def preset_name(self) -> str:
+        """The chosen preset."""
+        return str(self.preset_combo.currentData())
+
+    def device_request(self) -> str:
+        """The chosen device: ``auto``, ``cpu``, ``cuda`` or ``mps``."""
+        return str(self.device_combo.currentData())
+
+    def device_kind(self) -> str:
+        """The device the run would use (``auto`` resolved)."""
+        request = self.device_request()
+        return self.detected_kind if request == "auto" else request
+
+    def is_device_available(self, request: str) -> bool:
+        """Whether ``request`` can be chosen in the device list."""
+        row = self.device_combo.findData(request)
+        return row >= 0 and _combo_item_enabled(self.device_combo, row)
+
+    def device_unavailable_reason(self, request: str) -> str | None:
+        """Why ``request`` is unavailable (the probe's message), ``None`` if it is usable."""
+        return self._device_notes.get(request)
+
+    def uses_time_budget(self) -> bool:
+        """Whether the run length is a time budget rather than epochs."""
+        return self.minutes_radio.isChecked()
+
+    def _preset_values(self, preset: str) -> dict[str, Any]:
+        """The preset's value of every edited field (dataclass defaults where it is silent)."""
+        defaults = TrainConfig(clusters=2)
+        values = {name: getattr(defaults, name) for name in self.EDITED_FIELDS}
+        preset_settings = PRESETS[preset].settings if preset in PRESETS else {}
+        values.update({k: v for k, v in preset_settings.items() if k in values})
+        return values
+
+    def _widget_values(self) -> dict[str, Any]:
+        return {
+            "image_size": self.size_spin.value(),
+            "backbone": str(self.backbone_combo.currentData()),
+            "epochs": None if self.uses_time_budget() else self.epochs_spin.value(),
+            "minutes": self.minutes_spin.value() if self.uses_time_budget() else None,
+            "lambda_ent": round(self.lambda_ent_spin.value(), self.lambda_ent_spin.decimals()),
+            "critic": str(self.critic_combo.currentData()),
+        }
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings that differ from the chosen preset (what :meth:`config` passes on)."""
+        preset = self._preset_values(self.preset_name())
+        values = self._widget_values()
+        changed: dict[str, Any] = {}
+        for name in ("image_size", "backbone", "lambda_ent", "critic"):
+            if values[name] != preset[name]:
+                changed[name] = values[name]
+        if self.uses_time_budget():
+            if preset["epochs"] is not None or values["minutes"] != preset["minutes"]:
+                changed["minutes"] = values["minutes"]
+        elif values["epochs"] != preset["epochs"]:
+            changed["epochs"] = values["epochs"]
+        if self.device_request() != "auto":
+            changed["device"] = self.device_request()
+        return changed
+
+    def config(self) -> TrainConfig:
+        """The run's settings: the preset plus :meth:`overrides`.
+
+        Raises:
+            InvalidSettingError: the settings are invalid (the dialog shows why and keeps
+                its OK button disabled meanwhile).
+        """
+        return resolve_train_config(
+            self.clusters_spin.value(), self.preset_name(), self.overrides()
+        )
+
+    # -- reactions -----------------------------------------------------------------------------
+    def _load_preset(self, preset: str, initial: bool = False) -> None:
+        """Show ``preset``'s values in every field the user has not edited."""
+        values = self._preset_values(preset)
+        self._loading = True
+        try:
+            if initial or "image_size" not in self._edited:
+                self.size_spin.setValue(int(values["image_size"]))
+            if initial or "backbone" not in self._edited:
+                row = self.backbone_combo.findData(values["backbone"])
+                self.backbone_combo.setCurrentIndex(max(0, row))
+            if initial or not self._edited & {"epochs", "minutes"}:
+                if values["epochs"] is not None:
+                    self.epochs_spin.setValue(int(values["epochs"]))
+                    self.epochs_radio.setChecked(True)
+                else:
+                    self.minutes_radio.setChecked(True)
+                if values["minutes"] is not None:
+                    self.minutes_spin.setValue(float(values["minutes"]))
+            if initial or "lambda_ent" not in self._edited:
+                self.lambda_ent_spin.setValue(float(values["lambda_ent"]))
+            if initial or "critic" not in self._edited:
+                row = self.critic_combo.findData(values["critic"])
+                self.critic_combo.setCurrentIndex(max(0, row))
+            self._update_length_widgets()
+        finally:
+            self._loading = False
+        why = PRESETS[preset].why if preset in PRESETS else ""
+        self.preset_combo.setToolTip(why)
+
+    def _on_preset_changed(self, _index: int) -> None:
+        if not self._loading:
+            self._preset_chosen = True
+        self._load_preset(self.preset_name())
+        self._revalidate()
+
+    def _on_device_changed(self, _index: int) -> None:
+        # until the user picks a preset, the preset follows the device (cpu vs GPU default)
+        if not self._preset_chosen:
+            default = default_preset_name(self.device_kind())
+            row = self.preset_combo.findData(default)
+            if row >= 0 and row != self.preset_combo.currentIndex():
+                self._loading = True
+                try:
+                    self.preset_combo.setCurrentIndex(row)
+                finally:
+                    self._loading = False
+        self._revalidate()
+
+    def _on_edited(self, name: str) -> None:
+        if not self._loading:
+            self._edited.add(name)
+        self._revalidate()
+
+    def _on_length_mode(self, _checked: bool) -> None:
+        self._update_length_widgets()
+        if not self._loading:
+            self._edited.add("minutes" if self.uses_time_budget() else "epochs")
+        self._revalidate()
+
+    def _update_length_widgets(self) -> None:
+        budget = self.minutes_radio.isChecked()
+        self.epochs_spin.setEnabled(not budget)
+        self.minutes_spin.setEnabled(budget)
+
+    def _on_advanced_toggled(self, shown: bool) -> None:
+        self.advanced_box.setVisible(shown)
+        self.advanced_button.setArrowType(
+            Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
+        )
+        self.adjustSize()
+
+    def _revalidate(self) -> None:
+        if self._loading:
+            return
+        error: str | None = None
+        config: TrainConfig | None = None
+        if self._images < 2:
+            error = f"Grouping needs at least 2 photos; this library has {self._images}."
+        else:
+            try:
+                config = self.config()
+            except InvalidSettingError as problem:
+                error = f"These settings cannot be used: {problem}"
+        self._error = error
+        self.error_label.setText(error or "")
+        self.error_label.setVisible(error is not None)
+        self.ok_button.setEnabled(error is None)
+        if config is not None:
+            estimate = estimate_training(config, self._images, self.device_kind())
+            self.estimate_label.setText(estimate.text())
+        else:
+            self.estimate_label.setText("No estimate: fix the settings first.")
+
+    def estimate(self) -> TrainingEstimate | None:
+        """The estimate shown, or ``None`` while the settings are invalid."""
+        try:
+            config = self.config()
+        except InvalidSettingError:
+            return None
+        return estimate_training(config, self._images, self.device_kind())
+
+    def accept(self) -> None:
+        """Close with ``Accepted`` only while the settings are valid."""
+        self._revalidate()
+        if self._error is None:
+            super().accept()

@@ -1,0 +1,339 @@
+"""Paint time and thumbnail decodes of the thumbnail grid while scrolling 50,000 images.
+
+A ``QListView`` in IconMode (static movement, uniform item sizes, batched layout) shows a
+:class:`app.models.ThumbnailGridModel` of ``--items`` images whose thumbnails come from a
+:class:`app.models.ThumbnailCache`. ``--files`` distinct 256 x 192 JPEG thumbnails (smooth
+gradients plus noise, quality 85, like the library's) are generated in a temporary folder and
+the image ids are mapped onto them by the cache's thumbnail-path function, so every id is a
+separate cache entry and a separate decode.
+
+Phases (``QT_QPA_PLATFORM=offscreen`` unless set):
+
+1. layout: ``setModel`` + ``show`` until the batched layout has placed every item.
+2. steady scroll: top to bottom in steps of ``--step`` viewport heights. Each step sets the
+   scroll bar, processes events (the view paints placeholders), waits until the cache has
+   delivered every requested thumbnail (each arrival repaints one item), then times one
+   synchronous ``viewport().repaint()`` with all visible thumbnails loaded.
+3. flick: a fresh cache; jumps of ``--flick-pages`` pages with a single ``processEvents``
+   between them and no waiting, as when the scroll bar is dragged fast; then waits once.
+
+Every paint event of the viewport is timed (a ``paintEvent`` override). "Visible" items are
+those whose ``visualRect`` meets the viewport after a step. Prints one JSON object on stdout.
+
+    QT_QPA_PLATFORM=offscreen python benchmarks/gui_grid_paint.py --items 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+import PySide6
+from PIL import Image
+from PySide6.QtCore import QEventLoop, QSize, qVersion
+from PySide6.QtGui import QPaintEvent
+from PySide6.QtWidgets import QApplication, QListView
+
+from app.models import ThumbnailCache, ThumbnailGridModel
+
+BENCHMARK = "gui_grid_paint"
+
+
+class TimedListView(QListView):
+    """A QListView that records how long each of its paint events takes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paint_ms: list[float] = []
+        self.phase = "layout"
+        self.phases: list[str] = []
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        start = time.perf_counter()
+        super().paintEvent(event)
+        self.paint_ms.append((time.perf_counter() - start) * 1000.0)
+        self.phases.append(self.phase)
+
+    def reset_timings(self) -> None:
+        self.paint_ms.clear()
+        self.phases.clear()
+
+    def slowest(self, count: int = 5) -> list[tuple[str, float]]:
+        """The slowest paint events: (phase, ms)."""
+        order = np.argsort(self.paint_ms)[::-1][:count]
+        return [(self.phases[i], round(self.paint_ms[i], 2)) for i in order.tolist()]
+
+
+def make_thumbnails(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """``count`` distinct 256 x 192 JPEGs (quality 85) that compress like photos."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:192, 0:256].astype(np.float32)
+    paths = []
+    for k in range(count):
+        base = rng.uniform(30, 220, size=3)
+        slope = rng.uniform(-0.5, 0.5, size=(3, 2))
+        pixels = np.stack([base[c] + slope[c, 0] * x + slope[c, 1] * y for c in range(3)], axis=-1)
+        pixels += rng.normal(0, 12, size=pixels.shape)
+        path = folder / f"{k}.jpg"
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=85)
+        paths.append(path)
+    return paths
+
+
+def stats(values: list[float]) -> dict[str, float | int]:
+    """count, mean, p50, p95, max (ms, rounded)."""
+    if not values:
+        return {"count": 0}
+    array = np.asarray(values)
+    return {
+        "count": int(array.size),
+        "mean": round(float(array.mean()), 3),
+        "p50": round(float(np.percentile(array, 50)), 3),
+        "p95": round(float(np.percentile(array, 95)), 3),
+        "max": round(float(array.max()), 3),
+    }
+
+
+def pump(app: QApplication, until: Any, timeout_s: float = 30.0) -> float:
+    """Process events until ``until()`` is true; returns the seconds it took."""
+    start = time.perf_counter()
+    while not until():
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+        if time.perf_counter() - start > timeout_s:
+            raise TimeoutError("gave up waiting")
+        if not until():
+            time.sleep(0.0005)
+    return time.perf_counter() - start
+
+
+def make_view(args: argparse.Namespace, model: ThumbnailGridModel) -> TimedListView:
+    view = TimedListView()
+    view.setViewMode(QListView.ViewMode.IconMode)
+    view.setMovement(QListView.Movement.Static)  # IconMode's default (Free) sizes every item
+    view.setResizeMode(QListView.ResizeMode.Adjust)
+    view.setUniformItemSizes(True)
+    view.setLayoutMode(QListView.LayoutMode.Batched)
+    view.setBatchSize(args.batch_size)
+    view.setIconSize(QSize(args.icon, args.icon))
+    view.setGridSize(QSize(args.icon + 16, args.icon + 28))
+    view.setWordWrap(False)
+    view.resize(args.width, args.height)
+    view.setModel(model)
+    return view
+
+
+def visible_rows(view: QListView, model: ThumbnailGridModel, columns: int) -> range:
+    """Rows whose rectangles meet the viewport (the grid is uniform; edges checked exactly)."""
+    area = view.viewport().rect()
+    grid = view.gridSize()
+    top_line = view.verticalScrollBar().value() // grid.height()
+    lines = area.height() // grid.height() + 3
+    lo = max(0, (top_line - 1) * columns)
+    hi = min(model.rowCount(), (top_line + lines) * columns)
+    rows = [r for r in range(lo, hi) if view.visualRect(model.index(r)).intersects(area)]
+    return range(rows[0], rows[-1] + 1) if rows else range(0)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    assert isinstance(app, QApplication)
+    workdir = Path(tempfile.mkdtemp(prefix="gui-grid-"))
+    started = time.perf_counter()
+    files = make_thumbnails(workdir, args.files)
+    generate_s = time.perf_counter() - started
+
+    n = args.items
+    rng = np.random.default_rng(1)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    confidences = rng.beta(5, 2, size=n).astype(np.float32)
+    paths = [f"Trip {i % 7}/Day {i % 31}/IMG_{i:06d}.JPG" for i in ids.tolist()]
+    labels = {int(i): "Beach" for i in rng.choice(ids, size=n // 100, replace=False)}
+
+    def thumbnail_path(image_id: int) -> Path:
+        return files[image_id % len(files)]
+
+    def new_cache() -> ThumbnailCache:
+        return ThumbnailCache(
+            thumbnail_path,
+            capacity=args.capacity,
+            max_side=args.icon,
+            max_pending=args.max_pending,
+            threads=args.threads,
+        )
+
+    def open_view(model: ThumbnailGridModel) -> tuple[TimedListView, int, float]:
+        """A shown view with its layout done: (view, columns, seconds to lay out)."""
+        view = make_view(args, model)
+        bar = view.verticalScrollBar()
+        started = time.perf_counter()
+        view.show()
+        columns = max(1, view.viewport().width() // view.gridSize().width())
+        content = -(-n // columns) * view.gridSize().height()
+        pump(app, lambda: bar.maximum() >= content - view.viewport().height(), 120)
+        return view, columns, time.perf_counter() - started
+
+    cache = new_cache()
+    model = ThumbnailGridModel(cache)
+    started = time.perf_counter()
+    model.set_images(ids, confidences, paths, labels=labels)
+    set_images_ms = (time.perf_counter() - started) * 1000.0
+    view, columns, layout_s = open_view(model)
+    bar = view.verticalScrollBar()
+    pump(app, cache.is_idle)
+
+    # ---------------------------------------------------------------- steady scroll
+    view.reset_timings()
+    seen: set[int] = set()
+    full_paint_ms: list[float] = []
+    wait_ms: list[float] = []
+    page = max(1, int(view.viewport().height() * args.step))
+    values = [*range(0, bar.maximum(), page), bar.maximum()]
+    if args.max_steps:
+        values = values[: args.max_steps]
+    decodes_before = cache.decode_count
+    started = time.perf_counter()
+    for value in values:
+        view.phase = "scroll"  # the paint right after the scroll: placeholders
+        bar.setValue(value)
+        app.processEvents()
+        view.phase = "arrivals"  # one item repainted per arriving thumbnail
+        wait_ms.append(pump(app, cache.is_idle) * 1000.0)
+        view.phase = "full repaint"
+        t0 = time.perf_counter()
+        view.viewport().repaint()
+        full_paint_ms.append((time.perf_counter() - t0) * 1000.0)
+        seen.update(visible_rows(view, model, columns))
+    scroll_s = time.perf_counter() - started
+    event_paints = list(view.paint_ms)
+    decodes = cache.decode_count - decodes_before
+    by_phase = {
+        phase: stats([ms for ms, p in zip(view.paint_ms, view.phases, strict=True) if p == phase])
+        for phase in ("scroll", "arrivals", "full repaint")
+    }
+    steady = {
+        "steps": len(values),
+        "step_px": page,
+        "seconds": round(scroll_s, 2),
+        "items_ever_visible": len(seen),
+        "decodes": decodes,
+        "decodes_at_layout": decodes_before,
+        "decodes_per_visible_item": round((decodes + decodes_before) / max(1, len(seen)), 5),
+        "all_visible_cached_at_end": all(
+            model.image_id(r) in cache for r in visible_rows(view, model, columns)
+        ),
+        "visible_per_step": len(visible_rows(view, model, columns)),
+        "cache_size": cache.cached_count,
+        "full_repaint_loaded_ms": stats(full_paint_ms),
+        "every_paint_event_ms": stats(event_paints),
+        "paint_events_by_phase_ms": by_phase,
+        "paint_events_over_16ms": int(sum(v > 16.0 for v in event_paints)),
+        "slowest_paint_events": view.slowest(),
+        "wait_for_thumbnails_ms": stats(wait_ms),
+        "decode_ms_per_thumbnail_wall": round(sum(wait_ms) / max(1, decodes), 3),
+    }
+    assert cache.shutdown()
+    view.close()
+
+    # ---------------------------------------------------------------- flicks (no waiting)
+    def flick(cancel: bool) -> dict[str, Any]:
+        cache = new_cache()
+        flick_model = ThumbnailGridModel(cache)
+        flick_model.set_images(ids, confidences, paths, labels=labels)
+        view, columns, _ = open_view(flick_model)
+        bar = view.verticalScrollBar()
+        pump(app, cache.is_idle)
+        view.reset_timings()
+        view.phase = "flick"
+        flick_seen: set[int] = set(visible_rows(view, flick_model, columns))
+        decodes_before = cache.decode_count
+        jump = int(view.viewport().height() * args.flick_pages)
+        started = time.perf_counter()
+        jumps = 0
+        for value in range(jump, bar.maximum() + 1, jump):
+            if cancel:
+                cache.cancel_pending()
+            bar.setValue(value)
+            app.processEvents()
+            flick_seen.update(visible_rows(view, flick_model, columns))
+            jumps += 1
+        flick_s = time.perf_counter() - started
+        pump(app, cache.is_idle, 300)
+        idle_s = time.perf_counter() - started
+        last = visible_rows(view, flick_model, columns)
+        result = {
+            "cancel_pending_per_jump": cancel,
+            "jumps": jumps,
+            "jump_px": jump,
+            "flick_seconds": round(flick_s, 2),
+            "seconds_until_idle": round(idle_s, 2),
+            "items_ever_visible": len(flick_seen),
+            "decodes": cache.decode_count - decodes_before,
+            "last_screen_cached": all(flick_model.image_id(r) in cache for r in last),
+            "every_paint_event_ms": stats(list(view.paint_ms)),
+        }
+        assert cache.shutdown()
+        view.close()
+        return result
+
+    flicks = [flick(cancel=False), flick(cancel=True)]
+
+    return {
+        "benchmark": BENCHMARK,
+        "date": dt.date.today().isoformat(),
+        "machine": platform.node(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "pyside6": PySide6.__version__,
+        "qt": qVersion(),
+        "qpa": os.environ.get("QT_QPA_PLATFORM"),
+        "settings": {
+            "items": n,
+            "files": args.files,
+            "icon_px": args.icon,
+            "viewport": [args.width, args.height],
+            "columns": columns,
+            "capacity": args.capacity,
+            "max_pending": args.max_pending,
+            "threads": cache._threads if args.threads is None else args.threads,
+            "batch_size": args.batch_size,
+        },
+        "generate_thumbnails_s": round(generate_s, 2),
+        "set_images_ms": round(set_images_ms, 2),
+        "layout_s": round(layout_s, 3),
+        "steady_scroll": steady,
+        "flick": flicks,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--files", type=int, default=300, help="distinct thumbnail files")
+    parser.add_argument("--icon", type=int, default=128, help="icon size (px)")
+    parser.add_argument("--width", type=int, default=1000)
+    parser.add_argument("--height", type=int, default=700)
+    parser.add_argument("--step", type=float, default=1.0, help="scroll step in pages")
+    parser.add_argument("--max-steps", type=int, default=0, help="0: scroll to the bottom")
+    parser.add_argument("--flick-pages", type=float, default=7.0)
+    parser.add_argument("--capacity", type=int, default=2000)
+    parser.add_argument("--max-pending", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=100)
+    args = parser.parse_args()
+    print(json.dumps(run(args), indent=2))
+
+
+if __name__ == "__main__":
+    main()
