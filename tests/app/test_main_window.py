@@ -110,9 +110,13 @@ def test_screenshot_states(
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_export_runs_in_the_background(window: MainWindow, library: tuple[Path, Path],
-                                       tmp_path: Path, qtbot: QtBot,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_runs_in_the_background(
+    window: MainWindow,
+    library: tuple[Path, Path],
+    tmp_path: Path,
+    qtbot: QtBot,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from app.views import export_dialog
 
     folder, ws = library
@@ -120,9 +124,13 @@ def test_export_runs_in_the_background(window: MainWindow, library: tuple[Path, 
     window.open_folders([folder], scan=False)
     dest = tmp_path / "sorted"
     monkeypatch.setattr(export_dialog.ExportDialog, "exec", lambda self: 1)
-    monkeypatch.setattr(export_dialog.ExportDialog, "options", lambda self: export_dialog.
-                        ExportOptions(dest=dest, mode="copy", min_confidence=0.0,
-                                      keep_subfolders=False))
+    monkeypatch.setattr(
+        export_dialog.ExportDialog,
+        "options",
+        lambda self: export_dialog.ExportOptions(
+            dest=dest, mode="copy", min_confidence=0.0, keep_subfolders=False
+        ),
+    )
     window._export()
     qtbot.waitUntil(lambda: not window.runner.running, timeout=30000)
     exported = [p for p in dest.rglob("*.png")]

@@ -27,11 +27,14 @@ def last_json(capsys: pytest.CaptureFixture[str]) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def test_every_cli_error_is_one_json_object(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_cli_error_is_one_json_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
-    assert main(["scan", str(tmp_path), "--size", "4", "--workspace", str(tmp_path / "w"),
-                 "--json"]) == 1
+    assert (
+        main(["scan", str(tmp_path), "--size", "4", "--workspace", str(tmp_path / "w"), "--json"])
+        == 1
+    )
     assert last_json(capsys)["error"]["type"] == "invalid_setting"
     assert main(["train", "--json"]) == 2  # argparse usage error
     assert last_json(capsys)["error"]["type"] == "usage"
@@ -41,8 +44,15 @@ def test_every_cli_error_is_one_json_object(tmp_path: Path,
 
 def test_pause_then_cancel_does_not_count_the_pause_as_training() -> None:
     images = np.random.default_rng(0).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
-    config = TrainConfig(clusters=2, stem="imagenet", image_size=16, batch_size=8, epochs=5,
-                         subheads=1, feature_dim=8)
+    config = TrainConfig(
+        clusters=2,
+        stem="imagenet",
+        image_size=16,
+        batch_size=8,
+        epochs=5,
+        subheads=1,
+        feature_dim=8,
+    )
     trainer = CRLCTrainer(config, images, torch.device("cpu"))
     control = JobControl()
     reached = threading.Event()
@@ -64,10 +74,17 @@ def test_pause_then_cancel_does_not_count_the_pause_as_training() -> None:
 
 def test_chosen_head_ignores_a_short_partial_epoch() -> None:
     images = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
-    trainer = CRLCTrainer(TrainConfig(clusters=2, stem="imagenet", image_size=16, epochs=1,
-                                      subheads=2, feature_dim=8), images, torch.device("cpu"))
-    trainer.history = [{"partial": False, "head_losses": [1.0, 2.0]},
-                       {"partial": True, "head_losses": [3.0, 0.5]}]
+    trainer = CRLCTrainer(
+        TrainConfig(
+            clusters=2, stem="imagenet", image_size=16, epochs=1, subheads=2, feature_dim=8
+        ),
+        images,
+        torch.device("cpu"),
+    )
+    trainer.history = [
+        {"partial": False, "head_losses": [1.0, 2.0]},
+        {"partial": True, "head_losses": [3.0, 0.5]},
+    ]
     assert trainer.chosen_head == 0
 
 
@@ -84,22 +101,41 @@ def test_scan_options_are_kept_for_later_scans(tmp_path: Path) -> None:
         assert again.images_ok == 2 and again.missing == 0
 
 
-def test_move_to_a_cluster_the_run_does_not_have(shapes_folder: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_move_to_a_cluster_the_run_does_not_have(
+    shapes_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ws = str(tmp_path / "ws")
-    assert main(["train", str(shapes_folder), "-k", "2", "--epochs", "1", "--size", "16",
-                 "--subheads", "1", "--device", "cpu", "--workspace", ws, "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(shapes_folder),
+                "-k",
+                "2",
+                "--epochs",
+                "1",
+                "--size",
+                "16",
+                "--subheads",
+                "1",
+                "--device",
+                "cpu",
+                "--workspace",
+                ws,
+                "--json",
+            ]
+        )
+        == 0
+    )
     run_id = last_json(capsys)["run_id"]
     image = str(next((shapes_folder / "disc").iterdir()))
-    assert main(["move", str(shapes_folder), image, "--to", "5", "--workspace", ws,
-                 "--json"]) == 1
+    assert main(["move", str(shapes_folder), image, "--to", "5", "--workspace", ws, "--json"]) == 1
     assert "clusters 0..1" in last_json(capsys)["error"]["message"]
     # A run id that is not completed is refused where a completed run is needed.
     run_dir = Path(ws).glob(f"libraries/*/runs/{run_id}")
     status = next(run_dir) / "status.json"
     status.write_text(json.dumps({"state": "cancelled"}))
-    assert main(["clusters", str(shapes_folder), "--run", run_id, "--workspace", ws,
-                 "--json"]) == 1
+    assert main(["clusters", str(shapes_folder), "--run", run_id, "--workspace", ws, "--json"]) == 1
     assert "is cancelled" in last_json(capsys)["error"]["message"]
 
 
