@@ -120,9 +120,9 @@ def pump(app: QApplication, until: Any, timeout_s: float = 30.0) -> float:
 def make_view(args: argparse.Namespace, model: ThumbnailGridModel) -> TimedListView:
     view = TimedListView()
     view.setViewMode(QListView.ViewMode.IconMode)
-    view.setMovement(QListView.Movement.Static)  # IconMode's default (Free) sizes every item
+    view.setMovement(QListView.Movement.Static)
     view.setResizeMode(QListView.ResizeMode.Adjust)
-    view.setUniformItemSizes(True)
+    view.setUniformItemSizes(True)  # without it Qt sizes, and so decodes, every item
     view.setLayoutMode(QListView.LayoutMode.Batched)
     view.setBatchSize(args.batch_size)
     view.setIconSize(QSize(args.icon, args.icon))
@@ -145,10 +145,9 @@ def visible_rows(view: QListView, model: ThumbnailGridModel, columns: int) -> ra
     return range(rows[0], rows[-1] + 1) if rows else range(0)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     app = QApplication.instance() or QApplication([sys.argv[0]])
     assert isinstance(app, QApplication)
-    workdir = Path(tempfile.mkdtemp(prefix="gui-grid-"))
     started = time.perf_counter()
     files = make_thumbnails(workdir, args.files)
     generate_s = time.perf_counter() - started
@@ -332,7 +331,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=100)
     args = parser.parse_args()
-    print(json.dumps(run(args), indent=2))
+    with tempfile.TemporaryDirectory(prefix="gui-grid-") as workdir:
+        result = run(args, Path(workdir))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ Rows are sorted by confidence, most confident first; ``set_low_confidence_first(
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from pathlib import PurePath
 from typing import Any, ClassVar
 
 import numpy as np
@@ -287,7 +287,7 @@ class ThumbnailGridModel(QAbstractListModel):
                 return self._loading
             return self._missing if image.isNull() else image
         if role == _DISPLAY:
-            return PurePath(self._paths[base]).name
+            return os.path.basename(self._paths[base])
         if role == self.ImageIdRole:
             return int(self._ids[base])
         if role == self.ConfidenceRole:

@@ -455,7 +455,7 @@ def test_a_list_view_decodes_only_visible_thumbnails(
     thumbs_dir: Path,
     tmp_path: Path,
 ) -> None:
-    """IconMode with Static movement and uniform sizes asks only for painted rows."""
+    """An IconMode view with uniform item sizes asks only for the painted thumbnails."""
     recorder = Recorder(monkeypatch)
     n = 3000
     cache = make_cache(
@@ -466,8 +466,8 @@ def test_a_list_view_decodes_only_visible_thumbnails(
     view = QListView()
     qtbot.addWidget(view)
     view.setViewMode(QListView.ViewMode.IconMode)
-    view.setMovement(QListView.Movement.Static)  # IconMode's default (Free) sizes every item
-    view.setUniformItemSizes(True)
+    view.setMovement(QListView.Movement.Static)
+    view.setUniformItemSizes(True)  # without it Qt sizes, and so decodes, every item
     view.setLayoutMode(QListView.LayoutMode.Batched)
     view.setIconSize(QSize(48, 48))
     view.setGridSize(QSize(64, 72))
