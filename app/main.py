@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -97,7 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args, qt_args = parser.parse_known_args(argv)
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
-    from app.views.main_window import MainWindow
+    from app.views.main_window import MainWindow, log_file
+
+    if not args.screenshot:
+        path = log_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        logging.basicConfig(
+            filename=path,
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
 
     folders = args.folders or ([] if args.screenshot else recent_folders())
     if args.screenshot and args.state == "start":

@@ -46,10 +46,21 @@ def library_key(roots: Iterable[Path]) -> str:
     return hashlib.sha256("\n".join(resolved).encode("utf-8")).hexdigest()[:16]
 
 
-def new_run_id(now: dt.datetime | None = None) -> str:
-    """A sortable run id: UTC ``YYYYmmdd-HHMMSS-xxxx``."""
+def new_run_id(now: dt.datetime | None = None, after: Iterable[str] = ()) -> str:
+    """A sortable run id: UTC ``YYYYmmdd-HHMMSS-xxxx``.
+
+    ``xxxx`` is random hex below 8000 for the first run of a second; when ``after`` holds ids
+    of the same second, it is the largest of their suffixes plus one, so ids keep sorting in
+    creation order.
+    """
     stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{secrets.token_hex(2)}"
+    same_second = [
+        int(i.rsplit("-", 1)[1], 16)
+        for i in after
+        if i.startswith(stamp + "-") and len(i) == len(stamp) + 5
+    ]
+    suffix = max(same_second) + 1 if same_second else secrets.randbelow(0x8000)
+    return f"{stamp}-{suffix:04x}"
 
 
 @dataclass(frozen=True)
@@ -130,7 +141,8 @@ class RunStore:
         """Make a new, empty run folder with a fresh id."""
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         while True:
-            path = self.runs_dir / new_run_id()
+            existing = [p.name for p in self.runs_dir.iterdir()]
+            path = self.runs_dir / new_run_id(after=existing)
             try:
                 path.mkdir()
             except FileExistsError:

@@ -7,6 +7,7 @@ wires views to the Qt-free :class:`~app.session.LibrarySession` and the item mod
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,13 @@ from app.workers import (
 from crlc_engine.events import EpochEnded, TrainingStarted
 
 SCAN_SIZE = 32
+
+
+def log_file() -> Path:
+    """Where the app writes its log (the platformdirs log folder)."""
+    import platformdirs
+
+    return Path(platformdirs.user_log_dir("crlc-organizer")) / "crlc-organizer.log"
 
 
 class JobPanel(QWidget):
@@ -257,6 +265,12 @@ class MainWindow(QMainWindow):
         self.move_action = action("Move to cluster...", self._move, "M", "&Edit")
         self.label_action = action("Label as...", self._label, "L", "&Edit")
         self.ignore_action = action("Ignore", self._ignore, "Delete", "&Edit")
+        self.delete_run_action = action(
+            "Delete the current run...", self._delete_run, None, "&Runs"
+        )
+        self.about_action = action("About CRLC Organizer", self._about, None, "&Help")
+        self.runs_menu = menus["&Runs"]
+        self.runs_menu.aboutToShow.connect(self._fill_runs_menu)
         for act in (
             self.open_action,
             self.group_action,
@@ -293,7 +307,7 @@ class MainWindow(QMainWindow):
         if scan:
             folders_now = list(self.session.folders)
             worker = scan_job(folders_now, SCAN_SIZE, self.workspace)
-            worker.finished.connect(lambda _: self.refresh())
+            worker.finished.connect(lambda _: self.refresh(newest=True))
             self._start("Scanning images", worker)
 
     def _close_session(self) -> None:
@@ -303,12 +317,16 @@ class MainWindow(QMainWindow):
             self.session.close()
         self.session = None
 
-    def refresh(self) -> None:
-        """Re-read the session and redraw clusters (keeping the selected cluster)."""
+    def refresh(self, newest: bool = False) -> None:
+        """Re-read the session and redraw clusters (keeping the selected cluster).
+
+        Args:
+            newest: Switch to the newest completed run (after a job), else keep the current.
+        """
         if self.session is None:
             return
         current = self._current_cluster()
-        self.session.reload()
+        self.session.reload(None if newest else self.session.run_id)
         self.cluster_model.set_clusters(self.session.clusters())
         if self.cluster_model.rowCount() > 0:
             row = self.cluster_model.row_of(current) if current is not None else 0
@@ -465,9 +483,70 @@ class MainWindow(QMainWindow):
         self._update_state()
 
     def _job_failed(self, kind: str, message: str, details: str) -> None:
+        logging.getLogger("crlc_organizer").error("job failed (%s): %s\n%s", kind, message, details)
         box = QMessageBox(QMessageBox.Icon.Warning, "CRLC Organizer", message, parent=self)
         box.setDetailedText(details)  # "Show Details..." lets the user copy them
         box.open()
+
+    # ------------------------------------------------------------------ runs, about
+    def _fill_runs_menu(self) -> None:
+        """List the completed runs (newest last); choosing one shows its groups."""
+        for act in list(self.runs_menu.actions()):
+            if act is not self.delete_run_action:
+                self.runs_menu.removeAction(act)
+        if self.session is None:
+            return
+        infos = {r.run_id: r for r in self.session.library.runs.all()}
+        for run_id in self.session.runs():
+            config = infos[run_id].read_config()
+            train = config.get("train", {})
+            kind = "refined" if config.get("parent") else str(train.get("preset", ""))
+            act = QAction(f"{run_id}  ({kind}, {train.get('clusters', '?')} groups)", self)
+            act.setCheckable(True)
+            act.setChecked(run_id == self.session.run_id)
+            act.triggered.connect(lambda _=False, r=run_id: self.show_run(r))
+            self.runs_menu.insertAction(self.delete_run_action, act)
+        self.runs_menu.insertSeparator(self.delete_run_action)
+
+    def show_run(self, run_id: str) -> None:
+        """Show the groups of another completed run."""
+        if self.session is not None:
+            self.session.reload(run_id)
+            self.refresh()
+
+    def _delete_run(self) -> None:
+        from crlc_engine.jobs import delete_run
+
+        if self.session is None or self.session.run_id is None or self.runner.running:
+            return
+        run_id = self.session.run_id
+        answer = QMessageBox.question(
+            self, "Delete run", f"Delete run {run_id} and its groups? Labels stay."
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            folders = list(self.session.folders)
+            self._close_session()
+            delete_run(folders, run_id, self.workspace)
+            self.open_folders(folders, scan=False)
+
+    def _about(self) -> None:
+        import platform
+
+        import PySide6
+
+        from crlc_engine import __version__
+        from crlc_engine.device import resolve_device
+
+        device = resolve_device("auto")
+        QMessageBox.about(
+            self,
+            "About CRLC Organizer",
+            f"<b>CRLC Organizer {__version__}</b><br>Groups photos with CRLC deep clustering "
+            "(Do, Tran and Venkatesh, ICCV 2021).<br><br>"
+            f"Python {platform.python_version()}, PySide6 {PySide6.__version__}<br>"
+            f"Device: {device.device} ({device.reason})<br>"
+            f"Log file: {log_file()}",
+        )
 
     def _group(self) -> None:
         from app.views.group_dialog import GroupDialog
@@ -477,7 +556,7 @@ class MainWindow(QMainWindow):
         dialog = GroupDialog(len(self.session.library.images()), self)
         if dialog.exec():
             worker = train_job(list(self.session.folders), dialog.config(), self.workspace)
-            worker.finished.connect(lambda _: self.refresh())
+            worker.finished.connect(lambda _: self.refresh(newest=True))
             self._start("Grouping images", worker)
 
     def _refine(self) -> None:
@@ -486,7 +565,7 @@ class MainWindow(QMainWindow):
         worker = refine_job(
             list(self.session.folders), self.session.run_id, None, None, self.workspace
         )
-        worker.finished.connect(lambda _: self.refresh())
+        worker.finished.connect(lambda _: self.refresh(newest=True))
         self._start("Refining with your labels", worker)
 
     def _export(self) -> None:

@@ -68,6 +68,12 @@ def test_open_group_correct_refine_export_reopen(
     runs = window.session.library.runs.all()
     assert len(runs) == 2 and runs[-1].read_config()["parent"] == runs[0].run_id
     assert refined == runs[-1].run_id
+    window._fill_runs_menu()  # Runs menu: one checkable entry per completed run
+    entries = [a for a in window.runs_menu.actions() if a.isCheckable()]
+    assert len(entries) == 2 and entries[-1].isChecked()
+    window.show_run(runs[0].run_id)
+    assert window.session.run_id == runs[0].run_id
+    window.show_run(refined)
 
     dest = tmp_path / "sorted"
     monkeypatch.setattr(export_dialog.ExportDialog, "exec", lambda self: 1)

@@ -49,3 +49,17 @@ def test_runs_are_sortable_and_newest_completed_is_found(tmp_path: Path) -> None
     assert store.get(state=None).run_id == max(first.run_id, second.run_id)
     with pytest.raises(RunNotFoundError, match="no run"):
         store.get("20000101-000000-dead")
+
+
+def test_run_ids_of_one_second_sort_in_creation_order(tmp_path: Path) -> None:
+    import datetime as dt
+
+    now = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    first = new_run_id(now)
+    ids = [first]
+    for _ in range(5):
+        ids.append(new_run_id(now, after=ids))
+    assert ids == sorted(ids) and len(set(ids)) == 6
+    store = RunStore(tmp_path / "runs")
+    made = [store.create_run().run_id for _ in range(5)]
+    assert made == sorted(made)
