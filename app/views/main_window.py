@@ -182,6 +182,7 @@ class MainWindow(QMainWindow):
         self.grid_model: ThumbnailGridModel | None = None
         self.cluster_model = ClusterListModel(self)
         self.cluster_model.renameRequested.connect(self._rename)
+        self.cluster_model.moveRequested.connect(self._move_dropped)
 
         self.cluster_view = QListView()
         self.cluster_view.setModel(self.cluster_model)
@@ -196,6 +197,11 @@ class MainWindow(QMainWindow):
         self.grid.setLayoutMode(QListView.LayoutMode.Batched)
         self.grid.setIconSize(QSize(128, 128))
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.grid.setDragEnabled(True)  # drag images onto a cluster to move them
+        self.grid.setMovement(QListView.Movement.Static)
+        self.cluster_view.setAcceptDrops(True)
+        self.cluster_view.setDropIndicatorShown(True)
+        self.cluster_view.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
         self.low_first = QCheckBox("Least confident first")
         self.low_first.toggled.connect(self._show_selected_cluster)
         self.detail = DetailPanel()
@@ -448,6 +454,11 @@ class MainWindow(QMainWindow):
         if ok:
             cluster = self.session.clusters()[names.index(choice)].cluster
             self._after_change(f"Moved to {self.session.move(ids, cluster)!r}")
+
+    def _move_dropped(self, image_ids: list[int], cluster: int) -> None:
+        if self.session is not None and image_ids:
+            name = self.session.move([int(i) for i in image_ids], cluster)
+            self._after_change(f"Moved {len(image_ids)} image(s) to {name!r}")
 
     def _label(self) -> None:
         ids = self._selected_ids()

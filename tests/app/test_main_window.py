@@ -136,3 +136,17 @@ def test_export_runs_in_the_background(
     exported = [p for p in dest.rglob("*.png")]
     assert len(exported) == 48
     assert any(dest.glob("crlc-export-*.csv"))
+
+
+def test_dropping_images_on_a_cluster_moves_them(window: MainWindow,
+                                                 library: tuple[Path, Path]) -> None:
+    folder, ws = library
+    window.workspace = ws
+    window.open_folders([folder], scan=False)
+    assert window.grid_model is not None and window.session is not None
+    image = window.grid_model.image_id(0)
+    mime = window.grid_model.mimeData([window.grid_model.index(0)])
+    target = window.cluster_model.index(window.cluster_model.rowCount() - 1)
+    cluster = window.cluster_model.data(target, window.cluster_model.ClusterRole)
+    assert window.cluster_model.dropMimeData(mime, Qt.DropAction.MoveAction, -1, 0, target)
+    assert window.session.detail(image).label == window.session.cluster_name(cluster)
