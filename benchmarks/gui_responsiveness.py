@@ -21,12 +21,20 @@ Images: 4 generated shapes x ``--per-class`` PNGs of ``--size`` px, written befo
 measurement into ``--workdir`` (reused when it already holds them) or a temporary folder.
 The workspace is always new, so the scan really decodes every file.
 
+``--preimport-freeze`` is a what-if, not the app's behaviour: before the phases it imports
+``crlc_engine.jobs`` and ``crlc_engine.neighbors`` on the GUI thread and calls
+``gc.freeze()``, to show what the stalls are made of.
+
 Where the GUI thread goes (``--no-trace`` switches this off):
 
 - slot timings: the window's GUI-thread handlers (job panel progress / event handlers,
   ``refresh``, ``LibrarySession.reload``, model updates, ...) are wrapped with a timer;
 - a sampling thread takes the GUI thread's Python stack (and the innermost frames of every
   other thread) whenever no tick came for ``--sample-after`` ms;
+- the sampling thread also records how late its own 10 ms wake-ups are: when it is as late
+  as the GUI thread, some thread held the GIL (or every CPU was taken);
+- ``gc.callbacks`` record every garbage collection (thread, generation, duration): a
+  generation-2 collection holds the GIL for as long as it walks every tracked object;
 - ``faulthandler.dump_traceback_later`` is re-armed on every tick, so a stall of more than
   100 ms dumps every thread's stack from C, even when some thread holds the GIL.
 
@@ -41,6 +49,7 @@ import argparse
 import datetime as dt
 import faulthandler
 import functools
+import gc
 import json
 import os
 import platform
@@ -87,6 +96,12 @@ class TickRecorder:
         self.recording = False
         # stall samples: last tick time -> [(lag_ms, gui stack, other threads)]
         self.samples: dict[float, list[tuple[float, list[str], dict[str, list[str]]]]] = {}
+        # the sampler's own wake-ups: (time, delay past its 10 ms sleep): how long any
+        # Python thread other than the busy one had to wait for the GIL / a CPU
+        self.wakes: list[tuple[float, float]] = []
+        # garbage collections: (start, end, generation, thread name)
+        self.collections: list[tuple[float, float, int, str]] = []
+        self._gc_start: dict[int, float] = {}
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
         self.dump_file = dump_file
@@ -95,6 +110,7 @@ class TickRecorder:
             self._sampler = threading.Thread(target=self._sample_loop, name="stall-sampler")
             self._sampler.daemon = True
             self._sampler.start()
+            gc.callbacks.append(self._on_gc)
             if dump_file is not None:
                 self._dump_handle = open(dump_file, "w")  # noqa: SIM115 (kept open for C)
 
@@ -108,10 +124,21 @@ class TickRecorder:
                 STALL_MS / 1000.0, repeat=False, file=self._dump_handle
             )
 
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        ident = threading.get_ident()
+        if phase == "start":
+            self._gc_start[ident] = time.perf_counter()
+        elif self.recording and ident in self._gc_start:
+            start = self._gc_start.pop(ident)
+            name = "GUI" if ident == self.gui_ident else threading.current_thread().name
+            self.collections.append((start, time.perf_counter(), info["generation"], name))
+
     def begin(self, phase: str) -> None:
         self.phase = phase
         self.ticks = []
         self.samples = {}
+        self.wakes = []
+        self.collections = []
         self.last_tick = time.perf_counter()
         self.recording = True
         if self._dump_handle is not None:
@@ -130,10 +157,18 @@ class TickRecorder:
                 handle.seek(self._dump_offset)
                 dumps = [d for d in handle.read().split("Timeout (") if d.strip()]
             self._dump_handle.seek(0, os.SEEK_END)
-        return {"ticks": list(self.ticks), "samples": dict(self.samples), "dumps": dumps}
+        return {
+            "ticks": list(self.ticks),
+            "samples": dict(self.samples),
+            "dumps": dumps,
+            "wakes": list(self.wakes),
+            "collections": list(self.collections),
+        }
 
     def close(self) -> None:
         self._stop.set()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         if self._dump_handle is not None:
             faulthandler.cancel_dump_traceback_later()
             self._dump_handle.close()
@@ -141,9 +176,14 @@ class TickRecorder:
 
     # -- sampler thread
     def _sample_loop(self) -> None:
-        while not self._stop.wait(0.01):
+        while True:
+            asleep = time.perf_counter()
+            if self._stop.wait(0.01):
+                return
             if not self.recording:
                 continue
+            awake = time.perf_counter()
+            self.wakes.append((awake, (awake - asleep) * 1000.0 - 10.0))
             last = self.last_tick
             lag = time.perf_counter() - last
             if lag < self.sample_after:
@@ -156,7 +196,7 @@ class TickRecorder:
             for ident, frame in frames.items():
                 if ident in (self.gui_ident, threading.get_ident()):
                     continue
-                others[names.get(ident, hex(ident))] = _stack(frame, 4)
+                others[names.get(ident, hex(ident))] = _stack(frame, 4) + _origin(frame)
             self.samples.setdefault(last, []).append((lag * 1000.0, gui_stack, others))
 
 
@@ -164,6 +204,15 @@ def _stack(frame: Any, depth: int) -> list[str]:
     """The innermost ``depth`` frames as ``file:line function``, outermost first."""
     entries = traceback.extract_stack(frame)[-depth:]
     return [f"{_short(e.filename)}:{e.lineno} {e.name}" for e in entries]
+
+
+def _origin(frame: Any) -> list[str]:
+    """The innermost frame in the project's own code (app/, crlc_engine/), if any."""
+    for entry in reversed(traceback.extract_stack(frame)):
+        name = entry.filename.replace("\\", "/")
+        if "/app/" in name or "/crlc_engine/" in name:
+            return [f"origin: {_short(entry.filename)}:{entry.lineno} {entry.name}"]
+    return []
 
 
 def _short(filename: str) -> str:
@@ -260,7 +309,17 @@ def _parse_dump(dump: str, gui_ident: int) -> dict[str, list[str]]:
         frame = re.match(r'\s*File "(.+)", line (\d+) in (.+)', line)
         if frame and current is not None:
             threads[current].append(f"{_short(frame.group(1))}:{frame.group(2)} {frame.group(3)}")
-    return {name: list(reversed(frames))[-8:] for name, frames in threads.items()}
+    result = {}
+    for name, frames in threads.items():
+        inner_first = frames
+        own = [f for f in inner_first if f.startswith(("app/", "crlc_engine/"))]
+        shown = list(reversed(inner_first[:6]))
+        if own:
+            shown.append(f"origin: {own[0]}")
+        elif len(inner_first) >= 99:
+            shown.append("origin: beyond faulthandler's 100 frames")
+        result[name] = shown
+    return result
 
 
 def stall_report(
@@ -282,6 +341,16 @@ def stall_report(
             "interval_ms": round(float(intervals[i]), 1),
             "slots": slots.covering(phase, start, end),
         }
+        collections = [
+            {"generation": g, "ms": round((e - s) * 1000.0, 1), "thread": n}
+            for s, e, g, n in record["collections"]
+            if s < end and e > start and (e - s) > 0.005
+        ]
+        if collections:
+            entry["gc_collections"] = collections
+        wakes = [delay for t, delay in record["wakes"] if start < t <= end + 0.015]
+        if wakes:
+            entry["sampler_max_wake_delay_ms"] = round(max(wakes), 1)
         samples = record["samples"].get(start, [])
         if samples:
             lag, gui_stack, others = max(samples, key=lambda s: s[0])
@@ -404,6 +473,12 @@ def phase_result(
     if record.get("timed_out"):
         result["timed_out"] = True
     if trace:
+        full = [(e - s) * 1000.0 for s, e, g, _ in record["collections"] if g == 2]
+        result["gc_gen2"] = {
+            "count": len(full),
+            "max_ms": round(max(full), 1) if full else 0.0,
+            "threads": sorted({n for _, _, g, n in record["collections"] if g == 2}),
+        }
         result["slots"] = slots.summary(name)
         result["stalls"] = stall_report(record, slots, name, gui_ident)
         result["faulthandler_dumps"] = len(record["dumps"])
@@ -435,6 +510,17 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     window.show()
     app.processEvents()
     window_s = time.perf_counter() - t0
+    preimport_s = None
+    if args.preimport_freeze:
+        # what-if, not what the app does: import the training stack on the GUI thread
+        # before any job, then move every object to gc's permanent generation
+        t0 = time.perf_counter()
+        import crlc_engine.jobs
+        import crlc_engine.neighbors  # noqa: F401
+
+        gc.collect()
+        gc.freeze()
+        preimport_s = time.perf_counter() - t0
 
     dump_file = workdir / "faulthandler.txt" if args.trace else None
     recorder = TickRecorder(args.trace, args.sample_after, dump_file)
@@ -537,6 +623,19 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         refreshed["refresh_call_ms"] = round(refresh_ms[0], 1) if refresh_ms else None
         refreshed["clusters_shown"] = window.cluster_model.rowCount()
         refreshed["grid_rows"] = window.grid_model.rowCount() if window.grid_model else 0
+        # a second detail-panel update (a click on another image), now that the first
+        # call has paid any one-off cost: how much of refresh() is per click
+        if window.grid_model is not None and window.grid_model.rowCount() > 1:
+            other = window.grid_model.image_id(1)
+            t = time.perf_counter()
+            window.show_image(other)
+            refreshed["show_image_again_ms"] = round((time.perf_counter() - t) * 1000.0, 1)
+            neighbor_calls = [ms for _, n, _, ms in slots.calls if n.endswith(".neighbors")]
+            if neighbor_calls:
+                refreshed["neighbors_ms_first_then_again"] = [
+                    round(neighbor_calls[0], 1),
+                    round(neighbor_calls[-1], 1),
+                ]
         phases["C_refresh"] = refreshed
     finally:
         recorder.close()
@@ -577,9 +676,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "tick_ms": TICK_MS,
             "trace": args.trace,
             "sample_after_ms": args.sample_after,
+            "preimport_freeze": args.preimport_freeze,
+            "gc_threshold": list(gc.get_threshold()),
         },
         "generate_images_s": round(generate_s, 2),
         "window_create_s": round(window_s, 2),
+        "preimport_freeze_s": None if preimport_s is None else round(preimport_s, 2),
         "phases": phases,
         "goal": f"10 ms timer never stalls more than {STALL_MS:.0f} ms during scan/train/refresh",
         "worst_interval_ms": worst,
@@ -602,6 +704,11 @@ def main() -> None:
     parser.add_argument("--sample-after", type=float, default=40.0, help="ms without a tick")
     parser.add_argument("--no-trace", dest="trace", action="store_false")
     parser.add_argument("--keep-workspace", action="store_true")
+    parser.add_argument(
+        "--preimport-freeze",
+        action="store_true",
+        help="what-if: import crlc_engine.jobs/neighbors on the GUI thread, then gc.freeze()",
+    )
     args = parser.parse_args()
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,30 @@ from crlc_engine.events import EpochEnded, TrainingStarted
 SCAN_SIZE = 32
 
 
+_warmed_up = False
+
+
+def warm_up_engine() -> None:
+    """Import the training stack and FAISS once on the GUI thread, then freeze the heap.
+
+    Importing torch/torchvision the first time inside a worker thread creates ~150k objects
+    and triggers full garbage collections that hold the GIL for 110-190 ms, stalling the GUI
+    (measured in benchmarks/gui_responsiveness.py). Imported up front and moved out of the
+    collector's reach with ``gc.freeze()``, later collections stay short.
+    """
+    global _warmed_up
+    if _warmed_up:
+        return
+    import gc
+
+    import crlc_engine.jobs
+    import crlc_engine.neighbors  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
+    _warmed_up = True
+
+
 def log_file() -> Path:
     """Where the app writes its log (the platformdirs log folder)."""
     import platformdirs
@@ -174,6 +198,7 @@ class MainWindow(QMainWindow):
         self, folders: Sequence[str | Path] = (), workspace: str | Path | None = None
     ) -> None:
         super().__init__()
+        warm_up_engine()
         self.setWindowTitle("CRLC Organizer")
         self.workspace = workspace
         self.session: LibrarySession | None = None
