@@ -320,6 +320,10 @@ class Catalog:
         )
         self.db.execute("DELETE FROM pixel_cache WHERE image_id=?", (image_id,))
 
+    def forget_pixels(self, image_id: int) -> None:
+        """The cached pixels of an image no longer match its file (at any size)."""
+        self.db.execute("DELETE FROM pixel_cache WHERE image_id=?", (image_id,))
+
     def mark_missing(self, image_ids: Iterable[int]) -> None:
         """Files that are gone from disk keep their rows (and ids) as ``missing``."""
         self.db.executemany(

@@ -292,6 +292,8 @@ class ImageLibrary:
                     same_file = (size, mtime) == (found.size, found.mtime_ns)
                     if not same_file:
                         summary.changed += 1
+                        # Old pixels stop counting now, even if this scan is cancelled.
+                        self.catalog.forget_pixels(image_id)
                         todo.append((image_id, root / found.rel_path, True))
                     elif status == "ok" and cached.get(image_id) != (size, mtime):
                         summary.unchanged += 1  # decoded before, but not at this size

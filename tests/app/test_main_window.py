@@ -138,8 +138,9 @@ def test_export_runs_in_the_background(
     assert any(dest.glob("crlc-export-*.csv"))
 
 
-def test_dropping_images_on_a_cluster_moves_them(window: MainWindow,
-                                                 library: tuple[Path, Path]) -> None:
+def test_dropping_images_on_a_cluster_moves_them(
+    window: MainWindow, library: tuple[Path, Path]
+) -> None:
     folder, ws = library
     window.workspace = ws
     window.open_folders([folder], scan=False)

@@ -159,3 +159,21 @@ def test_relink_finishes_after_a_crash_between_rename_and_catalog(tmp_path: Path
         catalog.close()
     with ImageLibrary.open([new], tmp_path / "ws") as library:
         assert library.scan(8, workers=0).decoded == 0
+
+
+def test_changed_file_is_not_usable_until_decoded_again(tmp_path: Path) -> None:
+    photos = tmp_path / "p"
+    photos.mkdir()
+    Image.new("RGB", (8, 8), "red").save(photos / "a.png")
+    Image.new("RGB", (8, 8), "blue").save(photos / "b.png")
+    with ImageLibrary.open([photos], tmp_path / "ws") as library:
+        library.scan(8, workers=0)
+        Image.new("RGB", (8, 8), "green").save(photos / "a.png")
+        os.utime(photos / "a.png", ns=(1, 1))
+        control = JobControl()
+        control.cancel()  # cancelled before anything is decoded
+        summary = library.scan(8, control=control, workers=0)
+        assert summary.cancelled and summary.changed == 1
+        assert [r.rel_path for r in library.cached_images(8)] == ["b.png"]
+        library.scan(8, workers=0)
+        assert len(library.cached_images(8)) == 2
