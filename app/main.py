@@ -60,23 +60,23 @@ def _replay_training(window: object) -> None:
         history = session.library.runs.get(session.run_id).history_path
         if history.exists():
             records = [json.loads(line) for line in history.read_text().splitlines() if line]
-    if records:
-        last = records[len(records) // 2]
-        heads = [float(v) for v in last["head_losses"]]
+    for record in records[: len(records) // 2 + 1]:
+        heads = [float(v) for v in record["head_losses"]]
         best = int(min(range(len(heads)), key=heads.__getitem__))
         panel._on_event(
             EpochEnded(
-                epoch=int(last["epoch"]),
-                losses=dict(last["losses"]),
+                epoch=int(record["epoch"]),
+                losses=dict(record["losses"]),
                 head_losses=heads,
                 chosen_head=best,
-                cluster_sizes=list(last["head_counts"][best]),
-                samples_per_s=float(last["samples_per_s"]),
-                elapsed_s=float(last["elapsed_s"]),
+                cluster_sizes=list(record["head_counts"][best]),
+                samples_per_s=float(record["samples_per_s"]),
+                elapsed_s=float(record["elapsed_s"]),
                 eta_s=30.0,
-                steps=int(last["steps"]),
+                steps=int(record["steps"]),
             )
         )
+    if records:
         panel.bar.setValue(500)
     panel.pause_button.setEnabled(True)
     panel.cancel_button.setEnabled(True)
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:  # let the visible thumbnails arrive
             QApplication.processEvents()
-            if window.cache is None or window.cache.pending_count == 0:
+            if window.cache is None or window.cache.is_idle():
                 break
             time.sleep(0.02)
         QApplication.processEvents()

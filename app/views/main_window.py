@@ -38,6 +38,7 @@ from app.models.clusters import ClusterListModel
 from app.models.thumbnail_cache import ThumbnailCache
 from app.models.thumbnails import ThumbnailGridModel
 from app.session import LibrarySession
+from app.views.plots import ClusterSizeBars, LossPlot
 from app.workers import (
     JobRunner,
     JobWorker,
@@ -97,14 +98,20 @@ class JobPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         for button in (self.pause_button, self.cancel_button):
             button.setEnabled(False)
+        self.loss_plot = LossPlot()
+        self.size_bars = ClusterSizeBars()
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
         top.addWidget(self.pause_button)
         top.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        layout.addWidget(self.bar)
-        layout.addWidget(self.detail)
+        text = QVBoxLayout()
+        text.addLayout(top)
+        text.addWidget(self.bar)
+        text.addWidget(self.detail)
+        layout = QHBoxLayout(self)
+        layout.addLayout(text, 3)
+        layout.addWidget(self.loss_plot, 1)
+        layout.addWidget(self.size_bars, 1)
         self.worker: JobWorker | None = None
         self.pause_button.clicked.connect(self._toggle_pause)
         self.cancel_button.clicked.connect(self._cancel)
@@ -130,6 +137,8 @@ class JobPanel(QWidget):
     def _on_event(self, event: object) -> None:
         if isinstance(event, TrainingStarted):
             self.detail.setText(f"Training on {event.images} images, device {event.device}")
+            self.loss_plot.clear()
+            self.size_bars.set_sizes([])
         elif isinstance(event, EpochEnded):
             eta = (
                 ""
@@ -137,6 +146,8 @@ class JobPanel(QWidget):
                 else f", ETA {int(event.eta_s // 60)}:{int(event.eta_s % 60):02d}"
             )
             sizes = ", ".join(str(s) for s in event.cluster_sizes)
+            self.loss_plot.add(event.losses["total"])
+            self.size_bars.set_sizes(event.cluster_sizes)
             self.detail.setText(
                 f"Epoch {event.epoch}: loss {event.losses['total']:.3f}, "
                 f"{event.samples_per_s:,.0f} images/s{eta}; cluster sizes {sizes}"

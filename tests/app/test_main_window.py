@@ -151,3 +151,20 @@ def test_dropping_images_on_a_cluster_moves_them(
     cluster = window.cluster_model.data(target, window.cluster_model.ClusterRole)
     assert window.cluster_model.dropMimeData(mime, Qt.DropAction.MoveAction, -1, 0, target)
     assert window.session.detail(image).label == window.session.cluster_name(cluster)
+
+
+def test_job_panel_plots_loss_and_cluster_sizes(window: MainWindow, tmp_path: Path) -> None:
+    from crlc_engine.events import EpochEnded, TrainingStarted
+
+    panel = window.jobs
+    panel._on_event(TrainingStarted("r", "cpu", 100, 10, 10, 5, None, 0))
+    for epoch, loss in enumerate([3.0, 2.5, 2.2], start=1):
+        panel._on_event(
+            EpochEnded(epoch, {"total": loss}, [loss], 0, [60, 40], 500.0, float(epoch), 10.0, 10)
+        )
+    assert panel.loss_plot.values == [3.0, 2.5, 2.2]
+    assert panel.size_bars.sizes == [60, 40]
+    assert "Epoch 3" in panel.detail.text() and "60, 40" in panel.detail.text()
+    out = tmp_path / "panel.png"
+    panel.resize(900, 120)
+    assert panel.grab().save(str(out)) and out.stat().st_size > 0
