@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Keep settings, logs, recent libraries and default workspaces out of the user's folders.
+_USER_DIRS = tempfile.mkdtemp(prefix="crlc-test-home-")
+for _name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+    os.environ[_name] = os.path.join(_USER_DIRS, _name.lower())
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -75,6 +75,14 @@ def warm_up_engine() -> None:
     gc.collect()
     gc.freeze()
     _warmed_up = True
+
+
+def settings() -> QSettings:
+    """The app's persisted settings (an INI file in the platformdirs config folder)."""
+    import platformdirs
+
+    path = Path(platformdirs.user_config_dir("crlc-organizer")) / "settings.ini"
+    return QSettings(str(path), QSettings.Format.IniFormat)
 
 
 def log_file() -> Path:
@@ -269,6 +277,7 @@ class MainWindow(QMainWindow):
         self._show_device()
         self.cluster_view.selectionModel().currentChanged.connect(self._show_selected_cluster)
         self.resize(1280, 800)
+        self._restore_layout()
         self._update_state()
         if folders:
             self.open_folders(folders, scan=False)
@@ -643,6 +652,28 @@ class MainWindow(QMainWindow):
         if manifest:
             self._start("Undoing the export", undo_export_job(Path(manifest)))
 
+    def _restore_layout(self) -> None:
+        stored = settings()
+        geometry = stored.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = stored.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+        splitter = stored.value("window/splitter")
+        if splitter is not None:
+            self.splitter.restoreState(splitter)
+        self.low_first.setChecked(bool(stored.value("view/low_first", False, type=bool)))
+
+    def save_layout(self) -> None:
+        """Remember window geometry, toolbar/splitter layout and view options."""
+        stored = settings()
+        stored.setValue("window/geometry", self.saveGeometry())
+        stored.setValue("window/state", self.saveState())
+        stored.setValue("window/splitter", self.splitter.saveState())
+        stored.setValue("view/low_first", self.low_first.isChecked())
+        stored.sync()
+
     def closeEvent(self, event: QCloseEvent) -> None:
         """Ask before closing while a job runs; stop jobs and threads cleanly."""
         if self.runner.running:
@@ -655,6 +686,7 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
+        self.save_layout()
         self.runner.shutdown()
         self._close_session()
         event.accept()

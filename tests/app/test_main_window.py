@@ -168,3 +168,16 @@ def test_job_panel_plots_loss_and_cluster_sizes(window: MainWindow, tmp_path: Pa
     out = tmp_path / "panel.png"
     panel.resize(900, 120)
     assert panel.grab().save(str(out)) and out.stat().st_size > 0
+
+
+def test_layout_and_view_options_survive_a_restart(qtbot: QtBot) -> None:
+    first = MainWindow()
+    qtbot.addWidget(first)
+    first.low_first.setChecked(True)
+    first.resize(1000, 700)
+    first.close()
+    second = MainWindow()
+    qtbot.addWidget(second)
+    assert second.low_first.isChecked()
+    second.low_first.setChecked(False)
+    second.close()
