@@ -113,8 +113,65 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"crlc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    shared = _Parser(add_help=False)  # the options train and ablate share
+    shared.add_argument(
+        "--clusters",
+        "-k",
+        type=int,
+        help="how many groups to sort the images into (at least 2; required unless --resume)",
+    )
+    presets = ", ".join(f"{p.name} ({p.summary})" for p in PRESETS.values())
+    shared.add_argument(
+        "--preset",
+        help=f"a named set of settings: {presets}. Default: cpu on a CPU, balanced on a GPU",
+    )
+    budget = shared.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=_positive_int, help="passes over all images")
+    budget.add_argument("--minutes", type=float, help="train for this many minutes instead")
+    shared.add_argument("--backbone", help=f"network: {', '.join(BACKBONE_NAMES)}")
+    shared.add_argument(
+        "--stem",
+        help=f"first layer: {', '.join(STEMS)} (auto: the CIFAR stem, "
+        "3x3 stride 1 without max-pool, for images up to 64 px)",
+    )
+    shared.add_argument(
+        "--size",
+        type=int,
+        dest="image_size",
+        help="images are resized and centre-cropped to SIZE x SIZE pixels",
+    )
+    shared.add_argument("--batch-size", type=int, help="images per step (two views each)")
+    shared.add_argument("--lr", type=float, help="SGD learning rate")
+    shared.add_argument(
+        "--lambda-fc",
+        type=float,
+        help="weight of the feature contrastive loss (0: clustering head only)",
+    )
+    shared.add_argument(
+        "--lambda-ent",
+        type=float,
+        help="weight of the cluster-balance entropy term (higher: more equal sizes)",
+    )
+    shared.add_argument("--tau", type=float, help="temperature of the feature contrastive loss")
+    shared.add_argument("--gamma", type=float, help="probability smoothing before the critic, 0..1")
+    shared.add_argument("--critic", help=f"probability critic: {', '.join(CRITIC_NAMES)}")
+    shared.add_argument("--subheads", type=int, help="number of clustering sub-heads")
+    shared.add_argument(
+        "--blur", action="store_true", default=None, help="add a random Gaussian blur to the views"
+    )
+    shared.add_argument(
+        "--device",
+        default="auto",
+        help=f"where to train: {', '.join(DEVICE_CHOICES)} (default auto: CUDA, "
+        "then Apple MPS, else CPU)",
+    )
+    shared.add_argument("--seed", type=int, help="random seed (same seed, same result on a CPU)")
+    shared.add_argument(
+        "--checkpoint-every", type=_positive_int, help="save a checkpoint every N epochs"
+    )
     train = sub.add_parser(
         "train",
+        parents=[shared],
         help="train a clustering model on the images of a folder",
         description=(
             "Scan FOLDER(s), train CRLC on their images and save the run (settings, "
@@ -127,61 +184,6 @@ def _build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="FOLDER",
         help="folder(s) with your images (searched recursively)",
-    )
-    train.add_argument(
-        "--clusters",
-        "-k",
-        type=int,
-        help="how many groups to sort the images into (at least 2; required unless --resume)",
-    )
-    presets = ", ".join(f"{p.name} ({p.summary})" for p in PRESETS.values())
-    train.add_argument(
-        "--preset",
-        help=f"a named set of settings: {presets}. Default: cpu on a CPU, balanced on a GPU",
-    )
-    budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=_positive_int, help="passes over all images")
-    budget.add_argument("--minutes", type=float, help="train for this many minutes instead")
-    train.add_argument("--backbone", help=f"network: {', '.join(BACKBONE_NAMES)}")
-    train.add_argument(
-        "--stem",
-        help=f"first layer: {', '.join(STEMS)} (auto: the CIFAR stem, "
-        "3x3 stride 1 without max-pool, for images up to 64 px)",
-    )
-    train.add_argument(
-        "--size",
-        type=int,
-        dest="image_size",
-        help="images are resized and centre-cropped to SIZE x SIZE pixels",
-    )
-    train.add_argument("--batch-size", type=int, help="images per step (two views each)")
-    train.add_argument("--lr", type=float, help="SGD learning rate")
-    train.add_argument(
-        "--lambda-fc",
-        type=float,
-        help="weight of the feature contrastive loss (0: clustering head only)",
-    )
-    train.add_argument(
-        "--lambda-ent",
-        type=float,
-        help="weight of the cluster-balance entropy term (higher: more equal sizes)",
-    )
-    train.add_argument("--tau", type=float, help="temperature of the feature contrastive loss")
-    train.add_argument("--gamma", type=float, help="probability smoothing before the critic, 0..1")
-    train.add_argument("--critic", help=f"probability critic: {', '.join(CRITIC_NAMES)}")
-    train.add_argument("--subheads", type=int, help="number of clustering sub-heads")
-    train.add_argument(
-        "--blur", action="store_true", default=None, help="add a random Gaussian blur to the views"
-    )
-    train.add_argument(
-        "--device",
-        default="auto",
-        help=f"where to train: {', '.join(DEVICE_CHOICES)} (default auto: CUDA, "
-        "then Apple MPS, else CPU)",
-    )
-    train.add_argument("--seed", type=int, help="random seed (same seed, same result on a CPU)")
-    train.add_argument(
-        "--checkpoint-every", type=_positive_int, help="save a checkpoint every N epochs"
     )
     train.add_argument(
         "--resume",
@@ -257,6 +259,22 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--run", help="run id (default: the newest completed run)")
     _common(evaluate)
+
+    ablate = sub.add_parser(
+        "ablate",
+        parents=[shared],
+        help="run the paper's ablations on a folder with class sub-folders",
+        description=(
+            "Train and score, at the same budget each (--epochs or --minutes per "
+            "configuration): CRLC as configured, the C-head only (lambda_FC 0), the other "
+            "critics (dot, neg_l2, neg_js) and lambda_FC 0/1/3/10. Writes a JSON and a "
+            "Markdown table. The images must sit in class sub-folders (ground truth)."
+        ),
+    )
+    ablate.add_argument("folders", nargs="+", metavar="FOLDER", help="folder(s) with classes")
+    ablate.add_argument("--out", help="folder for the tables (default: the workspace's ablations/)")
+    _scan_options(ablate)
+    _common(ablate)
     COMMANDS.update(cli_results.register(sub, _common))
     return parser
 
@@ -449,6 +467,24 @@ def _cmd_relink(args: argparse.Namespace, control: JobControl) -> dict[str, Any]
     return {"workspaces": [str(w) for w in moved]}
 
 
+def _cmd_ablate(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    from crlc_engine.ablation import run_ablation
+
+    if args.clusters is None or args.clusters < 2:
+        raise _usage_error("--clusters (at least 2) is required")
+    device = resolve_device(args.device)
+    overrides = {name: getattr(args, name) for name in _TRAIN_OVERRIDES}
+    overrides["device"] = args.device
+    config = resolve_train_config(
+        args.clusters, args.preset or default_preset_name(device.kind), overrides
+    )
+    result = run_ablation(
+        args.folders, config, args.workspace, args.out, ConsoleReporter(), control
+    )
+    sys.stderr.write(result.markdown("Ablation"))
+    return result.as_dict()
+
+
 class _UsageError(CRLCError):
     kind = "usage"
 
@@ -471,6 +507,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, JobControl], dict[str, Any]]] 
     "libraries": _cmd_libraries,
     "forget": _cmd_forget,
     "relink": _cmd_relink,
+    "ablate": _cmd_ablate,
 }
 
 
