@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,7 @@ class LibrarySession:
         self.run_id: str | None = None
         self._assignments: RunAssignments | None = None
         self._records: dict[int, ImageRecord] = {}
+        self._index: Any = None  # the current run's NeighborIndex, built on first use
         self.reload()
 
     def close(self) -> None:
@@ -77,6 +79,7 @@ class LibrarySession:
     def reload(self, run_id: str | None = None) -> None:
         """Re-read images and the given (default: newest completed) run's results."""
         self._records = {r.id: r for r in self.library.images(None)}
+        self._index = None  # rebuilt from the (re)loaded features on first use
         try:
             run = self.library.runs.get(run_id, state="completed")
         except RunNotFoundError:
@@ -147,8 +150,9 @@ class LibrarySession:
         from crlc_engine.neighbors import NeighborIndex
 
         data = self._require()
-        index = NeighborIndex.build(data.features, ids=data.image_ids)
-        found = index.neighbors_of([data.row_of(image_id)], k=k)
+        if self._index is None:  # features change only with the run
+            self._index = NeighborIndex.build(data.features, ids=data.image_ids)
+        found = self._index.neighbors_of([data.row_of(image_id)], k=k)
         return list(zip(found.ids[0].tolist(), found.similarities[0].tolist(), strict=True))
 
     def thumbnail_path(self, image_id: int) -> Path:

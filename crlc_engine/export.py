@@ -61,7 +61,7 @@ from typing import IO, Any
 from crlc_engine.control import JobControl
 from crlc_engine.errors import CRLCError, InvalidSettingError
 from crlc_engine.events import NullReporter, Reporter
-from crlc_engine.fileio import atomic_write
+from crlc_engine.fileio import atomic_write, fsync_dir
 
 EXPORT_MODES = ("copy", "hardlink", "symlink", "move", "csv")
 #: Folder of the photos whose confidence is below ``min_confidence``.
@@ -495,19 +495,6 @@ def _open_for_append(path: Path) -> IO[bytes]:
     return handle
 
 
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class _JournalWriter:
     """Appends JSON lines to an export journal; ``durable`` lines are fsynced."""
 
@@ -534,7 +521,7 @@ class _JournalWriter:
             "created": _now(),
         }
         writer.write(header, durable=True)
-        _fsync_folder(plan.dest)
+        fsync_dir(plan.dest)
         return writer
 
     def write(self, line: dict[str, Any], durable: bool) -> None:

@@ -17,6 +17,25 @@ for _name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_H
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+#: `crlc train` flags for a run of a few seconds on the shapes folder.
+TINY_TRAIN_FLAGS = [
+    "--backbone",
+    "small",
+    "--stem",
+    "imagenet",
+    "--size",
+    "16",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "2",
+    "--subheads",
+    "2",
+    "--device",
+    "cpu",
+]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip tests marked ``cuda`` when no CUDA device is available."""
     if torch.cuda.is_available():

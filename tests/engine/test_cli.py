@@ -14,23 +14,7 @@ import torch
 from crlc_engine.cli import main
 from crlc_engine.library import ImageLibrary
 from crlc_engine.results import ResultStore
-
-TINY = [
-    "--backbone",
-    "small",
-    "--stem",
-    "imagenet",
-    "--size",
-    "16",
-    "--batch-size",
-    "16",
-    "--epochs",
-    "2",
-    "--subheads",
-    "2",
-    "--device",
-    "cpu",
-]
+from tests.conftest import TINY_TRAIN_FLAGS as TINY
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict, str]:

@@ -9,23 +9,7 @@ from pathlib import Path
 import pytest
 
 from crlc_engine.cli import main
-
-TINY = [
-    "--backbone",
-    "small",
-    "--stem",
-    "imagenet",
-    "--size",
-    "16",
-    "--batch-size",
-    "16",
-    "--epochs",
-    "2",
-    "--subheads",
-    "2",
-    "--device",
-    "cpu",
-]
+from tests.conftest import TINY_TRAIN_FLAGS as TINY
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
