@@ -14,24 +14,32 @@ from crlc_engine.errors import InvalidSettingError
 
 #: Names in ``crlc_engine.models.BACKBONES`` (kept here so that settings, presets and the CLI
 #: import without torch: the scan's worker processes re-import the CLI module).
-BACKBONE_NAMES = ("small", "resnet18", "resnet34", "resnet50")
+BACKBONE_NAMES = ("small", "resnet18", "resnet34", "resnet50", "efficientnet_lite0")
 
 STEMS = ("auto", "cifar", "imagenet")
 CRITIC_NAMES = ("log_dot", "dot", "neg_l2", "neg_js")
+FRAMEWORKS = ("simclr", "memorybank")
+#: ``end_to_end``: one run trains everything (CRLC). ``two_stage``: a request that
+#: :func:`crlc_engine.jobs.train_folder` expands into a ``stage1`` run and a ``stage2`` run.
+STAGES = ("end_to_end", "two_stage", "stage1", "stage2")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of an end-to-end CRLC run (SimCLR framework).
+    """Every setting of a CRLC run (end-to-end or one stage of two-stage CRLC).
 
     Attributes:
         clusters: Number of clusters C (>= 2).
         preset: Name of the preset the run started from.
         backbone: Registered backbone name (see ``crlc_engine.models.BACKBONES``).
+        pretrained: Start the backbone from ImageNet weights (ResNet-18/50: torchvision weights
+            downloaded once into the cache; ``efficientnet_lite0`` is always pretrained, its
+            weights come with the ``pretrained`` extra).
         stem: ``cifar`` (3x3 conv stride 1, no max-pool), ``imagenet`` or ``auto`` (CIFAR
             stem for inputs up to 64 px).
         image_size: Side S of the square training images, in pixels.
-        batch_size: Images per step B (two views each); capped at the data set size.
+        batch_size: Images per step B (two views each with the SimCLR framework, one with
+            the MemoryBank framework); capped at the data set size.
         epochs: Number of epochs, or ``None`` when a time budget is used.
         minutes: Training time budget in minutes, or ``None``.
         lr: SGD learning rate (constant).
@@ -56,11 +64,26 @@ class TrainConfig:
         device: ``auto``, ``cpu``, ``cuda`` or ``mps`` as requested.
         seed: Seed of every random number generator of the run.
         checkpoint_every: Write a checkpoint every this many epochs (and at the end/cancel).
+        framework: How the contrastive losses get their positives and negatives: ``simclr``
+            (two views per image, the other rows of the batch are the negatives) or
+            ``memorybank`` (one view per image; positive and negatives are rows of a
+            memory bank of past outputs, paper Sec. 3.1).
+        bank_negatives: MemoryBank: negatives M drawn uniformly from the bank per step
+            (capped at N - 1).
+        bank_momentum: MemoryBank: alpha of the bank update ``q <- alpha q + (1-alpha) q_new``.
+        stage: ``end_to_end`` (CRLC), ``two_stage`` (stage 1 then stage 2, as two runs),
+            ``stage1`` (backbone + RL-head with L_FC only) or ``stage2`` (L_cluster with a
+            k-nearest-neighbour of each image as its positive, from a stage-1 run).
+        stage1_epochs: Two-stage: epochs of stage 1 (``None``: the same budget as stage 2).
+        neighbors: Two-stage: neighbours K per image mined after stage 1 (capped at N - 1).
+        freeze_backbone: Stage 2: train only the C-head; the backbone (weights and BatchNorm
+            statistics) stays exactly as stage 1 left it.
     """
 
     clusters: int
     preset: str = "custom"
     backbone: str = "small"
+    pretrained: bool = False
     stem: str = "auto"
     image_size: int = 32
     batch_size: int = 128
@@ -87,6 +110,13 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     checkpoint_every: int = 10
+    framework: str = "simclr"
+    bank_negatives: int = 4096
+    bank_momentum: float = 0.5
+    stage: str = "end_to_end"
+    stage1_epochs: int | None = None
+    neighbors: int = 50
+    freeze_backbone: bool = False
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -130,6 +160,31 @@ class TrainConfig:
             (0 <= self.lr_min <= self.lr, "lr-min must be in [0, lr]"),
             (self.feature_dim >= 2, "feature dim must be >= 2"),
             (self.checkpoint_every >= 1, "checkpoint-every must be >= 1"),
+            (
+                self.framework in FRAMEWORKS,
+                f"unknown framework {self.framework!r}; choose one of {', '.join(FRAMEWORKS)}",
+            ),
+            (
+                self.bank_negatives >= 1,
+                f"bank negatives must be >= 1 (got {self.bank_negatives})",
+            ),
+            (
+                0 <= self.bank_momentum <= 1,
+                f"bank momentum must be in [0, 1] (got {self.bank_momentum})",
+            ),
+            (
+                self.stage in STAGES,
+                f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}",
+            ),
+            (
+                self.stage1_epochs is None or self.stage1_epochs >= 1,
+                f"stage-1 epochs must be >= 1 (got {self.stage1_epochs})",
+            ),
+            (self.neighbors >= 1, f"neighbours must be >= 1 (got {self.neighbors})"),
+            (
+                not self.freeze_backbone or self.stage in ("two_stage", "stage2"),
+                "freezing the backbone only applies to stage 2 of two-stage training",
+            ),
         ]
         for ok, message in checks:
             if not ok:

