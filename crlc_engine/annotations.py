@@ -3,19 +3,22 @@
 A label is (image, class name). Naming a cluster makes its name a class; moving an image to
 a cluster labels it with that cluster's name (an unnamed cluster is named ``Cluster <n>``
 first, n its 0-based index as everywhere in the CLI); giving two clusters one name merges
-them. Every change is one row of the ``history`` table holding the before and after state
-of what it touched, so undo and redo are exact; a new change after an undo drops the redo stack.
+them; splitting a cluster (:mod:`crlc_engine.split`) moves some of its images to new
+cluster indices of the run. Every change is one row of the ``history`` table holding the
+before and after state of what it touched, so undo and redo are exact; a new change after an
+undo drops the redo stack.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from crlc_engine.errors import InvalidSettingError
 from crlc_engine.library.catalog import Catalog
 from crlc_engine.results import ResultStore
+from crlc_engine.split import SplitPlan, next_cluster_ids, plan_split
 
 
 def default_cluster_name(cluster: int) -> str:
@@ -104,6 +107,111 @@ class Annotations:
         verb = "ignore" if ignored else "stop ignoring"
         self._commit(f"{verb} {len(ids)} image(s)", change)
 
+    def plan_split(self, run_id: str, cluster: int, parts: int = 2, seed: int = 0) -> SplitPlan:
+        """How :meth:`split_cluster` would divide a cluster (changes nothing; for previews).
+
+        Raises:
+            RunNotFoundError: the run has no assignments.
+            InvalidSettingError: unknown cluster, bad ``parts``, too few images.
+        """
+        return plan_split(self.results, run_id, cluster, parts, self.ignored(), seed)
+
+    def split_cluster(
+        self,
+        run_id: str,
+        cluster: int,
+        parts: int = 2,
+        names: Sequence[str | None] | None = None,
+        seed: int = 0,
+        label: bool = False,
+    ) -> SplitPlan:
+        """Split a cluster by k-means on its images' features (one undoable step).
+
+        See :meth:`apply_split` for ``names`` and ``label``.
+
+        Returns:
+            The plan that was applied.
+        """
+        plan = self.plan_split(run_id, cluster, parts, seed)
+        self.apply_split(plan, names, label)
+        return plan
+
+    def apply_split(
+        self, plan: SplitPlan, names: Sequence[str | None] | None = None, label: bool = False
+    ) -> None:
+        """Apply a planned split (one undoable step).
+
+        Part 0 (the largest) keeps the cluster and its name; the other parts move to the
+        plan's new cluster indices.
+
+        Args:
+            plan: From :meth:`plan_split`, still current.
+            names: One entry per part, largest part first; ``None`` or "" keeps the cluster's
+                name for part 0 and leaves a new part unnamed (shown as ``Cluster <n>``).
+                A name another cluster has merges the part into it, as with renaming.
+            label: Also label every unlabelled image of every part with its part's name (so
+                that ``refine`` learns the split; unnamed parts are named ``Cluster <n>``).
+
+        Raises:
+            InvalidSettingError: wrong number of names, two parts with one name, a bad
+                name, or the cluster changed since the plan was made.
+        """
+        parts = len(plan.clusters)
+        given = list(names) if names is not None else [None] * parts
+        if len(given) != parts:
+            raise InvalidSettingError(f"give {parts} names (one per part), not {len(given)}")
+        cleaned = [_clean_name(n) if n is not None and n.strip() else None for n in given]
+        self._check_plan_is_current(plan)
+        old_names = self.names(plan.run_id)
+        final = [cleaned[0] or old_names.get(plan.cluster), *cleaned[1:]]
+        if label:
+            final = [
+                n or default_cluster_name(c) for n, c in zip(final, plan.clusters, strict=True)
+            ]
+        chosen = [n for n in final if n is not None]
+        if len(set(chosen)) != len(chosen):
+            raise InvalidSettingError("two parts of a split cannot have the same name")
+        change: dict[str, Any] = {
+            "assignments": [
+                [plan.run_id, image, plan.cluster, cluster]
+                for image, cluster in sorted(plan.moves().items())
+            ]
+        }
+        renames = [
+            [plan.run_id, cluster, old_names.get(cluster), name]
+            for cluster, name in zip(plan.clusters, final, strict=True)
+            if name is not None and name != old_names.get(cluster)
+        ]
+        if renames:
+            change["names"] = renames
+        if label:
+            current = self.labels()
+            change["labels"] = {
+                str(i): [None, name]
+                for ids, name in zip(plan.image_ids, final, strict=True)
+                for i in ids.tolist()
+                if i not in current
+            }
+        sizes = "+".join(str(n) for n in plan.sizes)
+        self._commit(f"split cluster {plan.cluster} into {parts} parts ({sizes})", change)
+
+    def _check_plan_is_current(self, plan: SplitPlan) -> None:
+        """The cluster's non-ignored images and the new indices are as when planned."""
+        data = self.results.load(plan.run_id)
+        ignored = self.ignored()
+        members = {
+            i
+            for i, c in zip(data.image_ids.tolist(), data.clusters.tolist(), strict=True)
+            if c == plan.cluster and i not in ignored
+        }
+        planned = {i for ids in plan.image_ids for i in ids.tolist()}
+        free = next_cluster_ids(self.results, plan.run_id, 1)[0]
+        if members != planned or min(plan.new_clusters) < free:
+            raise InvalidSettingError(
+                f"cluster {plan.cluster} of run {plan.run_id} changed since the split was "
+                "planned; plan it again"
+            )
+
     # ------------------------------------------------------------------ history
     def undo(self) -> str | None:
         """Revert the newest change not yet undone; returns its description (None: nothing)."""
@@ -173,3 +281,8 @@ class Annotations:
                 self.db.execute("DELETE FROM ignored WHERE image_id=?", (int(image),))
         for run_id, cluster, *values in change.get("names", []):
             self.results.set_name(run_id, int(cluster), values[side])
+        moves: dict[str, dict[int, int]] = {}
+        for run_id, image, *values in change.get("assignments", []):
+            moves.setdefault(run_id, {})[int(image)] = int(values[side])
+        for run_id, clusters in moves.items():
+            self.results.set_clusters(run_id, clusters)

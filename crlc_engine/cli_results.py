@@ -1,5 +1,5 @@
 """``crlc`` subcommands that work on a run's results: runs, assign, clusters, neighbors,
-label, name, move, ignore, undo, redo, refine, export.
+label, name, move, split, ignore, undo, redo, refine, export.
 
 Positional paths are sorted by what they are: existing folders are the library's roots,
 files are images (commands that take a cluster, a name or a destination read those from
@@ -22,6 +22,7 @@ from crlc_engine.errors import (
     LibraryNotFoundError,
 )
 from crlc_engine.library import ImageLibrary, list_libraries
+from crlc_engine.runs import RunDir
 
 Handler = Callable[[argparse.Namespace, JobControl], dict[str, Any]]
 
@@ -81,10 +82,27 @@ def _image_ids(library: ImageLibrary, files: list[Path]) -> list[int]:
     return ids
 
 
-def _check_cluster(config: dict[str, Any], cluster: int, run_id: str) -> None:
-    clusters = int(config["train"]["clusters"])
-    if not 0 <= cluster < clusters:
-        raise InvalidSettingError(f"run {run_id} has clusters 0..{clusters - 1}, not {cluster}")
+def _check_cluster(library: ImageLibrary, run: RunDir, cluster: int) -> None:
+    """``cluster`` is one of the run's head's C or one made by a split (it holds images)."""
+    from crlc_engine.results import ResultStore
+
+    clusters = int(run.read_config()["train"]["clusters"])
+    if 0 <= cluster < clusters:
+        return
+    extra = [c for c in ResultStore(library.catalog).cluster_ids(run.run_id) if c >= clusters]
+    if cluster in extra:
+        return
+    split = f" and {', '.join(map(str, extra))}" if extra else ""
+    raise InvalidSettingError(
+        f"run {run.run_id} has clusters 0..{clusters - 1}{split}, not {cluster}"
+    )
+
+
+def _cluster_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidSettingError(f"CLUSTER must be a cluster number, not {text!r}") from None
 
 
 def _say(text: str) -> None:
@@ -204,7 +222,7 @@ def _cmd_move(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
     with _library(folders, files, args.workspace) as library, library.locked("labelling"):
         ids = _image_ids(library, files)
         run = library.runs.get(args.run, state="completed")
-        _check_cluster(run.read_config(), args.to, run.run_id)
+        _check_cluster(library, run, args.to)
         name = _annotations(library).move_to_cluster(run.run_id, ids, args.to)
     _say(f"Moved {len(ids)} image(s) to cluster {args.to} ({name!r})")
     return {"moved": len(ids), "cluster": args.to, "class": name}
@@ -215,18 +233,60 @@ def _cmd_name(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
         raise InvalidSettingError("usage: crlc name FOLDER... CLUSTER NAME")
     *folder_args, cluster_text, name = args.items
     folders, _ = _split(folder_args)
-    try:
-        cluster = int(cluster_text)
-    except ValueError:
-        raise InvalidSettingError(
-            f"CLUSTER must be a cluster number, not {cluster_text!r}"
-        ) from None
+    cluster = _cluster_number(cluster_text)
     with ImageLibrary.open(folders, args.workspace) as library, library.locked("naming"):
         run = library.runs.get(args.run, state="completed")
-        _check_cluster(run.read_config(), cluster, run.run_id)
+        _check_cluster(library, run, cluster)
         _annotations(library).name_cluster(run.run_id, cluster, name)
     _say(f"Cluster {cluster} of run {run.run_id} is now {name!r}")
     return {"run_id": run.run_id, "cluster": cluster, "name": name}
+
+
+def _part_names(text: str | None, parts: int) -> list[str | None] | None:
+    """``--names A,B``: one name per part, largest first; an empty entry keeps the default."""
+    if text is None:
+        return None
+    names: list[str | None] = [n.strip() or None for n in text.split(",")]
+    if len(names) != parts:
+        raise InvalidSettingError(
+            f"--names needs {parts} comma-separated names (one per part, largest part "
+            f"first; leave one empty to keep the default), got {len(names)}"
+        )
+    return names
+
+
+def _cmd_split(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    if len(args.items) < 2:
+        raise InvalidSettingError("usage: crlc split FOLDER... CLUSTER [--parts N]")
+    *folder_args, cluster_text = args.items
+    folders, _ = _split(folder_args)
+    cluster = _cluster_number(cluster_text)
+    names = _part_names(args.names, args.parts)
+    with ImageLibrary.open(folders, args.workspace) as library, library.locked("splitting"):
+        run = library.runs.get(args.run, state="completed")
+        _check_cluster(library, run, cluster)
+        notes = _annotations(library)
+        plan = notes.plan_split(run.run_id, cluster, args.parts, args.seed)
+        if not args.dry_run:
+            notes.apply_split(plan, names, args.label)
+        shown = notes.names(run.run_id)
+    parts = []
+    for k, (part, size) in enumerate(zip(plan.clusters, plan.sizes, strict=True)):
+        name = shown.get(part)
+        if args.dry_run and names and names[k]:
+            name = names[k]
+        parts.append({"cluster": part, "name": name, "size": size})
+    verb = "Would split" if args.dry_run else "Split"
+    _say(f"{verb} cluster {cluster} of run {run.run_id} into {args.parts} parts:")
+    for part in parts:
+        label = part["name"] or "(unnamed)"
+        _say(f"  cluster {part['cluster']:3d}  {label:24s} {part['size']} images")
+    return {
+        "run_id": run.run_id,
+        "cluster": cluster,
+        "parts": parts,
+        "applied": not args.dry_run,
+    }
 
 
 def _cmd_ignore(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
@@ -429,6 +489,33 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
     run_option(name)
     common(name)
 
+    split = parser(
+        "split",
+        "split a cluster in parts",
+        "Split cluster CLUSTER of the run into N parts by k-means on its images' features "
+        "(ignored images stay). The largest part keeps the cluster and its name; the others "
+        "become new clusters numbered after the run's last one. Undo with `crlc undo`.",
+    )
+    split.add_argument("items", nargs="+", metavar="FOLDER... CLUSTER")
+    split.add_argument(
+        "--parts", type=int, default=2, metavar="N", help="how many parts (default 2)"
+    )
+    split.add_argument(
+        "--names",
+        metavar="A,B,...",
+        help="a name per part, largest first (leave one empty for the default)",
+    )
+    split.add_argument(
+        "--label",
+        action="store_true",
+        help="also label the parts' unlabelled images with their part's name (so that "
+        "`crlc refine` learns the split)",
+    )
+    split.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
+    split.add_argument("--dry-run", action="store_true", help="show the part sizes only")
+    run_option(split)
+    common(split)
+
     ignore = parser(
         "ignore",
         "leave images out of training and export",
@@ -439,7 +526,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
     common(ignore)
 
     for word, text in (
-        ("undo", "undo the last label, name or ignore change"),
+        ("undo", "undo the last label, name, split or ignore change"),
         ("redo", "redo the last undone change"),
     ):
         step = parser(word, text, f"{text[0].upper()}{text[1:]} of the library of FOLDER(s).")
@@ -502,6 +589,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
         "label": _cmd_label,
         "move": _cmd_move,
         "name": _cmd_name,
+        "split": _cmd_split,
         "ignore": _cmd_ignore,
         "undo": _cmd_undo,
         "redo": _cmd_redo,

@@ -113,6 +113,35 @@ class ResultStore:
             features=np.stack([np.frombuffer(r[4], dtype=np.float32) for r in rows]),
         )
 
+    def cluster_ids(self, run_id: str) -> list[int]:
+        """The cluster indices that hold at least one image of a run, ascending."""
+        rows = self.db.execute(
+            "SELECT DISTINCT cluster FROM assignments WHERE run_id=? ORDER BY cluster", (run_id,)
+        )
+        return [int(c) for (c,) in rows]
+
+    def head_size(self, run_id: str) -> int:
+        """C of a run: the length of its stored probability vectors (0 without assignments).
+
+        Split clusters (:mod:`crlc_engine.split`) have indices >= C: no probability column.
+        """
+        row = self.db.execute(
+            "SELECT length(probabilities) FROM assignments WHERE run_id=? LIMIT 1", (run_id,)
+        ).fetchone()
+        return 0 if row is None else int(row[0]) // np.dtype(np.float32).itemsize
+
+    def set_clusters(self, run_id: str, clusters: dict[int, int]) -> None:
+        """Move images of a run to other clusters (image id -> cluster).
+
+        Confidences, probabilities and features stay as the model computed them. Runs inside
+        the caller's transaction and records no history: see
+        :meth:`crlc_engine.annotations.Annotations.apply_split`.
+        """
+        self.db.executemany(
+            "UPDATE assignments SET cluster=? WHERE run_id=? AND image_id=?",
+            [(int(c), run_id, int(i)) for i, c in sorted(clusters.items())],
+        )
+
     def delete_run(self, run_id: str) -> None:
         """Remove a run's assignments and names."""
         self.db.execute("DELETE FROM assignments WHERE run_id=?", (run_id,))
