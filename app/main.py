@@ -1,85 +1,49 @@
 """Entry point of ``crlc-organizer``: the desktop application.
 
 ``crlc-organizer [FOLDER...]`` opens the main window (with the library of FOLDER(s), or the
-most recent library). ``--screenshot OUT.png [--state start|clusters|training]`` renders the
-window offscreen in that state and exits.
+most recent library; a library whose folder has moved offers to locate it).
+``--screenshot OUT.png [--state start|scanning|training|clusters|export]`` renders the
+window offscreen in that state and exits (see :mod:`app.screenshots`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import os
 import sys
-import time
+import traceback
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from types import TracebackType
 
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
-SCREENSHOT_STATES = ("start", "clusters", "training")
+from app.recent import recent_folders, remember_folders
 
+__all__ = ["SCREENSHOT_STATES", "install_excepthook", "main", "recent_folders", "remember_folders"]
 
-def _recent_file() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir("crlc-organizer")) / "recent.json"
+SCREENSHOT_STATES = ("start", "scanning", "training", "clusters", "export")
 
 
-def recent_folders() -> list[str]:
-    """The folders of the most recently opened library (empty if none or unreadable)."""
-    try:
-        data = json.loads(_recent_file().read_text(encoding="utf-8"))
-        folders = [str(f) for f in data.get("folders", [])]
-    except (OSError, ValueError):
-        return []
-    return folders if folders and all(Path(f).is_dir() for f in folders) else []
+def install_excepthook(parent: QWidget) -> None:
+    """Show an exception that escapes a slot as a plain error message (and log it)."""
 
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        from app.error_help import classify_exception
+        from app.views.error_dialog import show_error
+        from crlc_engine.errors import CRLCError
 
-def remember_folders(folders: Sequence[str | Path]) -> None:
-    """Record the library to reopen next time."""
-    from crlc_engine.fileio import atomic_write_json
+        details = "".join(traceback.format_exception(exc_type, exc, tb))
+        logging.getLogger("crlc_organizer").error("uncaught: %s", details)
+        if isinstance(exc, CRLCError):
+            kind, message = exc.kind, str(exc)
+        else:
+            text = str(exc).strip()
+            fallback = f"Something went wrong: {exc_type.__name__}" + (f": {text}" if text else "")
+            kind, message = classify_exception(exc) or ("internal", fallback)
+        show_error(parent, kind, message, details)
 
-    path = _recent_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {"folders": [str(Path(f).resolve()) for f in folders]})
-
-
-def _replay_training(window: object) -> None:
-    """Show the job panel as during training, from the newest run's recorded epochs."""
-    from app.views.main_window import MainWindow
-    from crlc_engine.events import EpochEnded
-
-    assert isinstance(window, MainWindow)
-    panel = window.jobs
-    panel.title.setText("Grouping images")
-    session = window.session
-    records: list[dict[str, Any]] = []
-    if session is not None and session.run_id is not None:
-        history = session.library.runs.get(session.run_id).history_path
-        if history.exists():
-            records = [json.loads(line) for line in history.read_text().splitlines() if line]
-    for record in records[: len(records) // 2 + 1]:
-        heads = [float(v) for v in record["head_losses"]]
-        best = int(min(range(len(heads)), key=heads.__getitem__))
-        panel._on_event(
-            EpochEnded(
-                epoch=int(record["epoch"]),
-                losses=dict(record["losses"]),
-                head_losses=heads,
-                chosen_head=best,
-                cluster_sizes=list(record["head_counts"][best]),
-                samples_per_s=float(record["samples_per_s"]),
-                elapsed_s=float(record["elapsed_s"]),
-                eta_s=30.0,
-                steps=int(record["steps"]),
-            )
-        )
-    if records:
-        panel.bar.setValue(500)
-    panel.pause_button.setEnabled(True)
-    panel.cancel_button.setEnabled(True)
+    sys.excepthook = hook
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,44 +57,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--state",
         choices=SCREENSHOT_STATES,
-        help="window state for --screenshot (default: clusters when the library "
-        "has a completed run, else start)",
+        help="window state for --screenshot (default: clusters with FOLDER, else start)",
     )
     args, qt_args = parser.parse_known_args(argv)
+    if args.screenshot:  # no display needed
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+
+    if args.screenshot:
+        from app.screenshots import save_screenshot
+
+        state = args.state or ("clusters" if args.folders else "start")
+        ok = save_screenshot(args.screenshot, state, list(args.folders), args.workspace)
+        return 0 if ok else 1
+
     from app.views.main_window import MainWindow, log_file
 
-    if not args.screenshot:
-        path = log_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        logging.basicConfig(
-            filename=path,
-            level=logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-
-    folders = args.folders or ([] if args.screenshot else recent_folders())
-    if args.screenshot and args.state == "start":
-        folders = []
+    path = log_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=path,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     window = MainWindow(workspace=args.workspace)
+    install_excepthook(window)
+    folders = args.folders or recent_folders()
     if folders:
-        window.open_folders(folders, scan=not args.screenshot)
-        if not args.screenshot:
-            remember_folders(folders)
-    if args.screenshot:
-        if args.state == "training":
-            _replay_training(window)
-        window.show()
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline:  # let the visible thumbnails arrive
-            QApplication.processEvents()
-            if window.cache is None or window.cache.is_idle():
-                break
-            time.sleep(0.02)
-        QApplication.processEvents()
-        ok = window.grab().save(args.screenshot)
-        window.close()
-        return 0 if ok else 1
+        window.open_folders(folders)
     window.show()
     return int(app.exec())
 

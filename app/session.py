@@ -3,10 +3,21 @@
 A :class:`LibrarySession` holds the open :class:`~crlc_engine.library.ImageLibrary`, the
 current run and its results, and turns user actions (rename, move, label, ignore, undo,
 redo) into undoable engine calls. Views read from it; long jobs run in workers.
+
+It also remembers, per library, which run and cluster the user was looking at
+(``<workspace>/app-view.json``, so it follows the library through a re-link), lists the
+files a scan could not use and the runs that can be resumed, and :func:`scanned_images`
+reads the images a running scan has finished so far (from any thread).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +25,17 @@ from typing import Any
 
 import numpy as np
 
+from app.state_file import read_state, write_state
 from crlc_engine.annotations import Annotations, default_cluster_name
 from crlc_engine.errors import RunNotFoundError
-from crlc_engine.library import ImageLibrary, ImageRecord
+from crlc_engine.library import Catalog, ImageLibrary, ImageRecord, SkippedFile
 from crlc_engine.results import ClusterSummary, ResultStore, RunAssignments
+from crlc_engine.runs import RunDir
+
+#: The per-library file with the run and cluster shown last.
+VIEW_FILE = "app-view.json"
+#: Catalog reason of a file found but not decoded yet (not a skipped file).
+NOT_DECODED = "not decoded yet"
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,134 @@ class ImageDetail:
     ignored: bool
 
 
+@dataclass(frozen=True)
+class ScannedImages:
+    """The usable images of a library, by id (what the "All images" grid shows).
+
+    Attributes:
+        image_ids: int64 [M], ascending.
+        paths: Absolute path of each image, length M.
+    """
+
+    image_ids: np.ndarray
+    paths: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def scanned_images(workspace: Path, known: int = -1) -> ScannedImages | None:
+    """The images a scan has made usable so far (status ``ok``), read with a new connection.
+
+    Safe on any thread while another connection writes (SQLite WAL). The rows a scan
+    commits are complete: pixels and thumbnail are written before the row.
+
+    Args:
+        workspace: The library's workspace folder.
+        known: How many usable images the caller already has; when the count is the
+            same, nothing more is read and ``None`` is returned.
+    """
+    catalog = Catalog(workspace / "catalog.sqlite")
+    try:
+        if known >= 0 and catalog.counts().get("ok", 0) == known:
+            return None
+        records = catalog.images("ok")
+    finally:
+        catalog.close()
+    return ScannedImages(
+        np.array([r.id for r in records], dtype=np.int64), [str(r.path) for r in records]
+    )
+
+
+@dataclass(frozen=True)
+class UnfinishedRun:
+    """A run that stopped before it completed and can continue from its checkpoint.
+
+    Attributes:
+        run_id: The run's id.
+        state: ``running`` (left so by a crash), ``cancelled``, ``failed``, ...
+        kind: ``train`` or ``refine``.
+        created: When it started (local time), if recorded.
+        epochs_done: Epochs finished before it stopped.
+        epochs_total: Epochs asked for (``None`` for a time budget).
+        clusters: Number of groups asked for.
+        busy_pid: A live process that seems to be training it right now, else ``None``.
+    """
+
+    run_id: str
+    state: str
+    kind: str
+    created: dt.datetime | None
+    epochs_done: int
+    epochs_total: int | None
+    clusters: int
+    busy_pid: int | None
+
+    def describe(self) -> str:
+        """E.g. "grouping into 8 groups started 12 Mar 2024 14:02, stopped after epoch 31
+        of 100"."""
+        what = "refinement" if self.kind == "refine" else f"grouping into {self.clusters} groups"
+        when = f" started {_when(self.created)}" if self.created is not None else ""
+        of = f" of {self.epochs_total}" if self.epochs_total else ""
+        stop = "stopped" if self.busy_pid is None else f"running in process {self.busy_pid}"
+        where = f"after epoch {self.epochs_done}{of}" if self.epochs_done else "in epoch 1"
+        return f"{what}{when}, {stop} {where}"
+
+
+def _when(moment: dt.datetime) -> str:
+    return f"{moment.day} {moment:%b %Y %H:%M}"
+
+
+def _local(stamp: object) -> dt.datetime | None:
+    try:
+        moment = dt.datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return None
+    return moment.astimezone() if moment.tzinfo else moment
+
+
+def _epochs_done(run: RunDir) -> int:
+    try:
+        lines = run.history_path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 0
+    done = 0
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            if line.strip() and not json.loads(line).get("partial"):
+                done += 1
+    return done
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (unknown on Windows: False)."""
+    if pid <= 0 or sys.platform == "win32":  # os.kill would terminate it there
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _busy_pid(run: RunDir, lock_file: Path) -> int | None:
+    """The live process training ``run`` now, judged by its status and the lock's holder."""
+    status = run.read_status()
+    found = re.fullmatch(r"pid (\d+)", str(status.get("message", "")))
+    if status.get("state") != "running" or found is None:
+        return None
+    pid = int(found[1])
+    if pid == os.getpid():
+        return None  # this program: a job of its own, or a leftover of this very process
+    try:
+        holder = lock_file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return pid if f"pid {pid} " in holder and _process_alive(pid) else None
+
+
 class LibrarySession:
     """One open library and its current run."""
 
@@ -77,16 +223,110 @@ class LibrarySession:
         return self.library.roots
 
     def reload(self, run_id: str | None = None) -> None:
-        """Re-read images and the given (default: newest completed) run's results."""
+        """Re-read images and a completed run's results.
+
+        Args:
+            run_id: The run to show. ``None`` (or a run that is not completed) keeps the
+                current run if it is still completed, else the run shown last in this
+                library (see :meth:`remembered_view`), else the newest completed run.
+        """
         self._records = {r.id: r for r in self.library.images(None)}
         self._index = None  # rebuilt from the (re)loaded features on first use
-        try:
-            run = self.library.runs.get(run_id, state="completed")
-        except RunNotFoundError:
+        run = self._pick_run(run_id)
+        if run is None:
             self.run_id, self._assignments = None, None
             return
         self.run_id = run.run_id
         self._assignments = self.results.load(run.run_id)
+        if self.remembered_view().get("run_id") != run.run_id:
+            self.remember_view()
+
+    def _pick_run(self, run_id: str | None) -> RunDir | None:
+        runs = self.library.runs
+        wanted = [run_id, self.run_id, self.remembered_view().get("run_id")]
+        for candidate in wanted:
+            if candidate:
+                with contextlib.suppress(RunNotFoundError):
+                    return runs.get(str(candidate), state="completed")
+        try:
+            return runs.get(None, state="completed")
+        except RunNotFoundError:
+            return None
+
+    # ------------------------------------------------------------------ view state
+    @property
+    def _view_path(self) -> Path:
+        return self.library.workspace / VIEW_FILE
+
+    def remembered_view(self) -> dict[str, Any]:
+        """``{"run_id": ..., "cluster": ...}`` shown last in this library (may be empty)."""
+        data = read_state(self._view_path)
+        return data if isinstance(data, dict) else {}
+
+    def remember_view(self, cluster: int | None = None) -> None:
+        """Record the current run (and the selected cluster) for the next opening."""
+        data: dict[str, Any] = {"run_id": self.run_id}
+        if cluster is not None:
+            data["cluster"] = int(cluster)
+        with contextlib.suppress(OSError):  # a read-only workspace: not worth an error
+            write_state(self._view_path, data)
+
+    def remembered_cluster(self) -> int | None:
+        """The cluster selected last, if it belongs to the current run."""
+        view = self.remembered_view()
+        cluster = view.get("cluster")
+        if view.get("run_id") != self.run_id or not isinstance(cluster, int):
+            return None
+        return cluster
+
+    # ------------------------------------------------------------------ library state
+    def all_images(self) -> ScannedImages:
+        """The usable images (status ``ok``) by id."""
+        ok = [r for r in self._records.values() if r.status == "ok"]
+        ok.sort(key=lambda r: r.id)
+        return ScannedImages(
+            np.array([r.id for r in ok], dtype=np.int64), [str(r.path) for r in ok]
+        )
+
+    def record(self, image_id: int) -> ImageRecord | None:
+        """The catalog row of an image as of the last :meth:`reload`, if known."""
+        return self._records.get(image_id)
+
+    def skipped_files(self) -> list[SkippedFile]:
+        """Files the scans could not use, with the reason (as of the last :meth:`reload`)."""
+        return [
+            SkippedFile(str(r.path), r.error or r.status)
+            for r in sorted(self._records.values(), key=lambda r: str(r.path))
+            if r.status in ("error", "unsupported") and r.error != NOT_DECODED
+        ]
+
+    def unfinished_runs(self) -> list[UnfinishedRun]:
+        """Runs that stopped before completing and have a checkpoint, oldest first."""
+        out = []
+        lock_file = self.library.workspace / "lock"
+        for run in self.library.runs.all():
+            state = run.state
+            if state == "completed" or not run.checkpoint_path.exists():
+                continue
+            try:
+                config = run.read_config()
+            except (OSError, ValueError):
+                continue
+            train = config.get("train", {})
+            epochs = train.get("epochs")
+            out.append(
+                UnfinishedRun(
+                    run_id=run.run_id,
+                    state=state,
+                    kind=str(config.get("kind", "train")),
+                    created=_local(config.get("created", "")),
+                    epochs_done=_epochs_done(run),
+                    epochs_total=int(epochs) if isinstance(epochs, int) else None,
+                    clusters=int(train.get("clusters", 0)),
+                    busy_pid=_busy_pid(run, lock_file),
+                )
+            )
+        return out
 
     @property
     def has_results(self) -> bool:

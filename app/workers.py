@@ -17,8 +17,10 @@ undo). The pieces:
   A job counts as cancelled when it raised :class:`InterruptedError` or returned a result
   whose ``state`` is ``"cancelled"`` or whose ``cancelled`` attribute is ``True`` (the
   partial result stays readable as :attr:`JobWorker.result`). Exceptions never reach Qt:
-  :class:`~crlc_engine.errors.CRLCError` gives ``failed(error.kind, str(error), traceback)``,
-  anything else ``failed("internal", "Something went wrong: Type: msg", traceback)``.
+  :class:`~crlc_engine.errors.CRLCError` gives ``failed(error.kind, str(error), traceback)``;
+  out of memory, a full disk and a missing permission give the kinds and plain messages of
+  :func:`app.error_help.classify_exception`; anything else gives
+  ``failed("internal", "Something went wrong: Type: msg", traceback)``.
 - :class:`JobRunner`: owns the :class:`~PySide6.QtCore.QThread` of every running job.
   ``done()`` is emitted only after the job's thread has stopped; ``shutdown()`` cancels all
   jobs and waits for their threads (call it when the application closes).
@@ -45,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import shiboken6
 from PySide6.QtCore import QDeadlineTimer, QEvent, QObject, QThread, Signal, Slot
 
+from app.error_help import classify_exception
 from crlc_engine.control import JobControl
 from crlc_engine.errors import CRLCError
 
@@ -61,8 +64,11 @@ __all__ = [
     "JobWorker",
     "QtReporter",
     "assign_job",
+    "delete_run_job",
     "export_job",
     "refine_job",
+    "relink_job",
+    "resume_job",
     "scan_job",
     "train_job",
     "undo_export_job",
@@ -306,7 +312,9 @@ class JobWorker(QObject):
             outcome = (_FAILED, (error.kind, _user_message(error), details))
         except BaseException as error:  # never raise into Qt
             details = "".join(traceback.format_exception(error))
-            outcome = (_FAILED, (INTERNAL_ERROR_KIND, _internal_message(error), details))
+            known = classify_exception(error)  # out of memory, disk full, no permission
+            kind, message = known or (INTERNAL_ERROR_KIND, _internal_message(error))
+            outcome = (_FAILED, (kind, message, details))
         else:
             outcome = (_CANCELLED if _is_cancelled_result(result) else _FINISHED, result)
         with suppress(Exception):
@@ -609,3 +617,58 @@ def undo_export_job(manifest: str | Path) -> JobWorker:
         return undo_export(Path(manifest), reporter)
 
     return JobWorker(job, "undo export")
+
+
+def resume_job(
+    folders: Folders,
+    run_id: str,
+    workspace: str | Path | None,
+    workers: int | None = None,
+) -> JobWorker:
+    """Continue the unfinished run ``run_id`` from its checkpoint, with its own settings.
+
+    The library is scanned first (as for a new run); the result is a ``TrainOutcome``.
+    """
+
+    def job(reporter: Reporter, control: JobControl) -> Any:
+        from crlc_engine.config import TrainConfig
+        from crlc_engine.jobs import train_folder
+        from crlc_engine.library import ImageLibrary
+
+        with ImageLibrary.open(_folder_list(folders), workspace) as library:
+            stored = library.runs.get(run_id, state=None).read_config()
+        config = TrainConfig.from_dict(stored["train"])  # the run's own settings are used
+        return train_folder(
+            folders, config, workspace, reporter, control, resume=run_id, workers=workers
+        )
+
+    return JobWorker(job, "resume")
+
+
+def delete_run_job(folders: Folders, run_id: str, workspace: str | Path | None) -> JobWorker:
+    """Delete run ``run_id`` (its folder, assignments and names; labels stay).
+
+    The result is the deleted run folder. Deleting cannot be cancelled.
+    """
+
+    def job(reporter: Reporter, control: JobControl) -> Any:
+        from crlc_engine.jobs import delete_run
+
+        return delete_run(folders, run_id, workspace)
+
+    return JobWorker(job, "delete run")
+
+
+def relink_job(old: str | Path, new: str | Path, workspace: str | Path | None) -> JobWorker:
+    """Point the libraries that have the (moved) root ``old`` at ``new``.
+
+    The result is the list of the re-linked workspace folders. It cannot be cancelled.
+    """
+
+    def job(reporter: Reporter, control: JobControl) -> Any:
+        from crlc_engine.library import relink_root
+
+        reporter.status(f"Re-linking {old} to {new}")
+        return relink_root(old, new, workspace)
+
+    return JobWorker(job, "relink")

@@ -8,6 +8,9 @@ announces the image the model emits ``dataChanged`` for that one row.
 
 Rows are sorted by confidence, most confident first; ``set_low_confidence_first(True)``
 (or ``sort(0, Qt.AscendingOrder)``) shows the doubtful images first. Ties go by image id.
+Images not grouped yet (a library being scanned) have no confidence: pass NaN, and they sort
+by image id and show none. :meth:`ThumbnailGridModel.extend_images` adds rows without a
+reset while a scan brings new images, so the view keeps its scroll position and selection.
 """
 
 from __future__ import annotations
@@ -63,6 +66,36 @@ def cluster_members(assignments: RunAssignments, cluster: int) -> tuple[np.ndarr
     """(image ids, confidences) of one cluster of a run, ready for ``set_images``."""
     mask = assignments.clusters == cluster
     return assignments.image_ids[mask], assignments.confidences[mask]
+
+
+def _checked_arrays(
+    image_ids: np.ndarray | Sequence[int],
+    confidences: np.ndarray | Sequence[float],
+    paths: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ids as int64 [N] and confidences as float32 [N]; raises ValueError on bad input."""
+    ids = np.asarray(image_ids, dtype=np.int64).reshape(-1)
+    conf = np.asarray(confidences, dtype=np.float32).reshape(-1)
+    if not len(ids) == len(conf) == len(paths):
+        raise ValueError(
+            f"image_ids, confidences and paths differ in length "
+            f"({len(ids)}, {len(conf)}, {len(paths)})"
+        )
+    if np.unique(ids).size != ids.size:
+        raise ValueError("image ids must be unique")
+    return ids, conf
+
+
+def _row_order(
+    ids: np.ndarray, conf: np.ndarray, order: Qt.SortOrder
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row -> base index, base index -> row): by confidence (NaN as 0), ties by id."""
+    filled = np.nan_to_num(conf, nan=0.0)
+    key = filled if order == Qt.SortOrder.AscendingOrder else -filled
+    perm = np.lexsort((ids, key))
+    inverse = np.empty_like(perm)
+    inverse[perm] = np.arange(len(perm))
+    return perm, inverse
 
 
 def _placeholder(side: int, fill: str, cross: bool) -> QImage:
@@ -131,15 +164,7 @@ class ThumbnailGridModel(QAbstractListModel):
             labels: image id -> class name (any ids; those not shown are ignored).
             ignored: Ids of ignored images.
         """
-        ids = np.asarray(image_ids, dtype=np.int64).reshape(-1)
-        conf = np.asarray(confidences, dtype=np.float32).reshape(-1)
-        if not len(ids) == len(conf) == len(paths):
-            raise ValueError(
-                f"image_ids, confidences and paths differ in length "
-                f"({len(ids)}, {len(conf)}, {len(paths)})"
-            )
-        if np.unique(ids).size != ids.size:
-            raise ValueError("image ids must be unique")
+        ids, conf = _checked_arrays(image_ids, confidences, paths)
         self.beginResetModel()
         self._set_arrays(ids, conf, paths)
         self._labels_from(labels or {})
@@ -157,13 +182,51 @@ class ThumbnailGridModel(QAbstractListModel):
         self._ignored = np.zeros(len(ids), dtype=bool)
         self._order, self._row_of_base = self._ordering(self._order_flag)
 
+    def extend_images(
+        self,
+        image_ids: np.ndarray | Sequence[int],
+        confidences: np.ndarray | Sequence[float],
+        paths: Sequence[str],
+    ) -> int:
+        """Add the images not shown yet (ids already shown are skipped).
+
+        When every new image sorts after the rows shown, they are appended with
+        ``rowsInserted`` (selection, current row and scroll position stay); otherwise the
+        model is reset. Labels and ignores of the new rows start empty.
+
+        Returns:
+            How many images were added.
+        """
+        ids, conf = _checked_arrays(image_ids, confidences, paths)
+        fresh = np.flatnonzero(self._bases_of(ids) < 0)
+        if fresh.size == 0:
+            return 0
+        old_rows = len(self._ids)
+        new_rows = np.zeros(fresh.size, dtype=bool)
+        codes = np.concatenate([self._label_codes, np.full(fresh.size, -1, dtype=np.int32)])
+        names, ignored = self._label_names, np.concatenate([self._ignored, new_rows])
+        all_ids = np.concatenate([self._ids, ids[fresh]])
+        all_conf = np.concatenate([self._conf, conf[fresh]])
+        all_paths = [*self._paths, *(paths[int(i)] for i in fresh)]
+        _, row_of_base = _row_order(all_ids, all_conf, self._order_flag)
+        appended = bool(np.all(row_of_base[:old_rows] == self._row_of_base))
+        if appended:
+            self.beginInsertRows(QModelIndex(), old_rows, len(all_ids) - 1)
+        else:
+            self.beginResetModel()
+        self._set_arrays(all_ids, all_conf, all_paths)
+        self._label_codes = codes
+        self._label_names = names
+        self._ignored = ignored
+        if appended:
+            self.endInsertRows()
+        else:
+            self.endResetModel()
+        return int(fresh.size)
+
     def _ordering(self, order: Qt.SortOrder) -> tuple[np.ndarray, np.ndarray]:
         """(row -> base index, base index -> row) for a sort order."""
-        key = self._conf if order == Qt.SortOrder.AscendingOrder else -self._conf
-        perm = np.lexsort((self._ids, key))
-        inverse = np.empty_like(perm)
-        inverse[perm] = np.arange(len(perm))
-        return perm, inverse
+        return _row_order(self._ids, self._conf, order)
 
     def _bases_of(self, image_ids: np.ndarray) -> np.ndarray:
         """Base index of each id, -1 where not shown."""
@@ -300,7 +363,10 @@ class ThumbnailGridModel(QAbstractListModel):
         if role == self.PathRole:
             return self._paths[base]
         if role == _TOOLTIP:
-            lines = [self._paths[base], f"confidence {float(self._conf[base]):.3f}"]
+            confidence = float(self._conf[base])
+            lines = [self._paths[base]]
+            if not np.isnan(confidence):
+                lines.append(f"confidence {confidence:.3f}")
             code = int(self._label_codes[base])
             if code >= 0:
                 lines.append(f"labelled {self._label_names[code]}")

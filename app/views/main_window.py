@@ -1,19 +1,25 @@
 """The main window: clusters on the left, the selected cluster's thumbnails in the middle,
 the selected image with its probabilities and neighbours on the right, the job panel below.
 
-All long work (scan, train, refine, export) runs in :mod:`app.workers`; this module only
-wires views to the Qt-free :class:`~app.session.LibrarySession` and the item models.
+Before a library is grouped (and while its first scan runs) the middle shows "All images":
+the images the scan has finished so far, read by a :class:`ScanWatcher` off the GUI thread.
+A notice bar above the content offers what should not block the window: resuming an
+unfinished run, locating a moved folder. All long work (scan, train, resume, refine,
+export, re-link) runs in :mod:`app.workers`; this module only wires views to the Qt-free
+:class:`~app.session.LibrarySession` and the item models.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, QSize, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -22,38 +28,49 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QListView,
-    QListWidget,
     QListWidgetItem,
     QMainWindow,
     QMenu,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from app.models.clusters import ClusterListModel
+from app.models.scan_watcher import ScanWatcher
 from app.models.thumbnail_cache import ThumbnailCache
 from app.models.thumbnails import ThumbnailGridModel
-from app.session import LibrarySession
-from app.views.plots import ClusterSizeBars, LossPlot
+from app.recent import forget_recent, recent_libraries, remember_folders, replace_folder
+from app.session import LibrarySession, ScannedImages, UnfinishedRun
+from app.views.detail_panel import DetailPanel
+from app.views.error_dialog import show_error
+from app.views.job_panel import JobPanel
+from app.views.notice_bar import NoticeBar
+from app.views.runs_menu import RunsMenu
+from app.views.skipped_dialog import FileListDialog, skipped_files_dialog
 from app.workers import (
     JobRunner,
     JobWorker,
+    delete_run_job,
     export_job,
     refine_job,
+    relink_job,
+    resume_job,
     scan_job,
     train_job,
     undo_export_job,
 )
-from crlc_engine.events import EpochEnded, TrainingStarted
+from crlc_engine.errors import CRLCError
+
+__all__ = ["SCAN_SIZE", "DetailPanel", "JobPanel", "MainWindow", "log_file", "settings"]
 
 SCAN_SIZE = 32
 
-
 _warmed_up = False
+_log = logging.getLogger("crlc_organizer")
 
 
 def warm_up_engine() -> None:
@@ -92,197 +109,121 @@ def log_file() -> Path:
     return Path(platformdirs.user_log_dir("crlc-organizer")) / "crlc-organizer.log"
 
 
-class JobPanel(QWidget):
-    """Progress, rate, ETA, status, Pause/Resume and Cancel of the running job."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.title = QLabel("No job running")
-        self.bar = QProgressBar()
-        self.bar.setRange(0, 1000)
-        self.detail = QLabel("")
-        self.detail.setWordWrap(True)
-        self.pause_button = QPushButton("Pause")
-        self.cancel_button = QPushButton("Cancel")
-        for button in (self.pause_button, self.cancel_button):
-            button.setEnabled(False)
-        self.loss_plot = LossPlot()
-        self.size_bars = ClusterSizeBars()
-        top = QHBoxLayout()
-        top.addWidget(self.title, 1)
-        top.addWidget(self.pause_button)
-        top.addWidget(self.cancel_button)
-        text = QVBoxLayout()
-        text.addLayout(top)
-        text.addWidget(self.bar)
-        text.addWidget(self.detail)
-        layout = QHBoxLayout(self)
-        layout.addLayout(text, 3)
-        layout.addWidget(self.loss_plot, 1)
-        layout.addWidget(self.size_bars, 1)
-        self.worker: JobWorker | None = None
-        self.pause_button.clicked.connect(self._toggle_pause)
-        self.cancel_button.clicked.connect(self._cancel)
-
-    def attach(self, title: str, worker: JobWorker) -> None:
-        """Show the progress of ``worker``."""
-        self.worker = worker
-        self.title.setText(title)
-        self.bar.setValue(0)
-        self.detail.setText("Starting...")
-        self.pause_button.setText("Pause")
-        self.pause_button.setEnabled(True)
-        self.cancel_button.setEnabled(True)
-        worker.progressChanged.connect(self._on_progress)
-        worker.statusChanged.connect(self.detail.setText)
-        worker.eventEmitted.connect(self._on_event)
-        worker.done.connect(self._on_done)
-
-    def _on_progress(self, done: float, total: float) -> None:
-        if total > 0:
-            self.bar.setValue(int(1000 * min(done / total, 1.0)))
-
-    def _on_event(self, event: object) -> None:
-        if isinstance(event, TrainingStarted):
-            self.detail.setText(f"Training on {event.images} images, device {event.device}")
-            self.loss_plot.clear()
-            self.size_bars.set_sizes([])
-        elif isinstance(event, EpochEnded):
-            eta = (
-                ""
-                if event.eta_s is None
-                else f", ETA {int(event.eta_s // 60)}:{int(event.eta_s % 60):02d}"
-            )
-            sizes = ", ".join(str(s) for s in event.cluster_sizes)
-            self.loss_plot.add(event.losses["total"])
-            self.size_bars.set_sizes(event.cluster_sizes)
-            self.detail.setText(
-                f"Epoch {event.epoch}: loss {event.losses['total']:.3f}, "
-                f"{event.samples_per_s:,.0f} images/s{eta}; cluster sizes {sizes}"
-            )
-
-    def _toggle_pause(self) -> None:
-        if self.worker is None:
-            return
-        if self.pause_button.text() == "Pause":
-            self.worker.pause()
-            self.pause_button.setText("Resume")
-        else:
-            self.worker.resume()
-            self.pause_button.setText("Pause")
-
-    def _cancel(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel()
-            self.detail.setText("Cancelling after the current step...")
-
-    def _on_done(self) -> None:
-        self.worker = None
-        self.pause_button.setEnabled(False)
-        self.cancel_button.setEnabled(False)
-
-
-class DetailPanel(QWidget):
-    """The selected image: picture, path, cluster probabilities, neighbours."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.picture = QLabel("Select an image")
-        self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.picture.setMinimumSize(256, 256)
-        self.path = QLabel("")
-        self.path.setWordWrap(True)
-        self.path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.probabilities = QLabel("")
-        self.probabilities.setWordWrap(True)
-        self.neighbors = QListWidget()
-        self.neighbors.setViewMode(QListWidget.ViewMode.IconMode)
-        self.neighbors.setIconSize(QSize(64, 64))
-        self.neighbors.setFlow(QListWidget.Flow.LeftToRight)
-        self.neighbors.setWrapping(False)
-        self.neighbors.setFixedHeight(100)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.picture, 1)
-        layout.addWidget(self.path)
-        layout.addWidget(QLabel("<b>Cluster probabilities</b>"))
-        layout.addWidget(self.probabilities)
-        layout.addWidget(QLabel("<b>Most similar images</b>"))
-        layout.addWidget(self.neighbors)
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 class MainWindow(QMainWindow):
-    """CRLC Organizer's main window."""
+    """CRLC Organizer's main window.
+
+    Args:
+        folders: A library to open at once (not scanned).
+        workspace: Workspace base (default: ``$CRLC_WORKSPACE`` or the user data folder).
+        persist: Record opened libraries in the recent list, restore and save the window
+            layout (off for screenshots: they neither read nor change the user's settings).
+    """
 
     def __init__(
-        self, folders: Sequence[str | Path] = (), workspace: str | Path | None = None
+        self,
+        folders: Sequence[str | Path] = (),
+        workspace: str | Path | None = None,
+        persist: bool = True,
     ) -> None:
         super().__init__()
         warm_up_engine()
         self.setWindowTitle("CRLC Organizer")
         self.workspace = workspace
+        self.persist = persist
         self.session: LibrarySession | None = None
         self.runner = JobRunner(self)
         self.cache: ThumbnailCache | None = None
         self.grid_model: ThumbnailGridModel | None = None
+        self.scan_watcher: ScanWatcher | None = None
+        self.scanning = False  # a scan job of this window runs
+        self.all_images_mode = False  # the grid shows every image (nothing grouped yet)
+        self.skipped: list[tuple[str, str]] = []
+        self.scan_workers: int | None = None  # decoding processes (None: all cores but one)
+        self.scan_poll_ms = 700  # how often the grid looks for newly scanned images
+        self._build_body()
+        self._make_actions()
+        self._build_status_bar()
+        self.cluster_view.selectionModel().currentChanged.connect(self._show_selected_cluster)
+        self.resize(1280, 800)
+        if persist:
+            self._restore_layout()
+        self._update_state()
+        if folders:
+            self.open_folders(folders, scan=False)
+
+    # ------------------------------------------------------------------ set-up
+    def _build_body(self) -> None:
         self.cluster_model = ClusterListModel(self)
         self.cluster_model.renameRequested.connect(self._rename)
         self.cluster_model.moveRequested.connect(self._move_dropped)
-
         self.cluster_view = QListView()
         self.cluster_view.setModel(self.cluster_model)
         self.cluster_view.setEditTriggers(
             QAbstractItemView.EditTrigger.EditKeyPressed
             | QAbstractItemView.EditTrigger.DoubleClicked
         )
+        self.cluster_view.setAcceptDrops(True)
+        self.cluster_view.setDropIndicatorShown(True)
+        self.cluster_view.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
+        self.no_groups = QLabel(
+            "<b>No groups yet</b><br><br>When the scan is done, Images &gt; Group images… "
+            "(Ctrl+G) sorts the images into groups."
+        )
+        self.no_groups.setWordWrap(True)
+        self.no_groups.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.no_groups.setMargin(12)
+        self.left = QStackedWidget()
+        self.left.addWidget(self.cluster_view)
+        self.left.addWidget(self.no_groups)
+
         self.grid = QListView()
         self.grid.setViewMode(QListView.ViewMode.IconMode)
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)
         self.grid.setUniformItemSizes(True)
         self.grid.setLayoutMode(QListView.LayoutMode.Batched)
         self.grid.setIconSize(QSize(128, 128))
+        self.grid.setGridSize(QSize(138, 158))
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.grid.setDragEnabled(True)  # drag images onto a cluster to move them
         self.grid.setMovement(QListView.Movement.Static)
-        self.cluster_view.setAcceptDrops(True)
-        self.cluster_view.setDropIndicatorShown(True)
-        self.cluster_view.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
+        self.grid_title = QLabel("")
         self.low_first = QCheckBox("Least confident first")
         self.low_first.toggled.connect(self._show_selected_cluster)
-        self.detail = DetailPanel()
-        self.detail.neighbors.itemClicked.connect(self._neighbor_clicked)
-        self.jobs = JobPanel()
-        self.empty = QLabel("Open a folder of photos to start (File > Open folder, Ctrl+O).")
-        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-
+        header = QHBoxLayout()
+        header.addWidget(self.grid_title, 1)
+        header.addWidget(self.low_first)
         middle = QWidget()
         middle_layout = QVBoxLayout(middle)
         middle_layout.setContentsMargins(0, 0, 0, 0)
-        middle_layout.addWidget(self.low_first)
+        middle_layout.addLayout(header)
         middle_layout.addWidget(self.grid)
+
+        self.detail = DetailPanel()
+        self.detail.neighbors.itemClicked.connect(self._neighbor_clicked)
+        self.jobs = JobPanel()
+        self.notice = NoticeBar()
+        self.empty = QLabel("Open a folder of photos to start (File > Open folder, Ctrl+O).")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+
         splitter = QSplitter()
-        splitter.addWidget(self.cluster_view)
+        splitter.addWidget(self.left)
         splitter.addWidget(middle)
         splitter.addWidget(self.detail)
-        splitter.setSizes([220, 640, 320])
+        splitter.setSizes([220, 700, 320])
+        splitter.setStretchFactor(1, 1)
         body = QWidget()
         body_layout = QVBoxLayout(body)
-        body_layout.addWidget(self.empty)
+        body_layout.addWidget(self.notice)
+        body_layout.addWidget(self.empty, 1)
         body_layout.addWidget(splitter, 1)
         body_layout.addWidget(self.jobs)
         self.splitter = splitter
         self.setCentralWidget(body)
-        self._make_actions()
-        self.device_label = QLabel("")
-        self.statusBar().addPermanentWidget(self.device_label)
-        self._show_device()
-        self.cluster_view.selectionModel().currentChanged.connect(self._show_selected_cluster)
-        self.resize(1280, 800)
-        self._restore_layout()
-        self._update_state()
-        if folders:
-            self.open_folders(folders, scan=False)
 
-    # ------------------------------------------------------------------ set-up
     def _make_actions(self) -> None:
         menu = self.menuBar()
         toolbar = self.addToolBar("Main")
@@ -304,24 +245,40 @@ class MainWindow(QMainWindow):
             menus[menu_name].addAction(act)
             return act
 
+        # File
         self.open_action = action(
             "Open folder...", self._choose_folder, QKeySequence.StandardKey.Open
         )
-        self.group_action = action("Group images...", self._group, "Ctrl+G", "&Images")
-        self.refine_action = action("Refine with labels", self._refine, "Ctrl+R", "&Images")
+        self.recent_menu = QMenu("Open recent", self)
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        menus["&File"].addMenu(self.recent_menu)
         self.export_action = action("Export...", self._export, "Ctrl+E")
         self.undo_export_action = action("Undo an export...", self._undo_export)
+        # Images
+        self.group_action = action("Group images...", self._group, "Ctrl+G", "&Images")
+        self.refine_action = action("Refine with labels", self._refine, "Ctrl+R", "&Images")
+        self.rescan_action = action("Scan the folders again", self.scan, "F5", "&Images")
+        self.skipped_action = action("Skipped files...", self.show_skipped, None, "&Images")
+        # Edit
         self.undo_action = action("Undo", self._undo, QKeySequence.StandardKey.Undo, "&Edit")
         self.redo_action = action("Redo", self._redo, QKeySequence.StandardKey.Redo, "&Edit")
         self.move_action = action("Move to cluster...", self._move, "M", "&Edit")
         self.label_action = action("Label as...", self._label, "L", "&Edit")
         self.ignore_action = action("Ignore", self._ignore, "Delete", "&Edit")
-        self.delete_run_action = action(
-            "Delete the current run...", self._delete_run, None, "&Runs"
-        )
-        self.about_action = action("About CRLC Organizer", self._about, None, "&Help")
-        self.runs_menu = menus["&Runs"]
+        # Runs (completed runs and unfinished runs are listed when the menu opens)
+        self.runs_menu = RunsMenu("&Runs", self)
+        menu.addMenu(self.runs_menu)
+        menus["&Runs"] = self.runs_menu
+        self.delete_run_action = QAction("Delete the current run...", self)
+        self.delete_run_action.triggered.connect(self._delete_run)
+        self.runs_menu.add_fixed(self.delete_run_action)
         self.runs_menu.aboutToShow.connect(self._fill_runs_menu)
+        self.runs_menu.showRun.connect(self.show_run)
+        self.runs_menu.resumeRun.connect(self.resume_run)
+        self.runs_menu.discardRun.connect(self.discard_run)
+        # Help
+        self.about_action = action("About CRLC Organizer", self._about, None, "&Help")
+
         for act in (
             self.open_action,
             self.group_action,
@@ -333,11 +290,33 @@ class MainWindow(QMainWindow):
         self.grid.addActions([self.move_action, self.label_action, self.ignore_action])
         self.grid.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
 
+    def _build_status_bar(self) -> None:
+        self.skipped_button = QPushButton("")
+        self.skipped_button.setFlat(True)
+        self.skipped_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.skipped_button.setStyleSheet("QPushButton { color: palette(link); border: none; }")
+        self.skipped_button.setToolTip("Show the files that could not be used, with the reason")
+        self.skipped_button.clicked.connect(self.show_skipped)
+        self.skipped_button.setVisible(False)
+        self.device_label = QLabel("")
+        self.statusBar().addPermanentWidget(self.skipped_button)
+        self.statusBar().addPermanentWidget(self.device_label)
+        self._show_device()
+
     def _show_device(self) -> None:
         from crlc_engine.device import resolve_device
 
         choice = resolve_device("auto")
         self.device_label.setText(f"Device: {choice.device} ({choice.reason})")
+
+    # ------------------------------------------------------------------ errors
+    def show_error(self, kind: str, message: str, details: str = "") -> None:
+        """Show an error as a plain message with what to do and copyable details."""
+        _log.error("%s: %s\n%s", kind, message, details)
+        show_error(self, kind, message, details)
+
+    def _job_failed(self, kind: str, message: str, details: str) -> None:
+        self.show_error(kind, message, details)
 
     # ------------------------------------------------------------------ library
     def _choose_folder(self) -> None:
@@ -345,61 +324,115 @@ class MainWindow(QMainWindow):
         if folder:
             self.open_folders([folder])
 
-    def open_folders(self, folders: Sequence[str | Path], scan: bool = True) -> None:
-        """Open the library of ``folders`` and (by default) scan it in the background."""
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        libraries = recent_libraries()
+        for folders in libraries:
+            missing = [f for f in folders if not Path(f).is_dir()]
+            text = ", ".join(folders) + ("  (not found)" if missing else "")
+            act = self.recent_menu.addAction(text)
+            act.triggered.connect(lambda _=False, f=folders: self.open_folders(f))
+        if not libraries:
+            self.recent_menu.addAction("(none yet)").setEnabled(False)
+
+    def open_folders(self, folders: Sequence[str | Path], scan: bool = True) -> bool:
+        """Open the library of ``folders`` and (by default) scan it in the background.
+
+        A folder that no longer exists is not opened: the notice bar offers to locate it
+        (re-link the library) instead. Returns whether the library was opened.
+        """
+        missing = [Path(f) for f in folders if not Path(f).is_dir()]
+        if missing:
+            self._offer_relink([Path(f) for f in folders], missing[0])
+            return False
         self._close_session()
-        self.session = LibrarySession(folders, self.workspace)
-        self.cache = ThumbnailCache(self.session.thumbnail_path, parent=self)
+        try:
+            session = LibrarySession(folders, self.workspace)
+        except CRLCError as error:
+            self.show_error(error.kind, str(error), traceback.format_exc())
+            self._update_state()
+            return False
+        self.session = session
+        self.notice.dismiss()
+        self.cache = ThumbnailCache(session.thumbnail_path, parent=self)
         self.grid_model = ThumbnailGridModel(self.cache, self)
         self.grid.setModel(self.grid_model)
         self.grid.selectionModel().currentChanged.connect(self._show_selected_image)
-        self.setWindowTitle(f"CRLC Organizer - {', '.join(str(f) for f in self.session.folders)}")
+        self.scan_watcher = ScanWatcher(session.library.workspace, self.scan_poll_ms, self)
+        self.scan_watcher.imagesChanged.connect(self._on_scanned)
+        self.setWindowTitle(f"CRLC Organizer - {', '.join(str(f) for f in session.folders)}")
         self.refresh()
+        self._set_skipped([(s.path, s.reason) for s in session.skipped_files()])
+        if self.persist:
+            remember_folders(session.folders)
         if scan:
-            folders_now = list(self.session.folders)
-            worker = scan_job(folders_now, SCAN_SIZE, self.workspace)
-            worker.finished.connect(lambda _: self.refresh(newest=True))
-            self._start("Scanning images", worker)
+            self.scan()
+        else:
+            self.offer_resume()
+        return True
 
     def _close_session(self) -> None:
+        if self.scan_watcher is not None:
+            self.scan_watcher.shutdown()
+            self.scan_watcher = None
         if self.cache is not None:
             self.cache.shutdown()
         if self.session is not None:
             self.session.close()
         self.session = None
+        self.all_images_mode = False
 
-    def refresh(self, newest: bool = False) -> None:
+    def refresh(self, run_id: str | None = None) -> None:
         """Re-read the session and redraw clusters (keeping the selected cluster).
 
         Args:
-            newest: Switch to the newest completed run (after a job), else keep the current.
+            run_id: Show this completed run; ``None`` keeps the current one (on the first
+                load: the run shown last in this library, else the newest).
         """
         if self.session is None:
             return
-        current = self._current_cluster()
-        self.session.reload(None if newest else self.session.run_id)
-        self.cluster_model.set_clusters(self.session.clusters())
-        if self.cluster_model.rowCount() > 0:
+        current = self._current_cluster() if run_id is None else None
+        was_all_images = self.all_images_mode
+        self.session.reload(run_id)
+        if current is None:
+            current = self.session.remembered_cluster()
+        self.all_images_mode = not self.session.has_results
+        if self.all_images_mode:
+            self.left.setCurrentWidget(self.no_groups)
+            self.cluster_model.set_clusters([])
+            self._show_all_images(keep=was_all_images)
+        else:
+            self.left.setCurrentWidget(self.cluster_view)
+            self.cluster_model.set_clusters(self.session.clusters())
             row = self.cluster_model.row_of(current) if current is not None else 0
             self.cluster_view.selectionModel().setCurrentIndex(
                 self.cluster_model.index(max(row, 0)),
                 QItemSelectionModel.SelectionFlag.ClearAndSelect,
             )
-        self._show_selected_cluster()
-        grid_rows = self.grid_model.rowCount() if self.grid_model is not None else 0
-        if grid_rows and self.grid_model is not None and not self.grid.currentIndex().isValid():
+            self._show_selected_cluster()
+        self._select_first_image()
+        self._update_state()
+
+    def _select_first_image(self) -> None:
+        if self.grid_model is None or self.grid_model.rowCount() == 0:
+            self.detail.clear()
+            return
+        if not self.grid.currentIndex().isValid():
             self.grid.setCurrentIndex(self.grid_model.index(0))
             self.grid.scrollToTop()
-        self._update_state()
 
     def _update_state(self) -> None:
         has_session = self.session is not None
         has_results = bool(self.session and self.session.has_results)
+        busy = self.runner.running
         self.empty.setVisible(not has_session)
         self.splitter.setVisible(has_session)
-        self.group_action.setEnabled(has_session and not self.runner.running)
-        self.refine_action.setEnabled(has_results and not self.runner.running)
-        self.export_action.setEnabled(has_results and not self.runner.running)
+        self.group_action.setEnabled(has_session and not busy)
+        self.rescan_action.setEnabled(has_session and not busy)
+        self.refine_action.setEnabled(has_results and not busy)
+        self.export_action.setEnabled(has_results and not busy)
+        self.skipped_action.setEnabled(bool(self.skipped))
+        self.low_first.setVisible(has_results)
         for act in (
             self.move_action,
             self.label_action,
@@ -408,13 +441,213 @@ class MainWindow(QMainWindow):
             self.redo_action,
         ):
             act.setEnabled(has_results)
-        if has_session and not has_results:
+        self._update_grid_title()
+        if has_session and not has_results and not busy:
             self.statusBar().showMessage("No groups yet: Images > Group images... (Ctrl+G)")
+
+    def _update_grid_title(self) -> None:
+        if self.session is None or self.grid_model is None:
+            self.grid_title.setText("")
+            return
+        count = self.grid_model.rowCount()
+        if self.all_images_mode:
+            more = " so far (scanning…)" if self.scanning else ""
+            self.grid_title.setText(f"<b>All images</b> · {count:,}{more}")
+            return
+        cluster = self._current_cluster()
+        if cluster is None:
+            self.grid_title.setText("")
+            return
+        name = self.session.cluster_name(cluster).replace("&", "&amp;").replace("<", "&lt;")
+        self.grid_title.setText(f"<b>{name}</b> · {_plural(count, 'image')}")
+
+    # ------------------------------------------------------------------ scanning
+    def scan(self) -> None:
+        """Scan the library's folders in the background (new and changed files only).
+
+        While nothing is grouped, the images appear in the grid as the scan finishes them.
+        """
+        if self.session is None or self.runner.running:
+            return
+        worker = scan_job(
+            list(self.session.folders), SCAN_SIZE, self.workspace, workers=self.scan_workers
+        )
+        worker.finished.connect(self._on_scan_finished)
+        worker.failed.connect(self._on_scan_failed)
+        worker.done.connect(self._on_scan_done)
+        self.scanning = True
+        self._start("Scanning images", worker, unit="files")
+        if self.all_images_mode and self.scan_watcher is not None:
+            self.scan_watcher.start()
+
+    def _show_all_images(self, keep: bool = False) -> None:
+        """Every usable image; ``keep`` adds to the rows shown when none of them went away."""
+        if self.session is None or self.grid_model is None:
+            return
+        images = self.session.all_images()
+        shown = self.grid_model.image_ids()
+        reset = not keep or not bool(np.isin(shown, images.image_ids).all())
+        self.show_scanned(images, reset=reset)
+
+    def show_scanned(self, images: ScannedImages, reset: bool = False) -> None:
+        """Show these images in the "All images" grid (added to those shown unless ``reset``)."""
+        if self.grid_model is None:
+            return
+        confidences = np.full(len(images), np.nan, dtype=np.float32)
+        if reset:
+            self.grid_model.set_images(images.image_ids, confidences, images.paths)
+        else:
+            self.grid_model.extend_images(images.image_ids, confidences, images.paths)
+        self._select_first_image()
+        self._update_grid_title()
+
+    def _on_scanned(self, images: object) -> None:
+        if self.all_images_mode and isinstance(images, ScannedImages):
+            self.show_scanned(images)
+
+    def _on_scan_finished(self, summary: Any) -> None:
+        self._set_skipped([(s.path, s.reason) for s in summary.skipped])
+        changes = [
+            f"{summary.new:,} new" if summary.new else "",
+            f"{summary.changed:,} changed" if summary.changed else "",
+            f"{summary.missing:,} gone" if summary.missing else "",
+            f"{summary.images_skipped:,} skipped" if summary.images_skipped else "",
+        ]
+        rate = f" at {summary.files_per_s:,.1f} files/s" if summary.decoded else ""
+        detail = "; ".join(c for c in changes if c) or "nothing new"
+        self.jobs.title.setText("Scan finished")
+        self.jobs.detail.setText(
+            f"{_plural(summary.images_ok, 'usable image')} ({detail}), "
+            f"{summary.seconds:.1f} s{rate}."
+        )
+
+    def _on_scan_failed(self, kind: str, message: str, details: str) -> None:
+        if self.session is not None:  # the catalog still lists what could not be read
+            self.session.reload()
+            self._set_skipped([(s.path, s.reason) for s in self.session.skipped_files()])
+
+    def _on_scan_done(self) -> None:
+        self.scanning = False
+        if self.scan_watcher is not None:
+            self.scan_watcher.stop()
+        self.refresh()
+        self.offer_resume()
+
+    def _set_skipped(self, rows: Sequence[tuple[str, str]]) -> None:
+        self.skipped = list(rows)
+        count = len(self.skipped)
+        self.skipped_button.setText(f"{_plural(count, 'file')} skipped")
+        self.skipped_button.setVisible(count > 0)
+        self.skipped_action.setEnabled(count > 0)
+
+    def show_skipped(self) -> FileListDialog | None:
+        """Open the list of skipped files (non-modal); returns the dialog."""
+        if not self.skipped:
+            return None
+        dialog = skipped_files_dialog(self.skipped, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    # ------------------------------------------------------------------ moved folders
+    def _offer_relink(self, folders: list[Path], missing: Path) -> None:
+        self._close_session()
+        self._update_state()
+        self.notice.show_notice(
+            f"The folder <b>{missing}</b> was not found. It may have been moved or renamed, "
+            "or be on a drive that is not connected.",
+            [
+                ("Locate folder…", lambda: self.locate_folder(folders, missing)),
+                ("Try again", lambda: self.open_folders(folders)),
+                ("Remove from recent", lambda: forget_recent(folders)),
+            ],
+            key="relink",
+        )
+
+    def locate_folder(
+        self, folders: Sequence[Path], missing: Path, new: str | Path | None = None
+    ) -> None:
+        """Re-link the library after ``missing`` moved to ``new`` (asked for if None), then
+        open it."""
+        if new is None:
+            start = next((p for p in missing.parents if p.is_dir()), Path.home())
+            new = QFileDialog.getExistingDirectory(
+                self, f"Where is {missing.name} now?", str(start)
+            )
+            if not new:
+                self._offer_relink(list(folders), missing)
+                return
+        target = Path(new).resolve()
+        replaced = [target if Path(f) == missing else Path(f) for f in folders]
+
+        def relinked(_result: object = None) -> None:
+            if self.persist:
+                replace_folder(missing, target)
+            self.open_folders(replaced)
+
+        def failed(kind: str, message: str, details: str) -> None:
+            if kind == "library_not_found":  # nothing was stored for it yet: just open
+                relinked()
+            else:
+                self.show_error(kind, message, details)
+
+        worker = relink_job(missing, target, self.workspace)
+        worker.finished.connect(relinked)
+        worker.failed.connect(failed)
+        self._start("Re-linking the moved folder", worker, report_failure=False)
+
+    # ------------------------------------------------------------------ unfinished runs
+    def offer_resume(self) -> UnfinishedRun | None:
+        """Offer, in the notice bar, to resume the newest unfinished run (if any)."""
+        if self.session is None or self.runner.running:
+            return None
+        runs = [
+            r for r in self.session.unfinished_runs() if r.busy_pid is None and r.state != "failed"
+        ]
+        if not runs:
+            return None
+        run = runs[-1]
+        self.notice.show_notice(
+            f"An unfinished {run.describe()} can be resumed.",
+            [
+                ("Resume", lambda: self.resume_run(run.run_id)),
+                ("Discard…", lambda: self.discard_run(run.run_id)),
+                ("Later", lambda: None),
+            ],
+            key=f"resume:{run.run_id}",
+        )
+        return run
+
+    def resume_run(self, run_id: str) -> None:
+        """Continue an unfinished run from its checkpoint (progress in the job panel)."""
+        if self.session is None or self.runner.running:
+            return
+        worker = resume_job(list(self.session.folders), run_id, self.workspace)
+        worker.finished.connect(self._on_trained)
+        worker.cancelled.connect(self._on_training_stopped)
+        self._start("Resuming the grouping", worker)
+
+    def discard_run(self, run_id: str, confirm: bool = True) -> None:
+        """Delete an unfinished run (after a confirmation)."""
+        if self.session is None or self.runner.running:
+            return
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                "Discard the unfinished run?",
+                f"Delete run {run_id} and its checkpoint? It cannot be resumed afterwards. "
+                "Your photos, labels and other runs stay.",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        worker = delete_run_job(list(self.session.folders), run_id, self.workspace)
+        worker.finished.connect(lambda _: self.statusBar().showMessage(f"Run {run_id} deleted"))
+        self._start("Deleting the unfinished run", worker)
 
     # ------------------------------------------------------------------ browsing
     def _current_cluster(self) -> int | None:
         index = self.cluster_view.currentIndex()
-        if not index.isValid():
+        if not index.isValid() or self.all_images_mode:
             return None
         return int(self.cluster_model.data(index, ClusterListModel.ClusterRole))
 
@@ -430,6 +663,7 @@ class MainWindow(QMainWindow):
             labels=self.session.annotations.labels(),
         )
         self.grid_model.set_low_confidence_first(self.low_first.isChecked())
+        self._update_grid_title()
 
     def _selected_ids(self) -> list[int]:
         if self.grid_model is None:
@@ -443,38 +677,38 @@ class MainWindow(QMainWindow):
         self.show_image(self.grid_model.image_id(index.row()))
 
     def show_image(self, image_id: int) -> None:
-        """Show one image in the detail panel with its probabilities and neighbours."""
+        """Show one image in the detail panel (with probabilities and neighbours if grouped)."""
         if self.session is None:
             return
+        thumbnail = self.session.thumbnail_path(image_id)
+        if self.all_images_mode or not self.session.has_results:
+            record = self.session.record(image_id)  # None for images scanned since reload
+            if record is not None:
+                self.detail.show_image(thumbnail, record.path, record.width, record.height)
+            else:
+                self.detail.show_image(thumbnail, self._grid_path(image_id), None, None)
+            self.detail.show_probabilities([], grouped=False)
+            return
         detail = self.session.detail(image_id)
-        thumb = QImage(str(self.session.thumbnail_path(image_id)))
-        if not thumb.isNull():
-            self.detail.picture.setPixmap(
-                QPixmap.fromImage(thumb).scaled(
-                    256,
-                    256,
-                    Qt.AspectRatioMode.KeepAspectRatio,
-                    Qt.TransformationMode.SmoothTransformation,
-                )
-            )
-        size = f"{detail.width} x {detail.height}" if detail.width else ""
-        badge = f"  [label: {detail.label}]" if detail.label else ""
-        self.detail.path.setText(f"{detail.path}\n{size}{badge}")
+        self.detail.show_image(thumbnail, detail.path, detail.width, detail.height, detail.label)
         order = detail.probabilities.argsort()[::-1][:5]
-        self.detail.probabilities.setText(
-            "<br>".join(
+        self.detail.show_probabilities(
+            [
                 f"{self.session.cluster_name(int(c))}: {detail.probabilities[c] * 100:.1f}%"
                 for c in order
-            )
+            ]
         )
-        self.detail.neighbors.clear()
-        for neighbor, similarity in self.session.neighbors(image_id, k=10):
-            item = QListWidgetItem(f"{similarity:.2f}")
-            pix = QPixmap(str(self.session.thumbnail_path(neighbor)))
-            if not pix.isNull():
-                item.setIcon(pix.scaled(64, 64, Qt.AspectRatioMode.KeepAspectRatio))
-            item.setData(Qt.ItemDataRole.UserRole, neighbor)
-            self.detail.neighbors.addItem(item)
+        self.detail.show_neighbors(
+            [
+                (neighbor, similarity, self.session.thumbnail_path(neighbor))
+                for neighbor, similarity in self.session.neighbors(image_id, k=10)
+            ]
+        )
+
+    def _grid_path(self, image_id: int) -> str:
+        if self.grid_model is None or (row := self.grid_model.row_of(image_id)) < 0:
+            return ""
+        return str(self.grid_model.data(self.grid_model.index(row), ThumbnailGridModel.PathRole))
 
     def _neighbor_clicked(self, item: QListWidgetItem) -> None:
         self.show_image(int(item.data(Qt.ItemDataRole.UserRole)))
@@ -531,77 +765,39 @@ class MainWindow(QMainWindow):
             self._after_change(f"Redid: {done}" if done else "Nothing to redo")
 
     # ------------------------------------------------------------------ jobs
-    def _start(self, title: str, worker: JobWorker) -> None:
-        self.jobs.attach(title, worker)
-        worker.failed.connect(self._job_failed)
+    def _start(
+        self,
+        title: str,
+        worker: JobWorker,
+        unit: str | None = None,
+        report_failure: bool = True,
+    ) -> None:
+        """Run ``worker`` in the background with its progress in the job panel.
+
+        Args:
+            title: What the panel says the job does.
+            worker: The job.
+            unit: What its progress counts ("files"), for the rate and time left.
+            report_failure: Show a failure in the error dialog (else the caller handles it).
+        """
+        if (self.notice.key or "").startswith("resume:"):  # a job now would conflict with it
+            self.notice.dismiss()
+        self.jobs.attach(title, worker, unit)
+        if report_failure:
+            worker.failed.connect(self._job_failed)
         worker.done.connect(self._update_state)
         self.runner.start(worker)
         self._update_state()
 
-    def _job_failed(self, kind: str, message: str, details: str) -> None:
-        logging.getLogger("crlc_organizer").error("job failed (%s): %s\n%s", kind, message, details)
-        box = QMessageBox(QMessageBox.Icon.Warning, "CRLC Organizer", message, parent=self)
-        box.setDetailedText(details)  # "Show Details..." lets the user copy them
-        box.open()
+    def _on_trained(self, outcome: Any) -> None:
+        """A training or refinement ended: show its groups (completed) or say it stopped."""
+        if getattr(outcome, "state", None) == "completed":
+            self.refresh(outcome.run.run_id)
+            self.statusBar().showMessage(f"Grouping finished: run {outcome.run.run_id}", 8000)
 
-    # ------------------------------------------------------------------ runs, about
-    def _fill_runs_menu(self) -> None:
-        """List the completed runs (newest last); choosing one shows its groups."""
-        for act in list(self.runs_menu.actions()):
-            if act is not self.delete_run_action:
-                self.runs_menu.removeAction(act)
-        if self.session is None:
-            return
-        infos = {r.run_id: r for r in self.session.library.runs.all()}
-        for run_id in self.session.runs():
-            config = infos[run_id].read_config()
-            train = config.get("train", {})
-            kind = "refined" if config.get("parent") else str(train.get("preset", ""))
-            act = QAction(f"{run_id}  ({kind}, {train.get('clusters', '?')} groups)", self)
-            act.setCheckable(True)
-            act.setChecked(run_id == self.session.run_id)
-            act.triggered.connect(lambda _=False, r=run_id: self.show_run(r))
-            self.runs_menu.insertAction(self.delete_run_action, act)
-        self.runs_menu.insertSeparator(self.delete_run_action)
-
-    def show_run(self, run_id: str) -> None:
-        """Show the groups of another completed run."""
-        if self.session is not None:
-            self.session.reload(run_id)
-            self.refresh()
-
-    def _delete_run(self) -> None:
-        from crlc_engine.jobs import delete_run
-
-        if self.session is None or self.session.run_id is None or self.runner.running:
-            return
-        run_id = self.session.run_id
-        answer = QMessageBox.question(
-            self, "Delete run", f"Delete run {run_id} and its groups? Labels stay."
-        )
-        if answer == QMessageBox.StandardButton.Yes:
-            folders = list(self.session.folders)
-            self._close_session()
-            delete_run(folders, run_id, self.workspace)
-            self.open_folders(folders, scan=False)
-
-    def _about(self) -> None:
-        import platform
-
-        import PySide6
-
-        from crlc_engine import __version__
-        from crlc_engine.device import resolve_device
-
-        device = resolve_device("auto")
-        QMessageBox.about(
-            self,
-            "About CRLC Organizer",
-            f"<b>CRLC Organizer {__version__}</b><br>Groups photos with CRLC deep clustering "
-            "(Do, Tran and Venkatesh, ICCV 2021).<br><br>"
-            f"Python {platform.python_version()}, PySide6 {PySide6.__version__}<br>"
-            f"Device: {device.device} ({device.reason})<br>"
-            f"Log file: {log_file()}",
+    def _on_training_stopped(self) -> None:
+        self.statusBar().showMessage(
+            "Grouping stopped. It can be resumed later from the Runs menu.", 10000
         )
 
     def _group(self) -> None:
@@ -612,7 +808,8 @@ class MainWindow(QMainWindow):
         dialog = GroupDialog(len(self.session.library.images()), self)
         if dialog.exec():
             worker = train_job(list(self.session.folders), dialog.config(), self.workspace)
-            worker.finished.connect(lambda _: self.refresh(newest=True))
+            worker.finished.connect(self._on_trained)
+            worker.cancelled.connect(self._on_training_stopped)
             self._start("Grouping images", worker)
 
     def _refine(self) -> None:
@@ -621,7 +818,8 @@ class MainWindow(QMainWindow):
         worker = refine_job(
             list(self.session.folders), self.session.run_id, None, None, self.workspace
         )
-        worker.finished.connect(lambda _: self.refresh(newest=True))
+        worker.finished.connect(self._on_trained)
+        worker.cancelled.connect(self._on_training_stopped)
         self._start("Refining with your labels", worker)
 
     def _export(self) -> None:
@@ -643,15 +841,97 @@ class MainWindow(QMainWindow):
                 opts.keep_subfolders,
                 False,
             )
-            self._start(f"Exporting to {opts.dest}", worker)
+            worker.finished.connect(self._on_exported)
+            worker.cancelled.connect(
+                lambda: self.statusBar().showMessage(
+                    "Export stopped. Export again to the same folder to finish it, or "
+                    "File > Undo an export to take it back.",
+                    15000,
+                )
+            )
+            self._start(f"Exporting to {opts.dest}", worker, unit="photos")
+
+    def _on_exported(self, result: Any) -> None:
+        folders = len(result.folders)
+        self.statusBar().showMessage(
+            f"Exported {_plural(result.files, 'photo')} into {_plural(folders, 'folder')}; "
+            f"the list is in {result.manifest}",
+            15000,
+        )
+        failed = [(path, note) for path, note in result.skipped if note.startswith("failed")]
+        if failed:
+            FileListDialog(
+                "Some photos were not exported",
+                f"{_plural(len(failed), 'photo')} could not be exported. Fix the cause and "
+                "export again to the same folder: the photos already there are not "
+                "exported twice.",
+                failed,
+                self,
+            ).open()
 
     def _undo_export(self) -> None:
         manifest, _ = QFileDialog.getOpenFileName(
             self, "Choose the manifest of the export to undo", "", "Export manifest (*.csv)"
         )
         if manifest:
-            self._start("Undoing the export", undo_export_job(Path(manifest)))
+            worker = undo_export_job(Path(manifest))
+            worker.finished.connect(
+                lambda r: self.statusBar().showMessage(
+                    f"Export undone: {r.restored:,} photos put back, {r.removed:,} copies or "
+                    "links removed",
+                    15000,
+                )
+            )
+            self._start("Undoing the export", worker, unit="files")
 
+    # ------------------------------------------------------------------ runs, about
+    def _fill_runs_menu(self) -> None:
+        """List the completed runs (newest last) and the unfinished ones."""
+        self.runs_menu.fill(self.session, self.runner.running)
+
+    def show_run(self, run_id: str) -> None:
+        """Show the groups of another completed run."""
+        if self.session is not None:
+            self.refresh(run_id)
+
+    def _delete_run(self) -> None:
+        from crlc_engine.jobs import delete_run
+
+        if self.session is None or self.session.run_id is None or self.runner.running:
+            return
+        run_id = self.session.run_id
+        answer = QMessageBox.question(
+            self, "Delete run", f"Delete run {run_id} and its groups? Labels stay."
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            folders = list(self.session.folders)
+            self._close_session()
+            try:
+                delete_run(folders, run_id, self.workspace)
+            except CRLCError as error:
+                self.show_error(error.kind, str(error), traceback.format_exc())
+            self.open_folders(folders, scan=False)
+
+    def _about(self) -> None:
+        import platform
+
+        import PySide6
+
+        from crlc_engine import __version__
+        from crlc_engine.device import resolve_device
+
+        device = resolve_device("auto")
+        QMessageBox.about(
+            self,
+            "About CRLC Organizer",
+            f"<b>CRLC Organizer {__version__}</b><br>Groups photos with CRLC deep clustering "
+            "(Do, Tran and Venkatesh, ICCV 2021).<br><br>"
+            f"Python {platform.python_version()}, PySide6 {PySide6.__version__}<br>"
+            f"Device: {device.device} ({device.reason})<br>"
+            f"Log file: {log_file()}",
+        )
+
+    # ------------------------------------------------------------------ layout, closing
     def _restore_layout(self) -> None:
         stored = settings()
         geometry = stored.value("window/geometry")
@@ -666,13 +946,16 @@ class MainWindow(QMainWindow):
         self.low_first.setChecked(bool(stored.value("view/low_first", False, type=bool)))
 
     def save_layout(self) -> None:
-        """Remember window geometry, toolbar/splitter layout and view options."""
+        """Remember window geometry, toolbar/splitter layout, view options and the run and
+        cluster shown (the latter per library)."""
         stored = settings()
         stored.setValue("window/geometry", self.saveGeometry())
         stored.setValue("window/state", self.saveState())
         stored.setValue("window/splitter", self.splitter.saveState())
         stored.setValue("view/low_first", self.low_first.isChecked())
         stored.sync()
+        if self.session is not None and self.session.run_id is not None:
+            self.session.remember_view(self._current_cluster())
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Ask before closing while a job runs; stop jobs and threads cleanly."""
@@ -686,7 +969,8 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
-        self.save_layout()
+        if self.persist:
+            self.save_layout()
         self.runner.shutdown()
         self._close_session()
         event.accept()

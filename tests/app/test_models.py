@@ -337,6 +337,39 @@ def test_low_confidence_first_moves_persistent_indexes(
     assert model.image_ids().tolist() == [8, 7]
 
 
+def test_extend_images_appends_rows_while_a_scan_brings_them(
+    qtbot: QtBot, make_cache: Any, checked: Callable[[Any], None]
+) -> None:
+    model = ThumbnailGridModel(make_cache())
+    checked(model)
+    nan = float("nan")
+    model.set_images([1, 2, 3], [nan] * 3, ["a/1.jpg", "a/2.jpg", "a/3.jpg"], labels={2: "Cat"})
+    current = QPersistentModelIndex(model.index(1))
+    inserted: list[tuple[int, int]] = []
+    resets: list[int] = []
+    model.rowsInserted.connect(lambda _parent, first, last: inserted.append((first, last)))
+    model.modelReset.connect(lambda: resets.append(1))
+
+    added = model.extend_images(
+        [2, 3, 4, 5], [nan] * 4, ["a/2.jpg", "a/3.jpg", "b/4.jpg", "b/5.jpg"]
+    )
+    assert added == 2 and inserted == [(3, 4)] and resets == []
+    assert model.image_ids().tolist() == [1, 2, 3, 4, 5]  # not grouped: by id
+    assert current.row() == 1 and model.label_of(1) == "Cat"  # kept through the insert
+    assert model.data(model.index(4)) == "5.jpg"
+    tip = model.data(model.index(4), TOOLTIP)
+    assert tip == "b/5.jpg"  # no confidence for an image not grouped yet
+    assert model.extend_images([1, 5], [nan, nan], ["a/1.jpg", "b/5.jpg"]) == 0
+
+    # an image that sorts before the shown rows (a lower id) cannot be appended: reset
+    model.set_images([10, 11], [nan, nan], ["c/10.jpg", "c/11.jpg"])
+    resets.clear()
+    assert model.extend_images([9], [nan], ["c/9.jpg"]) == 1
+    assert resets == [1] and model.image_ids().tolist() == [9, 10, 11]
+    with pytest.raises(ValueError, match="unique"):
+        model.extend_images([12, 12], [nan, nan], ["x", "y"])
+
+
 def test_labels_and_ignores_repaint_all_rows(qtbot: QtBot, make_cache: Any) -> None:
     model = grid_with(make_cache())
     changes: list[tuple[int, int, list[int]]] = []

@@ -86,3 +86,126 @@ def test_no_run_yet(shapes_folder: Path, tmp_path: Path) -> None:
             s.rename(0, "x")
     finally:
         s.close()
+
+
+def _fake_run(library: ImageLibrary, state: str, **files: str) -> str:
+    """A run folder in ``state`` with a config and the given extra files (name -> text)."""
+    run = library.runs.create_run()
+    run.config_path.write_text(
+        '{"train": {"clusters": 3, "epochs": 10}, "kind": "train", '
+        '"created": "2024-03-12T14:02:00+00:00"}'
+    )
+    run.write_status(state)
+    for name, text in files.items():
+        (run.path / name.replace("_", ".")).write_text(text)
+    return run.run_id
+
+
+def test_the_selected_run_and_cluster_come_back(session: LibrarySession) -> None:
+    first = session.run_id
+    assert first is not None
+    with ImageLibrary.open(session.folders, session.workspace_base) as library:
+        records = library.images()
+        newer = library.runs.create_run()
+        newer.config_path.write_text('{"train": {"clusters": 2}}')
+        newer.write_status("completed")
+        rng = np.random.default_rng(1)
+        ResultStore(library.catalog).write(
+            newer.run_id,
+            np.array([r.id for r in records]),
+            rng.dirichlet(np.ones(2), size=len(records)).astype(np.float32),
+            rng.normal(size=(len(records), 8)).astype(np.float32),
+        )
+    session.reload()
+    assert session.run_id == first  # the current run stays, though a newer one exists
+    session.remember_view(cluster=2)
+    again = LibrarySession(session.folders, session.workspace_base)
+    try:  # reopening shows the run shown last, not the newest
+        assert again.run_id == first and again.remembered_cluster() == 2
+        again.reload(newer.run_id)
+        assert again.run_id == newer.run_id
+        assert again.remembered_cluster() is None  # a cluster of the other run
+    finally:
+        again.close()
+    third = LibrarySession(session.folders, session.workspace_base)
+    try:
+        assert third.run_id == newer.run_id
+        # a remembered run that was deleted falls back to the newest completed one
+        (third.library.workspace / "app-view.json").write_text('{"run_id": "gone"}')
+        third.run_id = None
+        third.reload()
+        assert third.run_id == newer.run_id
+    finally:
+        third.close()
+
+
+def test_unfinished_runs_need_a_checkpoint(session: LibrarySession) -> None:
+    library = session.library
+    epochs = '{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3, "partial": true}\n'
+    cancelled = _fake_run(library, "cancelled", checkpoint_pt="x", history_jsonl=epochs)
+    _fake_run(library, "running")  # no checkpoint: nothing to resume from
+    crashed = _fake_run(library, "running", checkpoint_pt="x")
+    runs = session.unfinished_runs()
+    assert [r.run_id for r in runs] == [cancelled, crashed]
+    first = runs[0]
+    assert (first.state, first.epochs_done, first.epochs_total, first.clusters) == (
+        "cancelled",
+        2,
+        10,
+        3,
+    )
+    assert first.busy_pid is None and first.created is not None
+    assert "grouping into 3 groups" in first.describe()
+    assert "stopped after epoch 2 of 10" in first.describe()
+    assert "stopped in epoch 1" in runs[1].describe()
+
+
+def test_a_run_training_in_another_live_process_is_busy(session: LibrarySession) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    library = session.library
+    run_id = _fake_run(library, "running", checkpoint_pt="x")
+    run = library.runs.get(run_id, state=None)
+    lock = library.workspace / "lock"
+    live = os.getppid()  # a process that exists and is not this one
+    run.write_status("running", f"pid {live}")
+    lock.write_text(f"pid {live} on {socket.gethostname()}: training, since now\n")
+    assert session.unfinished_runs()[0].busy_pid == live
+    assert "running in process" in session.unfinished_runs()[0].describe()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run.write_status("running", f"pid {dead.pid}")  # crashed: its lock line stays
+    lock.write_text(f"pid {dead.pid} on {socket.gethostname()}: training, since now\n")
+    assert session.unfinished_runs()[0].busy_pid is None
+
+
+def test_skipped_files_and_scanned_images(shapes_folder: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from app.session import scanned_images
+
+    folder = tmp_path / "photos"
+    shutil.copytree(shapes_folder, folder)
+    (folder / "broken.png").write_bytes(b"not a picture")
+    ws = tmp_path / "ws"
+    with ImageLibrary.open([folder], ws) as library:
+        library.scan(16, workers=0)
+        workspace = library.workspace
+    s = LibrarySession([folder], ws)
+    try:
+        assert [(Path(f.path).name, bool(f.reason)) for f in s.skipped_files()] == [
+            ("broken.png", True)
+        ]
+        shown = s.all_images()
+        assert len(shown) == 48 and list(shown.image_ids) == sorted(shown.image_ids)
+        read = scanned_images(workspace)
+        assert read is not None and list(read.image_ids) == list(shown.image_ids)
+        assert read.paths == shown.paths
+        assert scanned_images(workspace, known=48) is None  # nothing new: nothing read
+        record = s.record(int(shown.image_ids[0]))
+        assert record is not None and str(record.path) == shown.paths[0]
+    finally:
+        s.close()

@@ -26,8 +26,11 @@ from app.workers import (
     JobWorker,
     QtReporter,
     assign_job,
+    delete_run_job,
     export_job,
     refine_job,
+    relink_job,
+    resume_job,
     scan_job,
     train_job,
     undo_export_job,
@@ -449,6 +452,28 @@ def test_other_exceptions_are_internal_with_a_traceback(
     assert "exploding_engine_step" in details and type(error).__name__ in details
 
 
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (OSError(28, "No space left on device", "/ws/catalog.sqlite"), "disk_full"),
+        (MemoryError(), "out_of_memory"),
+        (PermissionError(13, "Permission denied", "/sorted"), "permission_denied"),
+    ],
+)
+def test_known_failures_get_a_plain_kind_and_keep_the_traceback(
+    qtbot: QtBot, runner: JobRunner, error: BaseException, kind: str
+) -> None:
+    def failing_engine_step(reporter: Reporter, control: JobControl) -> None:
+        raise error
+
+    worker = JobWorker(failing_engine_step)
+    recorder = Recorder(worker)
+    run_to_done(qtbot, runner, worker)
+    got_kind, message, details = recorder.payloads("failed")[0]
+    assert got_kind == kind and not message.startswith("Something went wrong")
+    assert "failing_engine_step" in details
+
+
 # ------------------------------------------------------------------------- shutdown
 def test_shutdown_cancels_a_paused_job_and_waits(qtbot: QtBot) -> None:
     runner = JobRunner()
@@ -606,3 +631,42 @@ def test_train_refine_and_assign_factories_pass_their_arguments(
     assert args[:5] == (["/a"], "run-1", 3, None, "/ws") and isinstance(args[6], JobControl)
     args, _ = calls["assign_run"]
     assert args[:3] == (["/a"], "run-1", "/ws") and isinstance(args[3], QtReporter)
+
+
+def test_relink_delete_and_resume_factories(
+    qtbot: QtBot, runner: JobRunner, tmp_path: Path
+) -> None:
+    from crlc_engine.library import ImageLibrary
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.new("RGB", (20, 20), (40 * i, 90, 200)).save(photos / f"{i}.png")
+    ws = tmp_path / "ws"
+    with ImageLibrary.open([photos], ws) as library:
+        library.scan(16, workers=0)
+        run = library.runs.create_run()
+        run.config_path.write_text('{"train": {"clusters": 2}}')
+        run.write_status("cancelled")
+    moved = tmp_path / "moved"
+    photos.rename(moved)
+
+    relink = relink_job(photos, moved, ws)
+    recorder = Recorder(relink)
+    run_to_done(qtbot, runner, relink)
+    assert recorder.ends() == ["finished", "done"]
+    (workspace,) = recorder.payloads("finished")[0]
+    with ImageLibrary.open([moved], ws) as library:
+        assert library.workspace == workspace and len(library.images()) == 3
+
+    resume = resume_job([moved], run.run_id, ws)  # no checkpoint: a plain engine error
+    recorder = Recorder(resume)
+    run_to_done(qtbot, runner, resume)
+    kind, message, _ = recorder.payloads("failed")[0]
+    assert kind == "run_not_found" and "no checkpoint" in message
+
+    delete = delete_run_job([moved], run.run_id, ws)
+    recorder = Recorder(delete)
+    run_to_done(qtbot, runner, delete)
+    assert recorder.ends() == ["finished", "done"]
+    assert not (workspace / "runs" / run.run_id).exists()

@@ -1,0 +1,73 @@
+"""The job panel: files/s and time left from progress, training epochs, idle state."""
+
+from __future__ import annotations
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from app.views.job_panel import JobPanel, RateMeter, format_duration
+from app.workers import JobWorker
+from crlc_engine.events import EpochEnded
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0 s"), (41.6, "42 s"), (60, "1:00"), (185, "3:05"), (3725, "1:02:05")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_rate_meter_uses_a_sliding_window() -> None:
+    clock = Clock()
+    meter = RateMeter(window_s=5.0, clock=clock)
+    meter.add(0)
+    assert meter.rate() is None and meter.eta(100) is None  # one sample
+    for second in range(1, 11):  # 10 files/s for 10 s...
+        clock.now = float(second)
+        meter.add(10.0 * second)
+    assert meter.rate() == pytest.approx(10.0)
+    assert meter.eta(200) == pytest.approx(10.0)
+    for second in range(11, 21):  # ...then 50 files/s: the old samples drop out
+        clock.now = float(second)
+        meter.add(100.0 + 50.0 * (second - 10))
+    assert meter.rate() == pytest.approx(50.0)
+    meter.reset()
+    assert meter.rate() is None
+
+
+def test_scan_progress_shows_counts_rate_and_time_left(qtbot: QtBot) -> None:
+    panel = JobPanel()
+    qtbot.addWidget(panel)
+    assert not panel.bar.isVisibleTo(panel)  # nothing ran yet
+    worker = JobWorker(lambda reporter, control: None, "scan")
+    panel.attach("Scanning images", worker, unit="files")
+    assert panel.bar.isVisibleTo(panel) and panel.cancel_button.isEnabled()
+    clock = Clock()
+    panel.meter = RateMeter(clock=clock)
+    for second, done in enumerate([0, 40, 80, 120]):
+        clock.now = float(second)
+        worker.progressChanged.emit(float(done), 400.0)
+    assert panel.bar.value() == 300
+    assert panel.rate.text() == "120 / 400 files · 40.0 files/s · about 7 s left"
+    assert not panel.loss_plot.isVisibleTo(panel)  # no training plots for a scan
+    worker.run()  # done: the controls go off
+    assert not panel.cancel_button.isEnabled() and panel.worker is None
+
+
+def test_training_shows_epochs_and_plots(qtbot: QtBot) -> None:
+    panel = JobPanel()
+    qtbot.addWidget(panel)
+    panel.begin("Grouping images")
+    panel._on_event(EpochEnded(4, {"total": 2.5}, [2.5], 0, [30, 20], 800.0, 4.0, 65.0, 10))
+    assert panel.loss_plot.isVisibleTo(panel) and panel.size_bars.sizes == [30, 20]
+    assert panel.rate.text() == "800 images/s · about 1:05 left"
+    assert panel.detail.text() == "Epoch 4: loss 2.500; cluster sizes 30, 20"
