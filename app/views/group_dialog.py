@@ -268,6 +268,9 @@ class GroupDialog(QDialog):
         parent: Parent widget.
         device_probe: ``probe(request) -> DeviceChoice`` (default
             :func:`~crlc_engine.device.resolve_device`); raises for an unavailable device.
+        default_clusters: The user's default number of groups (settings), else 10.
+        default_preset: The user's default preset (settings), else the device's default.
+        default_device: The user's default device request (settings), if available.
 
     After ``exec()`` returns ``Accepted``, :meth:`config` is the run's settings.
     """
@@ -280,9 +283,16 @@ class GroupDialog(QDialog):
         images: int,
         parent: QWidget | None = None,
         device_probe: DeviceProbe = resolve_device,
+        *,
+        default_clusters: int | None = None,
+        default_preset: str | None = None,
+        default_device: str | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Group images")
+        self._default_clusters = default_clusters
+        self._default_preset = default_preset or None
+        self._default_device = default_device or None
         self._images = max(0, int(images))
         self._loading = False
         self._edited: set[str] = set()
@@ -327,7 +337,8 @@ class GroupDialog(QDialog):
         # groups
         self.clusters_spin = QSpinBox()
         self.clusters_spin.setRange(2, max(2, self._images))
-        self.clusters_spin.setValue(min(10, max(2, self._images)))
+        wanted = self._default_clusters if self._default_clusters else 10
+        self.clusters_spin.setValue(min(max(2, wanted), max(2, self._images)))
         self.clusters_spin.setToolTip(
             "How many groups to sort the photos into. You can merge, rename and move photos "
             "between groups afterwards."
@@ -346,6 +357,9 @@ class GroupDialog(QDialog):
         )
         self.preset_combo.setMinimumContentsLength(40)
         default = default_preset_name(self.detected_kind)
+        if self._default_preset in PRESETS:
+            default = str(self._default_preset)
+            self._preset_chosen = True  # the user's own default does not follow the device
         self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(default)))
         self._add_row(form, "&Preset:", self.preset_combo)
 
@@ -374,6 +388,8 @@ class GroupDialog(QDialog):
             self.device_combo.setItemData(row, tip, Qt.ItemDataRole.ToolTipRole)
             _set_item_enabled(self.device_combo, row, note is None)
         self.device_combo.setToolTip("Where the training runs. A GPU is many times faster.")
+        if self._default_device is not None and self.is_device_available(self._default_device):
+            self.device_combo.setCurrentIndex(self.device_combo.findData(self._default_device))
         self.device_label = QLabel(self._detected_text())
         self.device_label.setWordWrap(True)
         self.device_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

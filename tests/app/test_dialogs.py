@@ -79,6 +79,26 @@ def test_defaults_follow_the_detected_device(
     assert dialog.ok_button.isEnabled()
 
 
+def test_the_users_defaults_from_the_settings(qtbot: QtBot) -> None:
+    dialog = GroupDialog(
+        300,
+        device_probe=fake_probe("cpu"),
+        default_clusters=4,
+        default_preset="balanced",
+        default_device="cuda",  # not available here: ignored, automatic stays
+    )
+    qtbot.addWidget(dialog)
+    assert dialog.clusters_spin.value() == 4
+    assert dialog.preset_name() == "balanced"
+    assert dialog.device_request() == "auto"
+    select(dialog, "device_combo", "cpu")
+    assert dialog.preset_name() == "balanced"  # a chosen default does not follow the device
+    few = GroupDialog(3, device_probe=fake_probe("cpu"), default_clusters=8, default_preset="?")
+    qtbot.addWidget(few)
+    assert few.clusters_spin.value() == 3  # capped at the number of photos
+    assert few.preset_name() == "cpu"  # unknown preset: the device's default
+
+
 def test_unavailable_cuda_is_disabled_with_the_reason(qtbot: QtBot) -> None:
     dialog = group_dialog(qtbot, kind="cpu")
     row = dialog.device_combo.findData("cuda")
