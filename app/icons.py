@@ -53,6 +53,8 @@ ICON_NAMES: tuple[str, ...] = (
     "settings",
     "about",
     "runs",
+    "scan",
+    "delete",
     "app",
 )
 #: Icons drawn in their own colours (never tinted).
@@ -68,6 +70,8 @@ THEME_FALLBACK: dict[str, str] = {
     "cancel": "process-stop",
     "settings": "preferences-system",
     "about": "help-about",
+    "scan": "view-refresh",
+    "delete": "edit-delete",
 }
 
 

@@ -1,9 +1,14 @@
 """Entry point of ``crlc-organizer``: the desktop application.
 
 ``crlc-organizer [FOLDER...]`` opens the main window (with the library of FOLDER(s), or the
-most recent library; a library whose folder has moved offers to locate it).
-``--screenshot OUT.png [--state start|scanning|training|clusters|export]`` renders the
-window offscreen in that state and exits (see :mod:`app.screenshots`).
+most recent library when the setting "reopen the last library" is on; a library whose folder
+has moved offers to locate it). The user's settings (:mod:`app.settings_store`) give the
+theme (applied before the window appears), the workspace folder (``--workspace`` wins) and
+the window's defaults.
+``--screenshot OUT.png [--state start|scanning|training|clusters|export] [--theme
+light|dark]`` renders the window offscreen in that state and exits (see
+:mod:`app.screenshots`); it neither reads nor changes the user's settings and uses the light
+palette unless told otherwise, so documentation images do not depend on the desktop.
 """
 
 from __future__ import annotations
@@ -15,14 +20,28 @@ import sys
 import traceback
 from collections.abc import Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QApplication, QWidget
 
 from app.recent import recent_folders, remember_folders
 
-__all__ = ["SCREENSHOT_STATES", "install_excepthook", "main", "recent_folders", "remember_folders"]
+if TYPE_CHECKING:
+    from app.settings_store import SettingsStore
+    from app.views.main_window import MainWindow
+
+__all__ = [
+    "SCREENSHOT_STATES",
+    "SCREENSHOT_THEMES",
+    "install_excepthook",
+    "main",
+    "open_main_window",
+    "recent_folders",
+    "remember_folders",
+]
 
 SCREENSHOT_STATES = ("start", "scanning", "training", "clusters", "export")
+SCREENSHOT_THEMES = ("light", "dark")
 
 
 def install_excepthook(parent: QWidget) -> None:
@@ -51,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crlc-organizer", description="CRLC Organizer")
     parser.add_argument("folders", nargs="*", metavar="FOLDER", help="photo folder(s) to open")
     parser.add_argument(
-        "--workspace", help="workspace base (default: $CRLC_WORKSPACE or the user data folder)"
+        "--workspace",
+        help="workspace base (default: the one in Settings, else $CRLC_WORKSPACE, else the "
+        "user data folder)",
     )
     parser.add_argument("--screenshot", metavar="PNG", help="save the window as PNG and exit")
     parser.add_argument(
@@ -59,19 +80,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=SCREENSHOT_STATES,
         help="window state for --screenshot (default: clusters with FOLDER, else start)",
     )
+    parser.add_argument(
+        "--theme",
+        choices=SCREENSHOT_THEMES,
+        default="light",
+        help="palette of --screenshot (default: light)",
+    )
     args, qt_args = parser.parse_known_args(argv)
     if args.screenshot:  # no display needed
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+    assert isinstance(app, QApplication)
 
     if args.screenshot:
         from app.screenshots import save_screenshot
 
         state = args.state or ("clusters" if args.folders else "start")
-        ok = save_screenshot(args.screenshot, state, list(args.folders), args.workspace)
+        ok = save_screenshot(
+            args.screenshot, state, list(args.folders), args.workspace, theme=args.theme
+        )
         return 0 if ok else 1
 
-    from app.views.main_window import MainWindow, log_file
+    from app.views.main_window import log_file
 
     path = log_file()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,13 +110,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    window = MainWindow(workspace=args.workspace)
+    window = open_main_window(app, list(args.folders), args.workspace)
     install_excepthook(window)
-    folders = args.folders or recent_folders()
-    if folders:
-        window.open_folders(folders)
     window.show()
     return int(app.exec())
+
+
+def open_main_window(
+    app: QApplication,
+    folders: Sequence[str],
+    workspace: str | None = None,
+    store: SettingsStore | None = None,
+) -> MainWindow:
+    """Load the settings, apply their theme, and make the main window (not shown yet).
+
+    Args:
+        app: The application (gets the theme and the window icon).
+        folders: Folders to open; none opens the most recent library when the settings
+            say to reopen it.
+        workspace: ``--workspace`` (wins over the settings' workspace folder).
+        store: The settings file (default: the user's).
+    """
+    from app.icons import app_icon
+    from app.settings_store import SettingsStore
+    from app.theme import apply_theme
+    from app.views.main_window import MainWindow
+
+    store = store if store is not None else SettingsStore()
+    settings = store.load()
+    apply_theme(app, settings)
+    app.setWindowIcon(app_icon())
+    window = MainWindow(workspace=workspace, settings=settings, store=store)
+    opened = list(folders) or (recent_folders() if settings.reopen_last_library else [])
+    if opened:
+        window.open_folders(opened)
+    return window
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@
   the job panel gets progress at a steady rate through its own slots.
 - ``export``: the export dialog with its dry-run preview over the main window (the dialog
   is drawn into the window's image with a title bar, as a window manager would).
+
+The window uses the default settings (the user's are neither read nor changed) and the
+``light`` or ``dark`` palette asked for; the application's palette, style and theme
+controller are put back afterwards.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QPoint, QRect, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
+from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QApplication
 
 from app.main import SCREENSHOT_STATES
@@ -75,6 +80,9 @@ def replay_training(window: MainWindow) -> None:
         )
     if records:
         panel._on_progress(len(shown), len(records))
+    busy = (window.group_action, window.rescan_action, window.refine_action, window.export_action)
+    for act in busy:
+        act.setEnabled(False)  # as while a job runs
 
 
 def prepare_scan_workspace(folders: list[str]) -> tempfile.TemporaryDirectory[str]:
@@ -145,8 +153,15 @@ def show_export(window: MainWindow) -> Any:
     return dialog
 
 
-def composite_dialog(window_image: QPixmap, dialog_image: QPixmap, title: str) -> QPixmap:
-    """Draw a dialog (with a title bar and a shadow) centred over the window's image."""
+def composite_dialog(
+    window_image: QPixmap, dialog_image: QPixmap, title: str, palette: QPalette | None = None
+) -> QPixmap:
+    """Draw a dialog (with a title bar and a shadow) centred over the window's image.
+
+    The title bar takes the palette's button colours (default: the application's), so it
+    matches a light or a dark window.
+    """
+    palette = palette if palette is not None else QApplication.palette()
     out = QPixmap(window_image)
     painter = QPainter(out)
     painter.fillRect(out.rect(), QColor(0, 0, 0, 60))
@@ -160,14 +175,14 @@ def composite_dialog(window_image: QPixmap, dialog_image: QPixmap, title: str) -
             QColor(0, 0, 0, 10),
         )
     frame = QRect(left, top, width, bar)
-    painter.fillRect(frame, QColor("#dedede"))
+    painter.fillRect(frame, palette.color(QPalette.ColorRole.Button))
     font = QFont(painter.font())
     font.setBold(True)
     painter.setFont(font)
-    painter.setPen(QColor("#303030"))
+    painter.setPen(palette.color(QPalette.ColorRole.ButtonText))
     painter.drawText(frame, int(Qt.AlignmentFlag.AlignCenter), title)
     painter.drawPixmap(QPoint(left, top + bar), dialog_image)
-    painter.setPen(QColor("#9a9a9a"))
+    painter.setPen(palette.color(QPalette.ColorRole.Mid))
     painter.drawRect(QRect(left, top, width - 1, height - 1))
     painter.end()
     return out
@@ -186,10 +201,48 @@ def wait_for_thumbnails(window: MainWindow, seconds: float = 3.0) -> None:
     QApplication.processEvents()
 
 
+@contextlib.contextmanager
+def themed(theme: str) -> Iterator[None]:
+    """Apply the ``light`` or ``dark`` palette for a while, then put back the application's
+    palette and style (and take away a theme controller that was not there before)."""
+    from app.theme import ThemeController, apply_theme
+
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        yield
+        return
+    palette, style = QPalette(app.palette()), app.style().name()
+    had = app.findChild(ThemeController, "crlc-theme-controller")
+    previous = had.theme if isinstance(had, ThemeController) else None
+    controller = apply_theme(app, theme)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            controller.set_theme(previous)
+        else:
+            controller.detach()
+            controller.deleteLater()
+            app.setStyle(style)
+            app.setPalette(palette)
+
+
 def save_screenshot(
+    out: str | os.PathLike[str],
+    state: str,
+    folders: list[str],
+    workspace: str | None,
+    theme: str = "light",
+) -> bool:
+    """Render the window in ``state`` with the ``theme`` palette offscreen and save it as
+    PNG; returns success."""
+    with themed(theme):
+        return _render(out, state, folders, workspace)
+
+
+def _render(
     out: str | os.PathLike[str], state: str, folders: list[str], workspace: str | None
 ) -> bool:
-    """Render the window in ``state`` offscreen and save it as PNG; returns success."""
     scan_base = prepare_scan_workspace(folders) if state == "scanning" and folders else None
     window = MainWindow(workspace=scan_base.name if scan_base else workspace, persist=False)
     dialog = None

@@ -1,8 +1,14 @@
 """The app's model of one open library, with no Qt import (napari-style model layer).
 
 A :class:`LibrarySession` holds the open :class:`~crlc_engine.library.ImageLibrary`, the
-current run and its results, and turns user actions (rename, move, label, ignore, undo,
-redo) into undoable engine calls. Views read from it; long jobs run in workers.
+current run and its results, and turns user actions (rename, move, label, ignore, split,
+undo, redo) into undoable engine calls. Views read from it; long jobs run in workers.
+
+Names, labels and ignores are read from the catalog on every call; the run's assignments
+(clusters, confidences, probabilities, features) are cached and re-read by :meth:`reload`.
+The only corrections that change assignments, :meth:`LibrarySession.split` and
+:meth:`~LibrarySession.undo` / :meth:`~LibrarySession.redo` (which may undo a split),
+reload them themselves, so after any correction the session is current.
 
 It also remembers, per library, which run and cluster the user was looking at
 (``<workspace>/app-view.json``, so it follows the library through a re-link), lists the
@@ -31,6 +37,7 @@ from crlc_engine.errors import RunNotFoundError
 from crlc_engine.library import Catalog, ImageLibrary, ImageRecord, SkippedFile
 from crlc_engine.results import ClusterSummary, ResultStore, RunAssignments
 from crlc_engine.runs import RunDir
+from crlc_engine.split import SplitPlan
 
 #: The per-library file with the run and cluster shown last.
 VIEW_FILE = "app-view.json"
@@ -69,6 +76,22 @@ class ImageDetail:
     probabilities: np.ndarray
     label: str | None
     ignored: bool
+
+
+@dataclass(frozen=True)
+class ClusterProbability:
+    """One line of the detail panel's probabilities.
+
+    Attributes:
+        cluster: The cluster index.
+        name: Its name (or ``Cluster n``).
+        probability: The model's probability, or ``None`` for a cluster made by a split
+            (the model has no output for it: see :mod:`crlc_engine.split`).
+    """
+
+    cluster: int
+    name: str
+    probability: float | None
 
 
 @dataclass(frozen=True)
@@ -199,6 +222,13 @@ def _busy_pid(run: RunDir, lock_file: Path) -> int | None:
     return pid if f"pid {pid} " in holder and _process_alive(pid) else None
 
 
+def _same_features(a: RunAssignments, b: RunAssignments) -> bool:
+    """Whether two loads hold the same images with the same features (corrections such as a
+    split move images between clusters but never change features: the neighbour index
+    stays valid)."""
+    return bool(np.array_equal(a.image_ids, b.image_ids) and np.array_equal(a.features, b.features))
+
+
 class LibrarySession:
     """One open library and its current run."""
 
@@ -231,13 +261,14 @@ class LibrarySession:
                 library (see :meth:`remembered_view`), else the newest completed run.
         """
         self._records = {r.id: r for r in self.library.images(None)}
-        self._index = None  # rebuilt from the (re)loaded features on first use
         run = self._pick_run(run_id)
         if run is None:
-            self.run_id, self._assignments = None, None
+            self.run_id, self._assignments, self._index = None, None, None
             return
-        self.run_id = run.run_id
+        previous, self.run_id = self._assignments, run.run_id
         self._assignments = self.results.load(run.run_id)
+        if previous is None or not _same_features(previous, self._assignments):
+            self._index = None  # rebuilt from the (re)loaded features on first use
         if self.remembered_view().get("run_id") != run.run_id:
             self.remember_view()
 
@@ -385,6 +416,23 @@ class LibrarySession:
             ignored=image_id in self.annotations.ignored(),
         )
 
+    def top_probabilities(self, detail: ImageDetail, top: int = 5) -> list[ClusterProbability]:
+        """The ``top`` most probable clusters of an image, most probable first.
+
+        An image in a cluster made by a split (an index past the model's outputs) gets its
+        own cluster first, with no probability, then the model's ``top`` clusters.
+        """
+        probabilities = detail.probabilities
+        lines = []
+        if not 0 <= detail.cluster < probabilities.size:
+            lines.append(ClusterProbability(detail.cluster, detail.cluster_name, None))
+        order = np.argsort(-probabilities, kind="stable")[:top]
+        lines += [
+            ClusterProbability(int(c), self.cluster_name(int(c)), float(probabilities[c]))
+            for c in order.tolist()
+        ]
+        return lines
+
     def neighbors(self, image_id: int, k: int = 10) -> list[tuple[int, float]]:
         """The k most similar images (id, cosine similarity) by the run's features."""
         from crlc_engine.neighbors import NeighborIndex
@@ -416,13 +464,47 @@ class LibrarySession:
         """Leave images out of training and export, or take them back (undoable)."""
         self.annotations.set_ignored(image_ids, ignored)
 
+    def plan_split(self, cluster: int, parts: int = 2) -> SplitPlan:
+        """How :meth:`split` would divide a cluster of the current run (changes nothing).
+
+        Raises:
+            RunNotFoundError: no completed run is shown.
+            InvalidSettingError: unknown cluster, bad ``parts``, too few images.
+        """
+        return self.annotations.plan_split(self._run(), cluster, parts)
+
+    def split(
+        self, plan: SplitPlan, names: Sequence[str | None] | None = None, label: bool = False
+    ) -> None:
+        """Apply a split planned by :meth:`plan_split` (undoable), then reload the run.
+
+        Args:
+            plan: The plan (refused when the cluster changed since it was made).
+            names: One name per part, largest first (``None``: keep / leave unnamed).
+            label: Also label the parts' unlabelled images with the part's name.
+
+        Raises:
+            InvalidSettingError: a stale plan, bad or duplicate names.
+        """
+        self.annotations.apply_split(plan, names, label)
+        self.reload(self.run_id)
+
     def undo(self) -> str | None:
-        """Undo the last correction; returns its description."""
-        return self.annotations.undo()
+        """Undo the last correction; returns its description.
+
+        The run is reloaded: undoing a split changes the cached assignments.
+        """
+        done = self.annotations.undo()
+        if done is not None:
+            self.reload(self.run_id)
+        return done
 
     def redo(self) -> str | None:
-        """Redo the last undone correction; returns its description."""
-        return self.annotations.redo()
+        """Redo the last undone correction; returns its description (the run is reloaded)."""
+        done = self.annotations.redo()
+        if done is not None:
+            self.reload(self.run_id)
+        return done
 
     # ------------------------------------------------------------------ helpers
     def _run(self) -> str:

@@ -22,9 +22,10 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
 
 from app.models.thumbnails import IMAGE_IDS_MIME, decode_image_ids
+from app.theme import swatch_pixmap
 from crlc_engine.annotations import default_cluster_name
 from crlc_engine.results import ClusterSummary
 
@@ -84,10 +85,15 @@ _TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
 class ClusterListModel(QAbstractListModel):
     """One row per cluster of a run: "name (size)", colour swatch, mean confidence.
 
-    Roles: ``DisplayRole`` "name (size)"; ``EditRole`` the name; ``DecorationRole`` the
-    cluster's :func:`cluster_color`; ``ToolTipRole`` size and mean confidence;
-    :attr:`ClusterRole` (int index), :attr:`SizeRole` (int), :attr:`MeanConfidenceRole`
-    (float), :attr:`NameRole` (the stored name, or None when unnamed).
+    Roles: ``DisplayRole`` "name (size)"; ``EditRole`` the name; ``DecorationRole`` an icon
+    of the cluster's :func:`cluster_color` swatch (:func:`app.theme.swatch_pixmap`) outlined
+    in the application palette's text colour, so that light colours stay visible on a light
+    palette and dark ones on a dark palette, and in its highlighted-text colour on a selected
+    row (where the colour is drawn as it is, not tinted with the highlight); made for the
+    palette current at paint time;
+    ``ToolTipRole`` size and mean confidence; :attr:`ClusterRole` (int index),
+    :attr:`SizeRole` (int), :attr:`MeanConfidenceRole` (float), :attr:`NameRole` (the stored
+    name, or None when unnamed), :attr:`ColorRole` (the plain :class:`QColor`).
 
     Signals:
         renameRequested(int cluster, str name): the user typed a new name ("" asks to
@@ -99,6 +105,9 @@ class ClusterListModel(QAbstractListModel):
     SizeRole: ClassVar[int] = _USER + 2
     MeanConfidenceRole: ClassVar[int] = _USER + 3
     NameRole: ClassVar[int] = _USER + 4
+    ColorRole: ClassVar[int] = _USER + 5
+    #: Edge of the colour swatch, in logical pixels.
+    SWATCH_SIZE: ClassVar[int] = 16
 
     renameRequested = Signal(int, str)
     moveRequested = Signal(list, int)
@@ -106,6 +115,7 @@ class ClusterListModel(QAbstractListModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._clusters: list[ClusterSummary] = []
+        self._swatches: dict[tuple[int, int, int], QIcon] = {}  # cluster, text, highlighted
 
     # ------------------------------------------------------------------ contents
     def set_clusters(self, clusters: Sequence[ClusterSummary]) -> None:
@@ -147,6 +157,29 @@ class ClusterListModel(QAbstractListModel):
         """The summary shown in a row."""
         return self._clusters[row]
 
+    def swatch(self, cluster: int) -> QIcon:
+        """The colour swatch of a cluster for the application's current palette (cached):
+        outlined in the text colour, and in the highlighted-text colour when selected."""
+        palette = QGuiApplication.palette()
+        active = QPalette.ColorGroup.Active
+        text = palette.color(active, QPalette.ColorRole.Text)
+        selected = palette.color(active, QPalette.ColorRole.HighlightedText)
+        key = (cluster, int(text.rgba()), int(selected.rgba()))
+        made = self._swatches.get(key)
+        if made is None:
+            if len(self._swatches) > 512:
+                self._swatches.clear()
+            color = cluster_color(cluster)
+            on_highlight = QPalette(palette)
+            on_highlight.setColor(active, QPalette.ColorRole.Text, selected)
+            made = QIcon()
+            made.addPixmap(swatch_pixmap(color, self.SWATCH_SIZE, palette), QIcon.Mode.Normal)
+            made.addPixmap(
+                swatch_pixmap(color, self.SWATCH_SIZE, on_highlight), QIcon.Mode.Selected
+            )
+            self._swatches[key] = made
+        return made
+
     def row_of(self, cluster: int) -> int:
         """The row of a cluster index, or -1."""
         for row, summary in enumerate(self._clusters):
@@ -176,6 +209,8 @@ class ClusterListModel(QAbstractListModel):
         if role == _EDIT:
             return self.display_name(summary)
         if role == _DECORATION:
+            return self.swatch(summary.cluster)
+        if role == self.ColorRole:
             return cluster_color(summary.cluster)
         if role == _TOOLTIP:
             return (
@@ -230,6 +265,7 @@ class ClusterListModel(QAbstractListModel):
             (self.SizeRole, b"size"),
             (self.MeanConfidenceRole, b"meanConfidence"),
             (self.NameRole, b"name"),
+            (self.ColorRole, b"color"),
         ):
             names[role] = QByteArray(name)
         return names

@@ -78,39 +78,41 @@ class _Relay(QObject):
 class _Jobs:
     """The waiting queue and worker bookkeeping shared by the GUI thread and the workers."""
 
-    def __init__(self, max_pending: int) -> None:
+    def __init__(self, max_pending: int, max_side: int | None) -> None:
         self.lock = threading.Lock()
         self.waiting: OrderedDict[int, str] = OrderedDict()  # image id -> path, newest last
         self.max_pending = max_pending
+        self.max_side = max_side  # read by the workers for each decode
         self.workers = 0  # runnables started and not finished
         self.decodes = 0
         self.closed = False
 
-    def take(self) -> tuple[int, str] | None:
-        """The newest waiting job, or None (and the calling worker counts as finished)."""
+    def take(self) -> tuple[int, str, int | None] | None:
+        """The newest waiting job (id, path, size to fit), or None (and the calling worker
+        counts as finished)."""
         with self.lock:
             if self.closed or not self.waiting:
                 self.workers -= 1
                 return None
             self.decodes += 1
-            return self.waiting.popitem(last=True)
+            image_id, path = self.waiting.popitem(last=True)
+            return image_id, path, self.max_side
 
 
 class _DecodeWorker(QRunnable):
     """Decodes waiting thumbnails until the queue is empty."""
 
-    def __init__(self, jobs: _Jobs, relay: _Relay, max_side: int | None) -> None:
+    def __init__(self, jobs: _Jobs, relay: _Relay) -> None:
         super().__init__()
         self.setAutoDelete(True)
         self.jobs = jobs
         self.relay = relay
-        self.max_side = max_side
 
     def run(self) -> None:
         while (job := self.jobs.take()) is not None:
-            image_id, path = job
+            image_id, path, max_side = job
             try:
-                image = decode_thumbnail(path, self.max_side)
+                image = decode_thumbnail(path, max_side)
             except Exception:  # a missing or broken thumbnail shows as "missing"
                 image = QImage()
             try:
@@ -154,11 +156,10 @@ class ThumbnailCache(QObject):
             raise ValueError("capacity and max_pending must be at least 1")
         self._thumbnail_path = thumbnail_path
         self._capacity = capacity
-        self._max_side = max_side
         self._images: OrderedDict[int, QImage] = OrderedDict()  # least recently used first
         self._in_flight: set[int] = set()  # taken or waiting, result not yet delivered
         self._stale: set[int] = set()  # in flight but invalidated: decode again on arrival
-        self._jobs = _Jobs(max_pending)
+        self._jobs = _Jobs(max_pending, max_side)
         self._threads = threads or default_threads()
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(self._threads)
@@ -174,7 +175,21 @@ class ThumbnailCache(QObject):
     @property
     def max_side(self) -> int | None:
         """Images are decoded to fit this square (None: stored size)."""
-        return self._max_side
+        return self._jobs.max_side
+
+    def set_max_side(self, max_side: int | None) -> bool:
+        """Decode to fit ``max_side`` from now on (e.g. the grid's thumbnail size changed).
+
+        Every cached image is forgotten and one being decoded at the old size is decoded
+        again when it arrives; views should repaint so that they ask again. Returns whether
+        the size changed.
+        """
+        with self._jobs.lock:
+            if self._jobs.max_side == max_side:
+                return False
+            self._jobs.max_side = max_side
+        self.invalidate()
+        return True
 
     @property
     def decode_count(self) -> int:
@@ -243,7 +258,7 @@ class ThumbnailCache(QObject):
         self._in_flight.add(image_id)
         self._in_flight.difference_update(dropped)
         for _ in range(start):
-            self._pool.start(_DecodeWorker(jobs, self._relay, self._max_side))
+            self._pool.start(_DecodeWorker(jobs, self._relay))
         return True
 
     def request_many(self, image_ids: Iterable[int]) -> int:

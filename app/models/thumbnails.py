@@ -139,9 +139,7 @@ class ThumbnailGridModel(QAbstractListModel):
     def __init__(self, cache: ThumbnailCache, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._cache = cache
-        side = cache.max_side or 256
-        self._loading = _placeholder(side, "#e4e4e4", cross=False)
-        self._missing = _placeholder(side, "#bdbdbd", cross=True)
+        self._make_placeholders(cache.max_side or 256)
         self._order_flag = Qt.SortOrder.DescendingOrder
         self._set_arrays(np.zeros(0, np.int64), np.zeros(0, np.float32), [])
         cache.loaded.connect(self._on_loaded)
@@ -266,6 +264,18 @@ class ThumbnailGridModel(QAbstractListModel):
         """Replace the set of ignored image ids."""
         self._ignored_from(ignored)
         self._all_changed([self.IgnoredRole, _TOOLTIP])
+
+    def _make_placeholders(self, side: int) -> None:
+        self._loading = _placeholder(side, "#e4e4e4", cross=False)
+        self._missing = _placeholder(side, "#bdbdbd", cross=True)
+
+    def set_thumbnail_side(self, side: int) -> None:
+        """Show thumbnails fitting a ``side`` square: the cache decodes at that size from now
+        on (what it holds is decoded again, as the rows are painted) and the placeholders
+        are redrawn."""
+        self._cache.set_max_side(side)
+        self._make_placeholders(side)
+        self._all_changed([_DECORATION])
 
     def _all_changed(self, roles: list[int]) -> None:
         if len(self._ids):

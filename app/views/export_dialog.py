@@ -7,7 +7,11 @@ keep each photo's sub-folders. A preview (per-folder counts and the first files)
 each change (debounced), on the GUI thread for up to
 :attr:`ExportDialog.BACKGROUND_PREVIEW_ITEMS` photos and on a worker thread above that. The
 engine's own checks decide whether the folder is usable (never inside a photo folder); the
-dialog shows their message and keeps OK disabled. Moving photos needs an explicit "yes".
+dialog shows their message and keeps OK disabled. A folder that cannot be read or written
+(an ``OSError`` such as "permission denied") is explained in plain words with what to do
+(:func:`preview_problem`, using :mod:`app.error_help`), never as a raw "[Errno 13] ...".
+Moving photos needs an explicit "yes". The mode and threshold start from the user's
+defaults (the settings' ``export_mode`` and ``export_min_confidence``) when given.
 
 The dialog performs nothing: after ``Accepted`` the caller runs the export with
 :meth:`ExportDialog.options` (e.g. through :func:`app.workers.export_job`).
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -44,6 +49,15 @@ from PySide6.QtWidgets import (
 )
 
 import app.models  # noqa: F401  (pins None/True/False on affected PySide6 builds)
+from app.error_help import (
+    DISK_FULL,
+    INTERNAL,
+    OUT_OF_MEMORY,
+    PERMISSION_DENIED,
+    classify_exception,
+    explain,
+)
+from app.theme import readable_color
 from app.workers import JobRunner, JobWorker
 from crlc_engine.control import JobControl
 from crlc_engine.errors import CRLCError
@@ -63,6 +77,7 @@ __all__ = [
     "ExportOptions",
     "ExportPreview",
     "preview_export",
+    "preview_problem",
     "summarize_plan",
 ]
 
@@ -97,6 +112,13 @@ MODE_HELP: dict[str, str] = {
 #: Files listed under each folder in the preview.
 PREVIEW_FILES_PER_FOLDER = 3
 _REASONS = {"ignored": "ignored", "duplicate": "listed twice", "missing": "missing"}
+#: Colour of the problem text (made readable on the palette's window colour).
+ERROR_RED = "#b00020"
+#: Kind of a preview failure that is an unrecognised ``OSError`` of the export folder.
+FOLDER_PROBLEM = "export_folder"
+#: Error kinds whose message the app writes itself (the engine's messages need no advice
+#: here: the dialog is where the user fixes them).
+_APP_KINDS = frozenset({OUT_OF_MEMORY, DISK_FULL, INTERNAL, PERMISSION_DENIED})
 
 
 @dataclass(frozen=True)
@@ -193,6 +215,42 @@ def preview_export(
     return summarize_plan(entries, options)
 
 
+def preview_problem(error: BaseException) -> tuple[str, str]:
+    """(kind, plain text) for a preview that failed: the engine's own message, or for an
+    ordinary exception (e.g. ``PermissionError``) a plain message with what to do.
+
+    An ``OSError`` that :func:`app.error_help.classify_exception` does not know (a name too
+    long, a file where a folder is expected, ...) says which path and what went wrong,
+    without the ``[Errno n]`` prefix.
+    """
+    if isinstance(error, CRLCError):
+        return error.kind, str(error)
+    known = classify_exception(error)
+    if known is None and isinstance(error, OSError):
+        reason = (error.strerror or str(error)).strip().rstrip(".")
+        where = f" ({os.fsdecode(error.filename)})" if error.filename else ""
+        known = FOLDER_PROBLEM, f"the export folder cannot be used: {reason.lower()}{where}"
+    if known is None:
+        text = str(error).strip()
+        known = (
+            INTERNAL,
+            f"the preview failed: {type(error).__name__}" + (f": {text}" if text else ""),
+        )
+    return known
+
+
+def problem_text(kind: str, message: str) -> str:
+    """The text the dialog shows for a failed preview of ``kind``: the message, and for the
+    app's own kinds also what to do."""
+    if kind == FOLDER_PROBLEM:
+        help_ = explain(kind, message)
+        return f"{help_.message} Choose another export folder, or check that it can be written."
+    if kind in _APP_KINDS:
+        help_ = explain(kind, message)
+        return f"{help_.message} {help_.what_to_do}".strip()
+    return message
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
@@ -207,6 +265,9 @@ class ExportDialog(QDialog):
         confirm_move: ``confirm(photos) -> bool`` asked before accepting a move (default: a
             question box).
         dest: Export folder to start with.
+        mode: Export mode to start with (default ``copy``; e.g. the settings'
+            ``export_mode``). An unknown mode is ignored.
+        min_confidence: Threshold to start with (default 0; clamped to 0..1).
     """
 
     #: From this many photos on, the preview is computed on a worker thread.
@@ -222,6 +283,8 @@ class ExportDialog(QDialog):
         confirm_move: Callable[[int], bool] | None = None,
         *,
         dest: str | Path | None = None,
+        mode: str | None = None,
+        min_confidence: float | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export groups")
@@ -240,6 +303,10 @@ class ExportDialog(QDialog):
         self._build()
         if dest is not None:
             self.dest_edit.setText(os.fspath(dest))
+        if mode is not None and (row := self.mode_combo.findData(mode)) >= 0:
+            self.mode_combo.setCurrentIndex(row)
+        if min_confidence is not None:
+            self.confidence_spin.setValue(min(1.0, max(0.0, float(min_confidence))))
         self._connect()
         self._on_changed()
 
@@ -331,7 +398,6 @@ class ExportDialog(QDialog):
 
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #b00020;")
         self.error_label.setVisible(False)
         layout.addWidget(self.error_label)
 
@@ -439,7 +505,7 @@ class ExportDialog(QDialog):
         try:
             preview = preview_export(self._items, self._roots, options)
         except (CRLCError, OSError) as error:
-            self._show(None, str(error))
+            self._show(None, problem_text(*preview_problem(error)))
             return None
         self._show(preview, None)
         return preview
@@ -451,19 +517,28 @@ class ExportDialog(QDialog):
         options = self.options()
         items, roots = self._items, self._roots
 
-        def job(reporter: Reporter, control: JobControl) -> ExportPreview:
-            return preview_export(items, roots, options)
+        def job(reporter: Reporter, control: JobControl) -> ExportPreview | str:
+            try:
+                return preview_export(items, roots, options)
+            except OSError as error:  # explained here: the worker would call it internal
+                return problem_text(*preview_problem(error))
 
         worker = JobWorker(job, "export preview")
         worker.finished.connect(lambda result: self._on_background_done(generation, result))
         worker.failed.connect(
-            lambda _kind, message, _details: self._on_background_failed(generation, message)
+            lambda kind, message, _details: self._on_background_failed(
+                generation, problem_text(kind, message)
+            )
         )
         self._runner.start(worker)
 
     def _on_background_done(self, generation: int, result: object) -> None:
-        if generation == self._generation and isinstance(result, ExportPreview):
+        if generation != self._generation:
+            return
+        if isinstance(result, ExportPreview):
             self._show(result, None)
+        elif isinstance(result, str):
+            self._show(None, result)
 
     def _on_background_failed(self, generation: int, message: str) -> None:
         if generation == self._generation:
@@ -474,6 +549,9 @@ class ExportDialog(QDialog):
         self._preview = preview
         self._error = error
         self.preview_tree.clear()
+        window = self.palette().color(QPalette.ColorRole.Window)
+        red = readable_color(QColor(ERROR_RED), window, 4.5)
+        self.error_label.setStyleSheet(f"color: {red.name()};")
         self.error_label.setVisible(error is not None and not hint)
         self.error_label.setText("" if error is None or hint else error)
         if error is not None and not hint:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.icons import icon
 from app.views.plots import ClusterSizeBars, LossPlot
 from app.workers import JobWorker
 from crlc_engine.events import EpochEnded, TrainingStarted
@@ -93,8 +94,8 @@ class JobPanel(QWidget):
         self.bar.setTextVisible(False)
         self.detail = QLabel("")
         self.detail.setWordWrap(True)
-        self.pause_button = QPushButton("Pause")
-        self.cancel_button = QPushButton("Cancel")
+        self.pause_button = QPushButton(icon("pause"), "Pause")
+        self.cancel_button = QPushButton(icon("cancel"), "Cancel")
         for button in (self.pause_button, self.cancel_button):
             button.setEnabled(False)
         self.loss_plot = LossPlot()
@@ -148,7 +149,7 @@ class JobPanel(QWidget):
         self.bar.setValue(0)
         self.detail.setText("Starting…")
         self.show_plots(False)
-        self.pause_button.setText("Pause")
+        self._show_paused(False)
         self.pause_button.setEnabled(True)
         self.cancel_button.setEnabled(True)
 
@@ -196,10 +197,15 @@ class JobPanel(QWidget):
             return
         if self.pause_button.text() == "Pause":
             self.worker.pause()
-            self.pause_button.setText("Resume")
+            self._show_paused(True)
         else:
             self.worker.resume()
-            self.pause_button.setText("Pause")
+            self._show_paused(False)
+
+    def _show_paused(self, paused: bool) -> None:
+        """The pause button offers "Resume" while the job is paused, else "Pause"."""
+        self.pause_button.setText("Resume" if paused else "Pause")
+        self.pause_button.setIcon(icon("resume" if paused else "pause"))
 
     def _cancel(self) -> None:
         if self.worker is not None:

@@ -6,7 +6,24 @@ the images the scan has finished so far, read by a :class:`ScanWatcher` off the 
 A notice bar above the content offers what should not block the window: resuming an
 unfinished run, locating a moved folder. All long work (scan, train, resume, refine,
 export, re-link) runs in :mod:`app.workers`; this module only wires views to the Qt-free
-:class:`~app.session.LibrarySession` and the item models.
+:class:`~app.session.LibrarySession` and the item models. Corrections (rename, move, label,
+ignore, split, undo, redo) go through the session, which keeps itself current.
+
+Where each kind of state lives:
+
+- the user's preferences (theme, thumbnail size, defaults of the dialogs, scan processes,
+  workspace folder, "least confident first", ...): ``settings.json`` through
+  :class:`~app.settings_store.SettingsStore`, edited in Edit > Settings and applied at once
+  (:meth:`MainWindow.apply_settings`);
+- the window layout (geometry, toolbar, splitter): Qt's ``settings.ini``
+  (:func:`settings`), both files in the platformdirs config folder;
+- the recent libraries: ``recent.json`` there too (:mod:`app.recent`);
+- per library, the run and cluster shown last: ``<workspace>/app-view.json``
+  (:class:`~app.session.LibrarySession`);
+- labels, names, ignores, splits and their undo history: the library's catalog (engine).
+
+A window made with ``persist=False`` (screenshots) reads and writes none of the user's
+files: it uses the default settings.
 """
 
 from __future__ import annotations
@@ -15,13 +32,14 @@ import logging
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, QSize, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QCheckBox,
     QFileDialog,
     QHBoxLayout,
@@ -39,12 +57,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.icons import app_icon, icon
 from app.models.clusters import ClusterListModel
 from app.models.scan_watcher import ScanWatcher
 from app.models.thumbnail_cache import ThumbnailCache
 from app.models.thumbnails import ThumbnailGridModel
 from app.recent import forget_recent, recent_libraries, remember_folders, replace_folder
 from app.session import LibrarySession, ScannedImages, UnfinishedRun
+from app.settings_store import Settings, SettingsStore
+from app.theme import apply_theme
 from app.views.detail_panel import DetailPanel
 from app.views.error_dialog import show_error
 from app.views.job_panel import JobPanel
@@ -64,6 +85,10 @@ from app.workers import (
     undo_export_job,
 )
 from crlc_engine.errors import CRLCError
+
+if TYPE_CHECKING:
+    from app.views.about_dialog import AboutDialog
+    from app.views.settings_dialog import SettingsDialog
 
 __all__ = ["SCAN_SIZE", "DetailPanel", "JobPanel", "MainWindow", "log_file", "settings"]
 
@@ -113,14 +138,24 @@ def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 class MainWindow(QMainWindow):
     """CRLC Organizer's main window.
 
     Args:
         folders: A library to open at once (not scanned).
-        workspace: Workspace base (default: ``$CRLC_WORKSPACE`` or the user data folder).
+        workspace: Workspace base; wins over the settings' workspace folder (default: the
+            setting, else ``$CRLC_WORKSPACE``, else the user data folder).
         persist: Record opened libraries in the recent list, restore and save the window
-            layout (off for screenshots: they neither read nor change the user's settings).
+            layout, load and save the settings (off for screenshots: they neither read nor
+            change the user's files).
+        settings: The settings to start with (default: loaded from ``store``, or the
+            defaults without one).
+        store: Where the settings dialog saves (default: the user's settings file when
+            ``persist``, else nothing is saved).
     """
 
     def __init__(
@@ -128,12 +163,23 @@ class MainWindow(QMainWindow):
         folders: Sequence[str | Path] = (),
         workspace: str | Path | None = None,
         persist: bool = True,
+        settings: Settings | None = None,
+        store: SettingsStore | None = None,
     ) -> None:
         super().__init__()
         warm_up_engine()
         self.setWindowTitle("CRLC Organizer")
-        self.workspace = workspace
+        self.setWindowIcon(app_icon())
         self.persist = persist
+        self.store = store if store is not None else (SettingsStore() if persist else None)
+        if settings is None:
+            settings = self.store.load() if self.store is not None else Settings()
+        self.settings = settings
+        self._saved_settings = settings  # what the store holds (saved again when changed)
+        self.workspace_override = workspace  # the command line's --workspace wins
+        self.workspace: str | Path | None = (
+            workspace if workspace is not None else settings.workspace_base()
+        )
         self.session: LibrarySession | None = None
         self.runner = JobRunner(self)
         self.cache: ThumbnailCache | None = None
@@ -141,13 +187,18 @@ class MainWindow(QMainWindow):
         self.scan_watcher: ScanWatcher | None = None
         self.scanning = False  # a scan job of this window runs
         self.all_images_mode = False  # the grid shows every image (nothing grouped yet)
+        self.shown_image: int | None = None  # the image in the detail panel
         self.skipped: list[tuple[str, str]] = []
-        self.scan_workers: int | None = None  # decoding processes (None: all cores but one)
+        # decoding processes of scans (0 decodes in the job's thread: tests)
+        self.scan_workers: int | None = settings.effective_scan_workers()
         self.scan_poll_ms = 700  # how often the grid looks for newly scanned images
         self._build_body()
         self._make_actions()
         self._build_status_bar()
         self.cluster_view.selectionModel().currentChanged.connect(self._show_selected_cluster)
+        self.set_thumbnail_size(settings.thumbnail_size)
+        self.low_first.setChecked(settings.low_confidence_first)
+        self.low_first.toggled.connect(self._remember_low_first)
         self.resize(1280, 800)
         if persist:
             self._restore_layout()
@@ -169,6 +220,7 @@ class MainWindow(QMainWindow):
         self.cluster_view.setAcceptDrops(True)
         self.cluster_view.setDropIndicatorShown(True)
         self.cluster_view.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
+        self.cluster_view.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.no_groups = QLabel(
             "<b>No groups yet</b><br><br>When the scan is done, Images &gt; Group images… "
             "(Ctrl+G) sorts the images into groups."
@@ -185,8 +237,6 @@ class MainWindow(QMainWindow):
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)
         self.grid.setUniformItemSizes(True)
         self.grid.setLayoutMode(QListView.LayoutMode.Batched)
-        self.grid.setIconSize(QSize(128, 128))
-        self.grid.setGridSize(QSize(138, 158))
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.grid.setDragEnabled(True)  # drag images onto a cluster to move them
         self.grid.setMovement(QListView.Movement.Static)
@@ -228,6 +278,7 @@ class MainWindow(QMainWindow):
         menu = self.menuBar()
         toolbar = self.addToolBar("Main")
         toolbar.setObjectName("main-toolbar")
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         menus: dict[str, QMenu] = {}
 
         def action(
@@ -235,8 +286,9 @@ class MainWindow(QMainWindow):
             slot: Any,
             shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
             menu_name: str = "&File",
+            icon_name: str | None = None,
         ) -> QAction:
-            act = QAction(text, self)
+            act = QAction(icon(icon_name) if icon_name else QIcon(), text, self)
             if shortcut is not None:
                 act.setShortcut(QKeySequence(shortcut))
             act.triggered.connect(slot)
@@ -247,29 +299,53 @@ class MainWindow(QMainWindow):
 
         # File
         self.open_action = action(
-            "Open folder...", self._choose_folder, QKeySequence.StandardKey.Open
+            "Open folder...", self._choose_folder, QKeySequence.StandardKey.Open, icon_name="open"
         )
         self.recent_menu = QMenu("Open recent", self)
+        self.recent_menu.setIcon(icon("open"))
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         menus["&File"].addMenu(self.recent_menu)
-        self.export_action = action("Export...", self._export, "Ctrl+E")
-        self.undo_export_action = action("Undo an export...", self._undo_export)
+        self.export_action = action("Export...", self._export, "Ctrl+E", icon_name="export")
+        self.undo_export_action = action("Undo an export...", self._undo_export, icon_name="undo")
         # Images
-        self.group_action = action("Group images...", self._group, "Ctrl+G", "&Images")
-        self.refine_action = action("Refine with labels", self._refine, "Ctrl+R", "&Images")
-        self.rescan_action = action("Scan the folders again", self.scan, "F5", "&Images")
-        self.skipped_action = action("Skipped files...", self.show_skipped, None, "&Images")
+        self.group_action = action("Group images...", self._group, "Ctrl+G", "&Images", "group")
+        self.refine_action = action(
+            "Refine with labels", self._refine, "Ctrl+R", "&Images", "refine"
+        )
+        self.rescan_action = action("Scan the folders again", self.scan, "F5", "&Images", "scan")
+        self.skipped_action = action(
+            "Skipped files...", self.show_skipped, None, "&Images", "ignore"
+        )
         # Edit
-        self.undo_action = action("Undo", self._undo, QKeySequence.StandardKey.Undo, "&Edit")
-        self.redo_action = action("Redo", self._redo, QKeySequence.StandardKey.Redo, "&Edit")
-        self.move_action = action("Move to cluster...", self._move, "M", "&Edit")
-        self.label_action = action("Label as...", self._label, "L", "&Edit")
-        self.ignore_action = action("Ignore", self._ignore, "Delete", "&Edit")
+        self.undo_action = action(
+            "Undo", self._undo, QKeySequence.StandardKey.Undo, "&Edit", "undo"
+        )
+        self.redo_action = action(
+            "Redo", self._redo, QKeySequence.StandardKey.Redo, "&Edit", "redo"
+        )
+        menus["&Edit"].addSeparator()
+        self.move_action = action("Move to cluster...", self._move, "M", "&Edit", "move")
+        self.label_action = action("Label as...", self._label, "L", "&Edit", "label")
+        self.ignore_action = action("Ignore", self._ignore, "Delete", "&Edit", "ignore")
+        menus["&Edit"].addSeparator()
+        self.rename_action = action(
+            "Rename cluster...", self._edit_cluster_name, None, "&Edit", "label"
+        )
+        self.split_action = action("Split cluster...", self._split, None, "&Edit", "split")
+        menus["&Edit"].addSeparator()
+        self.settings_action = action(
+            "Settings...",
+            self.open_settings,
+            QKeySequence.StandardKey.Preferences,
+            "&Edit",
+            "settings",
+        )
+        self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
         # Runs (completed runs and unfinished runs are listed when the menu opens)
         self.runs_menu = RunsMenu("&Runs", self)
         menu.addMenu(self.runs_menu)
         menus["&Runs"] = self.runs_menu
-        self.delete_run_action = QAction("Delete the current run...", self)
+        self.delete_run_action = QAction(icon("delete"), "Delete the current run...", self)
         self.delete_run_action.triggered.connect(self._delete_run)
         self.runs_menu.add_fixed(self.delete_run_action)
         self.runs_menu.aboutToShow.connect(self._fill_runs_menu)
@@ -277,18 +353,25 @@ class MainWindow(QMainWindow):
         self.runs_menu.resumeRun.connect(self.resume_run)
         self.runs_menu.discardRun.connect(self.discard_run)
         # Help
-        self.about_action = action("About CRLC Organizer", self._about, None, "&Help")
+        self.about_action = action("About CRLC Organizer", self.show_about, None, "&Help", "about")
+        self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
 
         for act in (
             self.open_action,
             self.group_action,
             self.refine_action,
+            self.export_action,
+            None,
             self.undo_action,
             self.redo_action,
         ):
-            toolbar.addAction(act)
+            if act is None:
+                toolbar.addSeparator()
+            else:
+                toolbar.addAction(act)
         self.grid.addActions([self.move_action, self.label_action, self.ignore_action])
         self.grid.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.cluster_view.addActions([self.rename_action, self.split_action])
 
     def _build_status_bar(self) -> None:
         self.skipped_button = QPushButton("")
@@ -304,10 +387,12 @@ class MainWindow(QMainWindow):
         self._show_device()
 
     def _show_device(self) -> None:
-        from crlc_engine.device import resolve_device
+        """The device "Group images" starts with (the settings' default device)."""
+        from app.views.about_dialog import device_rows
 
-        choice = resolve_device("auto")
-        self.device_label.setText(f"Device: {choice.device} ({choice.reason})")
+        rows = dict(device_rows(self.settings.default_device))
+        self.device_label.setText(f"Device: {rows['Device in use']}")
+        self.device_label.setToolTip(rows.get("Device setting", ""))
 
     # ------------------------------------------------------------------ errors
     def show_error(self, kind: str, message: str, details: str = "") -> None:
@@ -335,11 +420,22 @@ class MainWindow(QMainWindow):
         if not libraries:
             self.recent_menu.addAction("(none yet)").setEnabled(False)
 
-    def open_folders(self, folders: Sequence[str | Path], scan: bool = True) -> bool:
+    def open_folders(
+        self,
+        folders: Sequence[str | Path],
+        scan: bool = True,
+        workspace: str | Path | None = None,
+    ) -> bool:
         """Open the library of ``folders`` and (by default) scan it in the background.
 
         A folder that no longer exists is not opened: the notice bar offers to locate it
         (re-link the library) instead. Returns whether the library was opened.
+
+        Args:
+            folders: The library's photo folders.
+            scan: Scan them in the background once open.
+            workspace: Workspace base of this library (default: :attr:`workspace`). Jobs on
+                the open library use its own base even if the setting changes meanwhile.
         """
         missing = [Path(f) for f in folders if not Path(f).is_dir()]
         if missing:
@@ -347,14 +443,18 @@ class MainWindow(QMainWindow):
             return False
         self._close_session()
         try:
-            session = LibrarySession(folders, self.workspace)
+            session = LibrarySession(
+                folders, workspace if workspace is not None else self.workspace
+            )
         except CRLCError as error:
             self.show_error(error.kind, str(error), traceback.format_exc())
             self._update_state()
             return False
         self.session = session
         self.notice.dismiss()
-        self.cache = ThumbnailCache(session.thumbnail_path, parent=self)
+        self.cache = ThumbnailCache(
+            session.thumbnail_path, max_side=self.settings.thumbnail_size, parent=self
+        )
         self.grid_model = ThumbnailGridModel(self.cache, self)
         self.grid.setModel(self.grid_model)
         self.grid.selectionModel().currentChanged.connect(self._show_selected_image)
@@ -381,19 +481,27 @@ class MainWindow(QMainWindow):
             self.session.close()
         self.session = None
         self.all_images_mode = False
+        self.shown_image = None
 
-    def refresh(self, run_id: str | None = None) -> None:
+    def _library_workspace(self) -> str | Path | None:
+        """The workspace base of the open library (else the one a library opens with)."""
+        return self.session.workspace_base if self.session is not None else self.workspace
+
+    def refresh(self, run_id: str | None = None, reload: bool = True) -> None:
         """Re-read the session and redraw clusters (keeping the selected cluster).
 
         Args:
             run_id: Show this completed run; ``None`` keeps the current one (on the first
                 load: the run shown last in this library, else the newest).
+            reload: Re-read the catalog and the run first (not needed after a correction:
+                the session keeps itself current).
         """
         if self.session is None:
             return
         current = self._current_cluster() if run_id is None else None
         was_all_images = self.all_images_mode
-        self.session.reload(run_id)
+        if reload or run_id is not None:
+            self.session.reload(run_id)
         if current is None:
             current = self.session.remembered_cluster()
         self.all_images_mode = not self.session.has_results
@@ -416,6 +524,7 @@ class MainWindow(QMainWindow):
     def _select_first_image(self) -> None:
         if self.grid_model is None or self.grid_model.rowCount() == 0:
             self.detail.clear()
+            self.shown_image = None
             return
         if not self.grid.currentIndex().isValid():
             self.grid.setCurrentIndex(self.grid_model.index(0))
@@ -439,6 +548,8 @@ class MainWindow(QMainWindow):
             self.ignore_action,
             self.undo_action,
             self.redo_action,
+            self.rename_action,
+            self.split_action,
         ):
             act.setEnabled(has_results)
         self._update_grid_title()
@@ -470,7 +581,10 @@ class MainWindow(QMainWindow):
         if self.session is None or self.runner.running:
             return
         worker = scan_job(
-            list(self.session.folders), SCAN_SIZE, self.workspace, workers=self.scan_workers
+            list(self.session.folders),
+            SCAN_SIZE,
+            self._library_workspace(),
+            workers=self.scan_workers,
         )
         worker.finished.connect(self._on_scan_finished)
         worker.failed.connect(self._on_scan_failed)
@@ -622,7 +736,9 @@ class MainWindow(QMainWindow):
         """Continue an unfinished run from its checkpoint (progress in the job panel)."""
         if self.session is None or self.runner.running:
             return
-        worker = resume_job(list(self.session.folders), run_id, self.workspace)
+        worker = resume_job(
+            list(self.session.folders), run_id, self._library_workspace(), self.scan_workers
+        )
         worker.finished.connect(self._on_trained)
         worker.cancelled.connect(self._on_training_stopped)
         self._start("Resuming the grouping", worker)
@@ -640,7 +756,7 @@ class MainWindow(QMainWindow):
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
-        worker = delete_run_job(list(self.session.folders), run_id, self.workspace)
+        worker = delete_run_job(list(self.session.folders), run_id, self._library_workspace())
         worker.finished.connect(lambda _: self.statusBar().showMessage(f"Run {run_id} deleted"))
         self._start("Deleting the unfinished run", worker)
 
@@ -680,6 +796,7 @@ class MainWindow(QMainWindow):
         """Show one image in the detail panel (with probabilities and neighbours if grouped)."""
         if self.session is None:
             return
+        self.shown_image = image_id
         thumbnail = self.session.thumbnail_path(image_id)
         if self.all_images_mode or not self.session.has_results:
             record = self.session.record(image_id)  # None for images scanned since reload
@@ -691,17 +808,21 @@ class MainWindow(QMainWindow):
             return
         detail = self.session.detail(image_id)
         self.detail.show_image(thumbnail, detail.path, detail.width, detail.height, detail.label)
-        order = detail.probabilities.argsort()[::-1][:5]
         self.detail.show_probabilities(
             [
-                f"{self.session.cluster_name(int(c))}: {detail.probabilities[c] * 100:.1f}%"
-                for c in order
+                f"{_escape(line.name)}: {line.probability * 100:.1f}%"
+                if line.probability is not None
+                else f"<b>{_escape(line.name)}</b>: made by a split (the model gives no "
+                "probability for it; below, the clusters it chose from)"
+                for line in self.session.top_probabilities(detail, top=5)
             ]
         )
         self.detail.show_neighbors(
             [
                 (neighbor, similarity, self.session.thumbnail_path(neighbor))
-                for neighbor, similarity in self.session.neighbors(image_id, k=10)
+                for neighbor, similarity in self.session.neighbors(
+                    image_id, k=self.settings.neighbors
+                )
             ]
         )
 
@@ -717,12 +838,68 @@ class MainWindow(QMainWindow):
     def _after_change(self, message: str | None) -> None:
         if message:
             self.statusBar().showMessage(message, 5000)
-        self.refresh()
+        self.refresh(reload=False)  # the session re-read what the change touched
 
     def _rename(self, cluster: int, name: str) -> None:
-        if self.session is not None and name.strip():
-            self.session.rename(cluster, name)
+        if self.session is None or self.session.run_id is None or not name.strip():
+            return
+        others = [
+            c
+            for c, other in self.session.annotations.names(self.session.run_id).items()
+            if c != cluster and other == " ".join(name.split())
+        ]
+        self.session.rename(cluster, name)
+        if others:  # one name on several clusters merges them (one class, one folder)
+            merged = ", ".join(f"Cluster {c}" for c in others)
+            self._after_change(
+                f"Cluster {cluster} merged with {merged} as {name!r}: they are one class and "
+                "export into one folder (Edit > Undo separates them)"
+            )
+        else:
             self._after_change(f"Cluster {cluster} is now {name!r}")
+
+    def _edit_cluster_name(self) -> None:
+        """Start editing the selected cluster's name in the list."""
+        index = self.cluster_view.currentIndex()
+        if index.isValid() and not self.all_images_mode:
+            self.cluster_view.edit(index)
+
+    def _split(self) -> None:
+        """Split the selected cluster: a preview dialog, then one undoable step."""
+        from app.views.split_dialog import SplitDialog
+
+        session, cluster = self.session, self._current_cluster()
+        if session is None or session.run_id is None or cluster is None:
+            return
+        row = self.cluster_model.row_of(cluster)
+        if row < 0:
+            return
+        summary = self.cluster_model.summary(row)
+        dialog = SplitDialog(
+            cluster,
+            summary.name,
+            summary.size,
+            lambda parts: session.plan_split(cluster, parts),
+            self,
+            names_in_use=session.annotations.names(session.run_id),
+        )
+        if not dialog.exec():
+            return
+        plan = dialog.plan()
+        if plan is None:
+            return
+        name = session.cluster_name(cluster)
+        try:
+            session.split(plan, dialog.names(), dialog.label_parts())
+        except CRLCError as error:  # e.g. the cluster changed since the preview
+            self.show_error(error.kind, str(error), traceback.format_exc())
+            self.refresh()
+            return
+        sizes = ", ".join(str(n) for n in plan.sizes)
+        self._after_change(
+            f"Split {name!r} into {len(plan.sizes)} clusters of {sizes} images "
+            "(Edit > Undo joins them again)"
+        )
 
     def _move(self) -> None:
         ids = self._selected_ids()
@@ -805,9 +982,20 @@ class MainWindow(QMainWindow):
 
         if self.session is None:
             return
-        dialog = GroupDialog(len(self.session.library.images()), self)
+        dialog = GroupDialog(
+            len(self.session.library.images()),
+            self,
+            default_clusters=self.settings.default_clusters,
+            default_preset=self.settings.default_preset or None,
+            default_device=self.settings.default_device,
+        )
         if dialog.exec():
-            worker = train_job(list(self.session.folders), dialog.config(), self.workspace)
+            worker = train_job(
+                list(self.session.folders),
+                dialog.config(),
+                self._library_workspace(),
+                workers=self.scan_workers,
+            )
             worker.finished.connect(self._on_trained)
             worker.cancelled.connect(self._on_training_stopped)
             self._start("Grouping images", worker)
@@ -816,7 +1004,7 @@ class MainWindow(QMainWindow):
         if self.session is None or self.session.run_id is None:
             return
         worker = refine_job(
-            list(self.session.folders), self.session.run_id, None, None, self.workspace
+            list(self.session.folders), self.session.run_id, None, None, self._library_workspace()
         )
         worker.finished.connect(self._on_trained)
         worker.cancelled.connect(self._on_training_stopped)
@@ -829,7 +1017,13 @@ class MainWindow(QMainWindow):
         if self.session is None or self.session.run_id is None:
             return
         items = export_items(self.session.library, self.session.run_id)
-        dialog = ExportDialog(items, list(self.session.folders), self)
+        dialog = ExportDialog(
+            items,
+            list(self.session.folders),
+            self,
+            mode=self.settings.export_mode,
+            min_confidence=self.settings.export_min_confidence,
+        )
         if dialog.exec():
             opts = dialog.options()
             worker = export_job(
@@ -905,31 +1099,94 @@ class MainWindow(QMainWindow):
         )
         if answer == QMessageBox.StandardButton.Yes:
             folders = list(self.session.folders)
+            workspace = self._library_workspace()
             self._close_session()
             try:
-                delete_run(folders, run_id, self.workspace)
+                delete_run(folders, run_id, workspace)
             except CRLCError as error:
                 self.show_error(error.kind, str(error), traceback.format_exc())
-            self.open_folders(folders, scan=False)
+            self.open_folders(folders, scan=False, workspace=workspace)
 
-    def _about(self) -> None:
-        import platform
+    def show_about(self) -> AboutDialog:
+        """Open the About dialog (versions, device, log folder; non-blocking); returns it."""
+        from app.views.about_dialog import AboutDialog
 
-        import PySide6
-
-        from crlc_engine import __version__
-        from crlc_engine.device import resolve_device
-
-        device = resolve_device("auto")
-        QMessageBox.about(
+        dialog = AboutDialog(
+            self.settings.default_device,
+            log_file().parent,
+            self.store.path if self.store is not None else None,
             self,
-            "About CRLC Organizer",
-            f"<b>CRLC Organizer {__version__}</b><br>Groups photos with CRLC deep clustering "
-            "(Do, Tran and Venkatesh, ICCV 2021).<br><br>"
-            f"Python {platform.python_version()}, PySide6 {PySide6.__version__}<br>"
-            f"Device: {device.device} ({device.reason})<br>"
-            f"Log file: {log_file()}",
         )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    # ------------------------------------------------------------------ settings
+    def settings_dialog(self) -> SettingsDialog:
+        """The settings dialog for the current settings (saving into :attr:`store`)."""
+        from app.views.settings_dialog import SettingsDialog, log_folder
+
+        dialog = SettingsDialog(self.settings, self, store=self.store, logs=log_folder())
+        if self.workspace_override is not None:
+            dialog.workspace_edit.setToolTip(
+                f"This window uses {self.workspace_override} (given with --workspace) instead."
+            )
+        return dialog
+
+    def open_settings(self) -> None:
+        """Edit > Settings: edit, save and apply the settings at once."""
+        dialog = self.settings_dialog()
+        if dialog.exec():
+            self._saved_settings = dialog.settings()
+            self.apply_settings(dialog.settings())
+
+    def apply_settings(self, new: Settings) -> None:
+        """Use ``new`` settings from now on: theme, grid, detail panel, defaults, jobs.
+
+        The theme, the thumbnail size, the number of similar images and the sort order
+        change the window at once; the defaults of "Group images" and "Export" apply to the
+        next dialog, the scan processes to the next scan. A new workspace folder is used
+        for libraries opened afterwards (the open one stays where it is) unless the
+        command line named one.
+        """
+        old, self.settings = self.settings, new
+        app = QApplication.instance()
+        if new.theme != old.theme and isinstance(app, QApplication):
+            apply_theme(app, new)
+        self.scan_workers = new.effective_scan_workers()
+        if self.workspace_override is None:
+            self.workspace = new.workspace_base()
+        if new.thumbnail_size != old.thumbnail_size:
+            self.set_thumbnail_size(new.thumbnail_size)
+        if new.low_confidence_first != self.low_first.isChecked():
+            self.low_first.setChecked(new.low_confidence_first)
+        if new.neighbors != old.neighbors and self.shown_image is not None:
+            self.show_image(self.shown_image)
+        if new.default_device != old.default_device:
+            self._show_device()
+
+    def set_thumbnail_size(self, side: int) -> None:
+        """Show the grid's thumbnails fitting a ``side`` pixel square."""
+        self.grid.setIconSize(QSize(side, side))
+        self.grid.setGridSize(QSize(side + 10, side + 30))
+        if self.grid_model is not None:
+            self.grid_model.set_thumbnail_side(side)
+
+    def _remember_low_first(self, checked: bool) -> None:
+        """The grid's sort order is a setting too (saved with the layout on closing)."""
+        if checked != self.settings.low_confidence_first:
+            self.settings = self.settings.replace(low_confidence_first=checked)
+
+    def _save_settings(self) -> None:
+        """Save the settings if the window changed them since they were loaded or saved."""
+        if self.store is None or self.settings == self._saved_settings:
+            return
+        try:
+            self.store.save(self.settings)
+        except OSError as error:  # closing must not fail over a preference
+            _log.warning("cannot save the settings: %s", error)
+            return
+        self._saved_settings = self.settings
 
     # ------------------------------------------------------------------ layout, closing
     def _restore_layout(self) -> None:
@@ -943,23 +1200,24 @@ class MainWindow(QMainWindow):
         splitter = stored.value("window/splitter")
         if splitter is not None:
             self.splitter.restoreState(splitter)
-        self.low_first.setChecked(bool(stored.value("view/low_first", False, type=bool)))
 
     def save_layout(self) -> None:
-        """Remember window geometry, toolbar/splitter layout, view options and the run and
-        cluster shown (the latter per library)."""
+        """Remember window geometry, toolbar/splitter layout (``settings.ini``), a changed
+        sort order (``settings.json``) and the run and cluster shown (per library)."""
         stored = settings()
         stored.setValue("window/geometry", self.saveGeometry())
         stored.setValue("window/state", self.saveState())
         stored.setValue("window/splitter", self.splitter.saveState())
-        stored.setValue("view/low_first", self.low_first.isChecked())
+        stored.remove("view/low_first")  # now the setting low_confidence_first
         stored.sync()
+        self._save_settings()
         if self.session is not None and self.session.run_id is not None:
             self.session.remember_view(self._current_cluster())
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Ask before closing while a job runs; stop jobs and threads cleanly."""
-        if self.runner.running:
+        """Ask before closing while a job runs (unless the settings say not to); stop jobs
+        and threads cleanly."""
+        if self.runner.running and self.settings.confirm_close_with_job:
             answer = QMessageBox.question(
                 self,
                 "CRLC Organizer",

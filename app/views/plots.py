@@ -3,15 +3,39 @@
 QPainter rather than a plotting library: two simple charts do not justify another
 dependency (pyqtgraph pulls in its own widget stack), and painting a few hundred points is
 far below a millisecond.
+
+Every colour comes from the widget's palette at paint time (frame and axis: ``Mid``; text:
+``WindowText``; the curve: a blue made readable on ``Window`` with
+:func:`app.theme.readable_color`), so the charts read well on the light and the dark palette
+and follow a switch between them. The bars keep each cluster's own colour and get an
+outline in the text colour, as the swatches of the cluster list do.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from app.models.clusters import cluster_color
+from app.theme import readable_color
+
+#: The loss curve's colour before it is made readable on the palette's window colour.
+CURVE_BLUE = QColor(31, 119, 180)
+
+
+def chart_colors(palette: QPalette) -> dict[str, QColor]:
+    """The colours a chart uses on ``palette``: ``frame``, ``text``, ``curve``, ``outline``."""
+    window = palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.Window)
+    text = palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.WindowText)
+    outline = QColor(text)
+    outline.setAlphaF(0.55)
+    return {
+        "frame": palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.Mid),
+        "text": text,
+        "curve": readable_color(CURVE_BLUE, window, 3.0),
+        "outline": outline,
+    }
 
 
 class LossPlot(QWidget):
@@ -36,10 +60,11 @@ class LossPlot(QWidget):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         """Draw the frame, the curve and the last value."""
+        colors = chart_colors(self.palette())
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         area = QRectF(self.rect()).adjusted(4, 4, -4, -16)
-        painter.setPen(QPen(self.palette().mid().color()))
+        painter.setPen(QPen(colors["frame"]))
         painter.drawRect(area)
         if len(self.values) >= 2:
             low, high = min(self.values), max(self.values)
@@ -51,10 +76,10 @@ class LossPlot(QWidget):
                     area.left() + i * step, area.bottom() - (value - low) / span * area.height()
                 )
                 path.lineTo(point) if i else path.moveTo(point)
-            painter.setPen(QPen(QColor(31, 119, 180), 1.5))
+            painter.setPen(QPen(colors["curve"], 1.5))
             painter.drawPath(path)
         if self.values:
-            painter.setPen(self.palette().text().color())
+            painter.setPen(colors["text"])
             painter.drawText(
                 QRectF(self.rect()).adjusted(4, 0, -4, 0),
                 Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignLeft,
@@ -80,20 +105,21 @@ class ClusterSizeBars(QWidget):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         """Draw the bars."""
+        colors = chart_colors(self.palette())
         painter = QPainter(self)
         area = QRectF(self.rect()).adjusted(4, 4, -4, -4)
         if self.sizes and max(self.sizes) > 0:
             width = area.width() / len(self.sizes)
             top = max(self.sizes)
+            outlined = width >= 4  # an outline would hide the colour of thinner bars
+            painter.setPen(QPen(colors["outline"], 1) if outlined else Qt.PenStyle.NoPen)
             for i, size in enumerate(self.sizes):
                 height = size / top * area.height()
-                painter.fillRect(
-                    QRectF(
-                        area.left() + i * width + 1,
-                        area.bottom() - height,
-                        max(width - 2, 1),
-                        height,
-                    ),
-                    cluster_color(i),
+                bar = QRectF(
+                    area.left() + i * width + 1, area.bottom() - height, max(width - 2, 1), height
                 )
+                painter.setBrush(cluster_color(i))
+                painter.drawRect(bar.adjusted(0.5, 0.5, -0.5, 0) if outlined else bar)
+        painter.setPen(QPen(colors["frame"]))  # the baseline (axis)
+        painter.drawLine(area.bottomLeft(), area.bottomRight())
         painter.end()

@@ -156,6 +156,8 @@ class SplitDialog(QDialog):
 
     def _fill_table(self, previous_names: list[str]) -> None:
         plan = self._plan
+        for edit in self._name_edits:  # replaced below; deleted later, never shown again
+            edit.hide()
         self._name_edits = []
         self.table.setRowCount(0 if plan is None else len(plan.clusters))
         if plan is None:

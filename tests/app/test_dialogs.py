@@ -373,3 +373,58 @@ def test_dialogs_render_to_png(qtbot: QtBot, tmp_path: Path) -> None:
         out = tmp_path / f"dialog_{name}.png"
         assert dialog.grab().save(str(out))
         assert out.read_bytes()[:8] == PNG_MAGIC
+
+
+# ------------------------------------------------------------- ExportDialog: defaults, errors
+def test_export_starts_from_the_default_mode_and_threshold(qtbot: QtBot, tmp_path: Path) -> None:
+    items = make_library(tmp_path / "photos")
+    dialog = ExportDialog(items, [tmp_path / "photos"], mode="hardlink", min_confidence=0.35)
+    qtbot.addWidget(dialog)
+    assert dialog.mode() == "hardlink" and dialog.confidence_spin.value() == 0.35
+    assert "same drive" in dialog.mode_help.text()
+    odd = ExportDialog(items, [tmp_path / "photos"], mode="teleport", min_confidence=7.0)
+    qtbot.addWidget(odd)
+    assert odd.mode() == "copy" and odd.confidence_spin.value() == 1.0
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            PermissionError(13, "Permission denied", "/srv/sorted"),
+            "No permission to read or write (/srv/sorted). Choose a folder you may write to",
+        ),
+        (
+            OSError(36, "File name too long", "/srv/" + "x" * 300),
+            "The export folder cannot be used: file name too long (/srv/xxx",
+        ),
+    ],
+)
+@pytest.mark.parametrize("background", [False, True])
+def test_a_folder_problem_is_explained_in_plain_words(
+    qtbot: QtBot,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    error: OSError,
+    expected: str,
+    background: bool,
+) -> None:
+    import app.views.export_dialog as module
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(module, "plan_export", refuse)
+    if background:
+        monkeypatch.setattr(ExportDialog, "BACKGROUND_PREVIEW_ITEMS", 1)
+    dialog, _ = export_dialog(qtbot, tmp_path)
+    dialog.dest_edit.setText(str(tmp_path / "sorted"))
+    if background:
+        qtbot.waitUntil(lambda: dialog.error is not None, timeout=5000)
+    else:
+        dialog.refresh_preview()
+    text = dialog.error_label.text()
+    assert text.startswith(expected), text
+    assert "Errno" not in text and not dialog.ok_button.isEnabled()
+    assert dialog.error == text
+    dialog.reject()

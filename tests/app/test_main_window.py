@@ -27,28 +27,6 @@ from crlc_engine.results import ResultStore
 
 
 @pytest.fixture
-def library(shapes_folder: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """The shapes folder scanned, with a completed fake run of 3 clusters."""
-    ws = tmp_path / "ws"
-    with ImageLibrary.open([shapes_folder], ws) as lib:
-        lib.scan(32, workers=0)
-        records = lib.images()
-        run = lib.runs.create_run()
-        run.config_path.write_text('{"train": {"clusters": 3}}')
-        run.write_status("completed")
-        rng = np.random.default_rng(1)
-        probs = rng.dirichlet(np.ones(3) * 0.5, size=len(records)).astype(np.float32)
-        feats = rng.normal(size=(len(records), 8)).astype(np.float32)
-        ResultStore(lib.catalog).write(
-            run.run_id,
-            np.array([r.id for r in records]),
-            probs,
-            feats / np.linalg.norm(feats, axis=1, keepdims=True),
-        )
-    return shapes_folder, ws
-
-
-@pytest.fixture
 def window(qtbot: QtBot) -> Iterator[MainWindow]:
     win = MainWindow()
     qtbot.addWidget(win)

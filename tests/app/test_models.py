@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QMimeData, QModelIndex, QPersistentModelIndex, QSize, Qt
-from PySide6.QtGui import QColor, QImage
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QImage, QPalette
 from PySide6.QtTest import QAbstractItemModelTester
 from PySide6.QtWidgets import QApplication, QListView
 from pytestqt.qtbot import QtBot
@@ -152,7 +152,19 @@ def test_cluster_roles(qtbot: QtBot, checked: Callable[[Any], None]) -> None:
     idx = [model.index(r) for r in range(3)]
     assert [model.data(i) for i in idx] == ["Beach (812)", "Cluster 1 (331)", "Food (377)"]
     assert model.data(idx[1], EDIT) == "Cluster 1"
-    assert model.data(idx[2], DECORATION) == cluster_color(2) == QColor(PALETTE[2])
+    assert model.data(idx[2], ClusterListModel.ColorRole) == cluster_color(2) == QColor(PALETTE[2])
+    swatch = model.data(idx[2], DECORATION)  # the colour, outlined for the palette
+    assert isinstance(swatch, QIcon)
+    palette = QGuiApplication.palette()
+    for mode, role in (
+        (QIcon.Mode.Normal, QPalette.ColorRole.Text),
+        (QIcon.Mode.Selected, QPalette.ColorRole.HighlightedText),
+    ):
+        image = swatch.pixmap(QSize(16, 16), mode).toImage()
+        assert image.pixelColor(8, 8) == cluster_color(2)  # not tinted when selected
+        edge = image.pixelColor(1, 8)
+        assert abs(edge.lightness() - palette.color(role).lightness()) < 90
+    assert model.data(idx[2], DECORATION).cacheKey() == swatch.cacheKey()  # made once
     assert "0.61" in model.data(idx[1], TOOLTIP) and "331" in model.data(idx[1], TOOLTIP)
     assert model.data(idx[2], ClusterListModel.ClusterRole) == 2
     assert model.data(idx[0], ClusterListModel.SizeRole) == 812
@@ -205,7 +217,7 @@ def test_set_clusters_updates_in_place_or_resets(
     model.set_clusters([ClusterSummary(4, "Dogs", 5, 0.5, [])])
     assert resets == [1] and model.rowCount() == 1
     assert model.data(model.index(0)) == "Dogs (5)"
-    assert model.data(model.index(0), DECORATION) == cluster_color(4)
+    assert model.data(model.index(0), ClusterListModel.ColorRole) == cluster_color(4)
     model.set_clusters([])
     assert model.rowCount() == 0 and resets == [1, 1]
 
@@ -673,6 +685,31 @@ def test_invalidate_redecodes_even_an_image_in_flight(
     assert recorder.ids == [1, 1]
     cache.clear()
     assert cache.cached_count == 0 and cache.is_idle()
+
+
+def test_a_new_thumbnail_size_redecodes_at_that_size(
+    qtbot: QtBot, make_cache: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = Recorder(monkeypatch, hold=True)
+    cache = make_cache(threads=1, max_side=64)
+    model = ThumbnailGridModel(cache)
+    model.set_images([1, 2], [0.9, 0.8], ["a.jpg", "b.jpg"])
+    changed: list[int] = []
+    model.dataChanged.connect(lambda a, b, roles=(): changed.append(b.row() - a.row() + 1))
+    try:
+        cache.request(1)
+        assert recorder.started.wait(5)
+        model.set_thumbnail_side(160)  # while image 1 is decoded at 64 px
+    finally:
+        recorder.release.set()
+    assert cache.max_side == 160 and model.placeholder.size() == QSize(160, 160)
+    assert changed == [2]  # every row repaints (and asks the cache again)
+    qtbot.waitUntil(lambda: 1 in cache and cache.is_idle(), timeout=5000)
+    assert recorder.ids == [1, 1]  # the 64 px decode was thrown away
+    image = cache.get(1)
+    assert image is not None and (image.width(), image.height()) == (160, 120)
+    assert not cache.set_max_side(160)  # the same size: nothing to do
+    assert cache.get(1) is not None
 
 
 def _os_threads() -> int:

@@ -209,3 +209,56 @@ def test_skipped_files_and_scanned_images(shapes_folder: Path, tmp_path: Path) -
         assert record is not None and str(record.path) == shown.paths[0]
     finally:
         s.close()
+
+
+def test_a_split_is_applied_reloaded_and_undone(session: LibrarySession) -> None:
+    first = session.clusters()[0]
+    members = set(session.images_of(first.cluster).image_ids.tolist())
+    image = next(iter(members))
+    session.neighbors(image, k=3)
+    index = session._index  # built once per run's features
+    plan = session.plan_split(first.cluster, parts=3)
+    assert sorted(plan.sizes, reverse=True) == plan.sizes and sum(plan.sizes) == first.size
+    assert session.images_of(first.cluster).image_ids.size == first.size  # nothing changed
+    session.split(plan, [None, "Dunes", None])
+    clusters = {c.cluster: c for c in session.clusters()}
+    assert set(plan.new_clusters) <= set(clusters)  # the new clusters are read at once
+    for part, cluster in zip(plan.image_ids, plan.clusters, strict=True):
+        shown = session.images_of(cluster).image_ids
+        assert sorted(shown.tolist()) == sorted(part.tolist())
+        assert clusters[cluster].size == part.size
+    assert session.cluster_name(plan.new_clusters[0]) == "Dunes"
+    assert session._index is index  # a split changes no features: same neighbour index
+    assert len(session.neighbors(image, k=3)) == 3
+
+    assert session.undo() is not None  # the split: the cached assignments follow
+    assert not set(plan.new_clusters) & {c.cluster for c in session.clusters()}
+    assert set(session.images_of(first.cluster).image_ids.tolist()) == members
+    assert session.redo() is not None
+    assert session.images_of(plan.new_clusters[1]).image_ids.size == plan.sizes[2]
+
+
+def test_a_stale_split_plan_is_refused(session: LibrarySession) -> None:
+    from crlc_engine.errors import InvalidSettingError
+
+    cluster = session.clusters()[0].cluster
+    plan = session.plan_split(cluster, parts=2)
+    session.ignore([int(plan.image_ids[1][0])])
+    with pytest.raises(InvalidSettingError, match="plan it again"):
+        session.split(plan)
+    assert {c.cluster for c in session.clusters()} == {0, 1, 2}
+
+
+def test_probabilities_of_an_image_in_a_split_cluster(session: LibrarySession) -> None:
+    cluster = session.clusters()[0].cluster
+    plan = session.plan_split(cluster, parts=2)
+    session.split(plan, [None, "Dunes"])
+    kept = session.detail(int(plan.image_ids[0][0]))
+    lines = session.top_probabilities(kept, top=2)
+    assert [line.probability for line in lines] == sorted(kept.probabilities, reverse=True)[:2]
+    assert lines[0].name == session.cluster_name(lines[0].cluster)
+    moved = session.detail(int(plan.image_ids[1][0]))
+    assert moved.cluster == plan.new_clusters[0] and moved.probabilities.shape == (3,)
+    lines = session.top_probabilities(moved, top=5)  # no column for the new cluster
+    assert (lines[0].cluster, lines[0].name, lines[0].probability) == (moved.cluster, "Dunes", None)
+    assert [line.cluster for line in lines[1:]] == np.argsort(-moved.probabilities).tolist()

@@ -1,0 +1,574 @@
+"""The finished pieces wired into the main window: split, merge, settings, theme, icons,
+About, confirm-close, start-up (a scanned library with a written run; nothing is trained)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QAction, QColor, QImage, QPalette
+from PySide6.QtWidgets import QApplication, QInputDialog, QMenu, QMessageBox
+from pytestqt.qtbot import QtBot
+
+from app import main as app_main
+from app.main import open_main_window
+from app.models.clusters import ClusterListModel
+from app.settings_store import Settings, SettingsStore, settings_path
+from app.theme import DARK, contrast_ratio, is_dark, make_palette
+from app.views import export_dialog, group_dialog, main_window, split_dialog
+from app.views.about_dialog import device_rows
+from app.views.error_dialog import ErrorDialog
+from app.views.main_window import MainWindow
+from app.views.plots import ClusterSizeBars, LossPlot, chart_colors
+from app.views.settings_dialog import SettingsDialog
+from app.workers import JobWorker, scan_job
+from crlc_engine.control import JobControl
+from crlc_engine.events import Reporter
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SettingsStore:
+    """A settings file of the test's own (the user's is never touched)."""
+    return SettingsStore(tmp_path / "config" / "settings.json")
+
+
+@pytest.fixture
+def make_window(qtbot: QtBot, store: SettingsStore) -> Iterator[Callable[..., MainWindow]]:
+    """Windows on the test's settings file; closed (no thread left) at the end."""
+    made: list[MainWindow] = []
+
+    def make(**kwargs: Any) -> MainWindow:
+        window = MainWindow(store=kwargs.pop("store", store), **kwargs)
+        qtbot.addWidget(window)
+        made.append(window)
+        return window
+
+    yield make
+    for window in made:
+        window.close()
+        assert not window.runner.running
+
+
+@pytest.fixture
+def opened(make_window: Callable[..., MainWindow], library: tuple[Path, Path]) -> MainWindow:
+    """A window showing the library's run, the largest cluster selected."""
+    folder, ws = library
+    window = make_window(workspace=ws)
+    window.open_folders([folder], scan=False)
+    assert window.session is not None and window.session.has_results
+    return window
+
+
+def rows(window: MainWindow) -> dict[int, int]:
+    """cluster -> size, as the cluster list shows them."""
+    model = window.cluster_model
+    return {
+        model.data(model.index(r), ClusterListModel.ClusterRole): model.data(
+            model.index(r), ClusterListModel.SizeRole
+        )
+        for r in range(model.rowCount())
+    }
+
+
+def select_cluster(window: MainWindow, cluster: int) -> None:
+    window.cluster_view.setCurrentIndex(
+        window.cluster_model.index(window.cluster_model.row_of(cluster))
+    )
+
+
+def grid_ids(window: MainWindow) -> set[int]:
+    assert window.grid_model is not None
+    return {int(i) for i in window.grid_model.image_ids()}
+
+
+def error_dialogs(window: MainWindow) -> list[ErrorDialog]:
+    return [d for d in window.findChildren(ErrorDialog) if d.isVisible()]
+
+
+# ---------------------------------------------------------------------- split, merge
+def accept_split(parts: int, names: dict[int, str]) -> Callable[[Any], int]:
+    """A stand-in for SplitDialog.exec: choose ``parts`` and names, press Split."""
+
+    def run(dialog: split_dialog.SplitDialog) -> int:
+        dialog.parts_spin.setValue(parts)
+        dialog.update_preview()
+        for row, name in names.items():
+            dialog._name_edits[row].setText(name)
+        dialog.accept()
+        return int(dialog.result())
+
+    return run
+
+
+def test_split_through_the_window(
+    opened: MainWindow, monkeypatch: pytest.MonkeyPatch, qtbot: QtBot
+) -> None:
+    window = opened
+    session = window.session
+    assert session is not None
+    cluster = window._current_cluster()
+    assert cluster is not None and window.split_action.isEnabled()
+    assert window.split_action in window.cluster_view.actions()  # the list's context menu
+    before = rows(window)
+    shown: list[split_dialog.SplitDialog] = []
+
+    def run(dialog: split_dialog.SplitDialog) -> int:
+        shown.append(dialog)
+        return accept_split(3, {1: "Dunes"})(dialog)
+
+    monkeypatch.setattr(split_dialog.SplitDialog, "exec", run)
+    window.split_action.trigger()
+    (dialog,) = shown
+    plan = dialog.plan()
+    assert plan is not None and dialog.images == before[cluster]
+    new, other = plan.new_clusters
+
+    after = rows(window)  # the list: the kept part and two new clusters
+    assert after == {**before, cluster: plan.sizes[0], new: plan.sizes[1], other: plan.sizes[2]}
+    assert window._current_cluster() == cluster  # the kept part stays selected
+    assert grid_ids(window) == set(plan.image_ids[0].tolist())
+    model = window.cluster_model
+    assert model.data(model.index(model.row_of(new)), Qt.ItemDataRole.EditRole) == "Dunes"
+    assert "Split" in window.statusBar().currentMessage()
+
+    select_cluster(window, new)  # the grid and the detail panel of a new cluster
+    assert grid_ids(window) == set(plan.image_ids[1].tolist())
+    assert "<b>Dunes</b> · " in window.grid_title.text()
+    assert window.grid_model is not None
+    window.grid.setCurrentIndex(window.grid_model.index(0))
+    text = window.detail.probabilities.text()
+    assert text.startswith("<b>Dunes</b>: made by a split") and text.count("%") == 3
+    assert window.detail.neighbors.count() == 10
+
+    moved = int(plan.image_ids[0][0])  # drag & drop onto a new cluster
+    select_cluster(window, cluster)
+    mime = window.grid_model.mimeData([window.grid_model.index(window.grid_model.row_of(moved))])
+    target = model.index(model.row_of(other))
+    assert model.dropMimeData(mime, Qt.DropAction.MoveAction, -1, 0, target)
+    assert session.detail(moved).label == f"Cluster {other}"
+
+    choice = session.cluster_name(new)  # "Move to cluster..." lists the new clusters
+    offered: list[list[str]] = []
+
+    def get_item(*args: Any) -> tuple[str, bool]:
+        offered.append(list(args[3]))
+        return choice, True
+
+    monkeypatch.setattr(QInputDialog, "getItem", get_item)
+    window.grid.selectionModel().clearSelection()
+    window.grid.selectionModel().select(
+        window.grid_model.index(0), window.grid.selectionModel().SelectionFlag.Select
+    )
+    picked = window.grid_model.image_id(0)
+    window.move_action.trigger()
+    assert "Dunes" in offered[0] and f"Cluster {other}" in offered[0]
+    assert session.detail(picked).label == "Dunes"
+
+
+def test_undoing_a_split_refreshes_the_view(
+    opened: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window = opened
+    cluster = window._current_cluster()
+    assert cluster is not None
+    before, images = rows(window), grid_ids(window)
+    monkeypatch.setattr(split_dialog.SplitDialog, "exec", accept_split(2, {}))
+    window._split()
+    assert len(rows(window)) == len(before) + 1 and grid_ids(window) < images
+    window.undo_action.trigger()
+    assert rows(window) == before and grid_ids(window) == images
+    assert window._current_cluster() == cluster
+    assert "Undid: split cluster" in window.statusBar().currentMessage()
+    window.redo_action.trigger()
+    assert len(rows(window)) == len(before) + 1
+
+
+def test_a_split_planned_before_a_change_is_a_plain_error(
+    opened: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window = opened
+    session = window.session
+    assert session is not None
+    before = rows(window)
+
+    def change_meanwhile(dialog: split_dialog.SplitDialog) -> int:
+        plan = dialog.plan()
+        assert plan is not None
+        session.ignore([int(plan.image_ids[1][0])])  # e.g. in another window
+        return 1
+
+    monkeypatch.setattr(split_dialog.SplitDialog, "exec", change_meanwhile)
+    window._split()
+    (dialog,) = error_dialogs(window)
+    assert dialog.help.title == "A setting needs a change"
+    assert "plan it again" in dialog.help.message and "Traceback" not in dialog.help.message
+    dialog.close()
+    assert set(rows(window)) == set(before)  # nothing was split
+
+
+def test_the_same_name_on_two_clusters_merges_them(opened: MainWindow) -> None:
+    from crlc_engine.cli_results import export_items
+
+    window = opened
+    session = window.session
+    assert session is not None and session.run_id is not None
+    first, second = (c.cluster for c in session.clusters()[:2])
+    window._rename(first, "Beach")
+    window._rename(second, " Beach ")
+    assert "merged with Cluster" in window.statusBar().currentMessage()
+    assert session.cluster_name(first) == session.cluster_name(second) == "Beach"
+    folders = {item.cluster for item in export_items(session.library, session.run_id)}
+    assert "Beach" in folders and f"Cluster {second}" not in folders  # one export folder
+    window._undo()
+    assert session.cluster_name(second) == f"Cluster {second}"
+
+
+# ---------------------------------------------------------------------- settings
+def test_settings_apply_at_once_and_are_saved(
+    opened: MainWindow,
+    store: SettingsStore,
+    restore_theme: QApplication,
+    monkeypatch: pytest.MonkeyPatch,
+    qtbot: QtBot,
+    make_window: Callable[..., MainWindow],
+) -> None:
+    window = opened
+    assert window.grid.iconSize() == QSize(128, 128) and not is_dark(restore_theme.palette())
+
+    def edit(dialog: SettingsDialog) -> int:
+        for combo, value in (
+            (dialog.theme_combo, "dark"),
+            (dialog.thumbnail_combo, 192),
+            (dialog.export_mode_combo, "symlink"),
+        ):
+            combo.setCurrentIndex(combo.findData(value))
+        dialog.neighbors_spin.setValue(3)
+        dialog.low_first_check.setChecked(True)
+        dialog.workers_spin.setValue(1)
+        dialog.accept()
+        return int(dialog.result())
+
+    monkeypatch.setattr(SettingsDialog, "exec", edit)
+    window.settings_action.trigger()
+
+    assert is_dark(restore_theme.palette())  # the theme
+    assert window.grid.iconSize() == QSize(192, 192)  # the grid
+    assert window.grid.gridSize().width() > 192
+    assert window.cache is not None and window.cache.max_side == 192
+    assert window.grid_model is not None and window.grid_model.placeholder.width() == 192
+    assert window.detail.neighbors.count() == 3  # the shown image's neighbours again
+    assert window.low_first.isChecked()
+    confidences = [
+        window.grid_model.data(window.grid_model.index(r), window.grid_model.ConfidenceRole)
+        for r in range(window.grid_model.rowCount())
+    ]
+    assert confidences == sorted(confidences)
+    assert window.scan_workers == 1
+    saved = json.loads(store.path.read_text())
+    assert (saved["theme"], saved["thumbnail_size"], saved["export_mode"]) == (
+        "dark",
+        192,
+        "symlink",
+    )
+
+    window.low_first.setChecked(False)  # the check box is the same setting
+    window.close()
+    assert json.loads(store.path.read_text())["low_confidence_first"] is False
+    again = make_window()
+    assert again.settings.thumbnail_size == 192 and not again.low_first.isChecked()
+    assert again.grid.iconSize() == QSize(192, 192)
+
+
+def test_the_dialogs_start_from_the_default_settings(
+    library: tuple[Path, Path],
+    make_window: Callable[..., MainWindow],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder, ws = library
+    settings = Settings(
+        default_clusters=7,
+        default_preset="balanced",
+        default_device="cpu",
+        export_mode="symlink",
+        export_min_confidence=0.3,
+    )
+    window = make_window(workspace=ws, settings=settings)
+    window.open_folders([folder], scan=False)
+    seen: dict[str, Any] = {}
+
+    def group_exec(dialog: group_dialog.GroupDialog) -> int:
+        seen["group"] = (
+            dialog.clusters_spin.value(),
+            dialog.preset_name(),
+            dialog.device_request(),
+        )
+        return 0
+
+    def export_exec(dialog: export_dialog.ExportDialog) -> int:
+        seen["export"] = (dialog.mode(), dialog.confidence_spin.value())
+        return 0
+
+    monkeypatch.setattr(group_dialog.GroupDialog, "exec", group_exec)
+    monkeypatch.setattr(export_dialog.ExportDialog, "exec", export_exec)
+    window.group_action.trigger()
+    window.export_action.trigger()
+    assert seen == {"group": (7, "balanced", "cpu"), "export": ("symlink", 0.3)}
+
+
+def test_scan_jobs_use_the_scan_processes_setting(
+    library: tuple[Path, Path],
+    make_window: Callable[..., MainWindow],
+    monkeypatch: pytest.MonkeyPatch,
+    qtbot: QtBot,
+) -> None:
+    folder, ws = library
+    calls: list[Any] = []
+    real_scan_job = scan_job
+
+    def fake_scan_job(
+        folders: Any, side: int, workspace: Any, options: Any = None, workers: int | None = None
+    ) -> JobWorker:
+        calls.append(workers)
+        return real_scan_job(folders, side, workspace, options, workers=0)  # in the job's thread
+
+    monkeypatch.setattr("app.views.main_window.scan_job", fake_scan_job)
+    window = make_window(workspace=ws, settings=Settings(scan_workers=3))
+    window.open_folders([folder])  # scans
+    assert calls == [3]
+    qtbot.waitUntil(lambda: not window.runner.running, timeout=30_000)
+
+
+def test_the_command_line_workspace_wins_over_the_setting(
+    tmp_path: Path, make_window: Callable[..., MainWindow]
+) -> None:
+    chosen = str(tmp_path / "chosen")
+    assert make_window(settings=Settings(workspace=chosen)).workspace == chosen
+    window = make_window(workspace=tmp_path / "cli", settings=Settings(workspace=chosen))
+    window.apply_settings(Settings(workspace=str(tmp_path / "other")))
+    assert window.workspace == tmp_path / "cli"
+
+
+class BlockingJob:
+    """A job that runs until it is cancelled."""
+
+    def __call__(self, reporter: Reporter, control: JobControl) -> None:
+        while not control.cancelled:
+            time.sleep(0.01)
+
+
+@pytest.mark.parametrize("confirm", [True, False])
+def test_closing_during_a_job_asks_only_when_the_setting_says_so(
+    make_window: Callable[..., MainWindow],
+    monkeypatch: pytest.MonkeyPatch,
+    qtbot: QtBot,
+    confirm: bool,
+) -> None:
+    window = make_window(settings=Settings(confirm_close_with_job=confirm))
+    window.show()
+    asked: list[str] = []
+    answer = [QMessageBox.StandardButton.No]
+
+    def question(parent: Any, title: str, text: str, *args: Any) -> Any:
+        asked.append(text)
+        return answer[0]
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    window._start("Waiting", JobWorker(BlockingJob(), "wait"))
+    assert window.runner.running
+    window.close()
+    if confirm:
+        assert len(asked) == 1 and "still running" in asked[0]
+        assert window.isVisible() and window.runner.running  # "No": the window stays
+        answer[0] = QMessageBox.StandardButton.Yes
+        window.close()
+    assert len(asked) == (2 if confirm else 0)
+    assert not window.isVisible() and not window.runner.running
+
+
+def test_a_theme_switch_changes_the_palette(
+    make_window: Callable[..., MainWindow], restore_theme: QApplication
+) -> None:
+    window = make_window()
+    window.apply_settings(window.settings.replace(theme="dark"))
+    QApplication.processEvents()  # the palette change reaches the widgets
+    assert is_dark(restore_theme.palette()) and is_dark(window.grid.palette())
+    window.apply_settings(window.settings.replace(theme="light"))
+    QApplication.processEvents()
+    assert not is_dark(restore_theme.palette()) and not is_dark(window.grid.palette())
+
+
+# ---------------------------------------------------------------------- icons, about
+def menu_actions(menu: QMenu) -> Iterator[QAction]:
+    for act in menu.actions():
+        if act.isSeparator():
+            continue
+        yield act
+        if isinstance(sub := act.menu(), QMenu):
+            yield from menu_actions(sub)
+
+
+def test_every_action_and_job_button_has_an_icon(
+    make_window: Callable[..., MainWindow], qtbot: QtBot
+) -> None:
+    window = make_window()
+    assert not window.windowIcon().isNull()
+    menus = [m.menu() for m in window.menuBar().actions()]
+    actions = [a for m in menus if isinstance(m, QMenu) for a in menu_actions(m)]
+    assert len(actions) >= 18
+    assert [a.text() for a in actions if a.icon().isNull()] == []
+    names = {a.text(): a.icon().name() for a in actions}
+    assert names["Split cluster..."] == "split" and names["Settings..."] == "settings"
+    assert names["About CRLC Organizer"] == "about" and names["Undo"] == "undo"
+    panel = window.jobs
+    assert panel.pause_button.icon().name() == "pause"
+    assert panel.cancel_button.icon().name() == "cancel"
+    window._start("Waiting", JobWorker(BlockingJob(), "wait"))
+    panel.pause_button.click()
+    assert panel.pause_button.text() == "Resume" and panel.pause_button.icon().name() == "resume"
+    panel.pause_button.click()
+    assert panel.pause_button.icon().name() == "pause"
+    panel.cancel_button.click()
+    qtbot.waitUntil(lambda: not window.runner.running, timeout=10_000)
+
+
+def test_about_shows_the_versions_the_device_and_the_log_folder(
+    make_window: Callable[..., MainWindow], store: SettingsStore
+) -> None:
+    import faiss
+    import numpy
+    import PySide6
+    import torch
+    import torchvision
+
+    from crlc_engine import __version__
+
+    window = make_window()
+    dialog = window.show_about()
+    text = dialog.text()
+    for line in (
+        f"CRLC Organizer: {__version__}",
+        f"PyTorch: {torch.__version__}",
+        f"torchvision: {torchvision.__version__}",
+        f"PySide6 / Qt: {PySide6.__version__} / Qt ",
+        f"NumPy: {numpy.__version__}",
+        f"faiss: {faiss.__version__}",
+        f"Python: {sys.version.split()[0]}",
+        f"Log folder: {main_window.log_file().parent}",
+        f"Settings file: {store.path}",
+    ):
+        assert line in text, line
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert f"Device in use: {device}" in text
+    assert "Log folder" in dialog.details.text()
+    dialog.copy()
+    assert QApplication.clipboard().text() == text
+    dialog.close()
+
+
+@pytest.mark.skipif(
+    "torch" in sys.modules and sys.modules["torch"].cuda.is_available(), reason="has CUDA"
+)
+def test_a_device_setting_this_computer_lacks_is_said() -> None:
+    found = dict(device_rows("cuda"))
+    assert found["Device in use"].startswith("cpu")
+    assert "not available here" in found["Device setting"] and "CUDA device" not in found
+
+
+@pytest.mark.cuda
+def test_the_cuda_device_is_named() -> None:
+    import torch
+
+    found = dict(device_rows("auto"))
+    assert found["Device in use"].startswith("cuda")
+    assert found["CUDA device"].startswith(torch.cuda.get_device_name(0))
+
+
+# ---------------------------------------------------------------------- plots, start-up
+def ink_colours(image: QImage) -> set[str]:
+    return {
+        image.pixelColor(x, y).name()
+        for x in range(image.width())
+        for y in range(image.height())
+        if image.pixelColor(x, y).alpha() == 255
+    }
+
+
+@pytest.mark.parametrize("scheme", ["light", DARK])
+def test_charts_draw_with_the_palette(qtbot: QtBot, scheme: str) -> None:
+    palette = make_palette(scheme)
+    window = palette.color(QPalette.ColorRole.Window)
+    colors = chart_colors(palette)
+    assert contrast_ratio(colors["curve"], window) >= 3.0
+    assert contrast_ratio(colors["text"], window) >= 7.0
+    plot, bars = LossPlot(), ClusterSizeBars()
+    for widget in (plot, bars):
+        qtbot.addWidget(widget)
+        widget.setPalette(palette)
+        widget.setAutoFillBackground(True)
+        widget.resize(240, 80)
+    for value in (3.0, 2.0, 1.5):
+        plot.add(value)
+    bars.set_sizes([30, 12, 20])
+    drawn = ink_colours(plot.grab().toImage())
+    assert colors["curve"].name() in drawn
+    text = colors["text"]
+    assert any(contrast_ratio(QColor(c), text) < 1.2 for c in drawn)  # the label, antialiased
+    if scheme == DARK:
+        assert "#000000" not in drawn  # nothing hard-coded black on the dark window
+    assert colors["frame"].name() in ink_colours(bars.grab().toImage())
+
+
+def test_start_up_applies_the_theme_and_reopens_the_last_library_if_asked(
+    library: tuple[Path, Path],
+    store: SettingsStore,
+    restore_theme: QApplication,
+    monkeypatch: pytest.MonkeyPatch,
+    qtbot: QtBot,
+) -> None:
+    folder, ws = library
+    monkeypatch.setattr(app_main, "recent_folders", lambda: [str(folder)])
+    store.save(Settings(theme="dark", reopen_last_library=False, workspace=str(ws)))
+    window = open_main_window(restore_theme, [], None, store)
+    qtbot.addWidget(window)
+    assert is_dark(restore_theme.palette()) and not restore_theme.windowIcon().isNull()
+    assert window.session is None and window.workspace == str(ws)
+    window.close()
+
+    store.save(Settings(reopen_last_library=True, workspace=str(ws)))
+    window = open_main_window(restore_theme, [], None, store)
+    qtbot.addWidget(window)
+    assert window.session is not None and window.session.folders == (folder,)
+    assert window.session.has_results  # the library in the settings' workspace
+    qtbot.waitUntil(lambda: not window.runner.running, timeout=30_000)  # its scan
+    window.close()
+
+
+def test_a_dark_screenshot_leaves_the_application_as_it_was(
+    library: tuple[Path, Path], tmp_path: Path
+) -> None:
+    folder, ws = library
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    before = app.palette().color(QPalette.ColorRole.Window)
+    user_file = settings_path()
+    stored = user_file.read_bytes() if user_file.exists() else None
+    out = tmp_path / "dark.png"
+    assert (
+        app_main.main(
+            ["--screenshot", str(out), "--theme", "dark", "--workspace", str(ws), str(folder)]
+        )
+        == 0
+    )
+    image = QImage(str(out))
+    assert (image.width(), image.height()) == (1280, 800)
+    lightness = [image.pixelColor(x, y).lightness() for x in range(0, 1280, 16) for y in (60, 400)]
+    assert np.median(lightness) < 80  # a dark window
+    assert app.palette().color(QPalette.ColorRole.Window) == before
+    assert (user_file.read_bytes() if user_file.exists() else None) == stored  # not touched
