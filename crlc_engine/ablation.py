@@ -2,8 +2,8 @@
 
 Configurations (each a normal run of the library, then scored against the folder names):
 CRLC as configured; the C-head only (lambda_FC = 0); the other three critics of L_PC
-(dot, neg_l2, neg_js); lambda_FC in {0, 1, 3, 10}. Identical configurations run once. The
-SimCLR-vs-MemoryBank comparison needs the MemoryBank framework, which is not built yet.
+(dot, neg_l2, neg_js); lambda_FC in {0, 1, 3, 10}; the other framework (MemoryBank when
+the base uses SimCLR, else SimCLR: paper Fig. 4 left). Identical configurations run once.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from crlc_engine.events import NullReporter, Reporter
 from crlc_engine.fileio import atomic_write_json, atomic_write_text
 
 LAMBDA_FC_VALUES = (0.0, 1.0, 3.0, 10.0)
+FRAMEWORK_NAMES = {"simclr": "SimCLR", "memorybank": "MemoryBank"}
 
 
 def ablation_configs(base: TrainConfig) -> list[tuple[str, TrainConfig]]:
     """(name, config) of every ablation, duplicates removed, the base first."""
+    other = "memorybank" if base.framework == "simclr" else "simclr"
     candidates: list[tuple[str, TrainConfig]] = [
         (f"CRLC ({base.critic}, lambda_FC {base.lambda_fc:g})", base),
         ("C-head only (lambda_FC 0)", base.replace(lambda_fc=0.0)),
@@ -33,6 +35,7 @@ def ablation_configs(base: TrainConfig) -> list[tuple[str, TrainConfig]]:
         (f"critic {c}", base.replace(critic=c)) for c in CRITIC_NAMES if c != base.critic
     ]
     candidates += [(f"lambda_FC {v:g}", base.replace(lambda_fc=v)) for v in LAMBDA_FC_VALUES]
+    candidates.append((f"{FRAMEWORK_NAMES[other]} framework", base.replace(framework=other)))
     seen: set[tuple[Any, ...]] = set()
     unique = []
     for name, config in candidates:
@@ -117,6 +120,7 @@ def run_ablation(
                 "run_id": outcome.run.run_id,
                 "critic": config.critic,
                 "lambda_fc": config.lambda_fc,
+                "framework": config.framework,
                 "acc": scores.chosen.acc,
                 "nmi": scores.chosen.nmi,
                 "ari": scores.chosen.ari,
@@ -132,13 +136,15 @@ def run_ablation(
     result.json_path = target / f"ablation-{stamp}.json"
     result.markdown_path = target / f"ablation-{stamp}.md"
     budget = f"{base.epochs} epochs" if base.epochs else f"{base.minutes:g} minutes"
+    framework = FRAMEWORK_NAMES.get(base.framework, base.framework)
     atomic_write_json(
         result.json_path, {"base": base.to_dict(), "budget": budget, "rows": result.rows}
     )
     atomic_write_text(
         result.markdown_path,
         result.markdown(
-            f"Ablation at {budget} per configuration ({base.backbone}, {base.image_size} px)"
+            f"Ablation at {budget} per configuration ({base.backbone}, {base.image_size} px, "
+            f"{framework} unless stated)"
         ),
     )
     reporter.status(f"Ablation table: {result.markdown_path}")

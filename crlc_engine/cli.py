@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 from crlc_engine import __version__, cli_results
-from crlc_engine.config import BACKBONE_NAMES, CRITIC_NAMES, STEMS
+from crlc_engine.config import BACKBONE_NAMES, CRITIC_NAMES, FRAMEWORKS, STEMS
 from crlc_engine.control import JobControl
 from crlc_engine.device import DEVICE_CHOICES, resolve_device
 from crlc_engine.errors import CRLCError
@@ -80,10 +80,15 @@ class ConsoleReporter:
             )
         elif isinstance(event, EpochEnded):
             eta = "" if event.eta_s is None else f"  ETA {_duration(event.eta_s)}"
+            clustering = (  # stage 1 of two-stage training runs no clustering head
+                f"L_cluster {event.losses['cluster']:.4f}  head {event.chosen_head}"
+                if sum(event.cluster_sizes)
+                else "(features only)"
+            )
             self._print(
                 f"epoch {event.epoch:4d}  loss {event.losses['total']:.4f}  "
-                f"L_FC {event.losses['feature']:.4f}  L_cluster {event.losses['cluster']:.4f}  "
-                f"head {event.chosen_head}  {event.samples_per_s:,.0f} img/s{eta}"
+                f"L_FC {event.losses['feature']:.4f}  {clustering}  "
+                f"{event.samples_per_s:,.0f} img/s{eta}"
             )
         elif isinstance(event, TrainingFinished):
             self._print(
@@ -102,6 +107,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer (got {text})")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (got {text})")
     return value
 
 
@@ -140,7 +152,11 @@ def _build_parser() -> argparse.ArgumentParser:
         dest="image_size",
         help="images are resized and centre-cropped to SIZE x SIZE pixels",
     )
-    shared.add_argument("--batch-size", type=int, help="images per step (two views each)")
+    shared.add_argument(
+        "--batch-size",
+        type=int,
+        help="images per step (two views each; one with --framework memorybank)",
+    )
     shared.add_argument("--lr", type=float, help="SGD learning rate")
     shared.add_argument(
         "--lambda-fc",
@@ -156,6 +172,27 @@ def _build_parser() -> argparse.ArgumentParser:
     shared.add_argument("--gamma", type=float, help="probability smoothing before the critic, 0..1")
     shared.add_argument("--critic", help=f"probability critic: {', '.join(CRITIC_NAMES)}")
     shared.add_argument("--subheads", type=int, help="number of clustering sub-heads")
+    shared.add_argument(
+        "--framework",
+        help=f"how the contrastive losses are built ({', '.join(FRAMEWORKS)}): simclr "
+        "(default; two views per image, the batch's other images are the negatives) or "
+        "memorybank (one view per image "
+        "against a memory bank of past outputs: less memory and time per step, slower to "
+        "converge)",
+    )
+    shared.add_argument(
+        "--bank-negatives",
+        type=_positive_int,
+        metavar="M",
+        help="memorybank: negatives drawn from the bank per step (default 4096, at most "
+        "images - 1)",
+    )
+    shared.add_argument(
+        "--bank-momentum",
+        type=_fraction,
+        metavar="ALPHA",
+        help="memorybank: bank rows become ALPHA x old + (1 - ALPHA) x new (default 0.5)",
+    )
     shared.add_argument(
         "--blur", action="store_true", default=None, help="add a random Gaussian blur to the views"
     )
@@ -192,6 +229,39 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="RUN_ID",
         help="continue an unfinished (cancelled or crashed) run: the newest one, "
         "or RUN_ID; its saved settings are used",
+    )
+    two_stage = train.add_argument_group(
+        "two-stage CRLC",
+        "Stage 1 learns features only (backbone + RL-head, feature contrastive loss; a run "
+        "without groups), then every image's nearest neighbours are found and stage 2 (a "
+        "second run) trains the clustering head with a neighbour as each image's positive.",
+    )
+    two_stage.add_argument(
+        "--two-stage", action="store_true", help="train in two stages (two runs)"
+    )
+    two_stage.add_argument(
+        "--stage2-from",
+        metavar="RUN_ID",
+        help="run stage 2 alone from a completed stage-1 run (its settings, changed by the "
+        "options given)",
+    )
+    two_stage.add_argument(
+        "--stage1-epochs",
+        type=_positive_int,
+        metavar="N",
+        help="epochs of stage 1 (default: the same budget as stage 2, --epochs/--minutes)",
+    )
+    two_stage.add_argument(
+        "--neighbors",
+        type=_positive_int,
+        metavar="K",
+        help="neighbours per image to draw positives from in stage 2 (default 50)",
+    )
+    two_stage.add_argument(
+        "--freeze-backbone",
+        action="store_true",
+        default=None,
+        help="stage 2 trains only the clustering head (faster; the paper's ImageNet setting)",
     )
     _scan_options(train)
     _common(train)
@@ -267,8 +337,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description=(
             "Train and score, at the same budget each (--epochs or --minutes per "
             "configuration): CRLC as configured, the C-head only (lambda_FC 0), the other "
-            "critics (dot, neg_l2, neg_js) and lambda_FC 0/1/3/10. Writes a JSON and a "
-            "Markdown table. The images must sit in class sub-folders (ground truth)."
+            "critics (dot, neg_l2, neg_js), lambda_FC 0/1/3/10 and the other framework "
+            "(MemoryBank vs SimCLR). Writes a JSON and a Markdown table. The images must sit "
+            "in class sub-folders (ground truth)."
         ),
     )
     ablate.add_argument("folders", nargs="+", metavar="FOLDER", help="folder(s) with classes")
@@ -346,40 +417,81 @@ _TRAIN_OVERRIDES = (
     "blur",
     "seed",
     "checkpoint_every",
+    "framework",
+    "bank_negatives",
+    "bank_momentum",
 )
+_TWO_STAGE_OPTIONS = ("stage1_epochs", "neighbors", "freeze_backbone")
+
+
+def _check_train_flags(args: argparse.Namespace) -> None:
+    """Usage errors for combinations of the two-stage and resume options."""
+    two_stage_given = [n for n in _TWO_STAGE_OPTIONS if getattr(args, n) is not None]
+    if args.stage2_from is not None:
+        if args.resume is not None or args.two_stage:
+            raise _usage_error("--stage2-from cannot be combined with --resume or --two-stage")
+        if args.preset is not None:
+            raise _usage_error(
+                "--preset does not apply to --stage2-from (the stage-1 run's settings are used)"
+            )
+        if args.stage1_epochs is not None:
+            raise _usage_error("--stage1-epochs does not apply to --stage2-from")
+    elif args.resume is not None:
+        if args.two_stage or two_stage_given:
+            raise _usage_error("a resumed run keeps its saved settings; leave out the options")
+    elif two_stage_given and not args.two_stage:
+        flags = ", ".join("--" + n.replace("_", "-") for n in two_stage_given)
+        raise _usage_error(f"{flags}: only with --two-stage or --stage2-from")
 
 
 def _cmd_train(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
     from crlc_engine.config import TrainConfig
-    from crlc_engine.jobs import train_folder
+    from crlc_engine.jobs import TrainOutcome, train_folder, train_stage2_folder
 
+    _check_train_flags(args)
     reporter = ConsoleReporter()
-    if args.resume is not None:
-        config = TrainConfig(clusters=2)  # replaced by the run's saved settings
-    else:
-        if args.clusters is None:
-            raise _usage_error("--clusters is required (how many groups to make)")
-        if args.clusters < 2:
+    overrides = {name: getattr(args, name) for name in _TRAIN_OVERRIDES + _TWO_STAGE_OPTIONS}
+    overrides["device"] = args.device
+    outcome: TrainOutcome
+    if args.stage2_from is not None:
+        if args.clusters is not None and args.clusters < 2:
             raise _usage_error(f"--clusters must be at least 2 (got {args.clusters})")
-        device = resolve_device(args.device)
-        preset = args.preset or default_preset_name(device.kind)
-        overrides = {name: getattr(args, name) for name in _TRAIN_OVERRIDES}
-        overrides["device"] = args.device
-        config = resolve_train_config(args.clusters, preset, overrides)
-    outcome = train_folder(
-        args.folders,
-        config,
-        args.workspace,
-        reporter,
-        control,
-        resume=args.resume,
-        scan_options=_options_of(args),
-    )
+        outcome = train_stage2_folder(
+            args.folders,
+            args.stage2_from,
+            {**overrides, "clusters": args.clusters},
+            args.workspace,
+            reporter,
+            control,
+            scan_options=_options_of(args),
+        )
+    else:
+        if args.resume is not None:
+            config = TrainConfig(clusters=2)  # replaced by the run's saved settings
+        else:
+            if args.clusters is None:
+                raise _usage_error("--clusters is required (how many groups to make)")
+            if args.clusters < 2:
+                raise _usage_error(f"--clusters must be at least 2 (got {args.clusters})")
+            device = resolve_device(args.device)
+            preset = args.preset or default_preset_name(device.kind)
+            if args.two_stage:
+                overrides["stage"] = "two_stage"
+            config = resolve_train_config(args.clusters, preset, overrides)
+        outcome = train_folder(
+            args.folders,
+            config,
+            args.workspace,
+            reporter,
+            control,
+            resume=args.resume,
+            scan_options=_options_of(args),
+        )
     summary = outcome.summary()
+    head = "" if summary["head"] is None else f", chosen sub-head {summary['head']}"
     reporter.status(
-        f"Run {summary['run_id']} {summary['state']}: {summary['epochs']} epochs, "
-        f"{summary['samples_per_s']:,.0f} images/s, chosen sub-head {summary['head']}; "
-        f"results in {outcome.run.path}"
+        f"Run {summary['run_id']} ({summary['kind']}) {summary['state']}: {summary['epochs']} "
+        f"epochs, {summary['samples_per_s']:,.0f} images/s{head}; results in {outcome.run.path}"
     )
     return summary
 

@@ -1,5 +1,9 @@
 """Whole jobs on a library, shared by the CLI and the GUI: scan, train (or resume), evaluate.
 
+Training is end-to-end CRLC (one run, kind ``train``), CRLC-semi (``refine``) or two-stage
+CRLC: a ``stage1`` run (representation learning, no clusters) followed by a ``stage2`` run
+whose parent is the stage-1 run (see :mod:`crlc_engine.training.two_stage`).
+
 Each job takes a reporter and a :class:`~crlc_engine.control.JobControl`, writes its results
 under the library's workspace and returns a result dataclass.
 """
@@ -47,6 +51,13 @@ from crlc_engine.models import CRLCModel
 from crlc_engine.results import ResultStore, carry_over_names
 from crlc_engine.runs import RunDir, RunStore
 from crlc_engine.training.checkpoint import load_checkpoint
+from crlc_engine.training.two_stage import (
+    NEIGHBORS_FILE,
+    load_neighbor_table,
+    mine_neighbors,
+    save_neighbor_table,
+    stage_configs,
+)
 
 __all__ = [
     "EvaluationResult",
@@ -60,6 +71,7 @@ __all__ = [
     "refine_folder",
     "scan_folders",
     "train_folder",
+    "train_stage2_folder",
 ]
 from crlc_engine.training.trainer import CRLCTrainer, FitResult
 
@@ -77,6 +89,10 @@ class TrainOutcome:
         device: The device used (e.g. ``cuda``).
         images: Images trained on.
         scan: The library scan that preceded training.
+        parent: The run this one started from (refine: the refined run; stage 2: the
+            stage-1 run).
+        kind: ``train``, ``refine``, ``stage1`` (a two-stage job stopped in stage 1) or
+            ``stage2``.
     """
 
     run: RunDir
@@ -88,6 +104,7 @@ class TrainOutcome:
     images: int
     scan: ScanSummary
     parent: str | None = None
+    kind: str = "train"
 
     def summary(self) -> dict[str, Any]:
         """The CLI's ``--json`` object for ``crlc train`` and ``crlc refine``."""
@@ -101,13 +118,15 @@ class TrainOutcome:
             "steps": self.fit.steps,
             "samples_per_s": round(self.fit.samples_per_s, 2),
             "clusters": self.config.clusters,
-            "head": self.fit.chosen_head,
+            "head": self.fit.chosen_head if self.kind != "stage1" else None,
             "head_losses": [round(v, 6) for v in self.fit.head_losses],
             "elapsed_s": round(self.fit.elapsed_s, 2),
             "device": self.device,
             "images": self.images,
             "skipped": self.scan.images_skipped,
             "preset": self.config.preset,
+            "kind": self.kind,
+            "framework": self.config.framework,
         }
 
 
@@ -150,13 +169,19 @@ def train_folder(
     Ignored images are left out. When the run completes, its assignments go to the catalog
     and the names of the previous run's clusters carry over (Hungarian matching).
 
+    With ``config.stage == "two_stage"`` this is two runs: a ``stage1`` run (no
+    assignments), then, if it completed, a ``stage2`` run whose parent it is; the outcome is
+    the last run's. Resuming a cancelled stage-1 run of a two-stage job continues with
+    stage 2 once stage 1 completes. ``config.stage == "stage1"`` trains stage 1 only.
+
     Args:
         folders: The photo folder(s) of the library (order does not matter).
         config: Settings; ignored when resuming (the run's saved settings are used).
         workspace: Workspace base (default: ``$CRLC_WORKSPACE`` or the user data folder).
         reporter: Progress and events.
         control: Cancel / pause token.
-        resume: Id of an unfinished run (train or refine) to continue, or ``"latest"``.
+        resume: Id of an unfinished run (train, refine, stage1 or stage2) to continue, or
+            ``"latest"``.
         scan_options: What the scan looks at.
         workers: Decoding processes for the scan.
 
@@ -167,11 +192,19 @@ def train_folder(
     control = control or JobControl()
     with ImageLibrary.open(_roots(folders), workspace) as library:
         parent: str | None = None
+        follow_up: TrainConfig | None = None
         if resume is not None:
             run = _unfinished_run(library.runs, None if resume == "latest" else resume)
             stored = run.read_config()
             config = TrainConfig.from_dict(stored["train"])
             parent = stored.get("parent")
+            if stored.get("then_stage2"):
+                follow_up = TrainConfig.from_dict(stored["then_stage2"])
+        elif config.stage == "stage2":
+            raise InvalidSettingError(
+                "stage 2 starts from a completed stage-1 run: use `crlc train FOLDER "
+                "--stage2-from RUN_ID` (jobs.train_stage2_folder)"
+            )
         device = resolve_device(config.device)
         reporter.status(f"Device: {device.device} ({device.reason})")
         scan = library.scan(config.image_size, scan_options, reporter, control, workers)
@@ -190,10 +223,26 @@ def train_folder(
                     r for r in library.cached_images(config.image_size) if r.id not in ignored
                 ]
                 _check_cluster_count(config.clusters, len(records))
+                extra: dict[str, Any] | None = None
+                if config.stage == "two_stage":
+                    config, follow_up = stage_configs(config)
+                    extra = {"then_stage2": follow_up.to_dict()}
                 run = _create_run(
-                    library, config, device.reason, str(device.device), records, parent=None
+                    library,
+                    config,
+                    device.reason,
+                    str(device.device),
+                    records,
+                    parent=None,
+                    kind="stage1" if config.stage == "stage1" else None,
+                    extra=extra,
                 )
                 labelled = None
+            if config.stage == "stage1":
+                reporter.status(
+                    f"Stage 1{' of 2' if follow_up else ''} (run {run.run_id}): backbone and "
+                    "RL-head with the feature contrastive loss only"
+                )
             pixels = library.pixels(config.image_size, records)
             fit = _train_run(
                 library,
@@ -208,16 +257,169 @@ def train_folder(
                 labelled=labelled,
                 fixed_names=fixed,
             )
+            outcome = TrainOutcome(
+                run,
+                library.workspace,
+                fit.state,
+                fit,
+                config,
+                str(device.device),
+                len(records),
+                scan,
+                parent,
+                kind=run.kind,
+            )
+            if fit.state == "completed" and follow_up is not None:
+                outcome = _run_stage2(
+                    library,
+                    run,
+                    follow_up,
+                    device.reason,
+                    device.device,
+                    records,
+                    pixels,
+                    scan,
+                    reporter,
+                    control,
+                )
+    return outcome
+
+
+def train_stage2_folder(
+    folders: str | Path | Sequence[str | Path],
+    stage1_run: str,
+    overrides: dict[str, Any] | None = None,
+    workspace: str | Path | None = None,
+    reporter: Reporter | None = None,
+    control: JobControl | None = None,
+    scan_options: ScanOptions | None = None,
+    workers: int | None = None,
+) -> TrainOutcome:
+    """Two-stage CRLC, stage 2 alone: a new ``stage2`` run from a completed stage-1 run.
+
+    The settings are the stage-1 run's stage-2 settings (those of its two-stage job, else
+    its own with ``stage="stage2"``) with ``overrides`` (``None`` values ignored) applied;
+    the backbone, stem, image size and feature width must stay the stage-1 run's. The images
+    are the library's current ones (ignored images left out); the neighbour table is re-used
+    from an earlier stage-2 run of the same stage-1 run on the same images, else mined.
+
+    Raises:
+        RunNotFoundError: no run ``stage1_run``.
+        InvalidSettingError: it is not a completed stage-1 run, or bad settings.
+    """
+    reporter = reporter or NullReporter()
+    control = control or JobControl()
+    with ImageLibrary.open(_roots(folders), workspace) as library:
+        stage1 = _completed_stage1(library.runs, stage1_run)
+        config = _stage2_config(stage1, overrides)
+        device = resolve_device(config.device)
+        reporter.status(f"Device: {device.device} ({device.reason})")
+        scan = library.scan(config.image_size, scan_options, reporter, control, workers)
+        if control.cancelled:
+            raise InterruptedError("cancelled while scanning the images")
+        with library.locked("training (two-stage CRLC, stage 2)"):
+            ignored = Annotations(library.catalog).ignored()
+            records = [r for r in library.cached_images(config.image_size) if r.id not in ignored]
+            pixels = library.pixels(config.image_size, records)
+            return _run_stage2(
+                library,
+                stage1,
+                config,
+                device.reason,
+                device.device,
+                records,
+                pixels,
+                scan,
+                reporter,
+                control,
+            )
+
+
+def _completed_stage1(runs: RunStore, run_id: str) -> RunDir:
+    """The completed stage-1 run ``run_id`` (with its checkpoint)."""
+    run = runs.get(run_id, state=None, clusters_only=False)
+    if run.kind != "stage1":
+        raise InvalidSettingError(
+            f"run {run_id} is a {run.kind} run, not stage 1 of two-stage training; stage 2 "
+            "needs a stage-1 run (`crlc train FOLDER --two-stage` makes one)"
+        )
+    if run.state != "completed":
+        raise InvalidSettingError(
+            f"stage-1 run {run_id} is {run.state}, not completed; finish it first with "
+            f"`crlc train FOLDER --resume {run_id}`"
+        )
+    if not run.checkpoint_path.exists():
+        raise RunNotFoundError(f"stage-1 run {run_id} has no checkpoint")
+    return run
+
+
+def _stage2_config(stage1: RunDir, overrides: dict[str, Any] | None) -> TrainConfig:
+    stored = stage1.read_config()
+    first = TrainConfig.from_dict(stored["train"])
+    planned = stored.get("then_stage2")
+    base = TrainConfig.from_dict(planned) if planned else first.replace(stage="stage2")
+    explicit = {k: v for k, v in (overrides or {}).items() if v is not None}
+    explicit.pop("stage", None)
+    if "minutes" in explicit and "epochs" not in explicit:
+        explicit["epochs"] = None
+    config = base.replace(**explicit, stage="stage2")
+    for name in ("backbone", "image_size", "feature_dim"):
+        if getattr(config, name) != getattr(first, name):
+            raise InvalidSettingError(
+                f"stage 2 keeps the stage-1 run's {name.replace('_', ' ')} "
+                f"({getattr(first, name)!r}); leave that option out"
+            )
+    if config.resolved_stem() != first.resolved_stem():
+        raise InvalidSettingError(
+            f"stage 2 keeps the stage-1 run's stem ({first.resolved_stem()!r}); leave --stem out"
+        )
+    return config
+
+
+def _run_stage2(
+    library: ImageLibrary,
+    stage1: RunDir,
+    config: TrainConfig,
+    device_reason: str,
+    device: torch.device,
+    records: list[ImageRecord],
+    pixels: np.ndarray,
+    scan: ScanSummary,
+    reporter: Reporter,
+    control: JobControl,
+) -> TrainOutcome:
+    """Create and train the stage-2 run of ``stage1`` on ``records`` (lock held)."""
+    _check_cluster_count(config.clusters, len(records))
+    run = _create_run(
+        library, config, device_reason, str(device), records, parent=stage1.run_id, kind="stage2"
+    )
+    reporter.status(
+        f"Stage 2 (run {run.run_id}, from stage-1 run {stage1.run_id}): clustering with a "
+        f"neighbour as the positive, backbone {'frozen' if config.freeze_backbone else 'trained'}"
+    )
+    fit = _train_run(
+        library,
+        run,
+        config,
+        device,
+        pixels,
+        records,
+        reporter,
+        control,
+        resume=False,
+        parent_checkpoint=stage1.checkpoint_path,
+    )
     return TrainOutcome(
         run,
         library.workspace,
         fit.state,
         fit,
         config,
-        str(device.device),
+        str(device),
         len(records),
         scan,
-        parent,
+        stage1.run_id,
+        kind="stage2",
     )
 
 
@@ -236,7 +438,12 @@ def _create_run(
     records: list[ImageRecord],
     parent: str | None,
     extra: dict[str, Any] | None = None,
+    kind: str | None = None,
 ) -> RunDir:
+    """A new run folder with ``config.json`` and ``image_ids.npy``.
+
+    ``kind`` defaults to ``train`` without a parent and ``refine`` with one.
+    """
     run = library.runs.create_run()
     atomic_write_json(
         run.config_path,
@@ -249,7 +456,7 @@ def _create_run(
             "engine_version": __version__,
             "torch_version": torch.__version__,
             "parent": parent,
-            "kind": "train" if parent is None else "refine",
+            "kind": kind or ("train" if parent is None else "refine"),
             "images": len(records),
             **(extra or {}),
         },
@@ -287,9 +494,16 @@ def _train_run(
             trainer.load()
             reporter.status(f"Resuming run {run.run_id} at epoch {trainer.epoch}")
         elif parent_checkpoint is not None:
-            trainer.init_from_parent(parent_checkpoint)
+            if config.stage == "stage2":  # stage 1's backbone and RL-head; a fresh C-head
+                trainer.init_from_parent(parent_checkpoint, parts=("backbone", "rl_head"))
+            else:
+                trainer.init_from_parent(parent_checkpoint)
+        if config.stage == "stage2":
+            trainer.set_neighbors(
+                _stage2_neighbors(library.runs, run, trainer, config, resume, reporter)
+            )
         fit = trainer.fit(reporter, control)
-        if fit.state == "completed":
+        if fit.state == "completed" and run.has_clusters:
             reporter.status("Computing assignments")
             preds = predict(trainer.model, trainer.data, trainer.augment_config, device)
             _store_results(library, run, records, preds, fit.chosen_head, fixed_names)
@@ -302,11 +516,57 @@ def _train_run(
         fit.state,
         "",
         epochs=fit.epochs,
-        head=fit.chosen_head,
+        head=fit.chosen_head if run.has_clusters else None,
         samples_per_s=fit.samples_per_s,
         elapsed_s=fit.elapsed_s,
     )
     return fit
+
+
+def _stage2_neighbors(
+    runs: RunStore,
+    run: RunDir,
+    trainer: CRLCTrainer,
+    config: TrainConfig,
+    resume: bool,
+    reporter: Reporter,
+) -> np.ndarray:
+    """The kNN table of a stage-2 run: its own (resume), a sibling's, or freshly mined."""
+    path = run.path / NEIGHBORS_FILE
+    n = trainer.num_images
+    if resume:
+        return load_neighbor_table(path, n)
+    k = min(config.neighbors, n - 1)
+    table = _sibling_neighbors(runs, run, k)
+    if table is not None:
+        reporter.status(f"Re-using the {k}-nearest-neighbour table of an earlier stage-2 run")
+    else:
+        reporter.status(f"Finding the {k} nearest neighbours of each image (stage-1 features)")
+        table = mine_neighbors(
+            trainer.model, trainer.data, trainer.augment_config, trainer.device, k, reporter
+        )
+    save_neighbor_table(path, table)
+    return table
+
+
+def _sibling_neighbors(runs: RunStore, run: RunDir, k: int) -> np.ndarray | None:
+    """The first ``k`` columns of a table mined from the same stage-1 run on the same images."""
+    parent = run.read_config().get("parent")
+    ids = np.load(run.path / "image_ids.npy")
+    for other in reversed(runs.all()):
+        path = other.path / NEIGHBORS_FILE
+        if other.run_id == run.run_id or not path.exists() or other.kind != "stage2":
+            continue
+        if other.read_config().get("parent") != parent:
+            continue
+        try:
+            same_images = np.array_equal(np.load(other.path / "image_ids.npy"), ids)
+            table = load_neighbor_table(path, len(ids)) if same_images else None
+        except (OSError, ValueError, CRLCError):
+            continue
+        if table is not None and table.shape[1] >= k:
+            return np.ascontiguousarray(table[:, :k])
+    return None
 
 
 def _store_results(
@@ -339,11 +599,16 @@ def _store_results(
 
 
 def _previous_named_run(runs: RunStore, run: RunDir) -> str | None:
-    """The run whose names a new run inherits: its parent, else the newest completed one."""
+    """The run whose names a new run inherits: its parent, else the newest completed one.
+
+    Runs without clusters (stage 1 of two-stage training) have no names and are skipped.
+    """
     parent = run.read_config().get("parent")
-    if parent:
+    if parent and RunDir(runs.runs_dir / str(parent)).has_clusters:
         return str(parent)
-    earlier = [r for r in runs.all() if r.run_id < run.run_id and r.state == "completed"]
+    earlier = [
+        r for r in runs.all() if r.run_id < run.run_id and r.state == "completed" and r.has_clusters
+    ]
     return earlier[-1].run_id if earlier else None
 
 
@@ -369,7 +634,7 @@ def _resume_records(library: ImageLibrary, run: RunDir, side: int) -> list[Image
 
 def _unfinished_run(runs: RunStore, run_id: str | None) -> RunDir:
     if run_id is not None:
-        run = runs.get(run_id, state=None)
+        run = runs.get(run_id, state=None, clusters_only=False)
         if run.state == "completed":
             raise InvalidSettingError(f"run {run_id} is already completed; nothing to resume")
     else:
@@ -472,6 +737,8 @@ def refine_folder(
             lr_schedule="cosine",
             lr_min=0.001,
             labelled_batch=64,
+            stage="end_to_end",
+            freeze_backbone=False,
             **budget,
             **{k: v for k, v in (overrides or {}).items() if v is not None},
         )
@@ -526,6 +793,7 @@ def refine_folder(
         len(records),
         scan,
         parent.run_id,
+        kind="refine",
     )
 
 
@@ -618,7 +886,7 @@ def delete_run(
 ) -> Path:
     """Delete a run's folder and its assignments and names (labels stay)."""
     with ImageLibrary.open(_roots(folders), workspace) as library:
-        run = library.runs.get(run_id, state=None)
+        run = library.runs.get(run_id, state=None, clusters_only=False)
         with library.locked(f"deleting run {run_id}"):
             store = ResultStore(library.catalog)
             store.db.execute("BEGIN IMMEDIATE")

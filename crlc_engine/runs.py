@@ -7,6 +7,11 @@ trained on) and ``predictions.npz`` (every sub-head's clusters, for evaluation);
 assignments themselves are in the library's catalog. ``<base>`` is ``--workspace``, else
 ``$CRLC_WORKSPACE``, else the platformdirs user data folder; ``<key>`` hashes the sorted
 resolved library roots.
+
+A stage-2 run of two-stage CRLC also holds ``neighbors.npy`` (the kNN table its positives
+came from). A run's ``kind`` (in ``config.json``) is ``train``, ``refine``, ``stage1`` or
+``stage2``; a ``stage1`` run (representation learning only) has a checkpoint but no clusters,
+so the "newest completed run" look-ups used by assign, clusters, export and the app skip it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from crlc_engine.fileio import atomic_write_json
 
 APP_NAME = "crlc-organizer"
 RUN_STATES = ("running", "cancelled", "completed", "failed")
+RUN_KINDS = ("train", "refine", "stage1", "stage2")
+#: Run kinds that produce no cluster assignments.
+KINDS_WITHOUT_CLUSTERS = ("stage1",)
 
 
 def workspace_base(explicit: str | Path | None = None) -> Path:
@@ -129,6 +137,19 @@ class RunDir:
         """``running``, ``cancelled``, ``completed`` or ``failed``."""
         return str(self.read_status().get("state", "failed"))
 
+    @property
+    def kind(self) -> str:
+        """``train``, ``refine``, ``stage1`` or ``stage2`` (``train`` when not recorded)."""
+        try:
+            return str(self.read_config().get("kind") or "train")
+        except (OSError, ValueError):
+            return "train"
+
+    @property
+    def has_clusters(self) -> bool:
+        """Whether the run assigns clusters when completed (a ``stage1`` run does not)."""
+        return self.kind not in KINDS_WITHOUT_CLUSTERS
+
 
 class RunStore:
     """The ``runs/`` folder of a library workspace."""
@@ -155,8 +176,19 @@ class RunStore:
             return []
         return [RunDir(p) for p in sorted(self.runs_dir.iterdir()) if (p / "config.json").exists()]
 
-    def get(self, run_id: str | None = None, state: str | None = "completed") -> RunDir:
+    def get(
+        self,
+        run_id: str | None = None,
+        state: str | None = "completed",
+        clusters_only: bool = True,
+    ) -> RunDir:
         """The run with ``run_id``, else the newest run in ``state``.
+
+        Args:
+            run_id: A run id, or ``None`` for the newest matching run.
+            state: The state the run must be in (``None``: any).
+            clusters_only: Only runs that assign clusters: the newest-run look-up skips
+                stage-1 runs, and naming one raises.
 
         Raises:
             RunNotFoundError: no such run.
@@ -165,11 +197,16 @@ class RunStore:
             run = RunDir(self.runs_dir / run_id)
             if "/" in run_id or not run.config_path.exists():
                 raise RunNotFoundError(f"no run {run_id!r} in {self.runs_dir}")
+            if clusters_only and not run.has_clusters:
+                raise RunNotFoundError(
+                    f"run {run_id} is stage 1 of two-stage training (representation learning "
+                    "only) and has no clusters; use its stage-2 run"
+                )
             if state is not None and run.state != state:
                 raise RunNotFoundError(f"run {run_id} is {run.state}, not {state}")
             return run
         for run in reversed(self.all()):
-            if state is None or run.state == state:
+            if (state is None or run.state == state) and (not clusters_only or run.has_clusters):
                 return run
         wanted = f"{state} " if state else ""
         raise RunNotFoundError(

@@ -1,10 +1,25 @@
-"""End-to-end CRLC trainer (SimCLR framework) with checkpoints, cancel, pause and resume.
+"""CRLC trainer (SimCLR or MemoryBank framework; end-to-end or one stage of two-stage CRLC)
+with checkpoints, cancel, pause and resume.
 
 The data set lives on the training device as a uint8 tensor [N, S, S, 3]; each step draws
-two augmented views of a batch on that device (:class:`~crlc_engine.augment.BatchAugmenter`),
-runs the network once on both (bf16 autocast and channels-last on CUDA, float32 elsewhere),
-computes the CRLC loss in float32 and takes an SGD step. Per-epoch statistics are summed on
-the device, so the step loop never waits for the GPU; the host syncs once per epoch.
+augmented views of a batch on that device (:class:`~crlc_engine.augment.BatchAugmenter`),
+runs the network once on all of them (bf16 autocast and channels-last on CUDA, float32
+elsewhere), computes the loss in float32 and takes an SGD step. Per-epoch statistics are
+summed on the device, so the step loop never waits for the GPU; the host syncs once per
+epoch.
+
+Frameworks (``config.framework``):
+
+* ``simclr``: two views per image; the positive of a view is the other view, the negatives
+  are the other rows of the batch (:func:`~crlc_engine.losses.crlc_loss`).
+* ``memorybank``: one view per image; positive and negatives are rows of a
+  :class:`~crlc_engine.losses.memory_bank.MemoryBank`, updated after every step.
+
+Stages (``config.stage``): ``end_to_end`` trains everything with the CRLC loss; ``stage1``
+trains the backbone and the RL-head with L_FC only (the C-head is not run); ``stage2``
+trains L_cluster with a neighbour (from :meth:`CRLCTrainer.set_neighbors`) as the positive,
+the backbone fine-tuned or frozen (``freeze_backbone``: kept in eval mode, so BatchNorm
+statistics do not move either). Parts a stage does not train are left out of the optimiser.
 
 Data order: one permutation per epoch from a CPU generator, ``floor(N / batch)`` steps, the
 remainder dropped. Augmentation randomness comes from a generator on the training device.
@@ -40,10 +55,21 @@ from crlc_engine.events import (
     TrainingFinished,
     TrainingStarted,
 )
-from crlc_engine.losses import CRLCLossConfig, crlc_loss
+from crlc_engine.losses import (
+    CRLCLossConfig,
+    CRLCLossOutput,
+    crlc_loss,
+    feature_contrastive_loss,
+)
+from crlc_engine.losses.memory_bank import MemoryBank, bank_feature_loss, memory_bank_crlc_loss
 from crlc_engine.models import CRLCModel
 from crlc_engine.training.checkpoint import load_checkpoint, save_checkpoint
+from crlc_engine.training.neighbor_positives import (
+    check_neighbor_table,
+    sample_neighbor_positives,
+)
 from crlc_engine.training.optim import make_sgd
+from crlc_engine.training.two_stage import trainable_parts
 
 LOSS_PARTS = ("total", "feature", "cluster", "probability_contrastive", "entropy", "guard")
 
@@ -59,7 +85,8 @@ class FitResult:
         chosen_head: Sub-head with the lowest mean L_cluster over the last epoch (0-based).
         head_losses: That epoch's mean L_cluster per sub-head.
         elapsed_s: Training time in total, pauses excluded.
-        samples_per_s: Images (two views each) per second over this call's steps.
+        samples_per_s: Images (one or two views each, see the framework) per second over
+            this call's steps.
     """
 
     state: str
@@ -72,9 +99,9 @@ class FitResult:
 
 
 def loss_config_of(config: TrainConfig) -> CRLCLossConfig:
-    """The loss settings of a training config."""
+    """The loss settings of a training config (stage 2 has no L_FC term)."""
     return CRLCLossConfig(
-        lambda_fc=config.lambda_fc,
+        lambda_fc=0.0 if config.stage == "stage2" else config.lambda_fc,
         lambda_ent=config.lambda_ent,
         tau=config.tau,
         gamma=config.gamma,
@@ -82,6 +109,12 @@ def loss_config_of(config: TrainConfig) -> CRLCLossConfig:
         guard_weight=config.guard_weight,
         guard_bound=config.guard_bound,
     )
+
+
+def _feature_only(feature: Tensor, subheads: int) -> CRLCLossOutput:
+    """Stage 1's loss parts: L_FC alone, the clustering parts zero ``[H]``."""
+    zeros = torch.zeros(subheads, dtype=feature.dtype, device=feature.device)
+    return CRLCLossOutput(feature, feature, zeros, zeros, zeros, zeros)
 
 
 def _place_data(images: np.ndarray | Tensor, device: torch.device) -> Tensor:
@@ -110,7 +143,12 @@ class CRLCTrainer:
         run_id: Shown in events.
         labelled: CRLC-semi: (row indices into ``images`` [L], class targets [L] in
             0..C-1); each step adds ``lambda_xent`` x the cross-entropy of every sub-head on
-            two augmented views of ``labelled_batch`` labelled images drawn uniformly.
+            augmented views (as many per image as the framework uses) of
+            ``labelled_batch`` labelled images drawn uniformly. End-to-end runs only.
+
+    Raises:
+        InvalidSettingError: bad data or settings (``stage`` ``two_stage`` is two runs: see
+            :func:`crlc_engine.jobs.train_folder`).
     """
 
     def __init__(
@@ -139,9 +177,12 @@ class CRLCTrainer:
                 f"{config.clusters} clusters requested but there are only {n} images"
             )
         self.num_images = n
+        self.parts = trainable_parts(config)
         self.labelled_rows: Tensor | None = None
         self.labelled_targets: Tensor | None = None
         if labelled is not None and len(labelled[0]) > 0 and config.lambda_xent > 0:
+            if config.stage != "end_to_end":
+                raise InvalidSettingError("labelled images (CRLC-semi) need end-to-end training")
             rows, targets = (torch.as_tensor(np.asarray(a), dtype=torch.long) for a in labelled)
             if rows.shape != targets.shape or int(rows.max()) >= n or int(rows.min()) < 0:
                 raise InvalidSettingError("labelled rows/targets do not match the images")
@@ -162,14 +203,29 @@ class CRLCTrainer:
             config.clusters,
             config.subheads,
             config.feature_dim,
+            pretrained=config.pretrained,
         ).to(device)
         if self.use_amp:
             self.model = self.model.to(memory_format=torch.channels_last)
+        for name, part in self.model.named_children():
+            part.requires_grad_(name in self.parts)
         self.optimizer = make_sgd(self.model, config.lr, config.momentum, config.weight_decay)
         self.loss_config = loss_config_of(config)
-        self._set_normalization(*dataset_mean_std(self.data))
+        # Pretrained weights expect their own input statistics; otherwise the data set's.
+        preset_norm = self.model.backbone.input_normalization
+        self._set_normalization(*(preset_norm or dataset_mean_std(self.data)))
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+        self.bank: MemoryBank | None = None
+        if config.framework == "memorybank":
+            self.bank = MemoryBank(
+                n, config.subheads, config.clusters, config.feature_dim, device, config.seed + 2
+            )
+        self.neighbors: Tensor | None = None
+        self.uses_z = config.stage == "stage1" or (
+            config.stage == "end_to_end" and config.lambda_fc > 0
+        )
+        self.uses_logits = config.stage != "stage1"
 
         # Position and bookkeeping (all checkpointed).
         self.epoch = 0  # completed epochs
@@ -180,6 +236,16 @@ class CRLCTrainer:
         self.history: list[dict[str, Any]] = []
         self._sum_steps = 0
         self._sums = self._zero_sums()
+
+    def set_neighbors(self, table: np.ndarray | Tensor) -> None:
+        """Stage 2: the kNN table [N, K] (row indices) the positives are drawn from.
+
+        Raises:
+            InvalidSettingError: not ``[N, K >= 1]`` rows into this trainer's images.
+        """
+        knn = torch.as_tensor(table, dtype=torch.long)
+        check_neighbor_table(knn, self.num_images)
+        self.neighbors = knn.to(self.device)
 
     def _set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """Use this per-channel mean/std for the views (and for later assignments)."""
@@ -274,32 +340,86 @@ class CRLCTrainer:
         )
         return self.labelled_rows[pick], self.labelled_targets[pick]
 
+    def _forward(self, views: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """z [V, D] (or ``None``) and logits [H, V, C] (or ``None``) of the views."""
+        model = self.model
+        with self._autocast():
+            if self.config.freeze_backbone:
+                with torch.no_grad():
+                    features = model.backbone(views)
+            else:
+                features = model.backbone(views)
+            z = model.rl_head(features) if self.uses_z else None
+            logits = model.c_head(features) if self.uses_logits else None
+        return z, logits
+
+    def _objective(
+        self, z: Tensor | None, logits: Tensor | None, indices: Tensor, positives: Tensor
+    ) -> CRLCLossOutput:
+        """The loss of the batch's anchors (first ``b`` views; SimCLR: the next ``b`` too)."""
+        b = indices.shape[0]
+        config = self.config
+        stage1 = config.stage == "stage1"
+        if self.bank is None:
+            if stage1:
+                assert z is not None
+                feature = feature_contrastive_loss(z[:b], z[b : 2 * b], tau=config.tau).loss
+                return _feature_only(feature, config.subheads)
+            assert logits is not None
+            return crlc_loss(
+                None if z is None else z[:b],
+                None if z is None else z[b : 2 * b],
+                logits[:, :b],
+                logits[:, b : 2 * b],
+                self.loss_config,
+            )
+        sample = self.bank.sample(indices, positives, config.bank_negatives, self.augment_generator)
+        if stage1:
+            assert z is not None
+            feature = bank_feature_loss(
+                z[:b],
+                sample.feature_positive,
+                sample.feature_negative,
+                tau=config.tau,
+                excluded=sample.excluded,
+            )
+            return _feature_only(feature, config.subheads)
+        assert logits is not None
+        return memory_bank_crlc_loss(
+            None if z is None else z[:b], logits[:, :b], sample, self.loss_config
+        )
+
+    def _positives(self, indices: Tensor) -> Tensor:
+        """Rows of the positives: the images themselves, or (stage 2) drawn neighbours."""
+        if self.config.stage != "stage2":
+            return indices
+        if self.neighbors is None:
+            raise InvalidSettingError("stage 2 needs the neighbour table (set_neighbors)")
+        return sample_neighbor_positives(self.neighbors, indices, self.augment_generator)
+
     def _step(self, indices: Tensor) -> None:
         images = self._batch(indices)
         b = images.shape[0]
+        positives = self._positives(indices)
+        parts = [images]
+        if self.bank is None:  # SimCLR: a second view, of the image or of its neighbour
+            parts.append(images if self.config.stage != "stage2" else self._batch(positives))
+        views_per_image = len(parts)
         labelled = self._labelled_batch()
-        parts = [images, images]
         if labelled is not None:
-            labelled_images = self._batch(labelled[0])
-            parts += [labelled_images, labelled_images]
+            parts += [self._batch(labelled[0])] * views_per_image
         views = torch.cat([self.augmenter(p, self.augment_generator) for p in parts])
         if self.use_amp:
             views = views.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            out = self.model(views)
-        z = out.z if self.loss_config.lambda_fc > 0 else None
-        loss = crlc_loss(
-            None if z is None else z[:b],
-            None if z is None else z[b : 2 * b],
-            out.logits[:, :b],
-            out.logits[:, b : 2 * b],
-            self.loss_config,
-        )
+        z, logits = self._forward(views)
+        loss = self._objective(z, logits, indices, positives)
         objective = loss.total
-        if labelled is not None:
-            targets = labelled[1].repeat(2)  # both views
-            logits = out.logits[:, 2 * b :].float()  # [H, 2L, C]
-            xent = F.cross_entropy(logits.flatten(0, 1), targets.repeat(logits.shape[0]))
+        if labelled is not None and logits is not None:
+            targets = labelled[1].repeat(views_per_image)
+            labelled_logits = logits[:, b * views_per_image :].float()  # [H, L * views, C]
+            xent = F.cross_entropy(
+                labelled_logits.flatten(0, 1), targets.repeat(labelled_logits.shape[0])
+            )
             objective = objective + self.config.lambda_xent * xent
         for group in self.optimizer.param_groups:
             group["lr"] = self._learning_rate()
@@ -308,6 +428,13 @@ class CRLCTrainer:
         self.optimizer.step()
         self._sum_steps += 1
         with torch.no_grad():
+            if self.bank is not None:  # paper Eq. 10 with this step's outputs
+                self.bank.update(
+                    indices,
+                    self.config.bank_momentum,
+                    probabilities=None if logits is None else logits[:, :b].float().softmax(-1),
+                    features=None if z is None else z[:b],
+                )
             sums = self._sums
             sums["total"] += loss.total.detach()
             sums["feature"] += loss.feature.detach()
@@ -316,10 +443,11 @@ class CRLCTrainer:
             sums["entropy"] += loss.entropy.detach().mean()
             sums["guard"] += loss.guard.detach().mean()
             sums["head_cluster"] += loss.cluster.detach().float()
-            assigned = out.logits[:, :b].detach().argmax(dim=-1)  # [H, b]
-            sums["head_counts"].scatter_add_(
-                1, assigned, torch.ones_like(assigned, dtype=sums["head_counts"].dtype)
-            )
+            if logits is not None:
+                assigned = logits[:, :b].detach().argmax(dim=-1)  # [H, b]
+                sums["head_counts"].scatter_add_(
+                    1, assigned, torch.ones_like(assigned, dtype=sums["head_counts"].dtype)
+                )
 
     # ------------------------------------------------------------------ epochs
     def _iter_epoch_indices(self) -> Iterator[Tensor]:
@@ -376,6 +504,12 @@ class CRLCTrainer:
         )
         self._sums = self._zero_sums()
 
+    def _train_mode(self) -> None:
+        """Training mode, except a frozen backbone (its BatchNorm statistics must not move)."""
+        self.model.train()
+        if self.config.freeze_backbone:
+            self.model.backbone.eval()
+
     def fit(self, reporter: Reporter | None = None, control: JobControl | None = None) -> FitResult:
         """Train until the epoch count or time budget is reached, or until cancelled.
 
@@ -400,7 +534,7 @@ class CRLCTrainer:
                 start_epoch=self.epoch,
             )
         )
-        self.model.train()
+        self._train_mode()
         call_steps = 0
         call_seconds = 0.0
         state = "completed"
@@ -484,6 +618,7 @@ class CRLCTrainer:
             "normalization": {"mean": self.augment_config.mean, "std": self.augment_config.std},
             "num_images": self.num_images,
             "chosen_head": self.chosen_head,
+            "memory_bank": None if self.bank is None else self.bank.state_dict(),
         }
 
     def save(self, reporter: Reporter | None = None) -> None:
@@ -496,26 +631,38 @@ class CRLCTrainer:
                 CheckpointSaved(str(self.checkpoint_path), self.epoch, self.step_in_epoch)
             )
 
-    def init_from_parent(self, path: Path) -> None:
+    def init_from_parent(
+        self, path: Path, parts: Sequence[str] = ("backbone", "rl_head", "c_head")
+    ) -> None:
         """Start from a parent run's network weights (not its optimiser or position).
 
         The C-head may have more clusters than the parent's (CRLC-semi with more classes than
         clusters): the parent's output columns are copied and the new ones keep their fresh
         initialisation.
 
+        Args:
+            path: The parent's checkpoint.
+            parts: Which parts of the network to copy (stage 2 copies ``backbone`` and
+                ``rl_head`` from stage 1; the C-head keeps its fresh initialisation).
+
         Raises:
             CheckpointError: unreadable, or a different backbone / feature width.
         """
         state = load_checkpoint(path, map_location=self.device)
         parent = TrainConfig.from_dict(state["config"])
-        for name in ("backbone", "stem", "subheads", "feature_dim"):
+        names = ["backbone", "stem", "feature_dim"] + (["subheads"] if "c_head" in parts else [])
+        for name in names:
             if getattr(parent, name) != getattr(self.config, name):
                 raise CheckpointError(f"parent checkpoint {path} has a different {name}")
         norm = state["normalization"]  # the parent's view statistics, not the new data's
         self._set_normalization(tuple(norm["mean"]), tuple(norm["std"]))
-        weights = dict(state["model"])
         own = self.model.state_dict()
+        weights = {
+            key: value for key, value in state["model"].items() if key.split(".", 1)[0] in parts
+        }
         for key in ("c_head.weight2", "c_head.bias2"):
+            if key not in weights:
+                continue
             old, new = weights[key], own[key]
             if old.shape != new.shape:
                 if old.shape[-1] > new.shape[-1]:
@@ -523,7 +670,7 @@ class CRLCTrainer:
                 grown = new.clone()
                 grown[..., : old.shape[-1]] = old
                 weights[key] = grown
-        self.model.load_state_dict(weights)
+        self.model.load_state_dict({**own, **weights})
 
     def load(self, path: Path | None = None) -> None:
         """Restore a checkpoint written by this trainer's settings.
@@ -536,7 +683,17 @@ class CRLCTrainer:
             raise CheckpointError("no checkpoint path given")
         state = load_checkpoint(source, map_location=self.device)
         saved = TrainConfig.from_dict(state["config"])
-        structural = ("backbone", "stem", "image_size", "clusters", "subheads", "feature_dim")
+        structural = (
+            "backbone",
+            "stem",
+            "image_size",
+            "clusters",
+            "subheads",
+            "feature_dim",
+            "framework",
+            "stage",
+            "freeze_backbone",
+        )
         for name in structural:
             if getattr(saved, name) != getattr(self.config, name):
                 raise CheckpointError(
@@ -566,6 +723,14 @@ class CRLCTrainer:
             ) from exc
         norm = state["normalization"]
         self._set_normalization(tuple(norm["mean"]), tuple(norm["std"]))
+        if self.bank is not None:
+            saved_bank = state.get("memory_bank")
+            if saved_bank is None:
+                raise CheckpointError(f"checkpoint {source} has no memory bank")
+            try:
+                self.bank.load_state_dict(saved_bank)
+            except ValueError as exc:
+                raise CheckpointError(f"checkpoint {source}: {exc}") from exc
         self._sums = {k: v.to(self.device) for k, v in state["sums"].items()}
         self._sum_steps = int(state["sum_steps"])
         self.history = list(state["history"])

@@ -19,7 +19,12 @@ def test_configurations_cover_the_paper_ablations_without_duplicates() -> None:
     assert configs["C-head only (lambda_FC 0)"].lambda_fc == 0.0
     assert {c.critic for c in configs.values()} == {"log_dot", "dot", "neg_l2", "neg_js"}
     assert {c.lambda_fc for c in configs.values()} == {0.0, 1.0, 3.0, 10.0}
-    assert len(configs) == 7  # lambda_FC 0 and 10 duplicate earlier rows
+    bank = configs["MemoryBank framework"]
+    assert bank.framework == "memorybank" and bank.replace(framework="simclr") == base
+    assert {c.framework for n, c in configs.items() if n != "MemoryBank framework"} == {"simclr"}
+    assert len(configs) == 8  # lambda_FC 0 and 10 duplicate earlier rows
+    flipped = dict(ablation_configs(base.replace(framework="memorybank")))
+    assert flipped["SimCLR framework"].framework == "simclr" and len(flipped) == 8
 
 
 def test_ablate_cli_writes_tables(
@@ -47,10 +52,12 @@ def test_ablate_cli_writes_tables(
         ]
     )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert code == 0 and len(out["rows"]) == 7
+    assert code == 0 and len(out["rows"]) == 8
+    assert [r["framework"] for r in out["rows"]].count("memorybank") == 1
     for row in out["rows"]:
         assert 0.25 <= row["acc"] <= row["best_acc"] + 1e-9 <= 1.0 + 1e-9
         assert 0.0 <= row["nmi"] <= 1.0 and row["epochs"] == 1 and row["seconds"] > 0
     table = Path(out["markdown"]).read_text()
     assert "| C-head only (lambda_FC 0) |" in table and "critic neg_js" in table
+    assert "| MemoryBank framework |" in table
     assert json.loads(Path(out["json"]).read_text())["budget"] == "1 epochs"

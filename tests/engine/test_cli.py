@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from crlc_engine.results import ResultStore
 from tests.conftest import TINY_TRAIN_FLAGS as TINY
 
 
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict, str]:
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any], str]:
     code = main(args)
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
@@ -26,7 +27,7 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, d
 
 
 @pytest.fixture(scope="module")
-def trained(shapes_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def trained(shapes_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     workspace = tmp_path_factory.mktemp("ws")
     args = [
         "train",
@@ -49,7 +50,7 @@ def trained(shapes_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     return {"payload": payload, "workspace": workspace, "stderr": out.stderr, "stdout": out.stdout}
 
 
-def test_train_json_contract(trained: dict) -> None:
+def test_train_json_contract(trained: dict[str, Any]) -> None:
     payload = trained["payload"]
     assert {"run_id", "workspace", "epochs", "samples_per_s", "clusters", "head"} <= set(payload)
     assert payload["epochs"] == 2 and payload["clusters"] == 4 and payload["state"] == "completed"
@@ -58,7 +59,7 @@ def test_train_json_contract(trained: dict) -> None:
     assert "epoch" in trained["stderr"]  # progress goes to stderr
 
 
-def test_run_folder_layout(trained: dict, shapes_folder: Path) -> None:
+def test_run_folder_layout(trained: dict[str, Any], shapes_folder: Path) -> None:
     run = Path(trained["payload"]["run_dir"])
     assert run.parent.name == "runs" and run.name == trained["payload"]["run_id"]
     assert run.is_relative_to(Path(trained["workspace"]))
@@ -80,7 +81,7 @@ def test_run_folder_layout(trained: dict, shapes_folder: Path) -> None:
 
 
 def test_evaluate_newest_and_given_run(
-    trained: dict, shapes_folder: Path, capsys: pytest.CaptureFixture[str]
+    trained: dict[str, Any], shapes_folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ws = str(trained["workspace"])
     code, payload, err = run_cli(
@@ -115,6 +116,14 @@ def test_help_explains_options(capsys: pytest.CaptureFixture[str]) -> None:
         "--workspace",
         "--json",
         "--resume",
+        "--framework",
+        "--bank-negatives",
+        "--bank-momentum",
+        "--two-stage",
+        "--stage2-from",
+        "--stage1-epochs",
+        "--neighbors",
+        "--freeze-backbone",
     ):
         assert flag in text
 
@@ -180,6 +189,7 @@ def test_error_cluster_count(
         ("--backbone", "vgg16", "unknown backbone"),
         ("--preset", "turbo", "unknown preset"),
         ("--critic", "cosine", "unknown critic"),
+        ("--framework", "moco", "unknown framework"),
     ],
 )
 def test_error_unknown_names(
@@ -206,6 +216,32 @@ def test_error_unknown_names(
         capsys,
         "invalid_setting",
         fragment,
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--two-stage", "--stage2-from", "x"], "cannot be combined"),
+        (["--resume", "--two-stage"], "saved settings"),
+        (["--stage1-epochs", "3"], "only with --two-stage"),
+        (["--stage2-from", "x", "--preset", "cpu"], "--preset does not apply"),
+    ],
+)
+def test_error_two_stage_flag_combinations(
+    flags: list[str], fragment: str, shapes_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expect_error(["train", str(shapes_folder), "-k", "4", *flags], capsys, "usage", fragment)
+
+
+def test_error_stage2_from_unknown_run(
+    shapes_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expect_error(
+        ["train", str(shapes_folder), "--stage2-from", "nope", "--workspace", str(tmp_path)],
+        capsys,
+        "run_not_found",
+        "no run 'nope'",
     )
 
 

@@ -46,6 +46,13 @@ def test_default_preset_follows_device() -> None:
         ({"gamma": 1.5}, "gamma"),
         ({"tau": 0.0}, "tau"),
         ({"epochs": None, "minutes": None}, "epochs or minutes"),
+        ({"framework": "moco"}, "unknown framework"),
+        ({"bank_negatives": 0}, "bank negatives"),
+        ({"bank_momentum": 1.5}, "bank momentum"),
+        ({"stage": "stage3"}, "unknown stage"),
+        ({"stage1_epochs": 0}, "stage-1 epochs"),
+        ({"neighbors": 0}, "neighbours"),
+        ({"freeze_backbone": True}, "stage 2"),
     ],
 )
 def test_invalid_settings_are_rejected(changes: dict[str, object], fragment: str) -> None:
@@ -67,3 +74,19 @@ def test_auto_stem_rule() -> None:
 def test_config_round_trips_through_dict() -> None:
     cfg = resolve_train_config(7, "balanced", {"seed": 3})
     assert TrainConfig.from_dict({**cfg.to_dict(), "future_field": 1}) == cfg
+
+
+def test_new_variant_settings_default_to_end_to_end_simclr() -> None:
+    cfg = TrainConfig(clusters=3)
+    assert (cfg.framework, cfg.bank_negatives, cfg.bank_momentum) == ("simclr", 4096, 0.5)
+    assert (cfg.stage, cfg.stage1_epochs, cfg.neighbors, cfg.freeze_backbone) == (
+        "end_to_end",
+        None,
+        50,
+        False,
+    )
+    # Runs stored before these settings existed still load (with the defaults).
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("framework", "stage")}
+    assert TrainConfig.from_dict(old) == cfg
+    two = resolve_train_config(3, "cpu", {"stage": "two_stage", "freeze_backbone": True})
+    assert two.stage == "two_stage" and two.freeze_backbone and two.lambda_fc == 1.0

@@ -191,3 +191,31 @@ def test_checkpoint_for_other_settings_is_refused(images: np.ndarray, tmp_path: 
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
         other.load(tmp_path / "bad.pt")
+
+
+def test_pretrained_backbone_statistics_replace_the_data_sets(
+    images: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crlc_engine.models import CRLCModel
+    from crlc_engine.training import trainer as trainer_module
+
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+    def pretrained_model(*args: object, **kwargs: object) -> CRLCModel:
+        model = CRLCModel(*args, **kwargs)  # type: ignore[arg-type]
+        model.backbone.input_normalization = imagenet
+        return model
+
+    plain = CRLCTrainer(tiny_config(epochs=1), images, CPU)
+    assert plain.augment_config.mean != imagenet[0]  # the data set's own statistics
+    monkeypatch.setattr(trainer_module, "CRLCModel", pretrained_model)
+    ckpt = tmp_path / "c.pt"
+    trainer = CRLCTrainer(tiny_config(epochs=1), images, CPU, ckpt)
+    assert (trainer.augment_config.mean, trainer.augment_config.std) == imagenet
+    trainer.fit()
+    saved = load_checkpoint(ckpt)["normalization"]
+    assert (tuple(saved["mean"]), tuple(saved["std"])) == imagenet
+    monkeypatch.undo()
+    restored = CRLCTrainer(tiny_config(epochs=1), images, CPU, ckpt)
+    restored.load()  # a resumed run (and its assignments) keep the saved statistics
+    assert (restored.augment_config.mean, restored.augment_config.std) == imagenet

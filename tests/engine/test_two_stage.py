@@ -1,0 +1,357 @@
+"""Two-stage CRLC: what each stage trains, neighbour positives, frozen backbone, the jobs
+(stage 2 alone, cancel and resume per stage, newest-run look-ups) and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from crlc_engine.cli import main
+from crlc_engine.config import TrainConfig
+from crlc_engine.control import JobControl
+from crlc_engine.errors import InvalidSettingError, RunNotFoundError
+from crlc_engine.events import RecordingReporter, TrainingFinished, TrainingStarted
+from crlc_engine.inference import predict
+from crlc_engine.jobs import assign_run, train_folder, train_stage2_folder
+from crlc_engine.library import ImageLibrary
+from crlc_engine.results import ResultStore
+from crlc_engine.training.trainer import CRLCTrainer
+from crlc_engine.training.two_stage import (
+    NEIGHBORS_FILE,
+    load_neighbor_table,
+    mine_neighbors,
+    stage_configs,
+    trainable_parts,
+)
+from tests.conftest import TINY_TRAIN_FLAGS as TINY
+
+CPU = torch.device("cpu")
+
+
+def tiny(**changes: object) -> TrainConfig:
+    base = TrainConfig(
+        clusters=3,
+        backbone="small",
+        stem="imagenet",
+        image_size=16,
+        batch_size=8,
+        epochs=2,
+        subheads=2,
+        feature_dim=16,
+        seed=3,
+        checkpoint_every=1,
+        device="cpu",
+    )
+    return base.replace(**changes)
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    rng = np.random.default_rng(4)
+    return rng.integers(0, 256, size=(24, 16, 16, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def stage1_checkpoint(images: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("stage1") / "checkpoint.pt"
+    CRLCTrainer(tiny(stage="stage1"), images, CPU, path).fit()
+    return path
+
+
+def state_of(module: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def same_state(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ----------------------------------------------------------------------------- settings
+def test_stage_settings() -> None:
+    request = tiny(stage="two_stage", stage1_epochs=5, epochs=3, freeze_backbone=True)
+    first, second = stage_configs(request)
+    assert (first.stage, first.epochs, first.freeze_backbone) == ("stage1", 5, False)
+    assert (second.stage, second.epochs, second.freeze_backbone) == ("stage2", 3, True)
+    timed = tiny(stage="two_stage", epochs=None, minutes=2.0)
+    assert stage_configs(timed)[0].minutes == 2.0 == stage_configs(timed)[1].minutes
+    assert trainable_parts(first) == ("backbone", "rl_head")
+    assert trainable_parts(second) == ("c_head",)
+    assert trainable_parts(second.replace(freeze_backbone=False)) == ("backbone", "c_head")
+    with pytest.raises(InvalidSettingError, match="stage 2"):
+        tiny(freeze_backbone=True)
+    with pytest.raises(InvalidSettingError, match="two runs"):
+        CRLCTrainer(request, np.zeros((8, 16, 16, 3), np.uint8), CPU)
+
+
+# ----------------------------------------------------------------------------- stage 1
+@pytest.mark.parametrize("framework", ["simclr", "memorybank"])
+def test_stage1_trains_features_only_and_never_touches_the_c_head(
+    images: np.ndarray, framework: str
+) -> None:
+    trainer = CRLCTrainer(tiny(stage="stage1", framework=framework), images, CPU)
+    c_head, backbone = state_of(trainer.model.c_head), state_of(trainer.model.backbone)
+    trainer.fit()
+    assert same_state(c_head, state_of(trainer.model.c_head))
+    assert not same_state(backbone, state_of(trainer.model.backbone))
+    losses = trainer.history[-1]["losses"]
+    assert losses["feature"] > 0 and losses["total"] == losses["feature"]
+    assert losses["cluster"] == losses["entropy"] == 0.0
+
+
+# ----------------------------------------------------------------------------- stage 2
+class PairSpy:
+    """Records which image rows each step batched (anchors first, then positives)."""
+
+    def __init__(self, trainer: CRLCTrainer) -> None:
+        self.calls: list[Tensor] = []
+        original = trainer._batch
+
+        def spy(indices: Tensor) -> Tensor:
+            self.calls.append(indices.clone())
+            return original(indices)
+
+        trainer._batch = spy  # type: ignore[method-assign]
+
+
+def test_simclr_stage2_positives_are_views_of_neighbours(images: np.ndarray) -> None:
+    """Every image's only neighbour is a fixed partner: the second batch is the partners."""
+    trainer = CRLCTrainer(tiny(stage="stage2", epochs=1), images, CPU)
+    n = len(images)
+    partner = (torch.arange(n) * 7 + 3) % n  # a permutation, never the image itself
+    trainer.set_neighbors(partner.unsqueeze(1))
+    spy = PairSpy(trainer)
+    trainer.fit()
+    assert len(spy.calls) == 2 * trainer.steps_per_epoch
+    for anchors, positives in zip(spy.calls[::2], spy.calls[1::2], strict=True):
+        assert torch.equal(positives, partner[anchors])
+
+
+def test_memorybank_stage2_positive_rows_are_neighbours(images: np.ndarray) -> None:
+    trainer = CRLCTrainer(tiny(stage="stage2", epochs=1, framework="memorybank"), images, CPU)
+    n = len(images)
+    table = torch.stack([(torch.arange(n) + 1) % n, (torch.arange(n) + 2) % n], dim=1)
+    trainer.set_neighbors(table)
+    assert trainer.bank is not None
+    seen: list[tuple[Tensor, Tensor]] = []
+    original = trainer.bank.sample
+
+    def spy(anchors: Tensor, positives: Tensor, count: int, generator: object) -> object:
+        seen.append((anchors.clone(), positives.clone()))
+        return original(anchors, positives, count, generator)  # type: ignore[arg-type]
+
+    trainer.bank.sample = spy  # type: ignore[assignment,method-assign]
+    trainer.fit()
+    assert len(seen) == trainer.steps_per_epoch
+    offsets = torch.cat([(p - a) % n for a, p in seen])
+    assert set(offsets.tolist()) == {1, 2}  # always one of the two neighbours, both drawn
+
+
+def test_stage2_needs_a_valid_table(images: np.ndarray) -> None:
+    trainer = CRLCTrainer(tiny(stage="stage2", epochs=1), images, CPU)
+    with pytest.raises(InvalidSettingError, match="neighbour table"):
+        trainer.fit()
+    with pytest.raises(InvalidSettingError):
+        trainer.set_neighbors(np.full((len(images), 2), len(images)))
+
+
+def test_frozen_backbone_is_bit_identical_after_stage2(
+    images: np.ndarray, stage1_checkpoint: Path
+) -> None:
+    trainer = CRLCTrainer(tiny(stage="stage2", freeze_backbone=True), images, CPU)
+    trainer.init_from_parent(stage1_checkpoint, parts=("backbone", "rl_head"))
+    trainer.set_neighbors(np.roll(np.arange(len(images)), 1)[:, None])
+    backbone, rl_head = state_of(trainer.model.backbone), state_of(trainer.model.rl_head)
+    c_head = state_of(trainer.model.c_head)
+    trainer.fit()
+    assert same_state(backbone, state_of(trainer.model.backbone))  # BN statistics included
+    assert same_state(rl_head, state_of(trainer.model.rl_head))
+    assert not same_state(c_head, state_of(trainer.model.c_head))
+    assert trainer.history[-1]["losses"]["feature"] == 0.0
+    # Fine-tuning (the default) does move the backbone, BatchNorm statistics included.
+    tuned = CRLCTrainer(tiny(stage="stage2", epochs=1), images, CPU)
+    tuned.init_from_parent(stage1_checkpoint, parts=("backbone", "rl_head"))
+    assert same_state(backbone, state_of(tuned.model.backbone))  # stage 1's weights
+    tuned.set_neighbors(np.roll(np.arange(len(images)), 1)[:, None])
+    tuned.fit()
+    assert not same_state(backbone, state_of(tuned.model.backbone))
+
+
+def test_neighbours_are_the_cosine_knn_of_the_rl_head_output(
+    images: np.ndarray, stage1_checkpoint: Path
+) -> None:
+    trainer = CRLCTrainer(tiny(stage="stage2"), images, CPU)
+    trainer.init_from_parent(stage1_checkpoint, parts=("backbone", "rl_head"))
+    table = mine_neighbors(trainer.model, images, trainer.augment_config, CPU, k=100)
+    assert table.shape == (24, 23) and table.dtype == np.int64  # K capped at N - 1
+    z = predict(trainer.model, images, trainer.augment_config, CPU).features.astype(np.float64)
+    similarity = z @ z.T
+    for i in range(len(images)):
+        assert i not in table[i]
+        got = similarity[i, table[i]]
+        assert np.all(np.diff(got) <= 1e-6)  # nearest first
+        others = np.delete(similarity[i], i)
+        np.testing.assert_allclose(np.sort(got), np.sort(others), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- jobs
+class CancelInTraining(RecordingReporter):
+    """Cancels at step ``step`` of the ``which``-th training (1-based) of a job."""
+
+    def __init__(self, control: JobControl, which: int, step: int) -> None:
+        super().__init__()
+        self.control, self.which, self.step = control, which, step
+        self.started = 0
+        self.training = False
+
+    def event(self, event: object) -> None:
+        super().event(event)  # type: ignore[arg-type]
+        if isinstance(event, TrainingStarted):
+            self.started += 1
+            self.training = True
+        elif isinstance(event, TrainingFinished):
+            self.training = False
+
+    def progress(self, done: float, total: float | None) -> None:
+        super().progress(done, total)
+        if self.training and self.started == self.which and int(done) == self.step:
+            self.control.cancel()
+
+
+def two_stage_request(**changes: object) -> TrainConfig:
+    return tiny(
+        clusters=4, stage="two_stage", stage1_epochs=2, epochs=2, batch_size=16, neighbors=5
+    ).replace(**changes)
+
+
+@pytest.fixture(scope="module")
+def two_stage_workspace(
+    shapes_folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str, str]:
+    """A workspace with a completed two-stage job: (workspace, stage-1 id, stage-2 id)."""
+    workspace = tmp_path_factory.mktemp("ws2")
+    outcome = train_folder(shapes_folder, two_stage_request(), workspace)
+    assert outcome.state == "completed" and outcome.kind == "stage2" and outcome.parent
+    return workspace, outcome.parent, outcome.run.run_id
+
+
+def test_two_stage_job_makes_a_stage1_run_and_its_stage2_run(
+    shapes_folder: Path, two_stage_workspace: tuple[Path, str, str]
+) -> None:
+    workspace, first, second = two_stage_workspace
+    with ImageLibrary.open([shapes_folder], workspace) as library:
+        stage1, stage2 = library.runs.get(first, None, False), library.runs.get(second, None)
+        assert (stage1.kind, stage2.kind) == ("stage1", "stage2")
+        assert stage2.read_config()["parent"] == first
+        assert stage1.checkpoint_path.exists() and not stage1.predictions_path.exists()
+        assert ResultStore(library.catalog).load(first).image_ids.size == 0
+        assert ResultStore(library.catalog).load(second).image_ids.size == 48
+        table = load_neighbor_table(stage2.path / NEIGHBORS_FILE, 48)
+        assert table.shape == (48, 5)
+        assert stage1.read_config()["train"]["stage"] == "stage1"
+        newest = library.runs.get()  # the stage-1 run is never the newest run with clusters
+        assert newest.kind == "stage2" and newest.read_config()["parent"] == first
+
+
+def test_stage2_alone_from_an_existing_stage1_run(
+    shapes_folder: Path, two_stage_workspace: tuple[Path, str, str]
+) -> None:
+    workspace, first, second = two_stage_workspace
+    reporter = RecordingReporter()
+    outcome = train_stage2_folder(
+        shapes_folder,
+        first,
+        {"epochs": 1, "freeze_backbone": True, "neighbors": 3, "clusters": 3},
+        workspace,
+        reporter,
+    )
+    assert outcome.state == "completed" and outcome.kind == "stage2" and outcome.parent == first
+    assert outcome.config.freeze_backbone and outcome.config.clusters == 3
+    assert outcome.config.stage1_epochs == 2  # the stage-1 job's other settings are kept
+    assert any("Re-using" in s for s in reporter.statuses)
+    with ImageLibrary.open([shapes_folder], workspace) as library:
+        earlier = np.load(library.runs.get(second).path / NEIGHBORS_FILE)
+        table = np.load(outcome.run.path / NEIGHBORS_FILE)
+    np.testing.assert_array_equal(table, earlier[:, :3])
+    with pytest.raises(InvalidSettingError, match="not stage 1"):
+        train_stage2_folder(shapes_folder, second, None, workspace)
+    with pytest.raises(InvalidSettingError, match="backbone"):
+        train_stage2_folder(shapes_folder, first, {"backbone": "resnet18"}, workspace)
+    with pytest.raises(RunNotFoundError):
+        train_stage2_folder(shapes_folder, "20990101-000000-0000", None, workspace)
+
+
+def test_cancel_and_resume_each_stage_and_newest_run_skips_stage1(
+    shapes_folder: Path, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "ws"
+    plain = train_folder(shapes_folder, tiny(clusters=4, epochs=1, batch_size=16), workspace)
+    control = JobControl()
+    first = train_folder(
+        shapes_folder, two_stage_request(), workspace, CancelInTraining(control, 1, 4), control
+    )
+    assert (first.kind, first.state, first.fit.steps) == ("stage1", "cancelled", 4)
+    assert first.summary()["head"] is None
+    with pytest.raises(InvalidSettingError, match="cancelled"):
+        train_stage2_folder(shapes_folder, first.run.run_id, None, workspace)
+    control = JobControl()
+    second = train_folder(
+        shapes_folder,
+        tiny(clusters=2),  # ignored: the run's saved settings are used
+        workspace,
+        CancelInTraining(control, 2, 2),
+        control,
+        resume="latest",
+    )
+    assert second.kind == "stage2" and second.state == "cancelled"
+    assert second.parent == first.run.run_id and second.config.clusters == 4
+    with ImageLibrary.open([shapes_folder], workspace) as library:
+        # Stage 1 completed but has no clusters; stage 2 was cancelled: the newest run with
+        # clusters is the plain one, for assign, clusters, export and the app alike.
+        assert library.runs.get(first.run.run_id, state=None, clusters_only=False).state == (
+            "completed"
+        )
+        assert library.runs.get().run_id == plain.run.run_id
+        with pytest.raises(RunNotFoundError, match="no clusters"):
+            library.runs.get(first.run.run_id)
+    assert assign_run(shapes_folder, None, workspace).run_id == plain.run.run_id
+    third = train_folder(shapes_folder, tiny(clusters=2), workspace, resume="latest")
+    assert third.run.run_id == second.run.run_id and third.state == "completed"
+    assert third.fit.steps == 2 * 3 and third.kind == "stage2"
+    with ImageLibrary.open([shapes_folder], workspace) as library:
+        assert library.runs.get().run_id == second.run.run_id
+
+
+def test_cli_two_stage_end_to_end(
+    shapes_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = str(tmp_path / "ws")
+    flags = [*TINY, "--workspace", ws, "--json"]
+    code = main(
+        ["train", str(shapes_folder), "-k", "4", "--two-stage", "--stage1-epochs", "1", *flags]
+    )
+    captured = capsys.readouterr()
+    out = json.loads(captured.out.strip().splitlines()[-1])
+    assert code == 0 and out["kind"] == "stage2" and out["state"] == "completed"
+    assert "(features only)" in captured.err and "Stage 2 (run" in captured.err
+    assert out["epochs"] == 2 and out["parent"] and 0 <= out["head"] < 2
+    code = main(["evaluate", str(shapes_folder), "--workspace", ws, "--json"])
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and scores["run_id"] == out["run_id"]
+    code = main(
+        ["train", str(shapes_folder), "--stage2-from", out["parent"], "--epochs", "1",
+         "--freeze-backbone", "--framework", "memorybank", "--bank-negatives", "8",
+         "--device", "cpu", "--workspace", ws, "--json"]
+    )  # fmt: skip
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and again["parent"] == out["parent"] and again["framework"] == "memorybank"
+    code = main(["train", str(shapes_folder), "--stage2-from", out["run_id"], *flags[-3:]])
+    error = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
+    assert code == 1 and error["type"] == "invalid_setting" and "stage-1" in error["message"]
+    code = main(["train", str(shapes_folder), "-k", "3", "--freeze-backbone", *flags])
+    error = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
+    assert code == 1 and error["type"] == "usage" and "--two-stage" in error["message"]
