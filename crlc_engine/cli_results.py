@@ -122,9 +122,10 @@ def _cmd_runs(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
     for info in infos:
         duration = "" if info.duration_s is None else f"{info.duration_s / 60:.1f} min"
         parent = f" <- {info.parent}" if info.parent else ""
+        head = "-" if info.head is None else str(info.head)
         _say(
             f"{info.run_id}  {info.state:9s} {info.kind:6s} preset {info.preset:8s} "
-            f"K={info.clusters:<3d} epochs {info.epochs or '-'!s:5s} head {info.head} "
+            f"K={info.clusters:<3d} epochs {info.epochs or '-'!s:5s} head {head} "
             f"{duration}{parent}"
         )
     if not infos:

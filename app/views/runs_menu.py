@@ -19,6 +19,10 @@ from app.session import LibrarySession
 __all__ = ["RunsMenu"]
 
 
+#: How the menu names each kind of run (a plain training run shows its preset).
+_RUN_KIND_TEXT = {"refine": "refined", "stage2": "two-stage", "quick": "quick"}
+
+
 class RunsMenu(QMenu):
     """A menu listing a library's runs.
 
@@ -53,7 +57,11 @@ class RunsMenu(QMenu):
         for run_id in session.runs():
             config = infos[run_id].read_config()
             train = config.get("train", {})
-            kind = "refined" if config.get("parent") else str(train.get("preset", ""))
+            kind = _RUN_KIND_TEXT.get(str(config.get("kind") or ""), "") or str(
+                train.get("preset", "")
+            )
+            if config.get("kind") in (None, "", "train") and config.get("parent"):
+                kind = "refined"
             act = QAction(f"{run_id}  ({kind}, {train.get('clusters', '?')} groups)", self)
             act.setCheckable(True)
             act.setChecked(run_id == session.run_id)

@@ -90,3 +90,14 @@ def test_new_variant_settings_default_to_end_to_end_simclr() -> None:
     assert TrainConfig.from_dict(old) == cfg
     two = resolve_train_config(3, "cpu", {"stage": "two_stage", "freeze_backbone": True})
     assert two.stage == "two_stage" and two.freeze_backbone and two.lambda_fc == 1.0
+
+
+def test_pretrained_only_where_weights_exist() -> None:
+    from crlc_engine.config import PRETRAINED_BACKBONES
+
+    for name in PRETRAINED_BACKBONES:
+        assert TrainConfig(clusters=2, backbone=name, pretrained=True).pretrained
+    with pytest.raises(InvalidSettingError, match="small has no pretrained weights"):
+        TrainConfig(clusters=2, backbone="small", pretrained=True)
+    with pytest.raises(InvalidSettingError, match="resnet34 has no pretrained weights"):
+        TrainConfig(clusters=2, backbone="resnet34", pretrained=True)
