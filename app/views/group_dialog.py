@@ -21,6 +21,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -39,7 +40,13 @@ from PySide6.QtWidgets import (
 )
 
 import app.models  # noqa: F401  (pins None/True/False on affected PySide6 builds)
-from crlc_engine.config import BACKBONE_NAMES, CRITIC_NAMES, TrainConfig
+from crlc_engine.config import (
+    BACKBONE_NAMES,
+    CRITIC_NAMES,
+    FRAMEWORKS,
+    PRETRAINED_BACKBONES,
+    TrainConfig,
+)
 from crlc_engine.device import DeviceChoice, resolve_device
 from crlc_engine.errors import CRLCError, InvalidSettingError
 from crlc_engine.presets import PRESETS, default_preset_name, resolve_train_config
@@ -82,6 +89,10 @@ CPU_IMAGES_PER_S: dict[tuple[str, str], float] = {
     ("resnet34", "cifar"): 10.5,
     ("resnet50", "imagenet"): 137.0,
     ("resnet50", "cifar"): 9.1,
+    # 0.4 x ResNet-18 (ImageNet stem) in one run of benchmarks/train_throughput.py on a loaded
+    # machine (ratio only, absolute figures of that run were not usable).
+    ("efficientnet_lite0", "imagenet"): 125.0,
+    ("efficientnet_lite0", "cifar"): 125.0,
 }
 #: ResNet-18 with the CIFAR stem at 32 px on a current CUDA GPU (CRLC_NOTES.md: H200 run).
 CUDA_RESNET18_IMAGES_PER_S = 18500.0
@@ -91,6 +102,7 @@ CUDA_BACKBONE_FACTOR: dict[str, float] = {
     "resnet18": 1.0,
     "resnet34": 0.5,
     "resnet50": 0.4,
+    "efficientnet_lite0": 0.5,
 }
 #: The ImageNet stem works on 16x fewer positions; on a GPU that buys much less than on a CPU.
 CUDA_IMAGENET_STEM_FACTOR = 4.0
@@ -102,7 +114,13 @@ MODEL_PARAMETERS: dict[str, float] = {
     "resnet18": 14.2e6,
     "resnet34": 24.3e6,
     "resnet50": 70.1e6,
+    "efficientnet_lite0": 5.0e6,
 }
+#: Step time of the MemoryBank framework relative to SimCLR at the same batch (one view per
+#: image instead of two; docs/benchmarks.md, CPU: 0.53-0.55).
+MEMORYBANK_TIME_FACTOR = 0.55
+#: A frozen stage-2 backbone only runs forward (about a third of a training step).
+FROZEN_STAGE2_FACTOR = 1.0 / 3.0
 #: float32 weights plus the SGD momentum saved with them in every checkpoint.
 CHECKPOINT_BYTES_PER_PARAMETER = 8
 #: Rates above are for 32 px images; the cost grows with the pixel count.
@@ -115,6 +133,15 @@ _BACKBONE_TEXT = {
     "resnet18": "ResNet-18",
     "resnet34": "ResNet-34 (paper)",
     "resnet50": "ResNet-50 (slow)",
+    "efficientnet_lite0": "EfficientNet-Lite0 (ImageNet weights)",
+}
+_FRAMEWORK_TEXT = {
+    "simclr": "SimCLR: two views per photo (paper's best)",
+    "memorybank": "MemoryBank: one view, banked negatives (less memory, faster, less exact)",
+}
+_STAGE_TEXT = {
+    "end_to_end": "End-to-end (one run)",
+    "two_stage": "Two-stage: learn features, then group by neighbours",
 }
 _CRITIC_TEXT = {
     "log_dot": "log of dot product (paper)",
@@ -148,6 +175,7 @@ class TrainingEstimate:
     checkpoint_bytes: int
     device_kind: str
     images: int
+    download_bytes: int = 0
 
     def text(self) -> str:
         """Two lines for the dialog: time, then disk."""
@@ -168,6 +196,8 @@ class TrainingEstimate:
             f"\nDisk: {format_bytes(self.pixel_cache_bytes)} pixel cache + "
             f"{format_bytes(self.checkpoint_bytes)} per checkpoint."
         )
+        if self.download_bytes:
+            disk += f" First a {format_bytes(self.download_bytes)} download of ImageNet weights."
         hint = ""
         if self.device_kind == "cpu" and not self.budget and self.seconds > _SLOW_CPU_S:
             hint = " That is slow: try the cpu preset, fewer epochs or a time budget."
@@ -192,6 +222,8 @@ def estimate_training(config: TrainConfig, images: int, device_kind: str) -> Tra
     """Time and disk a run of ``config`` over ``images`` photos needs on ``device_kind``."""
     size = config.image_size
     rate = images_per_second(config.backbone, config.resolved_stem(), size, device_kind)
+    if config.framework == "memorybank":
+        rate /= MEMORYBANK_TIME_FACTOR
     count = max(0, images)
     if config.epochs is None and config.minutes is not None:
         seconds = config.minutes * 60.0
@@ -200,6 +232,11 @@ def estimate_training(config: TrainConfig, images: int, device_kind: str) -> Tra
     else:
         epochs = float(config.epochs or 0)
         seconds = count * epochs / rate
+        if config.stage == "two_stage":  # stage 1 (features only), then stage 2
+            stage1 = float(config.stage1_epochs or epochs)
+            stage2_cost = FROZEN_STAGE2_FACTOR if config.freeze_backbone else 1.0
+            seconds = count * (stage1 + epochs * stage2_cost) / rate
+            epochs += stage1
         budget = False
     params = MODEL_PARAMETERS.get(config.backbone, MODEL_PARAMETERS["resnet18"])
     return TrainingEstimate(
@@ -211,7 +248,20 @@ def estimate_training(config: TrainConfig, images: int, device_kind: str) -> Tra
         checkpoint_bytes=int(params * CHECKPOINT_BYTES_PER_PARAMETER),
         device_kind=device_kind,
         images=count,
+        download_bytes=_download_bytes(config),
     )
+
+
+def _download_bytes(config: TrainConfig) -> int:
+    """Bytes of pretrained weights the run must download first (0 when cached or none)."""
+    if not config.pretrained:
+        return 0
+    from crlc_engine.weights import WEIGHTS, weights_cached
+
+    spec = WEIGHTS.get(config.backbone)
+    if spec is None or weights_cached(config.backbone):
+        return 0
+    return int(spec.size or 0)
 
 
 def format_duration(seconds: float, device_kind: str = "cpu") -> str:
@@ -276,7 +326,29 @@ class GroupDialog(QDialog):
     """
 
     #: Fields of :class:`TrainConfig` the dialog edits, besides ``clusters`` and ``preset``.
-    EDITED_FIELDS = ("image_size", "backbone", "epochs", "minutes", "lambda_ent", "critic")
+    EDITED_FIELDS = (
+        "image_size",
+        "backbone",
+        "pretrained",
+        "epochs",
+        "minutes",
+        "lambda_ent",
+        "critic",
+        "framework",
+        "stage",
+        "freeze_backbone",
+    )
+    #: Edited fields compared one to one with the preset in :meth:`overrides`.
+    _PLAIN_FIELDS = (
+        "image_size",
+        "backbone",
+        "pretrained",
+        "lambda_ent",
+        "critic",
+        "framework",
+        "stage",
+        "freeze_backbone",
+    )
 
     def __init__(
         self,
@@ -446,13 +518,17 @@ class GroupDialog(QDialog):
         self.setTabOrder(self.size_spin, self.device_combo)
         self.setTabOrder(self.device_combo, self.advanced_button)
         self.setTabOrder(self.advanced_button, self.backbone_combo)
-        self.setTabOrder(self.backbone_combo, self.epochs_radio)
+        self.setTabOrder(self.backbone_combo, self.pretrained_check)
+        self.setTabOrder(self.pretrained_check, self.epochs_radio)
         self.setTabOrder(self.epochs_radio, self.epochs_spin)
         self.setTabOrder(self.epochs_spin, self.minutes_radio)
         self.setTabOrder(self.minutes_radio, self.minutes_spin)
         self.setTabOrder(self.minutes_spin, self.lambda_ent_spin)
         self.setTabOrder(self.lambda_ent_spin, self.critic_combo)
-        self.setTabOrder(self.critic_combo, self.ok_button)
+        self.setTabOrder(self.critic_combo, self.framework_combo)
+        self.setTabOrder(self.framework_combo, self.stage_combo)
+        self.setTabOrder(self.stage_combo, self.freeze_check)
+        self.setTabOrder(self.freeze_check, self.ok_button)
         self.clusters_spin.setFocus()
 
     def _build_advanced(self) -> QFrame:
@@ -469,6 +545,14 @@ class GroupDialog(QDialog):
             "need a GPU."
         )
         self._add_row(form, "&Network:", self.backbone_combo)
+
+        self.pretrained_check = QCheckBox("Start from ImageNet &weights")
+        self.pretrained_check.setToolTip(
+            "Begin with a network already trained on ImageNet photos (ResNet-18/50: downloaded "
+            "once; EfficientNet-Lite0: always, its weights are installed with it). Usually "
+            "better groups for everyday photos, sooner."
+        )
+        form.addRow(QLabel(""), self.pretrained_check)
 
         self.epochs_radio = QRadioButton("&Epochs:")
         self.epochs_radio.setToolTip("Train for a fixed number of passes over all photos.")
@@ -515,6 +599,31 @@ class GroupDialog(QDialog):
             "paper's choice unless you are experimenting."
         )
         self._add_row(form, "&Critic:", self.critic_combo)
+
+        self.framework_combo = QComboBox()
+        for name in FRAMEWORKS:
+            self.framework_combo.addItem(_FRAMEWORK_TEXT.get(name, name), name)
+        self.framework_combo.setToolTip(
+            "SimCLR compares two views of every photo in each step (the paper's best results). "
+            "MemoryBank looks at one view and compares it with remembered photos: about half "
+            "the time and less memory per step, but slower to converge."
+        )
+        self._add_row(form, "&Framework:", self.framework_combo)
+
+        self.stage_combo = QComboBox()
+        for name in ("end_to_end", "two_stage"):
+            self.stage_combo.addItem(_STAGE_TEXT[name], name)
+        self.stage_combo.setToolTip(
+            "Two-stage first learns what makes photos alike (stage 1), then finds each photo's "
+            "50 nearest neighbours and trains the grouping so neighbours share a group "
+            "(stage 2). Two runs; stage 2 can be repeated alone."
+        )
+        self._add_row(form, "&Scheme:", self.stage_combo)
+        self.freeze_check = QCheckBox("Keep the network &fixed in stage 2 (faster)")
+        self.freeze_check.setToolTip(
+            "Stage 2 trains only the grouping head on top of the stage-1 network."
+        )
+        form.addRow(QLabel(""), self.freeze_check)
         return box
 
     @staticmethod
@@ -539,6 +648,10 @@ class GroupDialog(QDialog):
         self.epochs_radio.toggled.connect(self._on_length_mode)
         self.lambda_ent_spin.valueChanged.connect(lambda _v: self._on_edited("lambda_ent"))
         self.critic_combo.currentIndexChanged.connect(lambda _i: self._on_edited("critic"))
+        self.pretrained_check.toggled.connect(lambda _c: self._on_edited("pretrained"))
+        self.framework_combo.currentIndexChanged.connect(lambda _i: self._on_edited("framework"))
+        self.stage_combo.currentIndexChanged.connect(lambda _i: self._on_edited("stage"))
+        self.freeze_check.toggled.connect(lambda _c: self._on_edited("freeze_backbone"))
         self.button_box.accepted.connect(self.accept)
         self.button_box.rejected.connect(self.reject)
 
@@ -612,14 +725,27 @@ class GroupDialog(QDialog):
             "minutes": self.minutes_spin.value() if self.uses_time_budget() else None,
             "lambda_ent": round(self.lambda_ent_spin.value(), self.lambda_ent_spin.decimals()),
             "critic": str(self.critic_combo.currentData()),
+            "pretrained": self._pretrained_value(),
+            "framework": str(self.framework_combo.currentData()),
+            "stage": str(self.stage_combo.currentData()),
+            "freeze_backbone": self.stage_combo.currentData() == "two_stage"
+            and self.freeze_check.isChecked(),
         }
+
+    def _pretrained_value(self) -> bool:
+        """What the weights box means for the chosen network (EfficientNet: always pretrained,
+        recorded as the preset has it)."""
+        backbone = str(self.backbone_combo.currentData())
+        if backbone == "efficientnet_lite0" or backbone not in PRETRAINED_BACKBONES:
+            return False
+        return self.pretrained_check.isChecked()
 
     def overrides(self) -> dict[str, Any]:
         """The settings that differ from the chosen preset (what :meth:`config` passes on)."""
         preset = self._preset_values(self.preset_name())
         values = self._widget_values()
         changed: dict[str, Any] = {}
-        for name in ("image_size", "backbone", "lambda_ent", "critic"):
+        for name in self._PLAIN_FIELDS:
             if values[name] != preset[name]:
                 changed[name] = values[name]
         if self.uses_time_budget():
@@ -666,7 +792,18 @@ class GroupDialog(QDialog):
             if initial or "critic" not in self._edited:
                 row = self.critic_combo.findData(values["critic"])
                 self.critic_combo.setCurrentIndex(max(0, row))
+            if initial or "pretrained" not in self._edited:
+                self.pretrained_check.setChecked(bool(values["pretrained"]))
+            if initial or "framework" not in self._edited:
+                row = self.framework_combo.findData(values["framework"])
+                self.framework_combo.setCurrentIndex(max(0, row))
+            if initial or "stage" not in self._edited:
+                row = self.stage_combo.findData(values["stage"])
+                self.stage_combo.setCurrentIndex(max(0, row))
+            if initial or "freeze_backbone" not in self._edited:
+                self.freeze_check.setChecked(bool(values["freeze_backbone"]))
             self._update_length_widgets()
+            self._update_variant_widgets()
         finally:
             self._loading = False
         why = PRESETS[preset].why if preset in PRESETS else ""
@@ -694,6 +831,7 @@ class GroupDialog(QDialog):
     def _on_edited(self, name: str) -> None:
         if not self._loading:
             self._edited.add(name)
+            self._update_variant_widgets()
         self._revalidate()
 
     def _on_length_mode(self, _checked: bool) -> None:
@@ -701,6 +839,27 @@ class GroupDialog(QDialog):
         if not self._loading:
             self._edited.add("minutes" if self.uses_time_budget() else "epochs")
         self._revalidate()
+
+    def _update_variant_widgets(self) -> None:
+        """Weights box: usable for ResNet-18/50, always on for EfficientNet; freeze: two-stage."""
+        backbone = str(self.backbone_combo.currentData())
+        blocked = self.pretrained_check.blockSignals(True)
+        if backbone == "efficientnet_lite0":
+            self.pretrained_check.setChecked(True)
+            self.pretrained_check.setEnabled(False)
+        elif backbone not in PRETRAINED_BACKBONES:
+            self.pretrained_check.setChecked(False)
+            self.pretrained_check.setEnabled(False)
+        else:
+            self.pretrained_check.setEnabled(True)
+            if not self._pretrained_wanted and "pretrained" not in self._edited:
+                self.pretrained_check.setChecked(False)
+        self.pretrained_check.blockSignals(blocked)
+        self.freeze_check.setEnabled(self.stage_combo.currentData() == "two_stage")
+
+    @property
+    def _pretrained_wanted(self) -> bool:
+        return bool(self._preset_values(self.preset_name())["pretrained"])
 
     def _update_length_widgets(self) -> None:
         budget = self.minutes_radio.isChecked()

@@ -428,3 +428,55 @@ def test_a_folder_problem_is_explained_in_plain_words(
     assert "Errno" not in text and not dialog.ok_button.isEnabled()
     assert dialog.error == text
     dialog.reject()
+
+
+def test_variant_options_reach_the_config(qtbot: QtBot) -> None:
+    dialog = group_dialog(qtbot)
+    dialog.advanced_button.setChecked(True)
+    assert not dialog.freeze_check.isEnabled()  # end-to-end: nothing to freeze
+    select(dialog, "framework_combo", "memorybank")
+    select(dialog, "stage_combo", "two_stage")
+    assert dialog.freeze_check.isEnabled()
+    dialog.freeze_check.setChecked(True)
+    config = dialog.config()
+    assert (config.framework, config.stage, config.freeze_backbone) == (
+        "memorybank",
+        "two_stage",
+        True,
+    )
+    assert dialog.overrides() == {
+        "framework": "memorybank",
+        "stage": "two_stage",
+        "freeze_backbone": True,
+    }
+    select(dialog, "stage_combo", "end_to_end")
+    assert not dialog.config().freeze_backbone  # only meaningful in two-stage
+
+
+def test_pretrained_box_follows_the_network(qtbot: QtBot) -> None:
+    dialog = group_dialog(qtbot)
+    assert not dialog.pretrained_check.isEnabled()  # the cpu preset's small CNN has none
+    select(dialog, "backbone_combo", "efficientnet_lite0")
+    assert dialog.pretrained_check.isChecked() and not dialog.pretrained_check.isEnabled()
+    assert dialog.config().backbone == "efficientnet_lite0"
+    select(dialog, "backbone_combo", "resnet18")
+    assert dialog.pretrained_check.isEnabled()
+    dialog.pretrained_check.setChecked(True)
+    config = dialog.config()
+    assert config.pretrained and config.backbone == "resnet18"
+    estimate = dialog.estimate()
+    assert estimate is not None and estimate.download_bytes == 46_830_571  # not cached here
+    assert "47 MB download of ImageNet weights" in estimate.text()
+
+
+def test_two_stage_and_memorybank_change_the_estimate(qtbot: QtBot) -> None:
+    base = resolve_train_config(10, "cpu", {"epochs": 10})
+    one = estimate_training(base, 1000, "cpu").seconds
+    two = estimate_training(base.replace(stage="two_stage"), 1000, "cpu").seconds
+    frozen = estimate_training(
+        base.replace(stage="two_stage", freeze_backbone=True), 1000, "cpu"
+    ).seconds
+    bank = estimate_training(base.replace(framework="memorybank"), 1000, "cpu").seconds
+    assert two == pytest.approx(2 * one)
+    assert one < frozen < two
+    assert bank == pytest.approx(0.55 * one)
