@@ -48,6 +48,7 @@ from crlc_engine.library import (  # scan_folders: the scan job, re-exported
 )
 from crlc_engine.metrics import ClusteringScores, score_clustering
 from crlc_engine.models import CRLCModel
+from crlc_engine.quick import assign_quick, is_quick, run_quick
 from crlc_engine.results import ResultStore, carry_over_names
 from crlc_engine.runs import RunDir, RunStore
 from crlc_engine.training.checkpoint import load_checkpoint
@@ -243,20 +244,35 @@ def train_folder(
                     f"Stage 1{' of 2' if follow_up else ''} (run {run.run_id}): backbone and "
                     "RL-head with the feature contrastive loss only"
                 )
-            pixels = library.pixels(config.image_size, records)
-            fit = _train_run(
-                library,
-                run,
-                config,
-                device.device,
-                pixels,
-                records,
-                reporter,
-                control,
-                resume is not None,
-                labelled=labelled,
-                fixed_names=fixed,
-            )
+            pixels: np.ndarray | None = None
+            if is_quick(config):  # frozen pretrained features, heads only
+                fit = run_quick(
+                    library,
+                    run,
+                    config,
+                    device.device,
+                    records,
+                    reporter,
+                    control,
+                    resume is not None,
+                    labelled=labelled,
+                    fixed_names=fixed,
+                )
+            else:
+                pixels = library.pixels(config.image_size, records)
+                fit = _train_run(
+                    library,
+                    run,
+                    config,
+                    device.device,
+                    pixels,
+                    records,
+                    reporter,
+                    control,
+                    resume is not None,
+                    labelled=labelled,
+                    fixed_names=fixed,
+                )
             outcome = TrainOutcome(
                 run,
                 library.workspace,
@@ -277,7 +293,7 @@ def train_folder(
                     device.reason,
                     device.device,
                     records,
-                    pixels,
+                    pixels if pixels is not None else library.pixels(config.image_size, records),
                     scan,
                     reporter,
                     control,
@@ -782,22 +798,37 @@ def refine_folder(
                 f"Refining run {parent.run_id} with {len(pairs)} labelled images in "
                 f"{len(mapping)} classes ({clusters} clusters)"
             )
-            pixels = library.pixels(config.image_size, records)
             fixed = {cluster: name for name, cluster in mapping.items()}
-            fit = _train_run(
-                library,
-                run,
-                config,
-                device.device,
-                pixels,
-                records,
-                reporter,
-                control,
-                resume=False,
-                labelled=labelled,
-                parent_checkpoint=parent.checkpoint_path,
-                fixed_names=fixed,
-            )
+            if is_quick(config):
+                fit = run_quick(
+                    library,
+                    run,
+                    config,
+                    device.device,
+                    records,
+                    reporter,
+                    control,
+                    resume=False,
+                    labelled=labelled,
+                    parent_checkpoint=parent.checkpoint_path,
+                    fixed_names=fixed,
+                )
+            else:
+                pixels = library.pixels(config.image_size, records)
+                fit = _train_run(
+                    library,
+                    run,
+                    config,
+                    device.device,
+                    pixels,
+                    records,
+                    reporter,
+                    control,
+                    resume=False,
+                    labelled=labelled,
+                    parent_checkpoint=parent.checkpoint_path,
+                    fixed_names=fixed,
+                )
     return TrainOutcome(
         run,
         library.workspace,
@@ -825,6 +856,8 @@ def assign_run(
         run = library.runs.get(run_id, state="completed")
         state = load_checkpoint(run.checkpoint_path)
         config = TrainConfig.from_dict(state["config"])
+        if is_quick(config):
+            return assign_quick(library, run, reporter)
         device = resolve_device(config.device if config.device != "cuda" else "auto").device
         records = _resume_records(library, run, config.image_size)
         model = CRLCModel(
