@@ -119,6 +119,14 @@ MODEL_PARAMETERS: dict[str, float] = {
 #: Step time of the MemoryBank framework relative to SimCLR at the same batch (one view per
 #: image instead of two; docs/benchmarks.md, CPU: 0.53-0.55).
 MEMORYBANK_TIME_FACTOR = 0.55
+#: The quick preset on a 2-core CPU (benchmarks/imagenette_quick.py, quiet machine, bf16):
+#: EfficientNet-Lite0 features at 224 px per second, and seconds per head-training step.
+QUICK_CPU_FEATURES_PER_S = 126.0
+QUICK_CPU_STEP_S = 0.1
+#: A GPU relative to those CPU figures (rough, not measured).
+QUICK_GPU_FACTOR = 20.0
+#: The quick preset trains at least this many steps (crlc_engine.training.feature_trainer).
+QUICK_MIN_STEPS = 300
 #: A frozen stage-2 backbone only runs forward (about a third of a training step).
 FROZEN_STAGE2_FACTOR = 1.0 / 3.0
 #: float32 weights plus the SGD momentum saved with them in every checkpoint.
@@ -218,8 +226,29 @@ def images_per_second(backbone: str, stem: str, size: int, device_kind: str) -> 
     return rate
 
 
+def _estimate_quick(config: TrainConfig, count: int, device_kind: str) -> TrainingEstimate:
+    """The quick preset: features once per photo, then the heads' steps."""
+    speed = 1.0 if device_kind == "cpu" else QUICK_GPU_FACTOR
+    feature_rate = QUICK_CPU_FEATURES_PER_S * speed * (224.0 / config.image_size) ** 2
+    epochs = float(config.epochs or 20)
+    steps = max(QUICK_MIN_STEPS, epochs * max(1, count // max(1, config.batch_size)))
+    seconds = count / feature_rate + steps * QUICK_CPU_STEP_S / speed
+    return TrainingEstimate(
+        seconds=seconds,
+        images_per_s=feature_rate,
+        epochs=epochs,
+        budget=False,
+        pixel_cache_bytes=count * config.image_size**2 * 3 + count * 1280 * 2,
+        checkpoint_bytes=int(MODEL_PARAMETERS["efficientnet_lite0"] * 0.4),
+        device_kind=device_kind,
+        images=count,
+    )
+
+
 def estimate_training(config: TrainConfig, images: int, device_kind: str) -> TrainingEstimate:
     """Time and disk a run of ``config`` over ``images`` photos needs on ``device_kind``."""
+    if config.preset == "quick":
+        return _estimate_quick(config, max(0, images), device_kind)
     size = config.image_size
     rate = images_per_second(config.backbone, config.resolved_stem(), size, device_kind)
     if config.framework == "memorybank":

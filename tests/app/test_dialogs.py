@@ -480,3 +480,14 @@ def test_two_stage_and_memorybank_change_the_estimate(qtbot: QtBot) -> None:
     assert two == pytest.approx(2 * one)
     assert one < frozen < two
     assert bank == pytest.approx(0.55 * one)
+
+
+def test_quick_estimate_counts_features_once_then_head_steps() -> None:
+    config = resolve_train_config(10, "quick")
+    small = estimate_training(config, 1000, "cpu")
+    large = estimate_training(config, 13_394, "cpu")
+    # 1,000 photos: 8 s of features + the 300-step minimum at 0.1 s
+    assert small.seconds == pytest.approx(1000 / 126 + 30, rel=0.01)
+    # 13,394 photos: 106 s of features + 20 epochs x 52 steps x 0.1 s
+    assert large.seconds == pytest.approx(13_394 / 126 + 20 * 52 * 0.1, rel=0.01)
+    assert large.pixel_cache_bytes > 13_394 * 224 * 224 * 3  # plus the feature cache
