@@ -10,6 +10,8 @@ Choosing an entry emits a signal; the window does the work.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QWidget
@@ -21,6 +23,24 @@ __all__ = ["RunsMenu"]
 
 #: How the menu names each kind of run (a plain training run shows its preset).
 _RUN_KIND_TEXT = {"refine": "refined", "stage2": "two-stage", "quick": "quick"}
+
+
+def _duration_text(seconds: float) -> str:
+    """Training time in words: ``45 s``, ``12 min``, ``2.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _started_text(run_id: str) -> str:
+    """``26 Nov 2026 07:30`` from a run id ``YYYYmmdd-HHMMSS-xxxx`` (the id if it is not one)."""
+    try:
+        started = dt.datetime.strptime(run_id[:15], "%Y%m%d-%H%M%S")
+    except ValueError:
+        return run_id
+    return started.strftime("%d %b %Y %H:%M")
 
 
 class RunsMenu(QMenu):
@@ -62,7 +82,14 @@ class RunsMenu(QMenu):
             )
             if config.get("kind") in (None, "", "train") and config.get("parent"):
                 kind = "refined"
-            act = QAction(f"{run_id}  ({kind}, {train.get('clusters', '?')} groups)", self)
+            status = infos[run_id].read_status()
+            seconds = status.get("elapsed_s")
+            took = f", {_duration_text(float(seconds))}" if seconds is not None else ""
+            act = QAction(
+                f"{run_id}  ({kind}, {train.get('clusters', '?')} groups{took}, "
+                f"started {_started_text(run_id)})",
+                self,
+            )
             act.setCheckable(True)
             act.setChecked(run_id == session.run_id)
             act.triggered.connect(lambda _=False, r=run_id: self.showRun.emit(r))
