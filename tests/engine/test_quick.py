@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from crlc_engine.annotations import Annotations
 from crlc_engine.config import TrainConfig
 from crlc_engine.control import JobControl
 from crlc_engine.errors import InvalidSettingError
@@ -458,3 +459,33 @@ def test_the_pretrained_backbone_stays_bit_identical(shapes: Path, tmp_path: Pat
     assert all(torch.equal(before[k], after[k]) for k in before)  # BN statistics included
     assert not extractor.module.training
     assert not any(p.requires_grad for p in extractor.module.parameters())
+
+
+def test_jobs_dispatch_quick_runs_for_train_assign_and_refine(
+    shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The public jobs (what `crlc train/assign/refine` and the app call) route a quick config
+    to the feature path: no pixel training, heads on cached features, results stored."""
+    import crlc_engine.quick as quick
+    from crlc_engine.jobs import assign_run, refine_folder, train_folder
+
+    extractor, counter = tiny_extractor()
+    monkeypatch.setattr(quick, "lite0_extractor", lambda *a, **k: extractor)
+    ws = tmp_path / "ws"
+    outcome = train_folder(shapes, quick_config(), ws, workers=0)
+    assert outcome.state == "completed" and outcome.run.read_config()["train"]["preset"] == "quick"
+    assert counter.images == 32
+    with ImageLibrary.open([shapes], ws) as library:
+        before = ResultStore(library.catalog).load(outcome.run.run_id)
+        ids = before.image_ids[:4].tolist()
+        Annotations(library.catalog).label(ids, "first")
+    assign_run(shapes, outcome.run.run_id, ws)
+    assert counter.images == 32  # assignments from the feature cache
+    with ImageLibrary.open([shapes], ws) as library:
+        after = ResultStore(library.catalog).load(outcome.run.run_id)
+    assert np.array_equal(before.clusters, after.clusters)
+    refined = refine_folder(shapes, workspace=ws, epochs=2)
+    assert refined.state == "completed" and refined.run.read_config()["parent"] == (
+        outcome.run.run_id
+    )
+    assert counter.images == 32  # the refine run reuses the cached features too
