@@ -244,35 +244,18 @@ def train_folder(
                     f"Stage 1{' of 2' if follow_up else ''} (run {run.run_id}): backbone and "
                     "RL-head with the feature contrastive loss only"
                 )
-            pixels: np.ndarray | None = None
-            if is_quick(config):  # frozen pretrained features, heads only
-                fit = run_quick(
-                    library,
-                    run,
-                    config,
-                    device.device,
-                    records,
-                    reporter,
-                    control,
-                    resume is not None,
-                    labelled=labelled,
-                    fixed_names=fixed,
-                )
-            else:
-                pixels = library.pixels(config.image_size, records)
-                fit = _train_run(
-                    library,
-                    run,
-                    config,
-                    device.device,
-                    pixels,
-                    records,
-                    reporter,
-                    control,
-                    resume is not None,
-                    labelled=labelled,
-                    fixed_names=fixed,
-                )
+            fit = _fit_run(
+                library,
+                run,
+                config,
+                device.device,
+                records,
+                reporter,
+                control,
+                resume is not None,
+                labelled=labelled,
+                fixed_names=fixed,
+            )
             outcome = TrainOutcome(
                 run,
                 library.workspace,
@@ -293,7 +276,7 @@ def train_folder(
                     device.reason,
                     device.device,
                     records,
-                    pixels if pixels is not None else library.pixels(config.image_size, records),
+                    library.pixels(config.image_size, records),
                     scan,
                     reporter,
                     control,
@@ -479,6 +462,50 @@ def _create_run(
     )
     np.save(run.path / "image_ids.npy", np.array([r.id for r in records], dtype=np.int64))
     return run
+
+
+def _fit_run(
+    library: ImageLibrary,
+    run: RunDir,
+    config: TrainConfig,
+    device: torch.device,
+    records: list[ImageRecord],
+    reporter: Reporter,
+    control: JobControl,
+    resume: bool,
+    labelled: tuple[np.ndarray, np.ndarray] | None = None,
+    parent_checkpoint: Path | None = None,
+    fixed_names: dict[int, str] | None = None,
+) -> FitResult:
+    """Train one run: heads on cached frozen features (quick preset) or CRLC on pixels."""
+    if is_quick(config):
+        return run_quick(
+            library,
+            run,
+            config,
+            device,
+            records,
+            reporter,
+            control,
+            resume,
+            labelled=labelled,
+            parent_checkpoint=parent_checkpoint,
+            fixed_names=fixed_names,
+        )
+    return _train_run(
+        library,
+        run,
+        config,
+        device,
+        library.pixels(config.image_size, records),
+        records,
+        reporter,
+        control,
+        resume,
+        labelled=labelled,
+        parent_checkpoint=parent_checkpoint,
+        fixed_names=fixed_names,
+    )
 
 
 def _train_run(
@@ -799,36 +826,19 @@ def refine_folder(
                 f"{len(mapping)} classes ({clusters} clusters)"
             )
             fixed = {cluster: name for name, cluster in mapping.items()}
-            if is_quick(config):
-                fit = run_quick(
-                    library,
-                    run,
-                    config,
-                    device.device,
-                    records,
-                    reporter,
-                    control,
-                    resume=False,
-                    labelled=labelled,
-                    parent_checkpoint=parent.checkpoint_path,
-                    fixed_names=fixed,
-                )
-            else:
-                pixels = library.pixels(config.image_size, records)
-                fit = _train_run(
-                    library,
-                    run,
-                    config,
-                    device.device,
-                    pixels,
-                    records,
-                    reporter,
-                    control,
-                    resume=False,
-                    labelled=labelled,
-                    parent_checkpoint=parent.checkpoint_path,
-                    fixed_names=fixed,
-                )
+            fit = _fit_run(
+                library,
+                run,
+                config,
+                device.device,
+                records,
+                reporter,
+                control,
+                resume=False,
+                labelled=labelled,
+                parent_checkpoint=parent.checkpoint_path,
+                fixed_names=fixed,
+            )
     return TrainOutcome(
         run,
         library.workspace,
