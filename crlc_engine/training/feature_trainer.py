@@ -45,10 +45,9 @@ from torch.nn import functional as F
 
 from crlc_engine.config import CRITIC_NAMES, TrainConfig
 from crlc_engine.control import JobControl
-from crlc_engine.errors import CheckpointError, InvalidSettingError, TrainingDivergedError
+from crlc_engine.errors import CheckpointError, InvalidSettingError
 from crlc_engine.events import (
     CheckpointSaved,
-    EpochEnded,
     NullReporter,
     Reporter,
     TrainingFinished,
@@ -59,13 +58,21 @@ from crlc_engine.inference import Predictions
 from crlc_engine.losses import CRLCLossConfig, crlc_loss
 from crlc_engine.neighbors import all_pairs_knn
 from crlc_engine.training.checkpoint import load_checkpoint, save_checkpoint
+from crlc_engine.training.epoch_stats import (
+    LOSS_PARTS,
+    add_step_sums,
+    chosen_head_of,
+    epoch_record,
+    log_epoch,
+    zero_epoch_sums,
+)
 from crlc_engine.training.feature_heads import FeatureHeads
 from crlc_engine.training.neighbor_positives import (
     check_neighbor_table,
     sample_neighbor_positives,
 )
 from crlc_engine.training.optim import decay_split
-from crlc_engine.training.trainer import LOSS_PARTS, FitResult
+from crlc_engine.training.trainer import FitResult
 
 __all__ = [
     "CHECKPOINT_KIND",
@@ -402,22 +409,15 @@ class FeatureTrainer:
 
     # ------------------------------------------------------------------ bookkeeping
     def _zero_sums(self) -> dict[str, Tensor]:
-        h, c = self.settings.subheads, self.settings.clusters
-        sums = {name: torch.zeros((), device=self.device) for name in LOSS_PARTS}
-        sums["xent"] = torch.zeros((), device=self.device)
-        sums["head_cluster"] = torch.zeros(h, device=self.device)
-        sums["head_counts"] = torch.zeros(h, c, device=self.device)
         self._sum_steps = 0
-        return sums
+        return zero_epoch_sums(
+            self.settings.subheads, self.settings.clusters, self.device, extra=("xent",)
+        )
 
     @property
     def chosen_head(self) -> int:
         """Sub-head with the lowest mean L_cluster over the last full epoch (0 before any)."""
-        if not self.history:
-            return 0
-        full = [r for r in self.history if not r.get("partial")]
-        losses = (full or self.history)[-1]["head_losses"]
-        return int(np.nanargmin(np.asarray(losses, dtype=np.float64)))
+        return chosen_head_of(self.history)
 
     @property
     def target_epochs(self) -> int | None:
@@ -516,20 +516,7 @@ class FeatureTrainer:
         objective.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
         self._sum_steps += 1
-        with torch.no_grad():
-            sums = self._sums
-            sums["total"] += loss.total.detach()
-            sums["feature"] += loss.feature.detach()
-            sums["cluster"] += loss.cluster.detach().mean()
-            sums["probability_contrastive"] += loss.probability_contrastive.detach().mean()
-            sums["entropy"] += loss.entropy.detach().mean()
-            sums["guard"] += loss.guard.detach().mean()
-            sums["xent"] += xent.detach()
-            sums["head_cluster"] += loss.cluster.detach().float()
-            assigned = out.logits[:, :b].detach().argmax(dim=-1)  # [H, b]
-            sums["head_counts"].scatter_add_(
-                1, assigned, torch.ones_like(assigned, dtype=sums["head_counts"].dtype)
-            )
+        add_step_sums(self._sums, loss, out.logits[:, :b], {"xent": xent})
 
     # ------------------------------------------------------------------ epochs
     def _iter_epoch_indices(self) -> Iterator[Tensor]:
@@ -542,47 +529,21 @@ class FeatureTrainer:
             yield on_device[start : start + b]
 
     def _close_epoch(self, steps: int, seconds: float, reporter: Reporter, partial: bool) -> None:
-        sums = {k: v.detach().cpu() for k, v in self._sums.items()}
-        denominator = max(self._sum_steps, 1)
-        losses = {name: float(sums[name]) / denominator for name in (*LOSS_PARTS, "xent")}
-        head_losses = (sums["head_cluster"] / denominator).tolist()
-        if not all(math.isfinite(v) for v in [*losses.values(), *head_losses]):
-            raise TrainingDivergedError(
-                f"the loss became NaN/inf in epoch {self.epoch + 1}; try a lower learning rate "
-                "or a larger gamma; the last good checkpoint was kept"
-            )
+        record = epoch_record(
+            self._sums,
+            self._sum_steps,
+            (*LOSS_PARTS, "xent"),
+            self.epoch + 1,
+            partial,
+            steps * self.batch_size / seconds if seconds > 0 else 0.0,
+            self.elapsed_s,
+        )
         if not partial:
             self.epoch += 1
             self.step_in_epoch = 0
             self.permutation = None
-        record: dict[str, Any] = {
-            "epoch": self.epoch if not partial else self.epoch + 1,
-            "partial": partial,
-            "steps": self._sum_steps,
-            "losses": losses,
-            "head_losses": head_losses,
-            "head_counts": sums["head_counts"].long().tolist(),
-            "samples_per_s": steps * self.batch_size / seconds if seconds > 0 else 0.0,
-            "elapsed_s": self.elapsed_s,
-        }
-        self.history.append(record)
-        if self.history_path is not None:
-            with self.history_path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
-        chosen = self.chosen_head
-        reporter.event(
-            EpochEnded(
-                epoch=int(record["epoch"]),
-                losses=losses,
-                head_losses=head_losses,
-                chosen_head=chosen,
-                cluster_sizes=record["head_counts"][chosen],
-                samples_per_s=float(record["samples_per_s"]),
-                elapsed_s=self.elapsed_s,
-                eta_s=self._eta(steps / seconds if seconds > 0 else 0.0),
-                steps=int(record["steps"]),
-            )
-        )
+        eta = self._eta(steps / seconds if seconds > 0 else 0.0)
+        reporter.event(log_epoch(record, self.history, self.history_path, eta))
         self._sums = self._zero_sums()
 
     def fit(self, reporter: Reporter | None = None, control: JobControl | None = None) -> FitResult:

@@ -46,10 +46,9 @@ from torch.nn import functional as F
 from crlc_engine.augment import AugmentConfig, BatchAugmenter, dataset_mean_std
 from crlc_engine.config import TrainConfig
 from crlc_engine.control import JobControl
-from crlc_engine.errors import CheckpointError, InvalidSettingError, TrainingDivergedError
+from crlc_engine.errors import CheckpointError, InvalidSettingError
 from crlc_engine.events import (
     CheckpointSaved,
-    EpochEnded,
     NullReporter,
     Reporter,
     TrainingFinished,
@@ -64,14 +63,20 @@ from crlc_engine.losses import (
 from crlc_engine.losses.memory_bank import MemoryBank, bank_feature_loss, memory_bank_crlc_loss
 from crlc_engine.models import CRLCModel
 from crlc_engine.training.checkpoint import load_checkpoint, save_checkpoint
+from crlc_engine.training.epoch_stats import (
+    LOSS_PARTS,
+    add_step_sums,
+    chosen_head_of,
+    epoch_record,
+    log_epoch,
+    zero_epoch_sums,
+)
 from crlc_engine.training.neighbor_positives import (
     check_neighbor_table,
     sample_neighbor_positives,
 )
 from crlc_engine.training.optim import make_sgd
 from crlc_engine.training.two_stage import trainable_parts
-
-LOSS_PARTS = ("total", "feature", "cluster", "probability_contrastive", "entropy", "guard")
 
 
 @dataclass(frozen=True)
@@ -260,12 +265,8 @@ class CRLCTrainer:
 
     # ------------------------------------------------------------------ bookkeeping
     def _zero_sums(self) -> dict[str, Tensor]:
-        h, c = self.config.subheads, self.config.clusters
-        sums = {name: torch.zeros((), device=self.device) for name in LOSS_PARTS}
-        sums["head_cluster"] = torch.zeros(h, device=self.device)
-        sums["head_counts"] = torch.zeros(h, c, device=self.device)
         self._sum_steps = 0
-        return sums
+        return zero_epoch_sums(self.config.subheads, self.config.clusters, self.device)
 
     @property
     def chosen_head(self) -> int:
@@ -274,11 +275,7 @@ class CRLCTrainer:
         A partial epoch (the end of a time budget) counts only when no full epoch exists.
         Returns 0 before any record.
         """
-        if not self.history:
-            return 0
-        full = [r for r in self.history if not r.get("partial")]
-        losses = (full or self.history)[-1]["head_losses"]
-        return int(np.nanargmin(np.asarray(losses, dtype=np.float64)))
+        return chosen_head_of(self.history)
 
     def _epoch_budget_done(self, start_elapsed: float, started: float) -> bool:
         if self.config.minutes is None:
@@ -435,19 +432,7 @@ class CRLCTrainer:
                     probabilities=None if logits is None else logits[:, :b].float().softmax(-1),
                     features=None if z is None else z[:b],
                 )
-            sums = self._sums
-            sums["total"] += loss.total.detach()
-            sums["feature"] += loss.feature.detach()
-            sums["cluster"] += loss.cluster.detach().mean()
-            sums["probability_contrastive"] += loss.probability_contrastive.detach().mean()
-            sums["entropy"] += loss.entropy.detach().mean()
-            sums["guard"] += loss.guard.detach().mean()
-            sums["head_cluster"] += loss.cluster.detach().float()
-            if logits is not None:
-                assigned = logits[:, :b].detach().argmax(dim=-1)  # [H, b]
-                sums["head_counts"].scatter_add_(
-                    1, assigned, torch.ones_like(assigned, dtype=sums["head_counts"].dtype)
-                )
+        add_step_sums(self._sums, loss, None if logits is None else logits[:, :b])
 
     # ------------------------------------------------------------------ epochs
     def _iter_epoch_indices(self) -> Iterator[Tensor]:
@@ -460,48 +445,22 @@ class CRLCTrainer:
             yield on_device[start : start + b]
 
     def _close_epoch(self, steps: int, seconds: float, reporter: Reporter, partial: bool) -> None:
-        sums = {k: v.detach().cpu() for k, v in self._sums.items()}
-        denominator = max(self._sum_steps, 1)
-        losses = {name: float(sums[name]) / denominator for name in LOSS_PARTS}
-        head_losses = (sums["head_cluster"] / denominator).tolist()
-        if not all(math.isfinite(v) for v in [*losses.values(), *head_losses]):
-            raise TrainingDivergedError(
-                f"the loss became NaN/inf in epoch {self.epoch + 1}; try a lower learning rate "
-                "(--lr) or a larger gamma; the last good checkpoint was kept"
-            )
+        record = epoch_record(
+            self._sums,
+            self._sum_steps,
+            LOSS_PARTS,
+            self.epoch + 1,
+            partial,
+            steps * self.batch_size / seconds if seconds > 0 else 0.0,
+            self.elapsed_s,
+            lr_hint="a lower learning rate (--lr)",
+        )
         if not partial:
             self.epoch += 1
             self.step_in_epoch = 0
             self.permutation = None
-        record: dict[str, Any] = {
-            "epoch": self.epoch if not partial else self.epoch + 1,
-            "partial": partial,
-            "steps": self._sum_steps,
-            "losses": losses,
-            "head_losses": head_losses,
-            "head_counts": sums["head_counts"].long().tolist(),
-            "samples_per_s": steps * self.batch_size / seconds if seconds > 0 else 0.0,
-            "elapsed_s": self.elapsed_s,
-        }
-        self.history.append(record)
-        if self.history_path is not None:
-            with self.history_path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
-        chosen = self.chosen_head
-        rate = steps / seconds if seconds > 0 else 0.0
-        reporter.event(
-            EpochEnded(
-                epoch=int(record["epoch"]),
-                losses=losses,
-                head_losses=head_losses,
-                chosen_head=chosen,
-                cluster_sizes=record["head_counts"][chosen],
-                samples_per_s=float(record["samples_per_s"]),
-                elapsed_s=self.elapsed_s,
-                eta_s=self._eta(rate),
-                steps=int(record["steps"]),
-            )
-        )
+        eta = self._eta(steps / seconds if seconds > 0 else 0.0)
+        reporter.event(log_epoch(record, self.history, self.history_path, eta))
         self._sums = self._zero_sums()
 
     def _train_mode(self) -> None:
