@@ -13,7 +13,7 @@ The dialog does no blocking work: it asks the device probe (by default
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -325,6 +325,20 @@ def format_bytes(size: float) -> str:
 
 
 # -------------------------------------------------------------------------------- dialog
+def _choice_combo(names: Sequence[str], texts: dict[str, str], tooltip: str) -> QComboBox:
+    """A list of ``names`` (item data) shown with ``texts`` (the name where there is none)."""
+    combo = QComboBox()
+    for name in names:
+        combo.addItem(texts.get(name, name), name)
+    combo.setToolTip(tooltip)
+    return combo
+
+
+def _select_data(combo: QComboBox, value: Any) -> None:
+    """Select the item whose data is ``value`` (the first item when none is)."""
+    combo.setCurrentIndex(max(0, combo.findData(value)))
+
+
 def _set_item_enabled(combo: QComboBox, row: int, enabled: bool) -> None:
     model = combo.model()
     if isinstance(model, QStandardItemModel):
@@ -566,12 +580,11 @@ class GroupDialog(QDialog):
         form = QFormLayout(box)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
 
-        self.backbone_combo = QComboBox()
-        for name in BACKBONE_NAMES:
-            self.backbone_combo.addItem(_BACKBONE_TEXT.get(name, name), name)
-        self.backbone_combo.setToolTip(
+        self.backbone_combo = _choice_combo(
+            BACKBONE_NAMES,
+            _BACKBONE_TEXT,
             "The network that looks at the photos. Bigger networks see finer differences but "
-            "need a GPU."
+            "need a GPU.",
         )
         self._add_row(form, "&Network:", self.backbone_combo)
 
@@ -620,32 +633,29 @@ class GroupDialog(QDialog):
         )
         self._add_row(form, "E&ntropy weight:", self.lambda_ent_spin)
 
-        self.critic_combo = QComboBox()
-        for name in CRITIC_NAMES:
-            self.critic_combo.addItem(_CRITIC_TEXT.get(name, name), name)
-        self.critic_combo.setToolTip(
+        self.critic_combo = _choice_combo(
+            CRITIC_NAMES,
+            _CRITIC_TEXT,
             "How the training compares the group guesses of two views of a photo. Keep the "
-            "paper's choice unless you are experimenting."
+            "paper's choice unless you are experimenting.",
         )
         self._add_row(form, "&Critic:", self.critic_combo)
 
-        self.framework_combo = QComboBox()
-        for name in FRAMEWORKS:
-            self.framework_combo.addItem(_FRAMEWORK_TEXT.get(name, name), name)
-        self.framework_combo.setToolTip(
+        self.framework_combo = _choice_combo(
+            FRAMEWORKS,
+            _FRAMEWORK_TEXT,
             "SimCLR compares two views of every photo in each step (the paper's best results). "
             "MemoryBank looks at one view and compares it with remembered photos: about half "
-            "the time and less memory per step, but slower to converge."
+            "the time and less memory per step, but slower to converge.",
         )
         self._add_row(form, "&Framework:", self.framework_combo)
 
-        self.stage_combo = QComboBox()
-        for name in ("end_to_end", "two_stage"):
-            self.stage_combo.addItem(_STAGE_TEXT[name], name)
-        self.stage_combo.setToolTip(
+        self.stage_combo = _choice_combo(
+            tuple(_STAGE_TEXT),
+            _STAGE_TEXT,
             "Two-stage first learns what makes photos alike (stage 1), then finds each photo's "
             "50 nearest neighbours and trains the grouping so neighbours share a group "
-            "(stage 2). Two runs; stage 2 can be repeated alone."
+            "(stage 2). Two runs; stage 2 can be repeated alone.",
         )
         self._add_row(form, "&Scheme:", self.stage_combo)
         self.freeze_check = QCheckBox("Keep the network &fixed in stage 2 (faster)")
@@ -806,8 +816,7 @@ class GroupDialog(QDialog):
             if initial or "image_size" not in self._edited:
                 self.size_spin.setValue(int(values["image_size"]))
             if initial or "backbone" not in self._edited:
-                row = self.backbone_combo.findData(values["backbone"])
-                self.backbone_combo.setCurrentIndex(max(0, row))
+                _select_data(self.backbone_combo, values["backbone"])
             if initial or not self._edited & {"epochs", "minutes"}:
                 if values["epochs"] is not None:
                     self.epochs_spin.setValue(int(values["epochs"]))
@@ -819,16 +828,13 @@ class GroupDialog(QDialog):
             if initial or "lambda_ent" not in self._edited:
                 self.lambda_ent_spin.setValue(float(values["lambda_ent"]))
             if initial or "critic" not in self._edited:
-                row = self.critic_combo.findData(values["critic"])
-                self.critic_combo.setCurrentIndex(max(0, row))
+                _select_data(self.critic_combo, values["critic"])
             if initial or "pretrained" not in self._edited:
                 self.pretrained_check.setChecked(bool(values["pretrained"]))
             if initial or "framework" not in self._edited:
-                row = self.framework_combo.findData(values["framework"])
-                self.framework_combo.setCurrentIndex(max(0, row))
+                _select_data(self.framework_combo, values["framework"])
             if initial or "stage" not in self._edited:
-                row = self.stage_combo.findData(values["stage"])
-                self.stage_combo.setCurrentIndex(max(0, row))
+                _select_data(self.stage_combo, values["stage"])
             if initial or "freeze_backbone" not in self._edited:
                 self.freeze_check.setChecked(bool(values["freeze_backbone"]))
             self._update_length_widgets()
