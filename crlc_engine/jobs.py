@@ -244,6 +244,8 @@ def train_folder(
                     f"Stage 1{' of 2' if follow_up else ''} (run {run.run_id}): backbone and "
                     "RL-head with the feature contrastive loss only"
                 )
+            # read once when stage 2 follows on the same pixels (quick runs are never two-stage)
+            pixels = library.pixels(config.image_size, records) if follow_up else None
             fit = _fit_run(
                 library,
                 run,
@@ -255,6 +257,7 @@ def train_folder(
                 resume is not None,
                 labelled=labelled,
                 fixed_names=fixed,
+                pixels=pixels,
             )
             outcome = TrainOutcome(
                 run,
@@ -276,7 +279,7 @@ def train_folder(
                     device.reason,
                     device.device,
                     records,
-                    library.pixels(config.image_size, records),
+                    pixels if pixels is not None else library.pixels(config.image_size, records),
                     scan,
                     reporter,
                     control,
@@ -476,8 +479,10 @@ def _fit_run(
     labelled: tuple[np.ndarray, np.ndarray] | None = None,
     parent_checkpoint: Path | None = None,
     fixed_names: dict[int, str] | None = None,
+    pixels: np.ndarray | None = None,
 ) -> FitResult:
-    """Train one run: heads on cached frozen features (quick preset) or CRLC on pixels."""
+    """Train one run: heads on cached frozen features (quick preset) or CRLC on pixels
+    (``pixels`` when the caller already read them, else read from the library)."""
     if is_quick(config):
         return run_quick(
             library,
@@ -497,7 +502,7 @@ def _fit_run(
         run,
         config,
         device,
-        library.pixels(config.image_size, records),
+        pixels if pixels is not None else library.pixels(config.image_size, records),
         records,
         reporter,
         control,
