@@ -35,7 +35,7 @@ FORMAT_VERSION = 1
 THEMES = ("system", "light", "dark")
 #: Thumbnail edge lengths the grid offers, in pixels (thumbnails are stored at 256).
 THUMBNAIL_SIZES = (64, 96, 128, 160, 192, 256)
-#: ``default_preset`` value meaning: ``cpu`` on a CPU, ``balanced`` on a GPU.
+#: ``default_preset`` value meaning: chosen by device (``presets.default_preset_name``).
 AUTO_PRESET = ""
 
 log = logging.getLogger("crlc_organizer.settings")

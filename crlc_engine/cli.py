@@ -17,13 +17,25 @@ from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 from crlc_engine import __version__, cli_results
-from crlc_engine.config import BACKBONE_NAMES, CRITIC_NAMES, FRAMEWORKS, STEMS
+from crlc_engine.config import (
+    BACKBONE_NAMES,
+    CRITIC_NAMES,
+    FRAMEWORKS,
+    OPTIMIZERS,
+    STAGE_OPTIMS,
+    STEMS,
+)
 from crlc_engine.control import JobControl
 from crlc_engine.device import DEVICE_CHOICES, resolve_device
 from crlc_engine.errors import CRLCError
 from crlc_engine.events import EpochEnded, Event, TrainingFinished, TrainingStarted
 from crlc_engine.library.walk import ScanOptions
-from crlc_engine.presets import PRESETS, default_preset_name, resolve_train_config
+from crlc_engine.presets import (
+    DEFAULT_PRESET_RULE,
+    PRESETS,
+    default_preset_name,
+    resolve_train_config,
+)
 
 DEFAULT_SCAN_SIZE = 32
 
@@ -135,7 +147,7 @@ def _build_parser() -> argparse.ArgumentParser:
     presets = ", ".join(f"{p.name} ({p.summary})" for p in PRESETS.values())
     shared.add_argument(
         "--preset",
-        help=f"a named set of settings: {presets}. Default: cpu on a CPU, balanced on a GPU",
+        help=f"a named set of settings: {presets}. Default: {DEFAULT_PRESET_RULE}",
     )
     budget = shared.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=_positive_int, help="passes over all images")
@@ -164,7 +176,19 @@ def _build_parser() -> argparse.ArgumentParser:
         type=int,
         help="images per step (two views each; one with --framework memorybank)",
     )
-    shared.add_argument("--lr", type=float, help="SGD learning rate")
+    shared.add_argument(
+        "--lr",
+        type=float,
+        help="learning rate of the optimiser (with --two-stage or --stage2-from it means "
+        "--stage-optim run: your rate for the stage(s) instead of the paper's)",
+    )
+    shared.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        help="sgd (default: momentum 0.9, no Nesterov) or adam (L2 weight decay, the paper's "
+        "fine-tuned stage 2); adam needs --lr too (the presets' rates are SGD rates; Adam "
+        "usually wants 1e-4 to 1e-3). With --two-stage it means --stage-optim run",
+    )
     shared.add_argument(
         "--lambda-fc",
         type=float,
@@ -270,6 +294,19 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="stage 2 trains only the clustering head (faster; the paper's ImageNet setting)",
     )
+    two_stage.add_argument(
+        "--stage-optim",
+        choices=STAGE_OPTIMS,
+        help="paper (default): each stage gets the paper's optimiser: stage 1 SGD lr 0.4 with "
+        "cosine decay, momentum 0.9, weight decay 1e-4; stage 2 Adam lr 1e-4, weight decay "
+        "1e-4, or with --freeze-backbone SGD lr 5.0, momentum 0.9, no weight decay (tuned "
+        "for batch 512 on a GPU; with the cpu preset's small network the frozen setting's "
+        "lr 5.0 can do worse or diverge: then use run). run: both stages use this run's own "
+        "optimiser settings "
+        "(the preset's, --optimizer, --lr). Giving --lr or --optimizer means run; with "
+        "--stage-optim paper they are refused. With --stage2-from, run keeps the stage-2 "
+        "settings planned with the stage-1 run",
+    )
     _scan_options(train)
     _common(train)
 
@@ -346,7 +383,8 @@ def _build_parser() -> argparse.ArgumentParser:
             "configuration): CRLC as configured, the C-head only (lambda_FC 0), the other "
             "critics (dot, neg_l2, neg_js), lambda_FC 0/1/3/10 and the other framework "
             "(MemoryBank vs SimCLR). Writes a JSON and a Markdown table. The images must sit "
-            "in class sub-folders (ground truth)."
+            "in class sub-folders (ground truth). Without --preset: cpu on a CPU, balanced on "
+            "a GPU (the quick preset has nothing to ablate: its backbone is fixed)."
         ),
     )
     ablate.add_argument("folders", nargs="+", metavar="FOLDER", help="folder(s) with classes")
@@ -428,8 +466,38 @@ _TRAIN_OVERRIDES = (
     "framework",
     "bank_negatives",
     "bank_momentum",
+    "optimizer",
 )
-_TWO_STAGE_OPTIONS = ("stage1_epochs", "neighbors", "freeze_backbone")
+_TWO_STAGE_OPTIONS = ("stage1_epochs", "neighbors", "freeze_backbone", "stage_optim")
+#: Options that set the optimiser; with two-stage training they mean ``--stage-optim run``.
+_OPTIMIZER_OPTIONS = ("lr", "optimizer")
+
+
+def _check_optimizer_flags(args: argparse.Namespace) -> None:
+    """``--optimizer adam`` needs an explicit ``--lr`` (the presets' rates are SGD rates)."""
+    if args.optimizer == "adam" and args.lr is None:
+        raise _usage_error(
+            "--optimizer adam needs --lr too: the presets' learning rates are SGD rates "
+            "(Adam usually wants 1e-4 to 1e-3)"
+        )
+
+
+def _resolve_stage_optim(args: argparse.Namespace) -> str | None:
+    """The ``stage_optim`` a two-stage request gets (``None``: the setting's default).
+
+    An explicit ``--lr`` or ``--optimizer`` means the user's own optimiser for the stages
+    (``run``); together with an explicit ``--stage-optim paper`` that is a usage error.
+    """
+    given = [n for n in _OPTIMIZER_OPTIONS if getattr(args, n) is not None]
+    if not given:
+        return args.stage_optim  # type: ignore[no-any-return]
+    flags = " and ".join("--" + n for n in given)
+    if args.stage_optim == "paper":
+        raise _usage_error(
+            f"{flags} cannot be combined with --stage-optim paper (the paper's per-stage "
+            "optimisers); leave them out, or use --stage-optim run"
+        )
+    return "run"
 
 
 def _check_train_flags(args: argparse.Namespace) -> None:
@@ -457,9 +525,12 @@ def _cmd_train(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
     from crlc_engine.jobs import TrainOutcome, train_folder, train_stage2_folder
 
     _check_train_flags(args)
+    _check_optimizer_flags(args)
     reporter = ConsoleReporter()
     overrides = {name: getattr(args, name) for name in _TRAIN_OVERRIDES + _TWO_STAGE_OPTIONS}
     overrides["device"] = args.device
+    if args.two_stage or args.stage2_from is not None:
+        overrides["stage_optim"] = _resolve_stage_optim(args)
     outcome: TrainOutcome
     if args.stage2_from is not None:
         if args.clusters is not None and args.clusters < 2:
@@ -482,9 +553,11 @@ def _cmd_train(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
             if args.clusters < 2:
                 raise _usage_error(f"--clusters must be at least 2 (got {args.clusters})")
             device = resolve_device(args.device)
-            preset = args.preset or default_preset_name(device.kind)
             if args.two_stage:
                 overrides["stage"] = "two_stage"
+            preset = args.preset or default_preset_name(
+                device.kind, requested=[k for k, v in overrides.items() if v is not None]
+            )
             config = resolve_train_config(args.clusters, preset, overrides)
         outcome = train_folder(
             args.folders,
@@ -592,12 +665,19 @@ def _cmd_ablate(args: argparse.Namespace, control: JobControl) -> dict[str, Any]
 
     if args.clusters is None or args.clusters < 2:
         raise _usage_error("--clusters (at least 2) is required")
+    _check_optimizer_flags(args)
     device = resolve_device(args.device)
     overrides = {name: getattr(args, name) for name in _TRAIN_OVERRIDES}
     overrides["device"] = args.device
-    config = resolve_train_config(
-        args.clusters, args.preset or default_preset_name(device.kind), overrides
-    )
+    # an ablation varies lambda_FC, the critics and the framework: pixel training, never quick
+    preset = args.preset or default_preset_name(device.kind, quick_available=False)
+    if preset == "quick":
+        raise _usage_error(
+            "crlc ablate compares settings of training on the pixels; the quick preset trains "
+            "heads on fixed pretrained features (lambda_FC cannot change its clusters and the "
+            "MemoryBank framework does not apply): choose cpu, balanced or paper"
+        )
+    config = resolve_train_config(args.clusters, preset, overrides)
     result = run_ablation(
         args.folders, config, args.workspace, args.out, ConsoleReporter(), control
     )

@@ -214,10 +214,10 @@ def lite0_extractor(
     from crlc_engine.models.efficientnet_lite import (
         LITE0_FEATURE_DIM,
         LITE0_NORMALIZATION,
-        PRETRAINED_HINT,
         efficientnet_lite0,
         lite0_weights_path,
     )
+    from crlc_engine.presets import PRETRAINED_HINT
 
     device = device or torch.device("cpu")
     path = weights if weights is not None else lite0_weights_path()

@@ -58,6 +58,7 @@ from crlc_engine.training.two_stage import (
     mine_neighbors,
     save_neighbor_table,
     stage_configs,
+    with_stage_optimizer,
 )
 
 __all__ = [
@@ -355,6 +356,9 @@ def _completed_stage1(runs: RunStore, run_id: str) -> RunDir:
     return run
 
 
+_OPTIMIZER_FIELDS = {"optimizer", "lr", "lr_schedule", "lr_min", "momentum", "weight_decay"}
+
+
 def _stage2_config(stage1: RunDir, overrides: dict[str, Any] | None) -> TrainConfig:
     stored = stage1.read_config()
     first = TrainConfig.from_dict(stored["train"])
@@ -364,7 +368,10 @@ def _stage2_config(stage1: RunDir, overrides: dict[str, Any] | None) -> TrainCon
     explicit.pop("stage", None)
     if "minutes" in explicit and "epochs" not in explicit:
         explicit["epochs"] = None
-    config = base.replace(**explicit, stage="stage2")
+    if _OPTIMIZER_FIELDS & explicit.keys():  # the caller's own optimiser settings
+        explicit.setdefault("stage_optim", "run")
+    # stage_optim "paper": the paper's stage-2 optimiser for the (possibly new) freeze setting
+    config = with_stage_optimizer(base.replace(**explicit, stage="stage2"))
     for name in ("backbone", "image_size", "feature_dim"):
         if getattr(config, name) != getattr(first, name):
             raise InvalidSettingError(

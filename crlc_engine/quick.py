@@ -41,6 +41,7 @@ from crlc_engine.features import (
     lite0_extractor,
 )
 from crlc_engine.library import ImageLibrary, ImageRecord, ScanOptions
+from crlc_engine.presets import QUICK_BACKBONE, check_quick_settings
 from crlc_engine.runs import RunDir
 from crlc_engine.training.checkpoint import save_checkpoint
 from crlc_engine.training.feature_trainer import (
@@ -63,8 +64,6 @@ __all__ = [
     "train_quick_folder",
 ]
 
-QUICK_BACKBONE = "efficientnet_lite0"
-
 
 def is_quick(config: TrainConfig) -> bool:
     """Whether a run trains heads on cached features (the ``quick`` preset)."""
@@ -75,18 +74,9 @@ def check_quick_config(config: TrainConfig) -> None:
     """Refuse settings that have no meaning for heads on fixed features.
 
     Raises:
-        InvalidSettingError: a two-stage or stage setting, or the MemoryBank framework.
+        InvalidSettingError: see :func:`crlc_engine.presets.check_quick_settings`.
     """
-    if config.stage != "end_to_end":
-        raise InvalidSettingError(
-            "the quick preset trains heads on fixed pretrained features: it has no stages "
-            f"(got stage {config.stage!r})"
-        )
-    if config.framework != "simclr":
-        raise InvalidSettingError(
-            "the quick preset draws each image's positive from its nearest neighbours: "
-            f"the {config.framework!r} framework does not apply"
-        )
+    check_quick_settings(config)
 
 
 def quick_extractor(

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from crlc_engine.config import TrainConfig
+from crlc_engine.errors import InvalidSettingError
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Keep settings, logs, recent libraries and default workspaces out of the user's folders.
 _USER_DIRS = tempfile.mkdtemp(prefix="crlc-test-home-")
@@ -52,3 +55,33 @@ def shapes_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from crlc_engine.synthetic import write_shapes_folder
 
     return write_shapes_folder(tmp_path_factory.mktemp("shapes"), per_class=12, size=32)
+
+
+class CapturedError(InvalidSettingError):
+    """Raised by a stand-in job to hand the CLI's settings back to the test."""
+
+    def __init__(self, config: TrainConfig | None, overrides: dict[str, object] | None) -> None:
+        super().__init__("captured")
+        self.config, self.overrides = config, overrides
+
+
+@pytest.fixture
+def captured_settings(monkeypatch: pytest.MonkeyPatch) -> list[CapturedError]:
+    """Replace the training jobs with stand-ins that record what the CLI asked for."""
+    import crlc_engine.jobs as jobs
+
+    seen: list[CapturedError] = []
+
+    def fake_train(folders: object, config: TrainConfig, *args: object, **kw: object) -> None:
+        seen.append(CapturedError(config, None))
+        raise seen[-1]
+
+    def fake_stage2(
+        folders: object, run: str, overrides: dict[str, object], *args: object, **kw: object
+    ) -> None:
+        seen.append(CapturedError(None, overrides))
+        raise seen[-1]
+
+    monkeypatch.setattr(jobs, "train_folder", fake_train)
+    monkeypatch.setattr(jobs, "train_stage2_folder", fake_stage2)
+    return seen

@@ -49,7 +49,13 @@ from crlc_engine.config import (
 )
 from crlc_engine.device import DeviceChoice, resolve_device
 from crlc_engine.errors import CRLCError, InvalidSettingError
-from crlc_engine.presets import PRESETS, default_preset_name, resolve_train_config
+from crlc_engine.presets import (
+    PRESETS,
+    PRETRAINED_HINT,
+    default_preset_name,
+    quick_preset_available,
+    resolve_train_config,
+)
 
 __all__ = [
     "CPU_IMAGES_PER_S",
@@ -119,6 +125,8 @@ MODEL_PARAMETERS: dict[str, float] = {
 #: Step time of the MemoryBank framework relative to SimCLR at the same batch (one view per
 #: image instead of two; docs/benchmarks.md, CPU: 0.53-0.55).
 MEMORYBANK_TIME_FACTOR = 0.55
+#: Why the quick preset cannot be chosen without the ``pretrained`` extra, and the fix.
+QUICK_MISSING = "Not installed. " + PRETRAINED_HINT
 #: The quick preset on a 2-core CPU (benchmarks/imagenette_quick.py, quiet machine, bf16):
 #: EfficientNet-Lite0 features at 224 px per second, and seconds per head-training step.
 QUICK_CPU_FEATURES_PER_S = 126.0
@@ -402,9 +410,13 @@ class GroupDialog(QDialog):
         default_clusters: int | None = None,
         default_preset: str | None = None,
         default_device: str | None = None,
+        quick_available: bool | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Group images")
+        self._quick_available = (
+            quick_preset_available() if quick_available is None else quick_available
+        )
         self._default_clusters = default_clusters
         self._default_preset = default_preset or None
         self._default_device = default_device or None
@@ -471,8 +483,14 @@ class GroupDialog(QDialog):
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
         )
         self.preset_combo.setMinimumContentsLength(40)
-        default = default_preset_name(self.detected_kind)
-        if self._default_preset in PRESETS:
+        if not self._quick_available:
+            row = self.preset_combo.findData("quick")
+            _set_item_enabled(self.preset_combo, row, False)
+            self.preset_combo.setItemData(row, QUICK_MISSING, Qt.ItemDataRole.ToolTipRole)
+        default = default_preset_name(self.detected_kind, self._quick_available)
+        if self._default_preset in PRESETS and (
+            self._default_preset != "quick" or self._quick_available
+        ):
             default = str(self._default_preset)
             self._preset_chosen = True  # the user's own default does not follow the device
         self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(default)))
@@ -775,7 +793,9 @@ class GroupDialog(QDialog):
         """What the weights box means for the chosen network (EfficientNet: always pretrained,
         recorded as the preset has it)."""
         backbone = str(self.backbone_combo.currentData())
-        if backbone == "efficientnet_lite0" or backbone not in PRETRAINED_BACKBONES:
+        if backbone == "efficientnet_lite0":
+            return self._pretrained_wanted
+        if backbone not in PRETRAINED_BACKBONES:
             return False
         return self.pretrained_check.isChecked()
 
@@ -851,9 +871,9 @@ class GroupDialog(QDialog):
         self._revalidate()
 
     def _on_device_changed(self, _index: int) -> None:
-        # until the user picks a preset, the preset follows the device (cpu vs GPU default)
+        # until the user picks a preset, the preset follows the device (CPU vs GPU default)
         if not self._preset_chosen:
-            default = default_preset_name(self.device_kind())
+            default = default_preset_name(self.device_kind(), self._quick_available)
             row = self.preset_combo.findData(default)
             if row >= 0 and row != self.preset_combo.currentIndex():
                 self._loading = True

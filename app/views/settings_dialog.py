@@ -49,7 +49,7 @@ from app.theme import readable_color
 from app.views.export_dialog import MODE_HELP, MODE_NAMES
 from crlc_engine.device import DEVICE_CHOICES
 from crlc_engine.export import EXPORT_MODES
-from crlc_engine.presets import PRESETS
+from crlc_engine.presets import DEFAULT_PRESET_RULE, PRESETS
 
 #: Colour of error messages (made readable on the palette's window colour).
 ERROR_RED = "#d32f2f"
@@ -193,7 +193,7 @@ class SettingsDialog(QDialog):
         self.clusters_spin.setRange(2, 1000)
         form.addRow("Default number of &groups:", self.clusters_spin)
         self.preset_combo = QComboBox()
-        self.preset_combo.addItem("By device (cpu on a CPU, balanced on a GPU)", AUTO_PRESET)
+        self.preset_combo.addItem(f"By device ({DEFAULT_PRESET_RULE})", AUTO_PRESET)
         for name, preset in PRESETS.items():
             self.preset_combo.addItem(name, name)
             self.preset_combo.setItemData(

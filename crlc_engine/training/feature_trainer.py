@@ -33,7 +33,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,8 @@ from crlc_engine.training.neighbor_positives import (
     check_neighbor_table,
     sample_neighbor_positives,
 )
-from crlc_engine.training.optim import decay_split
+from crlc_engine.training.optim import make_adam
+from crlc_engine.training.pace import TrainingClock
 from crlc_engine.training.trainer import FitResult
 
 __all__ = [
@@ -220,9 +221,9 @@ class QuickSettings:
     def from_train_config(cls, config: TrainConfig, **overrides: Any) -> QuickSettings:
         """Quick settings from a run's :class:`TrainConfig` (plus explicit ``overrides``).
 
-        Shared fields are copied. ``TrainConfig.lr`` / ``weight_decay`` are SGD values: they
-        are used only when the config names ``optimizer="adam"`` (a field it may gain); the
-        Adam defaults here apply otherwise. A cosine schedule keeps the config's ratio
+        Shared fields are copied. ``TrainConfig.lr`` / ``weight_decay`` are SGD values unless
+        the config names ``optimizer="adam"``: only then are they used; the Adam defaults
+        here apply otherwise. A cosine schedule keeps the config's ratio
         ``lr_min / lr``. ``head_hidden``, ``feature_dropout`` and ``feature_noise`` are read
         when the config has them.
         """
@@ -353,14 +354,7 @@ class FeatureTrainer:
         self.heads = FeatureHeads(
             d, settings.hidden, settings.clusters, settings.subheads, settings.feature_dim
         ).to(self.device)
-        decay, no_decay = decay_split(self.heads)
-        self.optimizer = torch.optim.Adam(
-            [
-                {"params": decay, "weight_decay": settings.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=settings.lr,
-        )
+        self.optimizer = make_adam(self.heads, settings.lr, settings.weight_decay)
         self.loss_config = settings.loss_config()
         self.order_generator = torch.Generator().manual_seed(settings.seed)
         self.sample_generator = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
@@ -373,6 +367,8 @@ class FeatureTrainer:
         self.history: list[dict[str, Any]] = []
         self._sum_steps = 0
         self._sums = self._zero_sums()
+        #: Monotonic seconds for training time and speed (tests substitute a fake clock).
+        self.clock: Callable[[], float] = time.monotonic
 
     # ------------------------------------------------------------------ data
     def _standardize(self, raw: Tensor) -> Tensor:
@@ -528,7 +524,10 @@ class FeatureTrainer:
             start = self.step_in_epoch * b
             yield on_device[start : start + b]
 
-    def _close_epoch(self, steps: int, seconds: float, reporter: Reporter, partial: bool) -> None:
+    def _close_epoch(self, pace: TrainingClock, reporter: Reporter, partial: bool) -> None:
+        """Record the epoch: its speed from the previous close (or the start of ``fit``) to
+        now, per-epoch work included; the ETA at the speed of the whole ``fit`` call."""
+        steps, seconds = pace.lap()
         record = epoch_record(
             self._sums,
             self._sum_steps,
@@ -542,7 +541,7 @@ class FeatureTrainer:
             self.epoch += 1
             self.step_in_epoch = 0
             self.permutation = None
-        eta = self._eta(steps / seconds if seconds > 0 else 0.0)
+        eta = self._eta(pace.steps_per_s())
         reporter.event(log_epoch(record, self.history, self.history_path, eta))
         self._sums = self._zero_sums()
 
@@ -574,27 +573,21 @@ class FeatureTrainer:
         self.heads.train()
         target = self.target_epochs
         planned = None if target is None else target * self.steps_per_epoch
-        call_steps = 0
-        call_seconds = 0.0
+        pace = TrainingClock(self.elapsed_s, self.clock)
         state = "completed"
         while not self._training_done():
-            epoch_started = time.monotonic()
-            elapsed_at_start = self.elapsed_s
-            paused_s = 0.0
             steps = 0
             stop: str | None = None
             for indices in self._iter_epoch_indices():
-                pause_started = time.monotonic()
-                must_stop = control.checkpoint_wait()
-                paused_s += time.monotonic() - pause_started
-                if must_stop:
+                if pace.paused(control.checkpoint_wait):
                     stop = "cancelled"
                     break
                 self._step(indices, knn)
+                pace.step()
                 steps += 1
                 self.step_in_epoch += 1
                 self.total_steps += 1
-                self.elapsed_s = elapsed_at_start + time.monotonic() - epoch_started - paused_s
+                self.elapsed_s = pace.elapsed_s
                 if planned is not None:
                     reporter.progress(self.total_steps, planned)
                 else:
@@ -602,13 +595,12 @@ class FeatureTrainer:
                 if settings.minutes is not None and self.elapsed_s >= settings.minutes * 60.0:
                     stop = "budget"
                     break
-            seconds = time.monotonic() - epoch_started - paused_s
-            self.elapsed_s = elapsed_at_start + seconds
-            call_steps += steps
-            call_seconds += seconds
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.elapsed_s = pace.elapsed_s
             finished_epoch = self.step_in_epoch >= self.steps_per_epoch
             if steps > 0 and (finished_epoch or stop == "budget"):
-                self._close_epoch(steps, seconds, reporter, partial=not finished_epoch)
+                self._close_epoch(pace, reporter, partial=not finished_epoch)
             if stop == "cancelled":
                 state = "cancelled"
                 break
@@ -616,6 +608,9 @@ class FeatureTrainer:
                 break
             if self.epoch % settings.checkpoint_every == 0 and not self._training_done():
                 self.save(reporter)
+                self.elapsed_s = pace.elapsed_s
+        self.elapsed_s = pace.elapsed_s
+        call_seconds = pace.seconds
         self.save(reporter)
         reporter.event(TrainingFinished(state, self.epoch, self.elapsed_s))
         return FitResult(
@@ -625,7 +620,7 @@ class FeatureTrainer:
             chosen_head=self.chosen_head,
             head_losses=list(self.history[-1]["head_losses"]) if self.history else [],
             elapsed_s=self.elapsed_s,
-            samples_per_s=call_steps * self.batch_size / call_seconds if call_seconds > 0 else 0.0,
+            samples_per_s=pace.steps * self.batch_size / call_seconds if call_seconds > 0 else 0.0,
         )
 
     # ------------------------------------------------------------------ outputs

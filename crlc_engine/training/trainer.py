@@ -4,9 +4,10 @@ with checkpoints, cancel, pause and resume.
 The data set lives on the training device as a uint8 tensor [N, S, S, 3]; each step draws
 augmented views of a batch on that device (:class:`~crlc_engine.augment.BatchAugmenter`),
 runs the network once on all of them (bf16 autocast and channels-last on CUDA, float32
-elsewhere), computes the loss in float32 and takes an SGD step. Per-epoch statistics are
-summed on the device, so the step loop never waits for the GPU; the host syncs once per
-epoch.
+elsewhere), computes the loss in float32 and takes an optimiser step (SGD or Adam,
+``config.optimizer``). Per-epoch statistics are summed on the device, so the step loop never
+waits for the GPU; the host syncs once per epoch. Training time and speed include the
+per-epoch work around the steps (:mod:`crlc_engine.training.pace`); pauses do not count.
 
 Frameworks (``config.framework``):
 
@@ -33,7 +34,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,8 @@ from crlc_engine.training.neighbor_positives import (
     check_neighbor_table,
     sample_neighbor_positives,
 )
-from crlc_engine.training.optim import make_sgd
+from crlc_engine.training.optim import make_optimizer
+from crlc_engine.training.pace import TrainingClock
 from crlc_engine.training.two_stage import trainable_parts
 
 
@@ -89,9 +91,10 @@ class FitResult:
         steps: Optimiser steps in total.
         chosen_head: Sub-head with the lowest mean L_cluster over the last epoch (0-based).
         head_losses: That epoch's mean L_cluster per sub-head.
-        elapsed_s: Training time in total, pauses excluded.
+        elapsed_s: Training time in total: wall time of the ``fit`` calls, pauses excluded,
+            per-epoch work (history, events, checkpoints) included.
         samples_per_s: Images (one or two views each, see the framework) per second over
-            this call's steps.
+            this call's training time (per-epoch work included).
     """
 
     state: str
@@ -214,7 +217,7 @@ class CRLCTrainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         for name, part in self.model.named_children():
             part.requires_grad_(name in self.parts)
-        self.optimizer = make_sgd(self.model, config.lr, config.momentum, config.weight_decay)
+        self.optimizer = make_optimizer(self.model, config)
         self.loss_config = loss_config_of(config)
         # Pretrained weights expect their own input statistics; otherwise the data set's.
         preset_norm = self.model.backbone.input_normalization
@@ -241,6 +244,8 @@ class CRLCTrainer:
         self.history: list[dict[str, Any]] = []
         self._sum_steps = 0
         self._sums = self._zero_sums()
+        #: Monotonic seconds for training time and speed (tests substitute a fake clock).
+        self.clock: Callable[[], float] = time.monotonic
 
     def set_neighbors(self, table: np.ndarray | Tensor) -> None:
         """Stage 2: the kNN table [N, K] (row indices) the positives are drawn from.
@@ -277,10 +282,9 @@ class CRLCTrainer:
         """
         return chosen_head_of(self.history)
 
-    def _epoch_budget_done(self, start_elapsed: float, started: float) -> bool:
-        if self.config.minutes is None:
-            return False
-        return start_elapsed + (time.monotonic() - started) >= self.config.minutes * 60.0
+    def _budget_spent(self) -> bool:
+        minutes = self.config.minutes
+        return minutes is not None and self.elapsed_s >= minutes * 60.0
 
     def _training_done(self) -> bool:
         if self.config.epochs is not None and self.epoch >= self.config.epochs:
@@ -288,6 +292,8 @@ class CRLCTrainer:
         return self.config.minutes is not None and self.elapsed_s >= self.config.minutes * 60.0
 
     def _eta(self, rate_steps_per_s: float) -> float | None:
+        """Seconds left: the time budget's rest, or the remaining steps at this rate
+        (per-epoch work included in the rate), whichever ends first."""
         budget = (
             None if self.config.minutes is None else self.config.minutes * 60.0 - self.elapsed_s
         )
@@ -444,7 +450,11 @@ class CRLCTrainer:
             start = self.step_in_epoch * b
             yield on_device[start : start + b]
 
-    def _close_epoch(self, steps: int, seconds: float, reporter: Reporter, partial: bool) -> None:
+    def _close_epoch(self, pace: TrainingClock, reporter: Reporter, partial: bool) -> None:
+        """Record the epoch. Its speed runs from the previous epoch close (or the start of
+        ``fit``) to now, so the previous close's history write, event and checkpoint count;
+        the ETA uses the speed over the whole ``fit`` call so far."""
+        steps, seconds = pace.lap()
         record = epoch_record(
             self._sums,
             self._sum_steps,
@@ -459,7 +469,7 @@ class CRLCTrainer:
             self.epoch += 1
             self.step_in_epoch = 0
             self.permutation = None
-        eta = self._eta(steps / seconds if seconds > 0 else 0.0)
+        eta = self._eta(pace.steps_per_s())
         reporter.event(log_epoch(record, self.history, self.history_path, eta))
         self._sums = self._zero_sums()
 
@@ -494,48 +504,37 @@ class CRLCTrainer:
             )
         )
         self._train_mode()
-        call_steps = 0
-        call_seconds = 0.0
+        pace = TrainingClock(self.elapsed_s, self.clock)
         state = "completed"
         total_planned = (
             self.config.epochs * self.steps_per_epoch if self.config.epochs is not None else None
         )
         while not self._training_done():
-            epoch_started = time.monotonic()
-            elapsed_at_epoch_start = self.elapsed_s
-            paused_s = 0.0
             steps = 0
             stop: str | None = None
             for indices in self._iter_epoch_indices():
-                pause_started = time.monotonic()
-                must_stop = control.checkpoint_wait()
-                paused_s += time.monotonic() - pause_started
-                if must_stop:
+                if pace.paused(control.checkpoint_wait):
                     stop = "cancelled"
                     break
                 self._step(indices)
+                pace.step()
                 steps += 1
                 self.step_in_epoch += 1
                 self.total_steps += 1
-                self.elapsed_s = (
-                    elapsed_at_epoch_start + time.monotonic() - epoch_started - paused_s
-                )
+                self.elapsed_s = pace.elapsed_s
                 if total_planned is not None:
                     reporter.progress(self.total_steps, total_planned)
                 else:
                     reporter.progress(self.elapsed_s, (self.config.minutes or 0.0) * 60.0)
-                if self._epoch_budget_done(elapsed_at_epoch_start, epoch_started + paused_s):
+                if self._budget_spent():
                     stop = "budget"
                     break
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            seconds = time.monotonic() - epoch_started - paused_s
-            self.elapsed_s = elapsed_at_epoch_start + seconds
-            call_steps += steps
-            call_seconds += seconds
+            self.elapsed_s = pace.elapsed_s
             finished_epoch = self.step_in_epoch >= self.steps_per_epoch
             if steps > 0 and (finished_epoch or stop == "budget"):
-                self._close_epoch(steps, seconds, reporter, partial=not finished_epoch)
+                self._close_epoch(pace, reporter, partial=not finished_epoch)
             if stop == "cancelled":
                 state = "cancelled"
                 break
@@ -543,8 +542,11 @@ class CRLCTrainer:
                 break
             if self.epoch % self.config.checkpoint_every == 0 and not self._training_done():
                 self.save(reporter)
+                self.elapsed_s = pace.elapsed_s
+        self.elapsed_s = pace.elapsed_s
+        call_seconds = pace.seconds
         self.save(reporter)
-        samples_per_s = call_steps * self.batch_size / call_seconds if call_seconds > 0 else 0.0
+        samples_per_s = pace.steps * self.batch_size / call_seconds if call_seconds > 0 else 0.0
         head_losses = self.history[-1]["head_losses"] if self.history else []
         reporter.event(TrainingFinished(state, self.epoch, self.elapsed_s))
         return FitResult(
@@ -564,6 +566,7 @@ class CRLCTrainer:
             "config": self.config.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "optimizer_kind": self.config.optimizer,
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "total_steps": self.total_steps,
@@ -663,6 +666,12 @@ class CRLCTrainer:
             raise CheckpointError(
                 f"checkpoint {source} was trained on {state['num_images']} images, "
                 f"the data now has {self.num_images}"
+            )
+        kind = str(state.get("optimizer_kind", saved.optimizer))  # older checkpoints: SGD
+        if kind != self.config.optimizer:
+            raise CheckpointError(
+                f"checkpoint {source} was trained with the {kind} optimiser, these settings "
+                f"use {self.config.optimizer}; resume it with its own settings"
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

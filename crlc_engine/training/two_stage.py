@@ -5,9 +5,14 @@ not apply; the C-head is neither run nor changed). After it, every image gets it
 neighbours by cosine similarity, and stage 2 trains L_cluster (L_PC - lambda_ent H + guard;
 no L_FC, the RL-head is not trained) where the positive of image i is a view of a neighbour
 drawn uniformly from i's K, either fine-tuning the backbone with the C-head (the paper's
-CIFAR/STL setting) or with the backbone frozen (its ImageNet setting). Both stages use the
-run's SGD settings (the paper: stage 1 SGD lr 0.4 with cosine decay; stage 2 Adam lr 1e-4
-when fine-tuning, SGD lr 5.0 with a frozen backbone): set ``lr`` per run.
+CIFAR/STL setting) or with the backbone frozen (its ImageNet setting).
+
+Optimisers (``stage_optim``): with ``paper`` (the default) each stage gets the paper's
+optimiser (Appdx. A.7, :data:`~crlc_engine.config.PAPER_STAGE_OPTIMIZERS`): stage 1 SGD lr
+0.4 with cosine decay, momentum 0.9, wd 1e-4; stage 2 fine-tuned Adam lr 1e-4, wd 1e-4;
+stage 2 frozen SGD lr 5.0, momentum 0.9, wd 0 (C-head only). With ``run`` both stages use the
+request's own optimiser, learning rate, schedule, momentum and weight decay. Either way the
+values a stage uses are written into its config (``config.json`` of the stage's run).
 
 Neighbours are mined on the RL-head output z of the un-augmented, normalised images (unit
 128-d vectors), not on the backbone features: L_FC trains exactly the cosine similarity of
@@ -25,7 +30,7 @@ import numpy as np
 import torch
 
 from crlc_engine.augment import AugmentConfig
-from crlc_engine.config import TrainConfig
+from crlc_engine.config import PAPER_STAGE_OPTIMIZERS, TrainConfig
 from crlc_engine.errors import InvalidSettingError
 from crlc_engine.events import Reporter
 from crlc_engine.fileio import atomic_write
@@ -37,9 +42,11 @@ __all__ = [
     "NEIGHBORS_FILE",
     "load_neighbor_table",
     "mine_neighbors",
+    "paper_stage_optimizer",
     "save_neighbor_table",
     "stage_configs",
     "trainable_parts",
+    "with_stage_optimizer",
 ]
 
 #: Name of the neighbour table in a stage-2 run folder: int64 [N, K] rows into the run's
@@ -67,11 +74,42 @@ def trainable_parts(config: TrainConfig) -> tuple[str, ...]:
     )
 
 
+def paper_stage_optimizer(stage: str, freeze_backbone: bool) -> dict[str, Any]:
+    """The paper's optimiser settings (``TrainConfig`` fields) for one stage.
+
+    Args:
+        stage: ``stage1`` or ``stage2``.
+        freeze_backbone: Stage 2 only: the frozen-backbone (C-head only) setting.
+
+    Raises:
+        InvalidSettingError: ``stage`` is neither ``stage1`` nor ``stage2``.
+    """
+    if stage == "stage1":
+        return dict(PAPER_STAGE_OPTIMIZERS["stage1"])
+    if stage == "stage2":
+        return dict(PAPER_STAGE_OPTIMIZERS["stage2_frozen" if freeze_backbone else "stage2"])
+    raise InvalidSettingError(f"the paper's stage optimisers are for stage1/stage2, not {stage!r}")
+
+
+def with_stage_optimizer(config: TrainConfig) -> TrainConfig:
+    """``config`` with the paper's optimiser of its stage when ``stage_optim`` is ``paper``.
+
+    A ``stage1`` or ``stage2`` config with ``stage_optim="paper"`` gets the values of
+    :func:`paper_stage_optimizer` (stage 2: frozen or fine-tuned as ``freeze_backbone``
+    says); any other config is returned unchanged.
+    """
+    if config.stage_optim != "paper" or config.stage not in ("stage1", "stage2"):
+        return config
+    return config.replace(**paper_stage_optimizer(config.stage, config.freeze_backbone))
+
+
 def stage_configs(request: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
     """The stage-1 and stage-2 settings of a ``two_stage`` request.
 
     Stage 1 gets ``stage1_epochs`` epochs when set, else the request's own budget (epochs or
-    minutes); stage 2 gets the request's budget. Stage 1 never freezes anything.
+    minutes); stage 2 gets the request's budget. Stage 1 never freezes anything. The
+    optimiser settings follow ``request.stage_optim`` (see :func:`with_stage_optimizer`;
+    ``run``: the request's own for both stages).
 
     Raises:
         InvalidSettingError: ``request.stage`` is not ``two_stage``.
@@ -83,7 +121,7 @@ def stage_configs(request: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
         budget = {"epochs": request.stage1_epochs, "minutes": None}
     stage1 = request.replace(stage="stage1", freeze_backbone=False, **budget)
     stage2 = request.replace(stage="stage2")
-    return stage1, stage2
+    return with_stage_optimizer(stage1), with_stage_optimizer(stage2)
 
 
 def mine_neighbors(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import QDialog, QLabel
 from pytestqt.qtbot import QtBot
 
@@ -40,8 +41,11 @@ def fake_probe(kind: str) -> Callable[[str], DeviceChoice]:
     return probe
 
 
-def group_dialog(qtbot: QtBot, images: int = 300, kind: str = "cpu") -> GroupDialog:
-    dialog = GroupDialog(images, device_probe=fake_probe(kind))
+def group_dialog(
+    qtbot: QtBot, images: int = 300, kind: str = "cpu", quick_available: bool = False
+) -> GroupDialog:
+    """A dialog on a fake device; without the ``pretrained`` extra unless told otherwise."""
+    dialog = GroupDialog(images, device_probe=fake_probe(kind), quick_available=quick_available)
     qtbot.addWidget(dialog)
     return dialog
 
@@ -93,10 +97,54 @@ def test_the_users_defaults_from_the_settings(qtbot: QtBot) -> None:
     assert dialog.device_request() == "auto"
     select(dialog, "device_combo", "cpu")
     assert dialog.preset_name() == "balanced"  # a chosen default does not follow the device
-    few = GroupDialog(3, device_probe=fake_probe("cpu"), default_clusters=8, default_preset="?")
+    few = GroupDialog(
+        3,
+        device_probe=fake_probe("cpu"),
+        default_clusters=8,
+        default_preset="?",
+        quick_available=True,
+    )
     qtbot.addWidget(few)
     assert few.clusters_spin.value() == 3  # capped at the number of photos
-    assert few.preset_name() == "cpu"  # unknown preset: the device's default
+    assert few.preset_name() == "quick"  # unknown preset: the device's default
+
+
+def test_quick_is_the_cpu_default_when_its_weights_are_installed(qtbot: QtBot) -> None:
+    dialog = group_dialog(qtbot, kind="cpu", quick_available=True)
+    assert dialog.preset_name() == "quick"
+    assert dialog.overrides() == {}
+    assert dialog.config() == resolve_train_config(10, "quick")
+    assert dialog.ok_button.isEnabled()
+    select(dialog, "device_combo", "cuda")  # a GPU after all: the GPU default follows
+    assert dialog.preset_name() == "balanced"
+    select(dialog, "device_combo", "cpu")
+    assert dialog.preset_name() == "quick"
+
+
+def test_quick_refuses_pixel_only_settings_before_ok(qtbot: QtBot) -> None:
+    dialog = group_dialog(qtbot, kind="cpu", quick_available=True)
+    select(dialog, "backbone_combo", "resnet18")
+    assert not dialog.ok_button.isEnabled()
+    assert "quick preset" in dialog.error_label.text()
+    assert "cpu (CPU) or balanced (GPU) preset" in dialog.error_label.text()
+    select(dialog, "preset_combo", "cpu")
+    select(dialog, "backbone_combo", "resnet18")
+    assert dialog.ok_button.isEnabled()
+
+
+def test_quick_cannot_be_chosen_without_its_weights(qtbot: QtBot) -> None:
+    dialog = GroupDialog(
+        300, device_probe=fake_probe("cpu"), default_preset="quick", quick_available=False
+    )
+    qtbot.addWidget(dialog)
+    assert dialog.preset_name() == "cpu"  # the user's default needs weights that are missing
+    model = dialog.preset_combo.model()
+    assert isinstance(model, QStandardItemModel)
+    item = model.item(dialog.preset_combo.findData("quick"))
+    assert not item.isEnabled()
+    assert "pip install" in item.toolTip()
+    other = model.item(dialog.preset_combo.findData("cpu"))
+    assert other.isEnabled()
 
 
 def test_unavailable_cuda_is_disabled_with_the_reason(qtbot: QtBot) -> None:

@@ -13,9 +13,11 @@ import pytest
 import torch
 
 from crlc_engine.cli import main
+from crlc_engine.config import TrainConfig
 from crlc_engine.library import ImageLibrary
 from crlc_engine.results import ResultStore
 from tests.conftest import TINY_TRAIN_FLAGS as TINY
+from tests.conftest import CapturedError
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any], str]:
@@ -294,3 +296,48 @@ def test_workspace_from_environment(
     )
     assert code == 0
     assert Path(payload["workspace"]).is_relative_to(tmp_path / "env-ws")
+
+
+def _train_settings(
+    argv: list[str], captured: list[CapturedError], capsys: pytest.CaptureFixture[str]
+) -> TrainConfig:
+    assert main([*argv, "--json"]) == 1  # the stand-in job stops after recording
+    capsys.readouterr()
+    config = captured[-1].config
+    assert config is not None
+    return config
+
+
+def test_cpu_default_preset_is_quick_unless_pixel_training_is_asked_for(
+    tmp_path: Path, captured_settings: list[CapturedError], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["train", str(tmp_path), "-k", "3", "--device", "cpu"]
+    assert _train_settings(base, captured_settings, capsys).preset == "quick"
+    assert _train_settings([*base, "--epochs", "5"], captured_settings, capsys).preset == "quick"
+    for extra in (
+        ["--backbone", "resnet18"],
+        ["--stem", "cifar"],
+        ["--framework", "memorybank"],
+        ["--two-stage"],
+    ):
+        config = _train_settings([*base, *extra], captured_settings, capsys)
+        assert config.preset == "cpu", extra
+    bank = _train_settings([*base, "--framework", "memorybank"], captured_settings, capsys)
+    assert bank.lambda_fc == pytest.approx(0.1)  # lowered for the bank form (lr 0.1)
+
+
+def test_quick_refuses_pixel_settings_and_ablate_refuses_quick(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expect_error(
+        ["train", str(tmp_path), "-k", "3", "--preset", "quick", "--backbone", "resnet18"],
+        capsys,
+        "invalid_setting",
+        "cpu (CPU) or balanced (GPU) preset",
+    )
+    expect_error(
+        ["ablate", str(tmp_path), "-k", "3", "--preset", "quick", "--device", "cpu"],
+        capsys,
+        "usage",
+        "quick preset trains heads on fixed pretrained features",
+    )

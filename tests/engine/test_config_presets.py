@@ -31,9 +31,22 @@ def test_every_preset_resolves_and_explains_itself() -> None:
         assert len(preset.why) > 40 and preset.summary
 
 
-def test_default_preset_follows_device() -> None:
+def test_default_preset_follows_device_and_installed_weights() -> None:
+    assert default_preset_name("cpu", quick_available=True) == "quick"
+    assert default_preset_name("cpu", quick_available=False) == "cpu"
+    assert default_preset_name("cuda", quick_available=True) == "balanced"
+    assert default_preset_name("cuda", quick_available=False) == "balanced"
+
+
+def test_default_preset_looks_up_the_pretrained_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import crlc_engine.presets as presets
+
+    # the test environment installs the extra, so the real lookup finds it
+    assert presets.quick_preset_available()
+    assert default_preset_name("cpu") == "quick"
+    monkeypatch.setattr(presets, "PRETRAINED_EXTRA_MODULE", "no_such_module_crlc_test")
+    assert not presets.quick_preset_available()
     assert default_preset_name("cpu") == "cpu"
-    assert default_preset_name("cuda") == "balanced"
 
 
 @pytest.mark.parametrize(
@@ -101,3 +114,17 @@ def test_pretrained_only_where_weights_exist() -> None:
         TrainConfig(clusters=2, backbone="small", pretrained=True)
     with pytest.raises(InvalidSettingError, match="resnet34 has no pretrained weights"):
         TrainConfig(clusters=2, backbone="resnet34", pretrained=True)
+
+
+def test_memorybank_gets_a_lambda_fc_its_features_survive() -> None:
+    # the paper's lambda_FC 10 at lr 0.1 collapses the bank form's features: lowered to 0.1
+    bank = resolve_train_config(3, "balanced", {"framework": "memorybank"})
+    assert bank.lambda_fc == pytest.approx(0.1)
+    assert resolve_train_config(3, "cpu", {"framework": "memorybank"}).lambda_fc == (
+        pytest.approx(0.1)
+    )
+    slow = resolve_train_config(3, "cpu", {"framework": "memorybank", "lr": 0.001})
+    assert slow.lambda_fc == 1.0  # the preset's value already fits: never raised
+    mine = resolve_train_config(3, "balanced", {"framework": "memorybank", "lambda_fc": 10.0})
+    assert mine.lambda_fc == 10.0  # an explicit value is the user's choice
+    assert resolve_train_config(3, "balanced").lambda_fc == 10.0  # SimCLR untouched

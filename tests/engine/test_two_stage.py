@@ -1,5 +1,6 @@
-"""Two-stage CRLC: what each stage trains, neighbour positives, frozen backbone, the jobs
-(stage 2 alone, cancel and resume per stage, newest-run look-ups) and the CLI end to end."""
+"""Two-stage CRLC: what each stage trains and with which optimiser, neighbour positives,
+frozen backbone, the jobs (stage 2 alone, cancel and resume per stage, newest-run look-ups)
+and the CLI end to end."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from torch import Tensor
 
 from crlc_engine.cli import main
-from crlc_engine.config import TrainConfig
+from crlc_engine.config import PAPER_STAGE_OPTIMIZERS, TrainConfig
 from crlc_engine.control import JobControl
 from crlc_engine.errors import InvalidSettingError, RunNotFoundError
 from crlc_engine.events import RecordingReporter, TrainingFinished, TrainingStarted
@@ -25,10 +26,13 @@ from crlc_engine.training.two_stage import (
     NEIGHBORS_FILE,
     load_neighbor_table,
     mine_neighbors,
+    paper_stage_optimizer,
     stage_configs,
     trainable_parts,
+    with_stage_optimizer,
 )
 from tests.conftest import TINY_TRAIN_FLAGS as TINY
+from tests.conftest import CapturedError
 
 CPU = torch.device("cpu")
 
@@ -86,6 +90,66 @@ def test_stage_settings() -> None:
         tiny(freeze_backbone=True)
     with pytest.raises(InvalidSettingError, match="two runs"):
         CRLCTrainer(request, np.zeros((8, 16, 16, 3), np.uint8), CPU)
+
+
+OPTIMIZER_FIELDS = ("optimizer", "lr", "lr_schedule", "lr_min", "momentum", "weight_decay")
+
+
+def optimizer_of(config: TrainConfig) -> dict[str, object]:
+    return {name: getattr(config, name) for name in OPTIMIZER_FIELDS}
+
+
+def test_paper_stage_optimizers_are_the_papers_values() -> None:
+    """Appdx. A.7 of the paper, written out here independently of the module's table."""
+    request = tiny(stage="two_stage", lr=0.05, weight_decay=3e-4, momentum=0.8, lr_min=0.01)
+    assert request.stage_optim == "paper"  # the default
+    first, tuned = stage_configs(request)
+    _, frozen = stage_configs(request.replace(freeze_backbone=True))
+    assert optimizer_of(first) == {
+        "optimizer": "sgd",
+        "lr": 0.4,
+        "lr_schedule": "cosine",
+        "lr_min": 4e-4,  # SCAN's cosine end (lr x 0.1^3); the paper gives none
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+    }
+    assert {k: v for k, v in optimizer_of(tuned).items() if k != "momentum"} == {
+        "optimizer": "adam",
+        "lr": 1e-4,
+        "lr_schedule": "constant",
+        "lr_min": 1e-4,
+        "weight_decay": 1e-4,
+    }
+    assert optimizer_of(frozen) == {
+        "optimizer": "sgd",
+        "lr": 5.0,
+        "lr_schedule": "constant",
+        "lr_min": 5.0,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+    }
+    assert (tuned.freeze_backbone, frozen.freeze_backbone) == (False, True)
+    assert paper_stage_optimizer("stage2", True) == PAPER_STAGE_OPTIMIZERS["stage2_frozen"]
+    # Everything else is the request's, in both stages.
+    for stage in (first, tuned, frozen):
+        assert stage.replace(**optimizer_of(request), stage="two_stage", freeze_backbone=False) == (
+            request.replace(epochs=stage.epochs)
+        )
+    with pytest.raises(InvalidSettingError, match="stage1/stage2"):
+        paper_stage_optimizer("end_to_end", False)
+
+
+def test_run_stage_optim_keeps_the_requests_optimizer_in_both_stages() -> None:
+    request = tiny(stage="two_stage", stage_optim="run", optimizer="adam", lr=3e-3, lr_min=0.0)
+    for freeze in (False, True):
+        first, second = stage_configs(request.replace(freeze_backbone=freeze))
+        assert optimizer_of(first) == optimizer_of(second) == optimizer_of(request)
+    plain = tiny(lr=0.05)  # end-to-end configs never get stage optimisers
+    assert with_stage_optimizer(plain) == plain
+    assert with_stage_optimizer(tiny(stage="stage2", stage_optim="run")).lr == 0.1
+    assert with_stage_optimizer(tiny(stage="stage2", freeze_backbone=True)).lr == 5.0
+    with pytest.raises(InvalidSettingError, match="stage optimiser"):
+        tiny(stage_optim="scan")
 
 
 # ----------------------------------------------------------------------------- stage 1
@@ -162,7 +226,15 @@ def test_stage2_needs_a_valid_table(images: np.ndarray) -> None:
 def test_frozen_backbone_is_bit_identical_after_stage2(
     images: np.ndarray, stage1_checkpoint: Path
 ) -> None:
-    trainer = CRLCTrainer(tiny(stage="stage2", freeze_backbone=True), images, CPU)
+    # The paper's frozen stage 2: SGD lr 5.0, momentum 0.9, no weight decay, C-head only.
+    # One epoch: on this small CNN's stage-1 features (|f| ~ 200) lr 5.0 drives the logits
+    # to ~1e15 within 3 steps and to NaN in the second epoch (TrainingDivergedError).
+    config = with_stage_optimizer(tiny(stage="stage2", freeze_backbone=True, epochs=1))
+    assert (config.optimizer, config.lr) == ("sgd", 5.0)
+    trainer = CRLCTrainer(config, images, CPU)
+    assert isinstance(trainer.optimizer, torch.optim.SGD)
+    in_optimizer = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert in_optimizer == {id(p) for p in trainer.model.c_head.parameters()}
     trainer.init_from_parent(stage1_checkpoint, parts=("backbone", "rl_head"))
     trainer.set_neighbors(np.roll(np.arange(len(images)), 1)[:, None])
     backbone, rl_head = state_of(trainer.model.backbone), state_of(trainer.model.rl_head)
@@ -172,8 +244,10 @@ def test_frozen_backbone_is_bit_identical_after_stage2(
     assert same_state(rl_head, state_of(trainer.model.rl_head))
     assert not same_state(c_head, state_of(trainer.model.c_head))
     assert trainer.history[-1]["losses"]["feature"] == 0.0
-    # Fine-tuning (the default) does move the backbone, BatchNorm statistics included.
-    tuned = CRLCTrainer(tiny(stage="stage2", epochs=1), images, CPU)
+    # Fine-tuning (the default) does move the backbone, BatchNorm statistics included; the
+    # paper's fine-tuned stage 2 (Adam lr 1e-4) too.
+    tuned = CRLCTrainer(with_stage_optimizer(tiny(stage="stage2", epochs=1)), images, CPU)
+    assert isinstance(tuned.optimizer, torch.optim.Adam)
     tuned.init_from_parent(stage1_checkpoint, parts=("backbone", "rl_head"))
     assert same_state(backbone, state_of(tuned.model.backbone))  # stage 1's weights
     tuned.set_neighbors(np.roll(np.arange(len(images)), 1)[:, None])
@@ -332,13 +406,22 @@ def test_cli_two_stage_end_to_end(
     ws = str(tmp_path / "ws")
     flags = [*TINY, "--workspace", ws, "--json"]
     code = main(
-        ["train", str(shapes_folder), "-k", "4", "--two-stage", "--stage1-epochs", "1", *flags]
-    )
+        ["train", str(shapes_folder), "-k", "4", "--two-stage", "--stage1-epochs", "1",
+         "--preset", "cpu", *flags]
+    )  # fmt: skip
     captured = capsys.readouterr()
     out = json.loads(captured.out.strip().splitlines()[-1])
     assert code == 0 and out["kind"] == "stage2" and out["state"] == "completed"
     assert "(features only)" in captured.err and "Stage 2 (run" in captured.err
     assert out["epochs"] == 2 and out["parent"] and 0 <= out["head"] < 2
+    # Each run's config.json records the optimiser its stage used (the paper's by default).
+    run_dir = Path(out["run_dir"])
+    stage1 = json.loads((run_dir.parent / out["parent"] / "config.json").read_text())
+    stage2 = json.loads((run_dir / "config.json").read_text())["train"]
+    assert (stage1["train"]["optimizer"], stage1["train"]["lr"]) == ("sgd", 0.4)
+    assert stage1["train"]["lr_schedule"] == "cosine"
+    assert (stage2["optimizer"], stage2["lr"], stage2["weight_decay"]) == ("adam", 1e-4, 1e-4)
+    assert stage1["then_stage2"] == stage2
     code = main(["evaluate", str(shapes_folder), "--workspace", ws, "--json"])
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and scores["run_id"] == out["run_id"]
@@ -355,3 +438,51 @@ def test_cli_two_stage_end_to_end(
     code = main(["train", str(shapes_folder), "-k", "3", "--freeze-backbone", *flags])
     error = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
     assert code == 1 and error["type"] == "usage" and "--two-stage" in error["message"]
+
+
+def cli_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, dict[str, str]]:
+    code = main([*argv, "--json"])
+    return code, json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
+
+
+def test_cli_optimizer_flags_with_two_stage(
+    tmp_path: Path, captured_settings: list[CapturedError], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["train", str(tmp_path), "-k", "3", "--preset", "cpu", "--device", "cpu"]
+    assert cli_error(capsys, [*base, "--two-stage"])[0] == 1
+    assert captured_settings[-1].config is not None
+    assert captured_settings[-1].config.stage_optim == "paper"  # the default
+    # An explicit --lr or --optimizer means the user's own optimiser for both stages.
+    cli_error(capsys, [*base, "--two-stage", "--lr", "0.05"])
+    config = captured_settings[-1].config
+    assert config is not None and (config.stage_optim, config.lr) == ("run", 0.05)
+    assert [c.optimizer for c in stage_configs(config)] == ["sgd", "sgd"]
+    assert [c.lr for c in stage_configs(config)] == [0.05, 0.05]
+    cli_error(capsys, [*base, "--two-stage", "--optimizer", "adam", "--lr", "1e-3"])
+    config = captured_settings[-1].config
+    assert config is not None and (config.stage_optim, config.optimizer) == ("run", "adam")
+    cli_error(capsys, [*base, "--two-stage", "--stage-optim", "run"])
+    config = captured_settings[-1].config
+    assert config is not None and (config.stage_optim, config.lr) == ("run", 0.1)  # preset's
+    cli_error(capsys, [*base, "--optimizer", "adam", "--lr", "1e-3"])  # end-to-end Adam
+    config = captured_settings[-1].config
+    assert config is not None and (config.optimizer, config.lr) == ("adam", 1e-3)
+    cli_error(capsys, ["train", str(tmp_path), "--stage2-from", "X", "--lr", "0.2"])
+    assert captured_settings[-1].overrides is not None
+    assert captured_settings[-1].overrides["stage_optim"] == "run"
+    cli_error(capsys, ["train", str(tmp_path), "--stage2-from", "X", "--freeze-backbone"])
+    assert captured_settings[-1].overrides is not None
+    assert captured_settings[-1].overrides["stage_optim"] is None  # the stage-1 run's plan
+    count = len(captured_settings)
+    # Refused before any job starts.
+    for argv, needle in (
+        ([*base, "--two-stage", "--stage-optim", "paper", "--lr", "0.05"], "--stage-optim paper"),
+        ([*base, "--two-stage", "--optimizer", "adam"], "needs --lr"),
+        ([*base, "--stage-optim", "run"], "only with --two-stage"),
+        ([*base, "--optimizer", "rmsprop"], "invalid choice"),
+        (["ablate", str(tmp_path), "-k", "3", "--optimizer", "adam"], "needs --lr"),
+    ):
+        code, error = cli_error(capsys, argv)
+        assert (code, error["type"]) == (2 if "rmsprop" in argv else 1, "usage"), argv
+        assert needle in error["message"]
+    assert len(captured_settings) == count
