@@ -45,6 +45,7 @@ from crlc_engine.config import (
     CRITIC_NAMES,
     FRAMEWORKS,
     PRETRAINED_BACKBONES,
+    STAGE_OPTIMS,
     TrainConfig,
 )
 from crlc_engine.device import DeviceChoice, resolve_device
@@ -159,6 +160,10 @@ _STAGE_TEXT = {
     "end_to_end": "End-to-end (one run)",
     "two_stage": "Two-stage: learn features, then group by neighbours",
 }
+_STAGE_OPTIM_TEXT = {
+    "paper": "The paper's per stage (SGD 0.4 cosine; then Adam 1e-4, or SGD 5.0 when fixed)",
+    "run": "The preset's SGD for both stages",
+}
 _CRITIC_TEXT = {
     "log_dot": "log of dot product (paper)",
     "dot": "dot product",
@@ -181,6 +186,9 @@ class TrainingEstimate:
         checkpoint_bytes: Size of one checkpoint.
         device_kind: ``cpu``, ``cuda`` or ``mps``.
         images: Number of photos.
+        download_bytes: Weights to download first (0: none).
+        head_steps: Quick preset: training steps of the heads after the features (``None``
+            for training on the pixels, where ``images_per_s`` is the training speed).
     """
 
     seconds: float
@@ -192,13 +200,19 @@ class TrainingEstimate:
     device_kind: str
     images: int
     download_bytes: int = 0
+    head_steps: int | None = None
 
     def text(self) -> str:
         """Two lines for the dialog: time, then disk."""
         where = _DEVICE_WORDS.get(self.device_kind, self.device_kind)
         rate = f"~{self.images_per_s:,.0f} photos/s on {where}"
         duration = format_duration(self.seconds, self.device_kind)
-        if self.budget:
+        if self.head_steps is not None:
+            head = (
+                f"About {duration}: pretrained features of {self.images:,} photos, once, at "
+                f"{rate}, then {self.head_steps:,} quick steps of the grouping heads."
+            )
+        elif self.budget:
             head = (
                 f"Time budget {duration}: about {self.epochs:,.0f} epochs of "
                 f"{self.images:,} photos at {rate}."
@@ -250,6 +264,7 @@ def _estimate_quick(config: TrainConfig, count: int, device_kind: str) -> Traini
         checkpoint_bytes=int(MODEL_PARAMETERS["efficientnet_lite0"] * 0.4),
         device_kind=device_kind,
         images=count,
+        head_steps=int(steps),
     )
 
 
@@ -388,6 +403,7 @@ class GroupDialog(QDialog):
         "framework",
         "stage",
         "freeze_backbone",
+        "stage_optim",
     )
     #: Edited fields compared one to one with the preset in :meth:`overrides`.
     _PLAIN_FIELDS = (
@@ -399,6 +415,7 @@ class GroupDialog(QDialog):
         "framework",
         "stage",
         "freeze_backbone",
+        "stage_optim",
     )
 
     def __init__(
@@ -589,7 +606,8 @@ class GroupDialog(QDialog):
         self.setTabOrder(self.critic_combo, self.framework_combo)
         self.setTabOrder(self.framework_combo, self.stage_combo)
         self.setTabOrder(self.stage_combo, self.freeze_check)
-        self.setTabOrder(self.freeze_check, self.ok_button)
+        self.setTabOrder(self.freeze_check, self.stage_optim_combo)
+        self.setTabOrder(self.stage_optim_combo, self.ok_button)
         self.clusters_spin.setFocus()
 
     def _build_advanced(self) -> QFrame:
@@ -681,6 +699,14 @@ class GroupDialog(QDialog):
             "Stage 2 trains only the grouping head on top of the stage-1 network."
         )
         form.addRow(QLabel(""), self.freeze_check)
+        self.stage_optim_combo = _choice_combo(
+            STAGE_OPTIMS,
+            _STAGE_OPTIM_TEXT,
+            "The paper trains stage 1 with SGD at lr 0.4 (cosine decay) and stage 2 with Adam at "
+            "lr 1e-4, or SGD at lr 5.0 on a fixed network. Those values were tuned for large "
+            "batches on a GPU; if stage 2 stops with a diverged loss, choose the preset's SGD.",
+        )
+        self._add_row(form, "&Optimisers:", self.stage_optim_combo)
         return box
 
     @staticmethod
@@ -709,6 +735,9 @@ class GroupDialog(QDialog):
         self.framework_combo.currentIndexChanged.connect(lambda _i: self._on_edited("framework"))
         self.stage_combo.currentIndexChanged.connect(lambda _i: self._on_edited("stage"))
         self.freeze_check.toggled.connect(lambda _c: self._on_edited("freeze_backbone"))
+        self.stage_optim_combo.currentIndexChanged.connect(
+            lambda _i: self._on_edited("stage_optim")
+        )
         self.button_box.accepted.connect(self.accept)
         self.button_box.rejected.connect(self.reject)
 
@@ -787,6 +816,9 @@ class GroupDialog(QDialog):
             "stage": str(self.stage_combo.currentData()),
             "freeze_backbone": self.stage_combo.currentData() == "two_stage"
             and self.freeze_check.isChecked(),
+            "stage_optim": str(self.stage_optim_combo.currentData())
+            if self.stage_combo.currentData() == "two_stage"
+            else TrainConfig.stage_optim,
         }
 
     def _pretrained_value(self) -> bool:
@@ -857,6 +889,8 @@ class GroupDialog(QDialog):
                 _select_data(self.stage_combo, values["stage"])
             if initial or "freeze_backbone" not in self._edited:
                 self.freeze_check.setChecked(bool(values["freeze_backbone"]))
+            if initial or "stage_optim" not in self._edited:
+                _select_data(self.stage_optim_combo, values["stage_optim"])
             self._update_length_widgets()
             self._update_variant_widgets()
         finally:
@@ -910,7 +944,9 @@ class GroupDialog(QDialog):
             if not self._pretrained_wanted and "pretrained" not in self._edited:
                 self.pretrained_check.setChecked(False)
         self.pretrained_check.blockSignals(blocked)
-        self.freeze_check.setEnabled(self.stage_combo.currentData() == "two_stage")
+        two_stage = self.stage_combo.currentData() == "two_stage"
+        self.freeze_check.setEnabled(two_stage)
+        self.stage_optim_combo.setEnabled(two_stage)
 
     @property
     def _pretrained_wanted(self) -> bool:

@@ -501,6 +501,21 @@ def test_variant_options_reach_the_config(qtbot: QtBot) -> None:
     assert not dialog.config().freeze_backbone  # only meaningful in two-stage
 
 
+def test_stage_optimisers_choice_only_for_two_stage(qtbot: QtBot) -> None:
+    dialog = group_dialog(qtbot)
+    dialog.advanced_button.setChecked(True)
+    assert not dialog.stage_optim_combo.isEnabled()
+    select(dialog, "stage_combo", "two_stage")
+    assert dialog.stage_optim_combo.isEnabled()
+    assert dialog.config().stage_optim == "paper"  # the paper's values by default
+    select(dialog, "stage_optim_combo", "run")
+    assert dialog.overrides()["stage_optim"] == "run"
+    assert dialog.config().stage_optim == "run"
+    select(dialog, "stage_combo", "end_to_end")
+    assert not dialog.stage_optim_combo.isEnabled()
+    assert "stage_optim" not in dialog.overrides()
+
+
 def test_pretrained_box_follows_the_network(qtbot: QtBot) -> None:
     dialog = group_dialog(qtbot)
     assert not dialog.pretrained_check.isEnabled()  # the cpu preset's small CNN has none
@@ -539,3 +554,7 @@ def test_quick_estimate_counts_features_once_then_head_steps() -> None:
     # 13,394 photos: 106 s of features + 20 epochs x 52 steps x 0.1 s
     assert large.seconds == pytest.approx(13_394 / 126 + 20 * 52 * 0.1, rel=0.01)
     assert large.pixel_cache_bytes > 13_394 * 224 * 224 * 3  # plus the feature cache
+    assert (small.head_steps, large.head_steps) == (300, 20 * 52)
+    assert "features of 13,394 photos, once, at ~126 photos/s" in large.text()
+    assert "then 1,040 quick steps of the grouping heads" in large.text()
+    assert "epochs" not in large.text()
