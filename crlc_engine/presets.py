@@ -236,7 +236,7 @@ def resolve_train_config(
         lr = float(settings.get("lr", TrainConfig.lr))
         wanted = float(settings.get("lambda_fc", TrainConfig.lambda_fc))
         if lr > 0:
-            settings["lambda_fc"] = min(wanted, MEMORYBANK_LAMBDA_FC_LR / lr)
+            settings["lambda_fc"] = min(wanted, round(MEMORYBANK_LAMBDA_FC_LR / lr, 9))
     config = TrainConfig(clusters=clusters, **settings)
     if preset == "quick":
         check_quick_settings(config)
