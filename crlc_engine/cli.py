@@ -555,9 +555,7 @@ def _cmd_train(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
             device = resolve_device(args.device)
             if args.two_stage:
                 overrides["stage"] = "two_stage"
-            preset = args.preset or default_preset_name(
-                device.kind, requested=[k for k, v in overrides.items() if v is not None]
-            )
+            preset = args.preset or default_preset_name(device.kind, requested=overrides)
             config = resolve_train_config(args.clusters, preset, overrides)
         outcome = train_folder(
             args.folders,

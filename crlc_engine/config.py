@@ -218,7 +218,11 @@ class TrainConfig:
                 self.lr_schedule in ("constant", "cosine"),
                 f"lr schedule must be constant or cosine (got {self.lr_schedule!r})",
             ),
-            (0 <= self.lr_min <= self.lr, "lr-min must be in [0, lr]"),
+            (
+                self.lr_schedule != "cosine" or 0 <= self.lr_min <= self.lr,
+                f"lr-min must be in [0, lr] for the cosine schedule (got {self.lr_min} with lr "
+                f"{self.lr})",
+            ),
             (self.feature_dim >= 2, "feature dim must be >= 2"),
             (self.checkpoint_every >= 1, "checkpoint-every must be >= 1"),
             (
@@ -268,9 +272,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are ignored (forward compatibility)."""
+        """Inverse of :meth:`to_dict`; unknown keys are ignored (forward compatibility).
+
+        Settings saved before ``stage_optim`` existed read as ``run``: those runs used
+        their own optimiser for both stages.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        values.setdefault("stage_optim", "run")
+        return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (validated again)."""

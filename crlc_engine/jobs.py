@@ -48,6 +48,7 @@ from crlc_engine.library import (  # scan_folders: the scan job, re-exported
 )
 from crlc_engine.metrics import ClusteringScores, score_clustering
 from crlc_engine.models import CRLCModel
+from crlc_engine.presets import memorybank_lambda_fc
 from crlc_engine.quick import assign_quick, is_quick, run_quick
 from crlc_engine.results import ResultStore, carry_over_names
 from crlc_engine.runs import RunDir, RunStore
@@ -370,6 +371,12 @@ def _stage2_config(stage1: RunDir, overrides: dict[str, Any] | None) -> TrainCon
         explicit["epochs"] = None
     if _OPTIMIZER_FIELDS & explicit.keys():  # the caller's own optimiser settings
         explicit.setdefault("stage_optim", "run")
+        if base.stage_optim == "paper" and explicit["stage_optim"] == "run":
+            # the plan holds the paper's stage-2 optimiser: start from the plain defaults
+            # (SGD, constant lr) so that e.g. --lr 0.2 alone means SGD at 0.2, not Adam
+            defaults = TrainConfig(clusters=2)
+            for name in _OPTIMIZER_FIELDS - explicit.keys():
+                explicit[name] = getattr(defaults, name)
     # stage_optim "paper": the paper's stage-2 optimiser for the (possibly new) freeze setting
     config = with_stage_optimizer(base.replace(**explicit, stage="stage2"))
     for name in ("backbone", "image_size", "feature_dim"):
@@ -758,6 +765,43 @@ def class_to_cluster(
     return mapping
 
 
+#: CRLC-semi's settings in the paper: lambda_FC 5 and SGD lr 0.1 with cosine decay to 0.001.
+SEMI_LAMBDA_FC = 5.0
+SEMI_LR = 0.1
+SEMI_LR_MIN = 0.001
+
+
+def semi_optimizer(parent: TrainConfig) -> dict[str, Any]:
+    """The optimiser settings of a refine run (CRLC-semi) that continues ``parent``.
+
+    SGD with cosine decay to 0.001 (at most the start rate). An end-to-end SGD parent keeps
+    its own lr, momentum and weight decay; any other parent (a stage-2 run with the paper's
+    Adam 1e-4 or frozen-backbone SGD 5.0, or an Adam run) gets the paper's CRLC-semi SGD:
+    lr 0.1, momentum 0.9, weight decay 5e-4, since refine trains the whole network.
+    """
+    if parent.optimizer == "sgd" and parent.stage == "end_to_end":
+        lr, momentum, weight_decay = parent.lr, parent.momentum, parent.weight_decay
+    else:
+        defaults = TrainConfig(clusters=2)
+        lr, momentum, weight_decay = SEMI_LR, defaults.momentum, defaults.weight_decay
+    return {
+        "optimizer": "sgd",
+        "lr": lr,
+        "lr_schedule": "cosine",
+        "lr_min": min(SEMI_LR_MIN, lr),
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+    }
+
+
+def semi_lambda_fc(parent: TrainConfig) -> float:
+    """lambda_FC of a refine run: 5, lowered for the MemoryBank framework so that its
+    features survive (:func:`crlc_engine.presets.memorybank_lambda_fc`)."""
+    if parent.framework == "memorybank":
+        return memorybank_lambda_fc(SEMI_LAMBDA_FC, semi_optimizer(parent)["lr"])
+    return SEMI_LAMBDA_FC
+
+
 def refine_folder(
     folders: str | Path | Sequence[str | Path],
     run_id: str | None = None,
@@ -802,10 +846,9 @@ def refine_folder(
         config = base.replace(
             clusters=clusters,
             lambda_ent=1.0,
-            lambda_fc=5.0,
+            lambda_fc=semi_lambda_fc(base),
             lambda_xent=1.0,
-            lr_schedule="cosine",
-            lr_min=0.001,
+            **semi_optimizer(base),
             labelled_batch=64,
             stage="end_to_end",
             freeze_backbone=False,

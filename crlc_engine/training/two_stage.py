@@ -107,7 +107,8 @@ def stage_configs(request: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
     """The stage-1 and stage-2 settings of a ``two_stage`` request.
 
     Stage 1 gets ``stage1_epochs`` epochs when set, else the request's own budget (epochs or
-    minutes); stage 2 gets the request's budget. Stage 1 never freezes anything. The
+    minutes); stage 2 gets the request's budget. Stage 1 never freezes anything and always
+    uses the SimCLR framework (a MemoryBank request applies to stage 2). The
     optimiser settings follow ``request.stage_optim`` (see :func:`with_stage_optimizer`;
     ``run``: the request's own for both stages).
 
@@ -119,7 +120,9 @@ def stage_configs(request: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
     budget: dict[str, Any] = {}
     if request.stage1_epochs is not None:
         budget = {"epochs": request.stage1_epochs, "minutes": None}
-    stage1 = request.replace(stage="stage1", freeze_backbone=False, **budget)
+    # stage 1 is SimCLR pre-training in the paper; with MemoryBank its unweighted L_FC at
+    # lr 0.1-0.4 collapses the features (docs/benchmarks.md), so the bank is stage 2's only
+    stage1 = request.replace(stage="stage1", freeze_backbone=False, framework="simclr", **budget)
     stage2 = request.replace(stage="stage2")
     return with_stage_optimizer(stage1), with_stage_optimizer(stage2)
 

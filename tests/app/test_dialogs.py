@@ -121,15 +121,31 @@ def test_quick_is_the_cpu_default_when_its_weights_are_installed(qtbot: QtBot) -
     assert dialog.preset_name() == "quick"
 
 
-def test_quick_refuses_pixel_only_settings_before_ok(qtbot: QtBot) -> None:
+def test_pixel_only_settings_move_the_default_to_cpu_as_the_cli_does(qtbot: QtBot) -> None:
     dialog = group_dialog(qtbot, kind="cpu", quick_available=True)
+    assert dialog.preset_name() == "quick"
+    select(dialog, "stage_combo", "two_stage")  # quick has no stages: the cpu preset
+    assert dialog.preset_name() == "cpu" and dialog.ok_button.isEnabled()
+    assert dialog.size_spin.value() == 32  # the cpu preset's values for what was not edited
+    assert dialog.config().stage == "two_stage"
+    select(dialog, "device_combo", "cuda")
+    assert dialog.preset_name() == "balanced"
+    select(dialog, "device_combo", "cpu")  # back on the CPU: still cpu, not quick
+    assert dialog.preset_name() == "cpu"
+
+
+def test_quick_chosen_by_hand_refuses_pixel_only_settings_before_ok(qtbot: QtBot) -> None:
+    dialog = group_dialog(qtbot, kind="cpu", quick_available=True)
+    select(dialog, "preset_combo", "cpu")
+    select(dialog, "preset_combo", "quick")  # the user's own choice: it stays
     select(dialog, "backbone_combo", "resnet18")
+    assert dialog.preset_name() == "quick"
     assert not dialog.ok_button.isEnabled()
     assert "quick preset" in dialog.error_label.text()
     assert "cpu (CPU) or balanced (GPU) preset" in dialog.error_label.text()
     select(dialog, "preset_combo", "cpu")
-    select(dialog, "backbone_combo", "resnet18")
     assert dialog.ok_button.isEnabled()
+    assert dialog.config().backbone == "resnet18"
 
 
 def test_quick_cannot_be_chosen_without_its_weights(qtbot: QtBot) -> None:
@@ -507,10 +523,12 @@ def test_stage_optimisers_choice_only_for_two_stage(qtbot: QtBot) -> None:
     assert not dialog.stage_optim_combo.isEnabled()
     select(dialog, "stage_combo", "two_stage")
     assert dialog.stage_optim_combo.isEnabled()
-    assert dialog.config().stage_optim == "paper"  # the paper's values by default
-    select(dialog, "stage_optim_combo", "run")
-    assert dialog.overrides()["stage_optim"] == "run"
-    assert dialog.config().stage_optim == "run"
+    assert dialog.config().stage_optim == "run"  # the cpu preset's own SGD by default
+    select(dialog, "stage_optim_combo", "paper")
+    assert dialog.overrides()["stage_optim"] == "paper"
+    assert dialog.config().stage_optim == "paper"
+    select(dialog, "preset_combo", "balanced")  # GPU presets: the paper's, unless edited
+    assert dialog.config().stage_optim == "paper"
     select(dialog, "stage_combo", "end_to_end")
     assert not dialog.stage_optim_combo.isEnabled()
     assert "stage_optim" not in dialog.overrides()

@@ -309,16 +309,29 @@ def _train_settings(
 
 
 def test_cpu_default_preset_is_quick_unless_pixel_training_is_asked_for(
-    tmp_path: Path, captured_settings: list[CapturedError], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    captured_settings: list[CapturedError],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import crlc_engine.presets as presets
+
     base = ["train", str(tmp_path), "-k", "3", "--device", "cpu"]
+    monkeypatch.setattr(presets, "PRETRAINED_EXTRA_MODULE", "no_such_module_crlc_test")
+    assert _train_settings(base, captured_settings, capsys).preset == "cpu"  # no extra
+    monkeypatch.setattr(presets, "PRETRAINED_EXTRA_MODULE", "json")  # "installed"
     assert _train_settings(base, captured_settings, capsys).preset == "quick"
+    for compatible in (["--backbone", "efficientnet_lite0"], ["--framework", "simclr"]):
+        config = _train_settings([*base, *compatible], captured_settings, capsys)
+        assert config.preset == "quick", compatible
     assert _train_settings([*base, "--epochs", "5"], captured_settings, capsys).preset == "quick"
     for extra in (
         ["--backbone", "resnet18"],
         ["--stem", "cifar"],
         ["--framework", "memorybank"],
         ["--two-stage"],
+        ["--blur"],
+        ["--lr", "0.05"],
     ):
         config = _train_settings([*base, *extra], captured_settings, capsys)
         assert config.preset == "cpu", extra

@@ -6,7 +6,13 @@ import pytest
 
 from crlc_engine.config import TrainConfig
 from crlc_engine.errors import InvalidSettingError
-from crlc_engine.presets import PRESETS, default_preset_name, get_preset, resolve_train_config
+from crlc_engine.presets import (
+    PRESETS,
+    default_preset_name,
+    get_preset,
+    quick_conflicts,
+    resolve_train_config,
+)
 
 
 def test_paper_preset_matches_official_runner() -> None:
@@ -41,12 +47,50 @@ def test_default_preset_follows_device_and_installed_weights() -> None:
 def test_default_preset_looks_up_the_pretrained_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     import crlc_engine.presets as presets
 
-    # the test environment installs the extra, so the real lookup finds it
+    monkeypatch.setattr(presets, "PRETRAINED_EXTRA_MODULE", "json")  # a module that exists
     assert presets.quick_preset_available()
     assert default_preset_name("cpu") == "quick"
     monkeypatch.setattr(presets, "PRETRAINED_EXTRA_MODULE", "no_such_module_crlc_test")
     assert not presets.quick_preset_available()
     assert default_preset_name("cpu") == "cpu"
+
+
+def test_settings_quick_cannot_honour_move_the_default_to_cpu() -> None:
+    def pick(**requested: object) -> str:
+        return default_preset_name("cpu", quick_available=True, requested=requested)
+
+    assert pick() == "quick"
+    assert pick(epochs=5, image_size=160, lambda_ent=3.0, device="cpu") == "quick"
+    # values quick uses itself are no conflict
+    assert pick(backbone="efficientnet_lite0", framework="simclr", stage="end_to_end") == "quick"
+    assert pick(backbone=None, stem=None) == "quick"  # None = not given
+    for name, value in [
+        ("backbone", "resnet18"),
+        ("stem", "cifar"),
+        ("framework", "memorybank"),
+        ("stage", "two_stage"),
+        ("freeze_backbone", True),
+        ("blur", True),
+        ("lr", 0.05),
+    ]:
+        assert pick(**{name: value}) == "cpu", name
+    assert pick(optimizer="adam", lr=3e-4) == "quick"  # quick's heads do train with Adam
+    assert quick_conflicts({"lr": 0.05, "stem": "cifar", "epochs": 3}) == ["stem", "lr"]
+
+
+def test_quick_refuses_what_it_cannot_honour() -> None:
+    with pytest.raises(InvalidSettingError, match="cannot use stem, blur"):
+        resolve_train_config(3, "quick", {"stem": "cifar", "blur": True})
+    with pytest.raises(InvalidSettingError, match="cannot use lr"):
+        resolve_train_config(3, "quick", {"lr": 0.05})
+    assert resolve_train_config(3, "quick", {"optimizer": "adam", "lr": 3e-4}).lr == 3e-4
+    for overrides, fragment in [
+        ({"backbone": "resnet18"}, "cannot use backbone"),
+        ({"stage": "two_stage"}, "cannot use stage"),
+        ({"framework": "memorybank"}, "cannot use framework"),
+    ]:
+        with pytest.raises(InvalidSettingError, match=fragment):
+            resolve_train_config(3, "quick", overrides)
 
 
 @pytest.mark.parametrize(

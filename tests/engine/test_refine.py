@@ -78,3 +78,29 @@ def test_refine_without_labels_is_refused(tmp_path: Path) -> None:
     train_folder(folder, config, workspace=tmp_path / "ws", workers=0)
     with pytest.raises(InvalidSettingError, match="no labels"):
         refine_folder(folder, epochs=1, workspace=tmp_path / "ws")
+
+
+def test_semi_settings_follow_the_parent() -> None:
+    from crlc_engine.jobs import semi_lambda_fc, semi_optimizer
+
+    plain = resolve_train_config(3, "cpu", {"lr": 0.05})
+    assert semi_optimizer(plain) == {
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "lr_schedule": "cosine",
+        "lr_min": 0.001,
+        "momentum": plain.momentum,
+        "weight_decay": plain.weight_decay,
+    }
+    slow = semi_optimizer(resolve_train_config(3, "cpu", {"lr": 0.0005}))
+    assert slow["lr_min"] == 0.0005  # never above the start rate
+    frozen = resolve_train_config(3, "cpu").replace(
+        stage="stage2", freeze_backbone=True, lr=5.0, weight_decay=0.0
+    )
+    adam = resolve_train_config(3, "cpu").replace(stage="stage2", optimizer="adam", lr=1e-4)
+    for parent in (frozen, adam):
+        semi = semi_optimizer(parent)
+        assert (semi["optimizer"], semi["lr"], semi["weight_decay"]) == ("sgd", 0.1, 5e-4)
+    assert semi_lambda_fc(plain) == 5.0
+    bank = resolve_train_config(3, "cpu", {"framework": "memorybank"})
+    assert semi_lambda_fc(bank) == pytest.approx(0.1)  # 0.01 / lr 0.1

@@ -86,6 +86,8 @@ def test_stage_settings() -> None:
     assert trainable_parts(first) == ("backbone", "rl_head")
     assert trainable_parts(second) == ("c_head",)
     assert trainable_parts(second.replace(freeze_backbone=False)) == ("backbone", "c_head")
+    bank = stage_configs(request.replace(framework="memorybank"))
+    assert [c.framework for c in bank] == ["simclr", "memorybank"]  # stage 1 is SimCLR
     with pytest.raises(InvalidSettingError, match="stage 2"):
         tiny(freeze_backbone=True)
     with pytest.raises(InvalidSettingError, match="two runs"):
@@ -486,3 +488,51 @@ def test_cli_optimizer_flags_with_two_stage(
         assert (code, error["type"]) == (2 if "rmsprop" in argv else 1, "usage"), argv
         assert needle in error["message"]
     assert len(captured_settings) == count
+
+
+def test_stage2_again_with_an_own_lr_is_plain_sgd_at_that_lr(
+    shapes_folder: Path, two_stage_workspace: tuple[Path, str, str]
+) -> None:
+    workspace, first, _ = two_stage_workspace
+    planned = train_stage2_folder(shapes_folder, first, {"epochs": 1}, workspace).config
+    assert (planned.optimizer, planned.lr) == ("adam", 1e-4)  # the paper's plan, fine-tuned
+    own = train_stage2_folder(shapes_folder, first, {"epochs": 1, "lr": 0.2}, workspace).config
+    assert (own.optimizer, own.lr, own.lr_schedule, own.stage_optim) == (
+        "sgd",
+        0.2,
+        "constant",
+        "run",
+    )
+    adam = train_stage2_folder(
+        shapes_folder, first, {"epochs": 1, "lr": 3e-4, "optimizer": "adam"}, workspace
+    ).config
+    assert (adam.optimizer, adam.lr) == ("adam", 3e-4)  # below lr-min 0.001: fine, constant
+
+
+def test_old_stage1_runs_keep_their_own_optimiser() -> None:
+    stored = tiny(stage="stage1").to_dict()
+    del stored["stage_optim"]  # written before the setting existed
+    assert TrainConfig.from_dict(stored).stage_optim == "run"
+    assert TrainConfig.from_dict(tiny(stage="stage1").to_dict()).stage_optim == "paper"
+
+
+def test_refine_continues_a_paper_stage2_run_with_crlc_semi_sgd(
+    shapes_folder: Path, two_stage_workspace: tuple[Path, str, str]
+) -> None:
+    from crlc_engine.annotations import Annotations
+    from crlc_engine.jobs import refine_folder
+
+    workspace, _, _ = two_stage_workspace
+    with ImageLibrary.open([shapes_folder], workspace) as library:
+        records = library.images()
+        Annotations(library.catalog).label([records[0].id, records[1].id], "first")
+    outcome = refine_folder(shapes_folder, epochs=1, workspace=workspace)
+    config = outcome.config
+    assert outcome.state == "completed"
+    assert (config.optimizer, config.lr, config.lr_schedule, config.lr_min) == (
+        "sgd",
+        0.1,
+        "cosine",
+        0.001,
+    )
+    assert (config.stage, config.freeze_backbone) == ("end_to_end", False)
