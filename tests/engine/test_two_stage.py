@@ -409,14 +409,14 @@ def test_cli_two_stage_end_to_end(
     flags = [*TINY, "--workspace", ws, "--json"]
     code = main(
         ["train", str(shapes_folder), "-k", "4", "--two-stage", "--stage1-epochs", "1",
-         "--preset", "cpu", *flags]
+         "--preset", "cpu", "--stage-optim", "paper", *flags]
     )  # fmt: skip
     captured = capsys.readouterr()
     out = json.loads(captured.out.strip().splitlines()[-1])
     assert code == 0 and out["kind"] == "stage2" and out["state"] == "completed"
     assert "(features only)" in captured.err and "Stage 2 (run" in captured.err
     assert out["epochs"] == 2 and out["parent"] and 0 <= out["head"] < 2
-    # Each run's config.json records the optimiser its stage used (the paper's by default).
+    # Each run's config.json records the optimiser its stage used (the paper's, as asked).
     run_dir = Path(out["run_dir"])
     stage1 = json.loads((run_dir.parent / out["parent"] / "config.json").read_text())
     stage2 = json.loads((run_dir / "config.json").read_text())["train"]
@@ -453,7 +453,11 @@ def test_cli_optimizer_flags_with_two_stage(
     base = ["train", str(tmp_path), "-k", "3", "--preset", "cpu", "--device", "cpu"]
     assert cli_error(capsys, [*base, "--two-stage"])[0] == 1
     assert captured_settings[-1].config is not None
-    assert captured_settings[-1].config.stage_optim == "paper"  # the default
+    assert captured_settings[-1].config.stage_optim == "run"  # the cpu preset's choice
+    balanced = ["train", str(tmp_path), "-k", "3", "--preset", "balanced", "--device", "cpu"]
+    cli_error(capsys, [*balanced, "--two-stage"])
+    assert captured_settings[-1].config is not None
+    assert captured_settings[-1].config.stage_optim == "paper"  # the default elsewhere
     # An explicit --lr or --optimizer means the user's own optimiser for both stages.
     cli_error(capsys, [*base, "--two-stage", "--lr", "0.05"])
     config = captured_settings[-1].config
