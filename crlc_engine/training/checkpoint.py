@@ -36,3 +36,20 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} has unknown checkpoint format {state.get('format')!r}")
     return state
+
+
+def restore_generator(
+    generator: torch.Generator, saved: torch.Tensor, source: object, device: torch.device
+) -> None:
+    """Set ``generator`` to a checkpoint's saved RNG state.
+
+    Raises:
+        CheckpointError: the state was saved by a generator on another kind of device.
+    """
+    try:
+        generator.set_state(saved.cpu())
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint {source} was written on another kind of device than "
+            f"{device.type}; resume it with the same device ({exc})"
+        ) from exc

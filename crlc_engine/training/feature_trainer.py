@@ -57,7 +57,7 @@ from crlc_engine.features import PRECISIONS, resolve_precision
 from crlc_engine.inference import Predictions
 from crlc_engine.losses import CRLCLossConfig, crlc_loss
 from crlc_engine.neighbors import all_pairs_knn
-from crlc_engine.training.checkpoint import load_checkpoint, save_checkpoint
+from crlc_engine.training.checkpoint import load_checkpoint, restore_generator, save_checkpoint
 from crlc_engine.training.epoch_stats import (
     LOSS_PARTS,
     add_step_sums,
@@ -749,13 +749,7 @@ class FeatureTrainer:
         perm = state["permutation"]
         self.permutation = None if perm is None else perm.cpu()
         self.order_generator.set_state(state["order_generator"].cpu())
-        try:
-            self.sample_generator.set_state(state["sample_generator"].cpu())
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"checkpoint {source} was written on another kind of device than "
-                f"{self.device.type}; resume it with the same device ({exc})"
-            ) from exc
+        restore_generator(self.sample_generator, state["sample_generator"], source, self.device)
         self._sums = {k: v.to(self.device) for k, v in state["sums"].items()}
         self._sum_steps = int(state["sum_steps"])
         self.history = list(state["history"])

@@ -63,7 +63,7 @@ from crlc_engine.losses import (
 )
 from crlc_engine.losses.memory_bank import MemoryBank, bank_feature_loss, memory_bank_crlc_loss
 from crlc_engine.models import CRLCModel
-from crlc_engine.training.checkpoint import load_checkpoint, save_checkpoint
+from crlc_engine.training.checkpoint import load_checkpoint, restore_generator, save_checkpoint
 from crlc_engine.training.epoch_stats import (
     LOSS_PARTS,
     add_step_sums,
@@ -682,13 +682,7 @@ class CRLCTrainer:
         perm = state["permutation"]
         self.permutation = None if perm is None else perm.cpu()
         self.order_generator.set_state(state["order_generator"].cpu())
-        try:
-            self.augment_generator.set_state(state["augment_generator"].cpu())
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"checkpoint {source} was written on another kind of device than "
-                f"{self.device.type}; resume it with the same --device ({exc})"
-            ) from exc
+        restore_generator(self.augment_generator, state["augment_generator"], source, self.device)
         norm = state["normalization"]
         self._set_normalization(tuple(norm["mean"]), tuple(norm["std"]))
         if self.bank is not None:
