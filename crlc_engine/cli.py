@@ -2,12 +2,15 @@
 
 Output contract: progress and messages go to stderr; with ``--json`` the last line of
 stdout is exactly one JSON object (the result, or ``{"error": {"type", "message"}}``).
-Exit status: 0 on success, 1 on a user-level error, 2 on bad usage, 130 when cancelled.
+Exit status: 0 on success, 1 on a user-level error, 2 on bad usage, 3 when a job finished
+but some of its files failed or were missing (``"state": "finished_with_failures"``), 130 when
+cancelled (Ctrl+C, SIGTERM or SIGHUP: the job stops after its current step and keeps its work).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -27,7 +30,7 @@ from crlc_engine.config import (
 )
 from crlc_engine.control import JobControl
 from crlc_engine.device import DEVICE_CHOICES, resolve_device
-from crlc_engine.errors import CRLCError
+from crlc_engine.errors import CRLCError, as_user_error
 from crlc_engine.events import EpochEnded, Event, TrainingFinished, TrainingStarted
 from crlc_engine.library.walk import ScanOptions
 from crlc_engine.presets import (
@@ -719,32 +722,73 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         return _fail(argparse.Namespace(json="--json" in arguments), "usage", str(exc), 2)
     control = JobControl()
-
-    def on_interrupt(signum: int, frame: FrameType | None) -> None:
-        if control.cancelled:
-            raise KeyboardInterrupt
-        sys.stderr.write("\nCancelling after the current step (Ctrl+C again to abort)...\n")
-        control.cancel()
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = _handle_stop_signals(control)
     try:
         result = COMMANDS[args.command](args, control)
     except CRLCError as exc:
         return _fail(args, exc.kind, str(exc))
     except InterruptedError as exc:
-        return _fail(args, "cancelled", str(exc) or "cancelled", status=130)
+        return _fail(args, "cancelled", str(exc) or "cancelled", status=EXIT_CANCELLED)
     except KeyboardInterrupt:
-        return _fail(args, "cancelled", "aborted by the user", status=130)
-    except Exception as exc:  # a bug or an unexpected system error: still one clear line
+        return _fail(args, "cancelled", "aborted by the user", status=EXIT_CANCELLED)
+    except Exception as exc:  # a system error with a plain explanation, else a bug
+        known = as_user_error(exc)
+        if known is not None:
+            return _fail(args, known.kind, str(known))
         import traceback
 
         traceback.print_exc(file=sys.stderr)
         return _fail(args, "internal", f"unexpected error: {type(exc).__name__}: {exc}")
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if args.json:
         print(json.dumps(result))
-    return 130 if result.get("state") == "cancelled" else 0
+    return _exit_status(result)
+
+
+#: Exit status of a job that finished but left files failed or missing (see the docstring).
+EXIT_FAILURES = 3
+EXIT_CANCELLED = 130
+#: ``state`` of a result whose job finished with failed or missing files.
+FINISHED_WITH_FAILURES = "finished_with_failures"
+#: Signals that stop a job the way Ctrl+C does: closing the terminal, ``timeout``, shutdown.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+def _exit_status(result: dict[str, Any]) -> int:
+    state = result.get("state")
+    if state == "cancelled":
+        return EXIT_CANCELLED
+    return EXIT_FAILURES if state == FINISHED_WITH_FAILURES else 0
+
+
+def _handle_stop_signals(control: JobControl) -> dict[int, Any]:
+    """Make SIGINT, SIGTERM and SIGHUP cancel the job after its current step.
+
+    A second signal aborts at once. Returns the previous handlers, to restore.
+    """
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if control.cancelled:
+            raise KeyboardInterrupt
+        control.cancel()
+        name = "Ctrl+C" if signum == signal.SIGINT else signal.Signals(signum).name
+        with contextlib.suppress(OSError, ValueError):  # a closed terminal (SIGHUP)
+            sys.stderr.write(
+                f"\n{name}: cancelling after the current step (once more to abort)...\n"
+            )
+
+    previous: dict[int, Any] = {}
+    for signum in STOP_SIGNALS:
+        try:
+            old = signal.signal(signum, on_signal)
+        except ValueError:  # not the main thread (an embedding program): leave them alone
+            break
+        previous[signum] = signal.SIG_DFL if old is None else old
+    return previous
 
 
 def _fail(args: argparse.Namespace, kind: str, message: str, status: int = 1) -> int:

@@ -6,6 +6,9 @@ Every error the engine raises on purpose derives from :class:`CRLCError`; the CL
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class CRLCError(Exception):
     """Base class of the engine's user-facing errors."""
@@ -78,3 +81,90 @@ class LibraryNotFoundError(CRLCError):
     """No library (workspace) exists for the given folders."""
 
     kind = "library_not_found"
+
+
+class DiskFullError(CRLCError):
+    """The disk (or quota) is full: a write of the workspace or an export failed."""
+
+    kind = "disk_full"
+
+
+class NoPermissionError(CRLCError):
+    """A file or folder may not be read or written (permissions, a read-only drive)."""
+
+    kind = "permission_denied"
+
+
+class WorkspaceDamagedError(CRLCError):
+    """A part of a library's workspace is damaged or missing; the message names the way out."""
+
+    kind = "workspace_damaged"
+
+
+class RunDamagedError(RunNotFoundError):
+    """A run's files are unreadable or belong to another catalog; it is skipped elsewhere."""
+
+    kind = "run_damaged"
+
+
+class TooManyFilesError(CRLCError):
+    """A scan found more files than its limit (``--max-files``)."""
+
+    kind = "too_many_files"
+
+
+_NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+_NO_ACCESS_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+_DAMAGED_SQLITE = ("file is not a database", "malformed", "database disk image")
+
+
+def _named(error: OSError) -> str:
+    name = error.filename
+    return f" ({os.fsdecode(name)})" if name else ""
+
+
+def as_user_error(error: BaseException) -> CRLCError | None:
+    """A user-level error for a known system failure, else ``None`` (a bug).
+
+    Recognised: a full disk or quota (``ENOSPC``, ``EDQUOT``; SQLite's "database or disk is
+    full"), a file or folder that may not be written or read (``EACCES``, ``EPERM``,
+    ``EROFS``; SQLite's "readonly database"), and a damaged catalog (SQLite's "file is not a
+    database", "malformed"). The messages say what to do.
+    """
+    if isinstance(error, CRLCError):
+        return error
+    if isinstance(error, OSError):
+        if error.errno in _NO_SPACE_ERRNOS:
+            return DiskFullError(
+                f"the disk is full{_named(error)}; free some space and try again (the work "
+                "saved so far is kept)"
+            )
+        if error.errno in _NO_ACCESS_ERRNOS or isinstance(error, PermissionError):
+            return NoPermissionError(
+                f"no permission to read or write{_named(error)}; change the permissions of "
+                "that folder, or choose another one (--workspace for the library's workspace)"
+            )
+        return None
+    if type(error).__module__ != "sqlite3":
+        return None
+    text = str(error).lower()
+    if "disk is full" in text:
+        return DiskFullError(
+            "the disk holding the library's catalog is full; free some space and try again"
+        )
+    if "readonly database" in text or "read-only" in text:
+        return NoPermissionError(
+            "the library's catalog may not be written (a read-only folder or drive); make "
+            "the workspace writable, or use --workspace to choose another one"
+        )
+    if any(part in text for part in _DAMAGED_SQLITE):
+        return WorkspaceDamagedError(
+            f"the library's catalog is damaged ({error}); run `crlc forget FOLDER...` and "
+            "scan the folders again (your photos are not touched)"
+        )
+    if "disk i/o error" in text or "unable to open database" in text:
+        return DiskFullError(
+            f"the library's catalog could not be written ({error}): the disk may be full or "
+            "read-only; free some space or check the drive, then try again"
+        )
+    return None
