@@ -14,20 +14,35 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from crlc_engine.errors import WorkspaceLockedError
+from crlc_engine.errors import WorkspaceDamagedError, WorkspaceLockedError
 
 
 class WorkspaceLock:
-    """Context manager holding ``<workspace>/lock`` exclusively."""
+    """Context manager holding ``<workspace>/<name>`` (default ``lock``) exclusively.
 
-    def __init__(self, workspace: Path, purpose: str) -> None:
-        self.path = workspace / "lock"
+    Exports take their own ``export.lock``, so that two exports of one library never run
+    at once while training (which holds ``lock``) may go on beside an export.
+    """
+
+    def __init__(self, workspace: Path, purpose: str, name: str = "lock") -> None:
+        self.path = workspace / name
         self.purpose = purpose
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock or raise :class:`WorkspaceLockedError` naming the holder."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Take the lock or raise :class:`WorkspaceLockedError` naming the holder.
+
+        Raises:
+            WorkspaceLockedError: another process holds it.
+            WorkspaceDamagedError: the lock's path is a folder (or another non-file).
+        """
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except IsADirectoryError:
+            raise WorkspaceDamagedError(
+                f"{self.path} should be the workspace's lock file but is a folder; remove it "
+                f"(rmdir '{self.path}') and try again"
+            ) from None
         try:
             _lock(fd)
         except OSError:
