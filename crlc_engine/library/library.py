@@ -156,9 +156,12 @@ class ImageLibrary:
         self.close()
 
     @contextmanager
-    def locked(self, purpose: str) -> Iterator[None]:
-        """Hold the workspace lock (raises ``WorkspaceLockedError`` naming the holder)."""
-        with WorkspaceLock(self.workspace, purpose):
+    def locked(self, purpose: str, name: str = "lock") -> Iterator[None]:
+        """Hold the workspace lock ``name`` (raises ``WorkspaceLockedError`` naming the holder).
+
+        ``lock`` guards the catalog, caches and runs; exports take ``export.lock``.
+        """
+        with WorkspaceLock(self.workspace, purpose, name):
             yield
 
     def thumbnail_path(self, image_id: int) -> Path:
