@@ -16,6 +16,8 @@ import re
 import socket
 from dataclasses import dataclass
 
+from crlc_engine.errors import as_user_error
+
 __all__ = [
     "DISK_FULL",
     "INTERNAL",
@@ -121,8 +123,9 @@ def classify_exception(error: BaseException) -> tuple[str, str] | None:
             return DISK_FULL, f"the disk is full{_where(error)}"
         if error.errno in _NO_ACCESS or isinstance(error, PermissionError):
             return PERMISSION_DENIED, f"no permission to read or write{_where(error)}"
-    if type(error).__module__ == "sqlite3" and "disk is full" in str(error).lower():
-        return DISK_FULL, "the disk holding the library's catalog is full"
+    known = as_user_error(error) if type(error).__module__ == "sqlite3" else None
+    if known is not None:  # a full disk, a read-only or a damaged catalog
+        return known.kind, str(known)
     return None
 
 
@@ -180,6 +183,10 @@ _TITLES: dict[str, str] = {
     "not_enough_space": "Not enough free space",
     "cross_device_link": "Hard links are not possible here",
     "export_undo": "The export cannot be undone",
+    "workspace_damaged": "The library's workspace is damaged",
+    "run_damaged": "This grouping is damaged",
+    "newer_version": "Made by a newer version",
+    "too_many_files": "Too many files",
     "weights": "Pretrained weights not available",
     "weights_unavailable": "The download failed",
     "weights_checksum": "The download was damaged",
@@ -229,6 +236,20 @@ _ADVICE: dict[str, str] = {
     ),
     "export_undo": (
         "Choose the crlc-export-….csv manifest that the export wrote into its export folder."
+    ),
+    "workspace_damaged": (
+        "Your photos are safe: nothing of them is kept in the workspace. Do what the message "
+        "says (usually: scan the folders again; for a damaged or lost catalog, remove the "
+        "library with `crlc forget FOLDER` and open the folder again)."
+    ),
+    "run_damaged": (
+        "Choose another grouping in the Runs menu, or group the images again (Ctrl+G). The "
+        "damaged run can be deleted with `crlc runs FOLDER --delete RUN`."
+    ),
+    "newer_version": "Update CRLC Organizer to the version that made this library.",
+    "too_many_files": (
+        "Check that the folder is the photo folder you meant (a link to a big folder is "
+        "followed too). If it is, raise the limit with `crlc scan FOLDER --max-files N`."
     ),
     "weights": (
         "Choose a preset without pretrained weights, or put the weight file where the "

@@ -146,6 +146,8 @@ class UnfinishedRun:
         epochs_total: Epochs asked for (``None`` for a time budget).
         clusters: Number of groups asked for.
         busy_pid: A live process that seems to be training it right now, else ``None``.
+        has_checkpoint: Whether it saved a checkpoint; without one (interrupted before its
+            first) it can only start again from the beginning, with its settings.
     """
 
     run_id: str
@@ -156,6 +158,7 @@ class UnfinishedRun:
     epochs_total: int | None
     clusters: int
     busy_pid: int | None
+    has_checkpoint: bool = True
 
     def describe(self) -> str:
         """E.g. "grouping into 8 groups started 12 Mar 2024 14:02, stopped after epoch 31
@@ -332,12 +335,17 @@ class LibrarySession:
         ]
 
     def unfinished_runs(self) -> list[UnfinishedRun]:
-        """Runs that stopped before completing and have a checkpoint, oldest first."""
+        """Runs that stopped before completing, oldest first.
+
+        Runs without a checkpoint are listed only when interrupted (killed before their first
+        one): they can start again from the beginning; a failed or cancelled one cannot.
+        """
         out = []
         lock_file = self.library.workspace / "lock"
         for run in self.library.runs.all():
             state = run.state
-            if state == "completed" or not run.checkpoint_path.exists():
+            saved = run.checkpoint_path.exists()
+            if state == "completed" or not (saved or state in ("interrupted", "running")):
                 continue
             try:
                 config = run.read_config()
@@ -355,6 +363,7 @@ class LibrarySession:
                     epochs_total=int(epochs) if isinstance(epochs, int) else None,
                     clusters=int(train.get("clusters", 0)),
                     busy_pid=_busy_pid(run, lock_file),
+                    has_checkpoint=saved,
                 )
             )
         return out

@@ -40,7 +40,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from crlc_engine.config import TrainConfig
     from crlc_engine.events import Reporter
     from crlc_engine.export import ExportItem
-    from crlc_engine.library import ScanOptions
+    from crlc_engine.library import ImageLibrary, ScanOptions
 
 __all__ = [
     "INTERNAL_ERROR_KIND",
@@ -581,11 +581,15 @@ def export_job(
     min_confidence: float,
     keep_subfolders: bool,
     dry_run: bool,
+    library: ImageLibrary | None = None,
 ) -> JobWorker:
     """Export photos into one folder per cluster; the result is an ``ExportResult``.
 
     A cancelled export emits ``cancelled()``; its partial ``ExportResult`` (with the
-    manifest to resume or undo) is :attr:`JobWorker.result`.
+    manifest to resume or undo) is :attr:`JobWorker.result`. With ``library``, the export
+    holds the library's ``export.lock`` (not for a dry run), so that a second export of the
+    library fails with a ``WorkspaceLockedError`` naming this one; only the lock is used on
+    the worker thread, never the library's catalog.
     """
     item_list = list(items)
     root_list = [Path(r) for r in roots]
@@ -593,28 +597,39 @@ def export_job(
     def job(reporter: Reporter, control: JobControl) -> Any:
         from crlc_engine.export import export_images
 
-        return export_images(
-            item_list,
-            Path(dest),
-            mode,
-            root_list,
-            min_confidence,
-            keep_subfolders,
-            dry_run,
-            reporter,
-            control,
-        )
+        lock: AbstractContextManager[None] = nullcontext()
+        if library is not None and not dry_run:
+            lock = library.locked(f"exporting to {dest}", name="export.lock")
+        with lock:
+            return export_images(
+                item_list,
+                Path(dest),
+                mode,
+                root_list,
+                min_confidence,
+                keep_subfolders,
+                dry_run,
+                reporter,
+                control,
+            )
 
     return JobWorker(job, "export")
 
 
-def undo_export_job(manifest: str | Path) -> JobWorker:
-    """Undo an export; the result is an ``UndoResult``. Undo cannot be cancelled."""
+def undo_export_job(manifest: str | Path, workspace: str | Path | None = None) -> JobWorker:
+    """Undo an export; the result is an ``UndoResult``. Undo cannot be cancelled.
+
+    It checks against the libraries under the workspace base ``workspace`` (their folders
+    are protected, their catalogs vouch for moves of older exports), as ``crlc export
+    --undo`` does.
+    """
 
     def job(reporter: Reporter, control: JobControl) -> Any:
+        from crlc_engine.cli_results import export_undo_checks
         from crlc_engine.export import undo_export
 
-        return undo_export(Path(manifest), reporter)
+        with export_undo_checks(workspace) as (roots, catalog):
+            return undo_export(Path(manifest), roots, reporter, catalog)
 
     return JobWorker(job, "undo export")
 

@@ -331,7 +331,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "`crlc train` caches any other size it needs)",
     )
     scan.add_argument(
-        "--workers", type=int, default=None, help="decoding processes (default: all cores but one)"
+        "--workers",
+        type=_worker_count,
+        default=None,
+        help="decoding processes, at most the number of CPU cores (more are lowered to it; "
+        "default: all cores but one; 0: decode in this process)",
     )
     _scan_options(scan)
     _common(scan)
@@ -398,7 +402,31 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _worker_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number (got {text!r})") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (decode in this process) or a number of processes (got {text})"
+        )
+    return value
+
+
+def _file_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number (got {text!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {text})")
+    return value
+
+
 def _scan_options(sub: argparse.ArgumentParser) -> None:
+    from crlc_engine.library.walk import DEFAULT_MAX_FILES
+
     sub.add_argument(
         "--include",
         action="append",
@@ -419,21 +447,47 @@ def _scan_options(sub: argparse.ArgumentParser) -> None:
         help="also scan hidden files and folders (names starting with a dot)",
     )
     sub.add_argument(
-        "--no-follow-symlinks", action="store_true", help="do not follow symbolic links"
+        "--no-follow-symlinks",
+        action="store_true",
+        help="do not follow symbolic links (links to /, /proc, /sys, /dev, /run and to "
+        "folders above the photos are never followed)",
+    )
+    sub.add_argument(
+        "--max-files",
+        type=_file_limit,
+        metavar="N",
+        help=f"stop, adding nothing, when the folders hold more than N image files (default "
+        f"{DEFAULT_MAX_FILES}; remembered for later scans of the library)",
     )
 
 
 def _options_of(args: argparse.Namespace) -> ScanOptions | None:
-    """The scan options given on the command line; ``None`` keeps the library's stored ones."""
+    """The scan options given on the command line; ``None`` keeps the library's stored ones.
+
+    The selection flags (``--include``, ``--exclude``, ``--hidden``,
+    ``--no-follow-symlinks``) replace the stored selection together; ``--max-files`` alone
+    changes only the stored limit, and the stored limit stays unless it is given.
+    """
+    import dataclasses
+
+    from crlc_engine.library.library import stored_scan_options
+
     given = args.hidden or args.include or args.exclude or args.no_follow_symlinks
-    if not given:
+    if not given and args.max_files is None:
         return None
-    return ScanOptions(
-        include_hidden=args.hidden,
-        include=tuple(args.include),
-        exclude=tuple(args.exclude),
-        follow_symlinks=not args.no_follow_symlinks,
-    )
+    stored = stored_scan_options(args.folders, args.workspace)
+    options = stored
+    if given:
+        options = ScanOptions(
+            include_hidden=args.hidden,
+            include=tuple(args.include),
+            exclude=tuple(args.exclude),
+            follow_symlinks=not args.no_follow_symlinks,
+            max_files=stored.max_files,
+        )
+    if args.max_files is not None:
+        options = dataclasses.replace(options, max_files=args.max_files)
+    return options
 
 
 def _common(sub: argparse.ArgumentParser) -> None:
@@ -621,6 +675,13 @@ def _cmd_scan(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
             out.write(f"  {item.path}: {item.reason}\n")
         if summary.images_skipped > 50:
             out.write(f"  ... and {summary.images_skipped - 50} more (see --json)\n")
+    links = sorted(summary.links_outside.items())
+    if links:
+        out.write(f"{len(links)} symbolic link(s) lead outside the folders (followed):\n")
+        for path, target in links[:50]:
+            out.write(f"  {path} -> {target}\n")
+        if len(links) > 50:
+            out.write(f"  ... and {len(links) - 50} more (see --json)\n")
     out.write(f"Workspace: {summary.workspace}\n")
     result = summary.as_dict()
     result["size"] = size
@@ -639,6 +700,8 @@ def _cmd_libraries(args: argparse.Namespace, control: JobControl) -> dict[str, A
             f"{info.key}  {ok} images, {info.runs} runs, "
             f"{info.disk_bytes / 1e6:.1f} MB  {'; '.join(info.roots)}\n"
         )
+        if info.problem is not None:
+            sys.stderr.write(f"  damaged: {info.problem}\n")
     if not infos:
         sys.stderr.write("No libraries yet: run `crlc scan FOLDER` or `crlc train FOLDER`.\n")
     return {"libraries": [info.as_dict() for info in infos]}

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crlc_engine.control import JobControl
 from crlc_engine.errors import (
@@ -24,7 +24,12 @@ from crlc_engine.errors import (
 from crlc_engine.library import ImageLibrary, list_libraries
 from crlc_engine.runs import RunDir
 
+if TYPE_CHECKING:
+    from crlc_engine.export import ExportResult, UndoResult
+
 Handler = Callable[[argparse.Namespace, JobControl], dict[str, Any]]
+#: Failed, missing or kept files named on the terminal (the rest: in the manifest, --json).
+_FIRST_LISTED = 10
 
 
 def _split(paths: list[str]) -> tuple[list[Path], list[Path]]:
@@ -60,9 +65,11 @@ def _library_of_images(files: list[Path], base: str | None) -> list[Path]:
 
 
 @contextmanager
-def _library(folders: list[Path], files: list[Path], base: str | None) -> Iterator[ImageLibrary]:
+def _library(
+    folders: list[Path], files: list[Path], base: str | None, read_only: bool = False
+) -> Iterator[ImageLibrary]:
     roots = folders or _library_of_images(files, base)
-    library = ImageLibrary.open(roots, base)
+    library = ImageLibrary.open(roots, base, read_only)
     try:
         yield library
     finally:
@@ -120,6 +127,9 @@ def _cmd_runs(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
         return {"deleted": args.delete}
     infos = list_runs(folders, args.workspace)
     for info in infos:
+        if info.problem is not None:
+            _say(f"{info.run_id}  damaged: {info.problem} (`--delete {info.run_id}` removes it)")
+            continue
         duration = "" if info.duration_s is None else f"{info.duration_s / 60:.1f} min"
         parent = f" <- {info.parent}" if info.parent else ""
         head = "-" if info.head is None else str(info.head)
@@ -168,7 +178,7 @@ def _cmd_assign(args: argparse.Namespace, control: JobControl) -> dict[str, Any]
 
 def _cmd_clusters(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
     folders, _ = _split(args.folders)
-    with ImageLibrary.open(folders, args.workspace) as library:
+    with ImageLibrary.open(folders, args.workspace, read_only=True) as library:
         run = library.runs.get(args.run, state="completed")
         return {"run_id": run.run_id, "clusters": _summaries(library, run.run_id, args.top)}
 
@@ -180,7 +190,7 @@ def _cmd_neighbors(args: argparse.Namespace, control: JobControl) -> dict[str, A
     folders, files = _split(args.paths)
     if len(files) != 1:
         raise InvalidSettingError("give exactly one image to find the neighbours of")
-    with _library(folders, files, args.workspace) as library:
+    with _library(folders, files, args.workspace, read_only=True) as library:
         (image_id,) = _image_ids(library, files)
         run = library.runs.get(args.run, state="completed")
         stored = ResultStore(library.catalog).load(run.run_id)
@@ -348,37 +358,124 @@ def _cmd_export(args: argparse.Namespace, control: JobControl) -> dict[str, Any]
     if args.undo:
         if args.paths:
             raise InvalidSettingError("`crlc export --undo MANIFEST` takes no FOLDER or DEST")
-        undone = undo_export(Path(args.undo), ConsoleReporter())
+        with export_undo_checks(args.workspace) as (roots, catalog):
+            undone = undo_export(Path(args.undo), roots, ConsoleReporter(), catalog)
+        _say_undone(undone)
         return undone.as_dict()
     if len(args.paths) < 2:
         raise InvalidSettingError("usage: crlc export FOLDER... DEST")
     *folder_args, dest_text = args.paths
     folders, _ = _split(folder_args)
     mode = "csv" if args.csv_only else args.mode
-    with ImageLibrary.open(folders, args.workspace) as library:
+    dest = Path(dest_text).expanduser()
+    # the export only reads the library (its lock is a separate file): it works on a full or
+    # read-only workspace disk
+    with ImageLibrary.open(folders, args.workspace, read_only=True) as library:
         run = library.runs.get(args.run, state="completed")
         items = export_items(library, run.run_id)
-        result = export_images(
-            items,
-            Path(dest_text).expanduser(),
-            mode,
-            library.roots,
-            args.min_confidence,
-            args.keep_subfolders,
-            args.dry_run,
-            ConsoleReporter(),
-            control,
-        )
-    data: dict[str, Any] = result.as_dict()
-    verb = "Would export" if args.dry_run else "Exported"
-    _say(f"{verb} {data['files']} files into {len(data['folders'])} folders ({mode})")
-    for folder, count in sorted(data["folders"].items()):
+        lock = library.locked(f"exporting to {dest}", name="export.lock")
+        with nullcontext() if args.dry_run else lock:
+            result = export_images(
+                items,
+                dest,
+                mode,
+                library.roots,
+                args.min_confidence,
+                args.keep_subfolders,
+                args.dry_run,
+                ConsoleReporter(),
+                control,
+            )
+    _say_exported(result)
+    return result.as_dict()
+
+
+def _say_exported(result: ExportResult) -> None:
+    """The export's counts, its folders and the first failed and missing photos (stderr)."""
+    verb = "Would export" if result.dry_run else "Exported"
+    _say(
+        f"{verb} {result.done} photos into {len(result.folders)} folders ({result.mode}); "
+        f"{result.counts_text()}"
+    )
+    for folder, count in sorted(result.folders.items()):
         _say(f"  {folder}: {count}")
-    return data
+    for word, rows in (("failed", result.failed), ("missing", result.missing)):
+        for path, reason in rows[:_FIRST_LISTED]:
+            _say(f"  {word}: {path} ({reason})")
+        if len(rows) > _FIRST_LISTED:
+            _say(f"  ... and {len(rows) - _FIRST_LISTED} more {word} (all in the manifest)")
+    if result.failed:
+        _say(
+            "Some photos could not be exported: fix the cause and run the same export again "
+            "(photos already exported are not exported twice)."
+        )
+    if result.missing:
+        _say(
+            "Some photos are missing (deleted or moved since training): put them back, or "
+            "scan the library again (`crlc scan`) to forget them."
+        )
+
+
+def _say_undone(undone: UndoResult) -> None:
+    """What undo kept, and why (stderr)."""
+    if undone.unverified:
+        _say(
+            f"Kept {undone.unverified} file(s) exported by an older version that recorded no "
+            "checksums, so undo cannot tell they are unchanged; the reasons below say what "
+            "to do."
+        )
+    for path, reason in undone.kept[:_FIRST_LISTED]:
+        _say(f"  kept: {path} ({reason})")
+    if len(undone.kept) > _FIRST_LISTED:
+        _say(f"  ... and {len(undone.kept) - _FIRST_LISTED} more kept (see --json)")
+
+
+@contextmanager
+def export_undo_checks(
+    base: str | Path | None,
+) -> Iterator[tuple[list[Path], Callable[[Path], tuple[int, int] | None]]]:
+    """What ``undo_export`` checks against: the roots of every library under ``base``, and
+    a look-up of the size and mtime their catalogs recorded for a photo (catalogs opened
+    read-only on first use, closed on exit; a library that cannot be opened is skipped)."""
+    import sqlite3
+
+    from crlc_engine.errors import CRLCError
+
+    infos = list_libraries(base)
+    opened: dict[Path, ImageLibrary | None] = {}
+
+    def library_of(workspace: Path, roots: list[str]) -> ImageLibrary | None:
+        if workspace not in opened:
+            try:
+                opened[workspace] = ImageLibrary.open(roots, base, read_only=True)
+            except (CRLCError, sqlite3.Error):
+                opened[workspace] = None
+        return opened[workspace]
+
+    def recorded(path: Path) -> tuple[int, int] | None:
+        for info in infos:
+            if not any(path.is_relative_to(root) for root in info.roots):
+                continue
+            library = library_of(info.workspace, info.roots)
+            record = None if library is None else library.catalog.image_by_path(path)
+            if record is not None:
+                return record.size, record.mtime_ns
+        return None
+
+    try:
+        yield [Path(root) for info in infos for root in info.roots], recorded
+    finally:
+        for library in opened.values():
+            if library is not None:
+                library.close()
 
 
 def export_items(library: ImageLibrary, run_id: str) -> list[Any]:
-    """What to export from a run: labels win over clusters; unnamed clusters get a default."""
+    """What to export from a run: labels win over clusters; unnamed clusters get a default.
+
+    Every image of the run is listed, those marked missing by a scan too (the export counts
+    them as missing instead of leaving them out without a word).
+    """
     from crlc_engine.annotations import Annotations, default_cluster_name
     from crlc_engine.export import ExportItem
     from crlc_engine.results import ResultStore
@@ -395,7 +492,7 @@ def export_items(library: ImageLibrary, run_id: str) -> list[Any]:
         strict=True,
     ):
         record = records.get(image_id)
-        if record is None or record.status != "ok":
+        if record is None:
             continue
         if image_id in labels:
             folder, conf = labels[image_id], 1.0
@@ -410,6 +507,21 @@ def export_items(library: ImageLibrary, run_id: str) -> list[Any]:
 
 
 # ---------------------------------------------------------------------- parser
+def _count(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``least`` (a plain usage error else)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number (got {text!r})") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least} (got {text})")
+        return value
+
+    return parse
+
+
 def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dict[str, Handler]:
     """Add the result subcommands to ``sub`` (argparse subparsers); returns name -> handler."""
 
@@ -438,7 +550,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
     )
     assign.add_argument("folders", nargs="+", metavar="FOLDER")
     run_option(assign)
-    assign.add_argument("--top", type=int, default=5, help="most confident images to list")
+    assign.add_argument("--top", type=_count(0), default=5, help="most confident images to list")
     common(assign)
 
     clusters = parser(
@@ -448,7 +560,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
     )
     clusters.add_argument("folders", nargs="+", metavar="FOLDER")
     run_option(clusters)
-    clusters.add_argument("--top", type=int, default=5, help="most confident images to list")
+    clusters.add_argument("--top", type=_count(0), default=5, help="most confident images to list")
     common(clusters)
 
     neighbors = parser(
@@ -457,7 +569,9 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
         "The k nearest neighbours of IMAGE by cosine similarity of the run's features (FAISS).",
     )
     neighbors.add_argument("paths", nargs="+", metavar="FOLDER... IMAGE")
-    neighbors.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
+    neighbors.add_argument(
+        "-k", type=_count(1), default=10, help="how many neighbours (default 10)"
+    )
     run_option(neighbors)
     common(neighbors)
 
@@ -499,7 +613,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
     )
     split.add_argument("items", nargs="+", metavar="FOLDER... CLUSTER")
     split.add_argument(
-        "--parts", type=int, default=2, metavar="N", help="how many parts (default 2)"
+        "--parts", type=_count(2), default=2, metavar="N", help="how many parts (default 2)"
     )
     split.add_argument(
         "--names",
@@ -512,7 +626,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
         help="also label the parts' unlabelled images with their part's name (so that "
         "`crlc refine` learns the split)",
     )
-    split.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
+    split.add_argument("--seed", type=_count(0), default=0, help="k-means seed (default 0)")
     split.add_argument("--dry-run", action="store_true", help="show the part sizes only")
     run_option(split)
     common(split)
@@ -543,7 +657,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
     refine.add_argument("folders", nargs="+", metavar="FOLDER")
     run_option(refine)
     budget = refine.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=int, help="passes over all images")
+    budget.add_argument("--epochs", type=_count(1), help="passes over all images")
     budget.add_argument("--minutes", type=float, help="time budget")
     refine.add_argument("--device", default=None, help="auto, cpu, cuda or mps")
     common(refine)
@@ -553,7 +667,8 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
         "copy (or link, or move) the images into one folder per cluster",
         "Export into DEST/<cluster name>/<file>; images below --min-confidence go to "
         "DEST/_uncertain; ignored images stay out; a manifest CSV records every "
-        "file. Nothing is overwritten; only --mode move changes your photo folders.",
+        "file. Nothing is overwritten; only --mode move changes your photo folders. Images "
+        "that failed or are missing are listed, and the command then exits 3.",
     )
     export.add_argument("paths", nargs="*", metavar="FOLDER... DEST")
     export.add_argument(
@@ -578,7 +693,11 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
     export.add_argument(
         "--csv-only", action="store_true", help="write the manifest without touching any file"
     )
-    export.add_argument("--undo", metavar="MANIFEST", help="reverse an export (e.g. a move)")
+    export.add_argument(
+        "--undo",
+        metavar="MANIFEST",
+        help="reverse an export (e.g. a move); files changed since the export are kept",
+    )
     run_option(export)
     common(export)
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,10 @@ OPTIMIZERS = ("sgd", "adam")
 #: How the stages of a two-stage request get their optimiser: ``paper`` (each stage the
 #: paper's, :data:`PAPER_STAGE_OPTIMIZERS`) or ``run`` (both stages the request's own).
 STAGE_OPTIMS = ("paper", "run")
+#: The longest time budget (a year, in minutes) and the largest seed (what every random
+#: generator of torch and NumPy accepts) a run may ask for.
+MAX_MINUTES = 525_600
+MAX_SEED = 2**32 - 1
 
 #: The optimiser settings of two-stage CRLC in the paper (Appdx. A.7), per stage: stage 1
 #: (SimCLR pre-training), stage 2 fine-tuning the backbone (its CIFAR/STL setting) and stage 2
@@ -171,6 +176,11 @@ class TrainConfig:
     stage_optim: str = "paper"
 
     def __post_init__(self) -> None:
+        not_finite = [
+            f"{f.name.replace('_', '-')} {value}"
+            for f in dataclasses.fields(self)
+            if isinstance(value := getattr(self, f.name), float) and not math.isfinite(value)
+        ]
         checks: list[tuple[bool, str]] = [
             (self.clusters >= 2, f"number of clusters must be at least 2 (got {self.clusters})"),
             (
@@ -189,7 +199,19 @@ class TrainConfig:
             ),
             (self.batch_size >= 2, f"batch size must be at least 2 (got {self.batch_size})"),
             (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})"),
-            (self.minutes is None or self.minutes > 0, f"minutes must be > 0 (got {self.minutes})"),
+            (
+                self.minutes is None or 0 < self.minutes <= MAX_MINUTES,
+                f"minutes must be more than 0 and at most {MAX_MINUTES:,} (a year); got "
+                f"{self.minutes}",
+            ),
+            (
+                0 <= self.seed <= MAX_SEED,
+                f"seed must be a whole number from 0 to {MAX_SEED} (got {self.seed})",
+            ),
+            (
+                not not_finite,
+                f"number settings must be finite (no inf or nan): {', '.join(not_finite)}",
+            ),
             (self.epochs is not None or self.minutes is not None, "give epochs or minutes"),
             (self.lr > 0, f"learning rate must be > 0 (got {self.lr})"),
             (

@@ -101,6 +101,12 @@ class WorkspaceDamagedError(CRLCError):
     kind = "workspace_damaged"
 
 
+class NewerVersionError(CRLCError):
+    """A workspace file was written by a newer version of the program."""
+
+    kind = "newer_version"
+
+
 class RunDamagedError(RunNotFoundError):
     """A run's files are unreadable or belong to another catalog; it is skipped elsewhere."""
 
@@ -168,3 +174,9 @@ def as_user_error(error: BaseException) -> CRLCError | None:
             "read-only; free some space or check the drive, then try again"
         )
     return None
+
+
+def plain_message(error: BaseException) -> str:
+    """The user-level message of ``error`` (:func:`as_user_error`), else its type and text."""
+    known = as_user_error(error)
+    return str(known) if known is not None else f"{type(error).__name__}: {error}"

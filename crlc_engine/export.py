@@ -6,20 +6,31 @@ name>`` with ``keep_subfolders``. Photos below the confidence threshold go to
 names by :func:`sanitize_folder_name` and made distinct by :func:`cluster_folder_names`.
 Nothing is ever overwritten: a taken file name gets a ``" (2)"`` suffix.
 
-Files this module writes in DEST, sharing one UTC stamp per export:
+Files this module writes in DEST, sharing one UTC stamp per export (never another export's:
+a stamp whose journal or manifest exists is skipped, and the journal, or the manifest in
+``csv`` mode, is created with ``O_EXCL``; on a clash the next stamp, ``-2``, ``-3``..., is
+taken):
 
 * ``crlc-export-<stamp>.csv``, the manifest (written atomically at the end, and also when the
   export is cancelled or fails): one row per input photo with the columns ``source,
   destination, cluster, folder, confidence, mode, status, note``. ``status`` is ``exported``
   (written by this export), ``already_present`` (found at its destination from an earlier
   export, left alone), ``pending`` (not reached: the export was cancelled), ``planned``
-  (``csv`` mode), ``failed`` or ``skipped`` (``note`` says why).
+  (``csv`` mode), ``failed``, ``missing`` (no file at the source: deleted after training,
+  or marked missing by a scan) or ``skipped`` (ignored or listed twice; ``note`` says why).
 * ``.crlc-export-<stamp>.journal`` (not in ``csv`` mode), JSON lines: a ``header`` (format,
-  stamp, mode, DEST, settings fingerprint), then ``mkdir`` lines for each folder the export
-  creates and ``file`` lines with a ``state``: ``moving``/``copying``/``linking`` appended
-  and fsynced *before* a file is touched, ``moved``/``copied``/``linked`` after it, and
-  ``present`` for files found already exported; finally ``finished``, ``cancelled``,
-  ``resumed`` or ``undone`` markers.
+  ``version`` 2, stamp, mode, DEST, settings fingerprint), then ``mkdir`` lines for each
+  folder the export creates and ``file`` lines with a ``state``: ``moving``/``copying``/
+  ``linking`` appended and fsynced *before* a file is touched (with the source's ``size``
+  and ``mtime_ns``), ``moved``/``copied``/``linked`` after it, with the identity of what
+  the export created at the destination: ``size``, ``mtime_ns`` and the ``sha256`` of its
+  bytes (a symlink: its ``target`` instead), and ``present`` for files found already
+  exported; finally ``finished``, ``cancelled``, ``resumed`` or ``undone`` markers. Version 1
+  journals (older versions) have no identities.
+
+Every export reports what it could not do: :class:`ExportResult` counts the photos ``done``
+(now in the export), ``failed``, ``skipped`` and ``missing`` and lists them with reasons; its
+``state`` is ``finished_with_failures`` when any photo failed or is missing.
 
 Resuming: running :func:`export_images` again with the same mode and settings continues the
 latest unfinished journal in DEST (same stamp, same manifest name): files it records as done
@@ -27,17 +38,42 @@ are not written twice. Files from another export are recognised at their planned
 (same size and mtime for copies, same inode for hard links, same target for symlinks) and
 counted as ``already_done`` too.
 
-Writes are crash-safe: copies go to a hidden ``.crlc-partial-*`` file that is renamed into
-place once complete, and moves are a hard link plus unlink on one file system (copy to a
-partial file, rename, then delete the source across file systems), so a killed export leaves
-every file complete at its source, its destination or both (never only a partial copy).
+Writes are crash-safe: copies go to a hidden ``.crlc-partial-*`` file (hashed while copied)
+that is renamed into place once complete, and moves are a hard link plus unlink on one file
+system (the file is then read once to hash it; copy to a partial file, rename, then delete
+the source across file systems), so a killed export leaves every file complete at its
+source, its destination or both (never only a partial copy). A move whose source cannot be
+deleted (a read-only folder) is taken back and reported as failed.
 
-Undo (:func:`undo_export`, given the manifest, the journal or DEST): a move is put back file
-by file (parent folders recreated, never overwriting a file that appeared at the original
-path meanwhile); copies, hard links and symlinks made by the export are deleted, but only
-while they still match their original (same bytes, same inode, same target), so undo never
-deletes the last copy of a photo; ``csv`` exports have nothing to undo. Folders the export
-created are removed once empty. Manifest and journal are kept; the journal is marked undone.
+Undo (:func:`undo_export`, given the manifest, the journal or DEST) never trusts the paths
+it reads. It refuses, as a whole and touching nothing, a journal that does not lie in the
+export folder its header names, or any record (or ``mkdir`` line) whose destination is not
+inside that folder (after resolving its parent folders: no ``..``, no symlinked folder
+leading out) or whose source and destination are one path; a manifest without its journal
+is checked the same way against its own folder. Then, file by file:
+
+* a move is put back (parent folders recreated, never overwriting a file that appeared at
+  the original path meanwhile) once the exported file's identity (size, mtime, sha256; a
+  symlink's target) matches its record; a file changed since is kept. A move cut short
+  between its two journal lines is checked against the source's size and mtime instead;
+* copies, hard links and symlinks made by the export are deleted only while their identity
+  matches the record *and* they still match their original (same bytes, same inode, same
+  target; copies and hard links only while the original exists), so undo never deletes
+  the last copy of a photo;
+* nothing inside a library root (``roots``) is deleted: only a move may be put back there;
+* records without identities (version 1 journals, a manifest whose journal is gone): a move
+  is put back only when the exported file has the size and mtime that the library's catalog
+  recorded for its source (the ``catalog`` look-up); copies and links are kept, listed in
+  ``kept`` with :data:`UNVERIFIED_REASON`.
+
+Files kept are listed with the reason in :attr:`UndoResult.kept`. ``csv`` exports have
+nothing to undo. Folders the export created are removed once empty (never one inside a
+library root). Manifest and journal are kept; the journal is marked undone.
+
+Free space: before copying (or moving across drives) the export needs the bytes to write
+plus a margin of :data:`FREE_SPACE_BASE`, :data:`FREE_SPACE_PER_FILE` per file written (its
+journal lines, manifest row and block rounding) and 1 % of the bytes
+(:func:`free_space_margin`).
 """
 
 from __future__ import annotations
@@ -51,6 +87,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -69,12 +106,28 @@ UNCERTAIN_FOLDER = "_uncertain"
 #: Folder names are capped to this many characters and UTF-8 bytes.
 MAX_NAME_CHARS = 120
 MAX_NAME_BYTES = 200
-#: Free space kept on top of the bytes to write: this many bytes plus 1 % of them.
-FREE_SPACE_MARGIN = 64 * 1024 * 1024
+#: Free space kept on top of the bytes to write: this many bytes, plus
+#: :data:`FREE_SPACE_PER_FILE` per file written, plus 1 % of the bytes
+#: (see :func:`free_space_margin`).
+FREE_SPACE_BASE = 1024 * 1024
+#: Margin per file written: its journal lines and manifest row, and the rounding of its size
+#: up to the file system's blocks.
+FREE_SPACE_PER_FILE = 8 * 1024
 #: mtime difference still taken as "the same" copy (FAT stores mtimes in 2 s steps).
 MTIME_TOLERANCE_S = 2.0
 MANIFEST_PREFIX = "crlc-export-"
 JOURNAL_FORMAT = "crlc-export-journal"
+#: Version 2 journals record the identity of every file the export created.
+JOURNAL_VERSION = 2
+#: Why undo keeps a copy or link whose record has no identity (journal version 1, manifest).
+UNVERIFIED_REASON = (
+    "made by an older version that recorded no checksums; delete it yourself if you want it gone"
+)
+#: Why undo keeps a file whose identity no longer matches its record.
+CHANGED_REASON = (
+    "it changed after the export (its size, date or content differ from what the export "
+    "wrote), so undo leaves it alone"
+)
 FIRST_FILES = 10
 
 _MANIFEST_COLUMNS = (
@@ -93,8 +146,11 @@ _STATES = {
     "symlink": ("linking", "linked"),
     "move": ("moving", "moved"),
 }
+_START_STATES = frozenset(start for start, _ in _STATES.values())
+_DONE_STATES = frozenset(end for _, end in _STATES.values())
 _ACTIVE = ("planned", "done", "present")
 _SKIP_REASONS = {"ignored": "ignored", "duplicate": "listed twice", "missing": "source missing"}
+_HASH_CHUNK = 1024 * 1024
 _FORBIDDEN_CHARS = frozenset('/\\<>:"|?*')
 _RESERVED_NAMES = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
@@ -182,16 +238,19 @@ class ExportResult:
     Attributes:
         manifest: The manifest CSV (not written by a dry run).
         mode: One of :data:`EXPORT_MODES`.
-        files: Photos in the export, ``already_done`` ones included (planned ones for a dry
-            run or ``csv`` mode).
+        files: Photos in the export (written now, by an earlier attempt, or already
+            present; the planned ones for a dry run or ``csv`` mode): the ``done`` count.
         folders: Top folder name -> number of those photos.
-        skipped: ``(source, reason)`` of the photos left out (reason ``ignored``, ``source
-            missing``, ``listed twice``, ``failed: ...``).
+        skipped: ``(source, reason)`` of the photos left out on purpose (reason ``ignored``
+            or ``listed twice``).
         dry_run: Whether nothing was written.
         already_done: Photos found already exported (earlier attempt or earlier export).
         cancelled: Whether the export stopped early; run it again to finish it.
         journal: The journal file (``None`` for dry runs and ``csv`` mode).
         entries: The full plan, in layout order.
+        failed: ``(source, reason)`` of the photos that could not be exported.
+        missing: ``(source, reason)`` of the photos whose file is not there (deleted after
+            training, or marked missing by a scan).
     """
 
     manifest: Path
@@ -204,22 +263,59 @@ class ExportResult:
     cancelled: bool = False
     journal: Path | None = None
     entries: list[ExportPlanEntry] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        """Photos now in the export (for a dry run: that would be)."""
+        return self.files
+
+    @property
+    def state(self) -> str:
+        """``cancelled``, ``finished_with_failures`` (a photo failed or is missing) or
+        ``completed``."""
+        if self.cancelled:
+            return "cancelled"
+        return "finished_with_failures" if self.failed or self.missing else "completed"
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (``first_files`` lists up to 10 destinations)."""
+        """JSON-ready summary.
+
+        Counts ``done``, ``failed``, ``skipped`` and ``missing`` with the lists
+        ``failed_files``, ``skipped_files`` and ``missing_files`` (``[{"path", "reason"}]``);
+        ``first_files`` lists up to 10 destinations.
+        """
         first = [os.fspath(e.destination) for e in self.entries if e.destination is not None]
         return {
+            "state": self.state,
             "manifest": os.fspath(self.manifest),
             "journal": None if self.journal is None else os.fspath(self.journal),
             "mode": self.mode,
             "files": self.files,
+            "done": self.done,
+            "failed": len(self.failed),
+            "skipped": len(self.skipped),
+            "missing": len(self.missing),
             "folders": dict(self.folders),
             "already_done": self.already_done,
-            "skipped": [{"source": s, "reason": r} for s, r in self.skipped],
+            "failed_files": _path_list(self.failed),
+            "skipped_files": _path_list(self.skipped),
+            "missing_files": _path_list(self.missing),
             "dry_run": self.dry_run,
             "cancelled": self.cancelled,
             "first_files": first[:FIRST_FILES],
         }
+
+    def counts_text(self) -> str:
+        """``"1 failed, 0 skipped, 1 missing"``."""
+        return (
+            f"{len(self.failed)} failed, {len(self.skipped)} skipped, {len(self.missing)} missing"
+        )
+
+
+def _path_list(rows: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"path": path, "reason": reason} for path, reason in rows]
 
 
 @dataclass
@@ -234,6 +330,8 @@ class UndoResult:
         unchanged: Records with nothing left to undo (already back, or never written).
         kept: ``(path, reason)`` of files left alone on purpose.
         folders_removed: Empty folders (created by the export) removed.
+        unverified: How many of ``kept`` were kept because their record has no identity
+            (an export by an older version) and nothing else could vouch for them.
     """
 
     manifest: Path
@@ -243,6 +341,7 @@ class UndoResult:
     unchanged: int = 0
     kept: list[tuple[str, str]] = field(default_factory=list)
     folders_removed: int = 0
+    unverified: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -252,7 +351,8 @@ class UndoResult:
             "restored": self.restored,
             "removed": self.removed,
             "unchanged": self.unchanged,
-            "kept": [{"path": p, "reason": r} for p, r in self.kept],
+            "kept": _path_list(self.kept),
+            "unverified": self.unverified,
             "folders_removed": self.folders_removed,
         }
 
@@ -368,6 +468,45 @@ def _key(path: Path) -> str:
 # --------------------------------------------------------------------------- journal
 
 
+@dataclass(frozen=True)
+class _Identity:
+    """A file's ``size`` and ``mtime_ns``, with the ``sha256`` of its bytes or, for a
+    symlink, its ``target`` (neither: a source's stat on a journal's start line)."""
+
+    size: int
+    mtime_ns: int
+    sha256: str | None = None
+    target: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"size": self.size, "mtime_ns": self.mtime_ns}
+        if self.target is not None:
+            data["target"] = self.target
+        elif self.sha256 is not None:
+            data["sha256"] = self.sha256
+        return data
+
+    @classmethod
+    def from_json(cls, line: dict[str, Any]) -> _Identity | None:
+        size, mtime_ns = line.get("size"), line.get("mtime_ns")
+        if not isinstance(size, int) or not isinstance(mtime_ns, int):
+            return None
+        if isinstance(size, bool) or isinstance(mtime_ns, bool):
+            return None
+        sha256, target = line.get("sha256"), line.get("target")
+        return cls(
+            size,
+            mtime_ns,
+            sha256 if isinstance(sha256, str) and sha256 else None,
+            target if isinstance(target, str) else None,
+        )
+
+    @property
+    def complete(self) -> bool:
+        """Whether it pins the content (a hash or a symlink target), not only size and date."""
+        return self.sha256 is not None or self.target is not None
+
+
 @dataclass
 class _FileRecord:
     source: str
@@ -377,6 +516,18 @@ class _FileRecord:
     cluster: str = ""
     folder: str = ""
     confidence: float = 0.0
+    identity: _Identity | None = None
+
+    @property
+    def kind(self) -> str:
+        """How undo can check it: ``verified`` (a done line with the identity of the file
+        created), ``started`` (a start line with the source's size and mtime: the action was
+        cut short) or ``legacy`` (no identity: a version 1 journal, or a manifest)."""
+        if self.identity is None:
+            return "legacy"
+        if self.state in _DONE_STATES and self.identity.complete:
+            return "verified"
+        return "started" if self.state in _START_STATES else "legacy"
 
 
 @dataclass
@@ -442,6 +593,7 @@ def _apply_line(state: _JournalState, line: dict[str, Any]) -> None:
             cluster=str(line.get("cluster", "")),
             folder=str(line.get("folder", "")),
             confidence=_as_float(line.get("confidence")),
+            identity=_Identity.from_json(line),
         )
         state.files[(record.source, record.destination)] = record
     elif kind == "mkdir":
@@ -481,6 +633,37 @@ def _new_stamp(dest: Path) -> str:
     return stamp
 
 
+def _split_stamp(stamp: str) -> tuple[str, int]:
+    """``("<base>", n)`` of ``<base>-<n>`` (``n`` 1 for a stamp without a number)."""
+    base, _, number = stamp.rpartition("-")
+    if base and number.isdigit():
+        return base, int(number)
+    return stamp, 1
+
+
+def _claim_stamp(
+    plan: _Plan, own: Callable[[Path, str], Path], other: Callable[[Path, str], Path]
+) -> int:
+    """Create ``own(DEST, stamp)`` exclusively (``O_EXCL``) and return its descriptor.
+
+    On a clash (another export took the stamp meanwhile), or when ``other(DEST, stamp)``
+    exists, the next stamp (``-2``, ``-3``...) is tried; ``plan.stamp`` is set to the one
+    taken.
+    """
+    base, number = _split_stamp(plan.stamp)
+    while True:
+        stamp = base if number == 1 else f"{base}-{number}"
+        number += 1
+        if _lexists(other(plan.dest, stamp)):
+            continue
+        try:
+            fd = os.open(own(plan.dest, stamp), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue
+        plan.stamp = stamp
+        return fd
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -508,12 +691,12 @@ class _JournalWriter:
             writer = cls(plan.resume.path, _open_for_append(plan.resume.path))
             writer.write({"kind": "resumed", "at": _now()}, durable=True)
             return writer
-        path = _journal_path(plan.dest, plan.stamp)
-        writer = cls(path, open(path, "xb"))  # noqa: SIM115 - closed by close()
+        fd = _claim_stamp(plan, _journal_path, _manifest_path)
+        writer = cls(_journal_path(plan.dest, plan.stamp), os.fdopen(fd, "wb"))
         header = {
             "kind": "header",
             "format": JOURNAL_FORMAT,
-            "version": 1,
+            "version": JOURNAL_VERSION,
             "stamp": plan.stamp,
             "mode": plan.mode,
             "dest": os.fspath(plan.dest),
@@ -530,19 +713,25 @@ class _JournalWriter:
         if durable:
             os.fsync(self._handle.fileno())
 
-    def file(self, entry: ExportPlanEntry, state: str, durable: bool) -> None:
-        self.write(
-            {
-                "kind": "file",
-                "state": state,
-                "source": os.fspath(entry.source),
-                "destination": os.fspath(entry.destination or ""),
-                "cluster": entry.cluster,
-                "folder": entry.folder,
-                "confidence": entry.confidence,
-            },
-            durable,
-        )
+    def file(
+        self,
+        entry: ExportPlanEntry,
+        state: str,
+        durable: bool,
+        identity: _Identity | None = None,
+    ) -> None:
+        """A ``file`` line; ``identity``: the source's stat on a start line, what was
+        created at the destination on a done line."""
+        line = {
+            "kind": "file",
+            "state": state,
+            "source": os.fspath(entry.source),
+            "destination": os.fspath(entry.destination or ""),
+            "cluster": entry.cluster,
+            "folder": entry.folder,
+            "confidence": entry.confidence,
+        }
+        self.write(line | (identity.as_json() if identity is not None else {}), durable)
 
     def mkdir(self, folder: Path) -> None:
         self.write({"kind": "mkdir", "path": os.fspath(folder)}, durable=True)
@@ -603,6 +792,59 @@ def _same_content(a: Path, b: Path) -> bool:
         return a.is_file() and b.is_file() and filecmp.cmp(a, b, shallow=False)
     except OSError:
         return False
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _source_stat(source: Path, follow: bool) -> _Identity | None:
+    """Size and mtime of a source, for a journal's start line (``None``: unreadable)."""
+    try:
+        info = os.stat(source) if follow else os.lstat(source)
+    except OSError:
+        return None
+    return _Identity(info.st_size, info.st_mtime_ns)
+
+
+def _identity_after(path: Path, digest: str | None = None) -> _Identity | None:
+    """The identity of what an export just created at ``path``.
+
+    ``digest`` is the sha256 computed while copying; without it the file is read once.
+    ``None`` when it cannot be read: undo then treats the file as unverifiable.
+    """
+    try:
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            return _Identity(info.st_size, info.st_mtime_ns, target=os.readlink(path))
+        return _Identity(info.st_size, info.st_mtime_ns, sha256=digest or _sha256_of(path))
+    except OSError:
+        return None
+
+
+def _identity_mismatch(path: Path, identity: _Identity, exact: bool) -> str | None:
+    """Why what is at ``path`` is not what ``identity`` describes (``None``: it is).
+
+    ``exact``: the mtime must be equal to the nanosecond (else within
+    :data:`MTIME_TOLERANCE_S`). The hash or target is compared when the identity has one.
+    """
+    try:
+        info = os.lstat(path)
+        delta = abs(info.st_mtime_ns - identity.mtime_ns)
+        same = info.st_size == identity.size and (
+            delta == 0 if exact else delta <= MTIME_TOLERANCE_S * 1e9
+        )
+        if same and identity.target is not None:
+            same = stat.S_ISLNK(info.st_mode) and os.readlink(path) == identity.target
+        elif same and identity.sha256 is not None:
+            same = stat.S_ISREG(info.st_mode) and _sha256_of(path) == identity.sha256
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc}), so undo cannot tell it is unchanged"
+    return None if same else CHANGED_REASON
 
 
 def _matches_foreign(mode: str, source: Path, destination: Path) -> bool:
@@ -880,19 +1122,33 @@ def _device(path: Path, follow: bool = False) -> int:
         return -1
 
 
-def _bytes_to_write(plan: _Plan) -> int:
+def _bytes_to_write(plan: _Plan) -> tuple[int, int]:
+    """(bytes, files) the export will write on DEST's drive (links and same-drive moves
+    write no bytes)."""
     if plan.mode not in ("copy", "move"):
-        return 0
+        return 0, 0
     dest_device = os.stat(_existing_ancestor(plan.dest)).st_dev
-    total = 0
+    total = files = 0
     for entry in plan.entries:
         if entry.status != "planned":
             continue
         if plan.mode == "copy":
             total += os.stat(entry.source).st_size if entry.source.exists() else 0
+            files += 1
         elif _device(entry.source) != dest_device:
             total += _size(entry.source)
-    return total
+            files += 1
+    return total, files
+
+
+def free_space_margin(needed: int, files: int) -> int:
+    """Free space to keep on top of ``needed`` bytes written as ``files`` files.
+
+    :data:`FREE_SPACE_BASE` (1 MiB) + :data:`FREE_SPACE_PER_FILE` (8 KiB) per file + 1 % of
+    ``needed``: a 164 KB export of 48 photos needs about 1.6 MB free, a 10 GB one of 3,000
+    photos about 10.1 GB + 125 MB.
+    """
+    return FREE_SPACE_BASE + FREE_SPACE_PER_FILE * files + needed // 100
 
 
 def _human(size: float) -> str:
@@ -904,11 +1160,11 @@ def _human(size: float) -> str:
 
 
 def _check_free_space(plan: _Plan) -> None:
-    needed = _bytes_to_write(plan)
+    needed, files = _bytes_to_write(plan)
     if needed == 0:
         return
     free = shutil.disk_usage(_existing_ancestor(plan.dest)).free
-    margin = FREE_SPACE_MARGIN + needed // 100
+    margin = free_space_margin(needed, files)
     if free < needed + margin:
         raise NotEnoughSpaceError(
             f"not enough free space for the export in {plan.dest}: it needs {_human(needed)} "
@@ -947,7 +1203,11 @@ def _remove_quietly(path: Path) -> None:
 
 
 def _rename_no_clobber(source: Path, destination: Path) -> None:
-    """Rename within one file system, failing with FileExistsError instead of overwriting."""
+    """Rename within one file system, failing with FileExistsError instead of overwriting.
+
+    When ``source`` cannot be removed after the hard link (a read-only folder), the link is
+    taken back and the error raised: the file stays at ``source`` only.
+    """
     try:
         os.link(source, destination, follow_symlinks=False)
     except FileExistsError:
@@ -957,56 +1217,94 @@ def _rename_no_clobber(source: Path, destination: Path) -> None:
             raise FileExistsError(errno.EEXIST, "file exists", os.fspath(destination)) from None
         os.rename(source, destination)
         return
-    os.unlink(source)
+    _unlink_or_take_back(source, destination)
 
 
-def _move_file(source: Path, destination: Path) -> None:
-    """Move without overwriting; a kill leaves the file complete at one place or both."""
+def _unlink_or_take_back(source: Path, copy: Path) -> None:
+    """Delete ``source`` now that ``copy`` holds it; if that fails, delete ``copy`` instead."""
+    try:
+        os.unlink(source)
+    except OSError:
+        _remove_quietly(copy)
+        raise
+
+
+def _move_file(source: Path, destination: Path) -> str | None:
+    """Move without overwriting; a kill leaves the file complete at one place or both.
+
+    Returns the sha256 of the bytes when they were copied (across file systems), else
+    ``None``.
+    """
     if _device(source) == os.stat(destination.parent).st_dev:
         _rename_no_clobber(source, destination)
-        return
+        return None
     if _lexists(destination):
         raise FileExistsError(errno.EEXIST, "file exists", os.fspath(destination))
-    _copy_into_place(source, destination, follow_symlinks=False)
-    os.unlink(source)
+    digest = _copy_into_place(source, destination, follow_symlinks=False)
+    _unlink_or_take_back(source, destination)
+    return digest
 
 
-def _copy_action(source: Path, destination: Path) -> None:
-    if _lexists(destination):
-        raise FileExistsError(errno.EEXIST, "file exists", os.fspath(destination))
-    _copy_into_place(source, destination, follow_symlinks=True)
+def _copy_contents(source: Path, partial: Path, follow_symlinks: bool) -> str | None:
+    """Copy ``source`` to the new file ``partial`` with its metadata (as ``shutil.copy2``),
+    hashing the bytes on the way; returns their sha256 (``None`` for a symlink copied as
+    a symlink, when ``follow_symlinks`` is false)."""
+    if not follow_symlinks and os.path.islink(source):
+        os.symlink(os.readlink(source), partial)
+        return None
+    digest = hashlib.sha256()
+    with open(source, "rb") as reader, open(partial, "xb") as writer:
+        while chunk := reader.read(_HASH_CHUNK):
+            digest.update(chunk)
+            writer.write(chunk)
+    shutil.copystat(source, partial, follow_symlinks=follow_symlinks)
+    return digest.hexdigest()
 
 
-def _copy_into_place(source: Path, destination: Path, follow_symlinks: bool) -> None:
-    """``shutil.copy2`` to a partial file renamed into place once complete (no overwrite)."""
+def _copy_into_place(source: Path, destination: Path, follow_symlinks: bool) -> str | None:
+    """Copy to a partial file renamed into place once complete (no overwrite).
+
+    Returns the sha256 of the bytes copied (``None``: a symlink copied as a symlink).
+    """
     partial = _partial_path(destination)
     _remove_quietly(partial)
     try:
-        shutil.copy2(source, partial, follow_symlinks=follow_symlinks)
+        digest = _copy_contents(source, partial, follow_symlinks)
         _rename_no_clobber(partial, destination)
     except Exception:  # a failed copy leaves nothing (a kill leaves the partial file)
         _remove_quietly(partial)
         raise
+    return digest
 
 
-def _hardlink_action(source: Path, destination: Path) -> None:
+def _copy_action(source: Path, destination: Path) -> _Identity | None:
+    if _lexists(destination):
+        raise FileExistsError(errno.EEXIST, "file exists", os.fspath(destination))
+    digest = _copy_into_place(source, destination, follow_symlinks=True)
+    return _identity_after(destination, digest)
+
+
+def _hardlink_action(source: Path, destination: Path) -> _Identity | None:
     os.link(source, destination)
+    return _identity_after(destination)
 
 
-def _symlink_action(source: Path, destination: Path) -> None:
+def _symlink_action(source: Path, destination: Path) -> _Identity | None:
     os.symlink(os.fspath(source), destination)
+    return _identity_after(destination)
 
 
-def _move_action(source: Path, destination: Path) -> None:
+def _move_action(source: Path, destination: Path) -> _Identity | None:
     if _lexists(destination):  # left by a killed attempt: finish it if it is the same file
         if not _same_content(source, destination):
             raise FileExistsError(errno.EEXIST, "file exists", os.fspath(destination))
-        os.unlink(source)
-        return
-    _move_file(source, destination)
+        _unlink_or_take_back(source, destination)
+        return _identity_after(destination)
+    return _identity_after(destination, _move_file(source, destination))
 
 
-_ACTIONS: dict[str, Callable[[Path, Path], None]] = {
+#: Mode -> ``action(source, destination)``, returning the identity of what it created.
+_ACTIONS: dict[str, Callable[[Path, Path], _Identity | None]] = {
     "copy": _copy_action,
     "hardlink": _hardlink_action,
     "symlink": _symlink_action,
@@ -1074,6 +1372,8 @@ def _initial_outcomes(plan: _Plan, pending: str) -> list[tuple[str, str]]:
             outcomes.append(("exported", "done by an earlier attempt"))
         elif entry.status == "present":
             outcomes.append(("already_present", "already exported before"))
+        elif entry.status == "missing":
+            outcomes.append(("missing", _SKIP_REASONS["missing"]))
         else:
             outcomes.append(("skipped", _SKIP_REASONS[entry.status]))
     return outcomes
@@ -1087,23 +1387,25 @@ def _result(
     journal: Path | None = None,
 ) -> ExportResult:
     folders: dict[str, int] = {}
-    skipped: list[tuple[str, str]] = []
+    left_out: dict[str, list[tuple[str, str]]] = {"skipped": [], "failed": [], "missing": []}
     for entry, (status, note) in zip(plan.entries, outcomes, strict=True):
         if status in ("exported", "already_present", "planned"):
             folders[entry.folder] = folders.get(entry.folder, 0) + 1
-        elif status in ("skipped", "failed"):
-            skipped.append((os.fspath(entry.source), note))
+        elif status in left_out:
+            left_out[status].append((os.fspath(entry.source), note.removeprefix("failed: ")))
     return ExportResult(
         manifest=_manifest_path(plan.dest, plan.stamp),
         mode=plan.mode,
         files=sum(folders.values()),
         folders=folders,
-        skipped=skipped,
+        skipped=left_out["skipped"],
         dry_run=dry_run,
         already_done=sum(e.status in ("done", "present") for e in plan.entries),
         cancelled=cancelled,
         journal=journal,
         entries=list(plan.entries),
+        failed=left_out["failed"],
+        missing=left_out["missing"],
     )
 
 
@@ -1131,6 +1433,7 @@ def _write_manifest(plan: _Plan, outcomes: list[tuple[str, str]]) -> None:
 
 def _export_csv(plan: _Plan, reporter: Reporter) -> ExportResult:
     outcomes = _initial_outcomes(plan, "planned")
+    os.close(_claim_stamp(plan, _manifest_path, _journal_path))  # replaced atomically below
     _write_manifest(plan, outcomes)
     result = _result(plan, outcomes)
     reporter.progress(result.files, result.files)
@@ -1165,9 +1468,7 @@ class _Runner:
         todo = [i for i, e in enumerate(entries) if e.status == "planned"]
         total = sum(e.status in _ACTIVE for e in entries)
         done = total - len(todo)
-        for entry in entries:
-            if entry.status == "present":
-                journal.file(entry, "present", durable=False)
+        self._record_earlier_work(journal)
         self.reporter.status(f"Exporting {len(todo)} photos to {self.plan.dest} ({self.plan.mode})")
         self.reporter.progress(done, total)
         for index in todo:
@@ -1180,6 +1481,25 @@ class _Runner:
             self.reporter.progress(done, total)
         journal.mark("finished")
 
+    def _record_earlier_work(self, journal: _JournalWriter) -> None:
+        """Journal the files found already exported: ``present`` ones (another export's),
+        and ``done`` ones whose done line a kill cut off (with their identity, when the file
+        has the size and mtime its start line recorded for the source)."""
+        claims = self.plan.resume.claims() if self.plan.resume is not None else {}
+        start, end = _STATES[self.plan.mode]
+        for entry in self.plan.entries:
+            if entry.status == "present":
+                journal.file(entry, "present", durable=False)
+            record = claims.get(os.fspath(entry.source))
+            if entry.status != "done" or record is None or record.state != start:
+                continue
+            assert entry.destination is not None
+            if record.identity is None or _identity_mismatch(
+                entry.destination, record.identity, exact=False
+            ):
+                continue
+            journal.file(entry, end, False, _identity_after(entry.destination))
+
     def _export_one(self, index: int, journal: _JournalWriter) -> None:
         entry = self.plan.entries[index]
         assert entry.destination is not None
@@ -1187,15 +1507,16 @@ class _Runner:
         try:
             self._ensure_directory(entry.destination.parent, journal)
             _remove_quietly(_partial_path(entry.destination))  # left by a killed attempt
-            journal.file(entry, start, durable=True)
-            _ACTIONS[self.plan.mode](entry.source, entry.destination)
+            follow = self.plan.mode != "move"
+            journal.file(entry, start, True, _source_stat(entry.source, follow))
+            identity = _ACTIONS[self.plan.mode](entry.source, entry.destination)
         except FileExistsError as exc:
             self.outcomes[index] = ("failed", f"failed: {exc.filename or exc} is in the way")
             return
         except OSError as exc:
             self._fail(index, exc)
             return
-        journal.file(entry, end, durable=False)
+        journal.file(entry, end, durable=False, identity=identity)
         self.outcomes[index] = ("exported", "")
 
     def _fail(self, index: int, exc: OSError) -> None:
@@ -1207,6 +1528,9 @@ class _Runner:
         if self.plan.mode == "hardlink" and exc.errno == errno.EXDEV:
             source = self.plan.entries[index].source
             raise CrossDeviceLinkError(_cross_device_message(source, self.plan.dest)) from exc
+        if isinstance(exc, FileNotFoundError) and not _lexists(self.plan.entries[index].source):
+            self.outcomes[index] = ("missing", _SKIP_REASONS["missing"])  # deleted meanwhile
+            return
         self.outcomes[index] = ("failed", f"failed: {exc.strerror or exc}")
 
     def _ensure_directory(self, directory: Path, journal: _JournalWriter) -> None:
@@ -1219,7 +1543,7 @@ class _Runner:
             current = current.parent
         for folder in reversed(missing):
             journal.mkdir(folder)
-            folder.mkdir()
+            folder.mkdir(exist_ok=True)  # made meanwhile by another export: fine
         self.known_dirs.add(directory)
 
     def _report_end(self, result: ExportResult) -> None:
@@ -1231,24 +1555,52 @@ class _Runner:
             return
         self.reporter.status(
             f"Exported {result.files} photos into {len(result.folders)} folders; "
-            f"manifest: {result.manifest}"
+            f"{result.counts_text()}; manifest: {result.manifest}"
         )
 
 
 # --------------------------------------------------------------------------- undo
+
+#: ``lookup(source) -> (size, mtime_ns)`` that a library's catalog recorded for the photo
+#: at ``source`` (``None``: no library knows it). Vouches for moves whose record has no
+#: identity (see the module docstring).
+CatalogLookup = Callable[[Path], "tuple[int, int] | None"]
 
 
 @dataclass
 class _UndoSource:
     path: Path
     mode: str
-    dest: Path
+    dest: Path  # the export folder, resolved
     records: list[_FileRecord]
     folders: list[str] | None  # None: unknown (no journal), guessed from the destinations
     journal: Path | None
+    claimed_dest: Path  # the folder the journal's header names (the manifest's own folder)
 
 
-def undo_export(manifest: Path, reporter: Reporter | None = None) -> UndoResult:
+@dataclass
+class _UndoGuard:
+    """What undo may touch besides the checks on each record: the library roots (resolved)
+    and the catalogs' look-up for records without identity."""
+
+    roots: tuple[Path, ...]
+    catalog: CatalogLookup | None
+
+    def library_root_of(self, path: Path) -> Path | None:
+        """The root that ``path`` lies in (its folders resolved, not a final symlink)."""
+        where = _real(path)
+        for root in self.roots:
+            if where == root or root in where.parents:
+                return root
+        return None
+
+
+def undo_export(
+    manifest: Path,
+    roots: Sequence[Path],
+    reporter: Reporter | None = None,
+    catalog: CatalogLookup | None = None,
+) -> UndoResult:
     """Undo an export (see the module docstring for what is undone and what is kept).
 
     Works after a cancelled, failed or killed export too, and may be run again safely.
@@ -1256,25 +1608,32 @@ def undo_export(manifest: Path, reporter: Reporter | None = None) -> UndoResult:
     Args:
         manifest: The export's manifest CSV, its journal, or the export folder (its latest
             export is undone). With a manifest, the journal next to it is used when present.
+        roots: The root folders of every library: nothing inside them is deleted (a moved
+            photo is still put back).
         reporter: Gets a ``status`` line and ``progress(done, total)`` once per file.
+        catalog: Look-up of what the libraries' catalogs recorded for a photo; moves
+            recorded without identity are put back only when it vouches for them.
 
     Returns:
-        What was restored, removed and kept.
+        What was restored, removed and kept (with reasons).
 
     Raises:
-        UndoError: no readable manifest or journal at ``manifest``.
+        UndoError: no readable manifest or journal at ``manifest``, or one that names files
+            outside its export folder (then nothing is touched).
     """
     out = reporter if reporter is not None else NullReporter()
     source = _load_undo_source(Path(manifest))
+    _check_undo_source(source)
+    guard = _UndoGuard(tuple(Path(os.path.realpath(r)) for r in roots), catalog)
     result = UndoResult(manifest=source.path, mode=source.mode)
     out.status(f"Undoing the {source.mode} export {source.path}")
     for done, record in enumerate(source.records, start=1):
-        _undo_record(record, result)
+        _undo_record(record, guard, result)
         out.progress(done, len(source.records))
     folders = source.folders
     if folders is None:
         folders = _destination_folders(source.records, source.dest)
-    _remove_folders(folders, result)
+    _remove_folders([f for f in folders if guard.library_root_of(Path(f)) is None], result)
     if source.journal is not None:
         _mark_undone(source.journal)
     out.status(
@@ -1318,12 +1677,69 @@ def _load_undo_source(path: Path) -> _UndoSource:
         state = _read_journal(journal_path)
         if state is not None:
             records = [r for r in state.files.values() if r.state != "present"]
-            dest = Path(str(state.header.get("dest") or journal_path.parent))
-            return _UndoSource(path, state.mode, dest, records, state.folders, journal_path)
+            folder = journal_path.parent.resolve()
+            claimed = Path(str(state.header.get("dest") or ""))
+            return _UndoSource(
+                path, state.mode, folder, records, state.folders, journal_path, claimed
+            )
     if manifest_path is None:
         raise UndoError(f"{path} is not a readable export manifest or journal")
     mode, records = _read_manifest(manifest_path)
-    return _UndoSource(path, mode, manifest_path.parent, records, None, None)
+    folder = manifest_path.parent.resolve()
+    return _UndoSource(path, mode, folder, records, None, None, folder)
+
+
+def _real(path: Path) -> Path:
+    """``path`` with its folders resolved (symlinks followed) but not its last part."""
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
+def _outside_problem(dest: Path, text: str) -> str | None:
+    """Why ``text`` is not a path strictly inside the (resolved) folder ``dest``."""
+    path = Path(text)
+    if not text or not path.is_absolute() or ".." in path.parts or path.name in ("", "."):
+        return f"{text!r} is not a plain absolute path"
+    where = _real(path)
+    if where.parent != dest and dest not in where.parent.parents:
+        return f"{text} is outside the export folder {dest}"
+    return None
+
+
+def _record_problem(dest: Path, record: _FileRecord) -> str | None:
+    problem = _outside_problem(dest, record.destination)
+    if problem is not None:
+        return problem
+    source = Path(record.source)
+    if not record.source or not source.is_absolute() or ".." in source.parts:
+        return f"the original {record.source!r} is not a plain absolute path"
+    if _real(source) == _real(Path(record.destination)):
+        return f"{record.destination} is named as both the original and the exported file"
+    return None
+
+
+def _check_undo_source(source: _UndoSource) -> None:
+    """Refuse, as a whole, a journal or manifest that names files outside its export folder.
+
+    Raises:
+        UndoError: it does not lie in the folder its header names, or a record's
+            destination (or a created folder) is not inside that folder, or a record's
+            source and destination are one file.
+    """
+    where = source.journal or source.path
+    claimed = source.claimed_dest
+    if not claimed.is_absolute() or Path(os.path.realpath(claimed)) != source.dest:
+        raise UndoError(
+            f"cannot undo {where}: it names the export folder {claimed} but lies in "
+            f"{source.dest}; undo it from its own export folder. Nothing was changed."
+        )
+    problems = (_record_problem(source.dest, r) for r in source.records)
+    folders = (_outside_problem(source.dest, f) for f in source.folders or ())
+    problem = next((p for p in (*problems, *folders) if p is not None), None)
+    if problem is not None:
+        raise UndoError(
+            f"cannot undo {where}: {problem}. An export only writes inside its own folder, "
+            "so the file list was edited or damaged; nothing was changed."
+        )
 
 
 def _read_manifest(path: Path) -> tuple[str, list[_FileRecord]]:
@@ -1343,19 +1759,29 @@ def _read_manifest(path: Path) -> tuple[str, list[_FileRecord]]:
     return mode, records
 
 
-def _undo_record(record: _FileRecord, result: UndoResult) -> None:
+def _keep(result: UndoResult, path: Path, reason: str, unverified: bool = False) -> None:
+    result.kept.append((os.fspath(path), reason))
+    result.unverified += unverified
+
+
+def _undo_record(record: _FileRecord, guard: _UndoGuard, result: UndoResult) -> None:
     source, destination = Path(record.source), Path(record.destination)
     _remove_quietly(_partial_path(destination))
     if record.mode == "move":
         _remove_quietly(_partial_path(source))
-        _undo_move(source, destination, result)
+        _undo_move(record, guard, result)
     elif record.mode in _STATES:
-        _undo_link_or_copy(record.mode, source, destination, result)
+        _undo_link_or_copy(record, guard, result)
 
 
-def _undo_move(source: Path, destination: Path, result: UndoResult) -> None:
+def _undo_move(record: _FileRecord, guard: _UndoGuard, result: UndoResult) -> None:
+    source, destination = Path(record.source), Path(record.destination)
     at_source, at_destination = _lexists(source), _lexists(destination)
     if at_destination and not at_source:
+        refusal = _move_refusal(record, guard)
+        if refusal is not None:
+            _keep(result, destination, refusal, unverified=record.kind == "legacy")
+            return
         source.parent.mkdir(parents=True, exist_ok=True)
         try:
             _move_file(destination, source)
@@ -1364,7 +1790,7 @@ def _undo_move(source: Path, destination: Path, result: UndoResult) -> None:
             return
         result.restored += 1
     elif at_destination:
-        if _same_content(source, destination):
+        if guard.library_root_of(destination) is None and _same_content(source, destination):
             os.unlink(destination)  # a killed move left the same file at both places
             result.restored += 1
         else:
@@ -1372,31 +1798,95 @@ def _undo_move(source: Path, destination: Path, result: UndoResult) -> None:
     elif at_source:
         result.unchanged += 1
     else:
-        result.kept.append((os.fspath(source), "missing at the original path and in the export"))
+        _keep(result, source, "missing at the original path and in the export")
+
+
+def _move_refusal(record: _FileRecord, guard: _UndoGuard) -> str | None:
+    """Why the moved file at the record's destination may not be put back (``None``: it may).
+
+    Checked against the record's identity (a move cut short: the source's size and mtime),
+    else against what the library's catalog recorded for the source.
+    """
+    destination = Path(record.destination)
+    if record.identity is not None and record.kind != "legacy":
+        return _identity_mismatch(destination, record.identity, record.kind == "verified")
+    recorded = guard.catalog(Path(record.source)) if guard.catalog is not None else None
+    if recorded is None:
+        return (
+            "moved by an older version that recorded no checksums, and no library's catalog "
+            f"knows the photo {record.source}; move it back yourself if it is that photo"
+        )
+    size, mtime_ns = recorded
+    mismatch = _identity_mismatch(destination, _Identity(size, mtime_ns), exact=False)
+    if mismatch is None:
+        return None
+    return (
+        f"it differs from the photo the library recorded at {record.source} (size or date); "
+        "move it back yourself if it is that photo"
+    )
 
 
 def _keep_appeared(source: Path, destination: Path, result: UndoResult) -> None:
     reason = f"another file is now at the original path; the exported photo stays at {destination}"
-    result.kept.append((os.fspath(source), reason))
+    _keep(result, source, reason)
 
 
-def _undo_link_or_copy(mode: str, source: Path, destination: Path, result: UndoResult) -> None:
+def _undo_link_or_copy(record: _FileRecord, guard: _UndoGuard, result: UndoResult) -> None:
+    destination = Path(record.destination)
     if not _lexists(destination):
         result.unchanged += 1
         return
-    if mode == "copy":
-        ours = _lexists(source) and not destination.is_symlink()
-        ours = ours and _same_content(source, destination)
-    elif mode == "hardlink":
-        ours = _same_inode(source, destination)
-    else:
-        ours = _links_to(destination, source)
-    if ours:
-        os.unlink(destination)
-        result.removed += 1
-    else:
-        reason = f"kept: it no longer matches the original {source} (or the original is gone)"
-        result.kept.append((os.fspath(destination), reason))
+    if record.kind == "legacy":
+        _keep(result, destination, UNVERIFIED_REASON, unverified=True)
+        return
+    refusal = _removal_refusal(record, guard)
+    if refusal is not None:
+        _keep(result, destination, refusal)
+        return
+    os.unlink(destination)
+    result.removed += 1
+
+
+def _removal_refusal(record: _FileRecord, guard: _UndoGuard) -> str | None:
+    """Why a copy or link with an identity may not be deleted (``None``: it may)."""
+    source, destination = Path(record.source), Path(record.destination)
+    identity = record.identity
+    assert identity is not None
+    root = guard.library_root_of(destination)
+    if root is not None:
+        return f"it lies inside the photo folder {root}; delete it yourself if you want it gone"
+    if record.mode != "symlink" and not _lexists(source):
+        return f"its original {source} is gone, so it may be the last copy of the photo"
+    if not _matches_original(record.mode, source, destination):
+        return f"it no longer matches the original {source}"
+    verified = record.kind == "verified"
+    if record.mode == "symlink" and not verified:  # a link cut short: its target matches
+        return None
+    mismatch = _identity_mismatch(destination, identity, exact=verified)
+    if mismatch is None and record.mode == "copy" and not _copy_matches(record):
+        return f"it no longer matches the original {source}"
+    return mismatch
+
+
+def _matches_original(mode: str, source: Path, destination: Path) -> bool:
+    """Whether ``destination`` still is ``source`` exported in ``mode`` (a copy must be
+    another file, a hard link the same inode, a symlink point at it)."""
+    if mode == "symlink":
+        return _links_to(destination, source)
+    if mode == "hardlink":
+        return _same_inode(source, destination)
+    return not destination.is_symlink() and not _same_inode(source, destination)
+
+
+def _copy_matches(record: _FileRecord) -> bool:
+    """Whether a copy's original still has the bytes the export copied."""
+    source, destination = Path(record.source), Path(record.destination)
+    if record.identity is None or record.identity.sha256 is None:
+        return _same_content(source, destination)
+    try:
+        return _sha256_of(source) == record.identity.sha256
+    except OSError:
+        return False
 
 
 def _destination_folders(records: list[_FileRecord], dest: Path) -> list[str]:

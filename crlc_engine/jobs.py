@@ -34,6 +34,8 @@ from crlc_engine.errors import (
     InvalidSettingError,
     NoGroundTruthError,
     RunNotFoundError,
+    WorkspaceLockedError,
+    plain_message,
 )
 from crlc_engine.events import NullReporter, Reporter
 from crlc_engine.fileio import atomic_write, atomic_write_json
@@ -51,7 +53,7 @@ from crlc_engine.models import CRLCModel
 from crlc_engine.presets import memorybank_lambda_fc
 from crlc_engine.quick import assign_quick, is_quick, run_quick
 from crlc_engine.results import ResultStore, carry_over_names
-from crlc_engine.runs import RunDir, RunStore
+from crlc_engine.runs import UNFINISHED_STATES, RunDir, RunStore
 from crlc_engine.training.checkpoint import load_checkpoint
 from crlc_engine.training.two_stage import (
     NEIGHBORS_FILE,
@@ -71,6 +73,7 @@ __all__ = [
     "delete_run",
     "evaluate_folder",
     "list_runs",
+    "mark_interrupted_runs",
     "refine_folder",
     "scan_folders",
     "train_folder",
@@ -214,8 +217,11 @@ def train_folder(
         if control.cancelled:
             raise InterruptedError("cancelled while scanning the images")
         with library.locked(f"training ({config.preset} preset)"):
+            library.runs.mark_interrupted()  # we hold the lock: no other run is training
             fixed: dict[int, str] | None = None
+            continues = False
             if resume is not None:
+                continues = _restart_if_never_saved(run, reporter)
                 records = _resume_records(library, run, config.image_size)
                 labelled = _load_labelled(run)
                 mapping = run.read_config().get("class_to_cluster") or {}
@@ -256,8 +262,9 @@ def train_folder(
                 records,
                 reporter,
                 control,
-                resume is not None,
+                continues,
                 labelled=labelled,
+                parent_checkpoint=_restart_parent(library.runs, parent, continues),
                 fixed_names=fixed,
                 pixels=pixels,
             )
@@ -474,6 +481,7 @@ def _create_run(
             "parent": parent,
             "kind": kind or ("train" if parent is None else "refine"),
             "images": len(records),
+            "catalog_id": library.catalog.catalog_id,
             **(extra or {}),
         },
     )
@@ -571,9 +579,9 @@ def _train_run(
             preds = predict(trainer.model, trainer.data, trainer.augment_config, device)
             _store_results(library, run, records, preds, fit.chosen_head, fixed_names)
     except BaseException as exc:
-        message = str(exc) if isinstance(exc, CRLCError) else f"{type(exc).__name__}: {exc}"
+        message = plain_message(exc)
         state = "cancelled" if isinstance(exc, KeyboardInterrupt | InterruptedError) else "failed"
-        run.write_status(state, message)
+        run.record_stop(state, message)
         raise
     run.write_status(
         fit.state,
@@ -698,7 +706,13 @@ def _load_labelled(run: RunDir) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _resume_records(library: ImageLibrary, run: RunDir, side: int) -> list[ImageRecord]:
-    ids = np.load(run.path / "image_ids.npy").tolist()
+    try:
+        ids = np.load(run.path / "image_ids.npy").tolist()
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"run {run.run_id} cannot continue: its list of images (image_ids.npy) is missing "
+            f"or unreadable ({exc}); start a new run"
+        ) from None
     available = {r.id: r for r in library.cached_images(side)}
     lost = [i for i in ids if i not in available]
     if lost:
@@ -710,18 +724,57 @@ def _resume_records(library: ImageLibrary, run: RunDir, side: int) -> list[Image
 
 
 def _unfinished_run(runs: RunStore, run_id: str | None) -> RunDir:
+    """The run ``--resume`` continues: ``run_id``, else the newest unfinished one.
+
+    A run without a checkpoint (interrupted before its first one) is returned too: the
+    caller starts it again from the beginning with its settings.
+    """
     if run_id is not None:
         run = runs.get(run_id, state=None, clusters_only=False)
         if run.state == "completed":
             raise InvalidSettingError(f"run {run_id} is already completed; nothing to resume")
     else:
-        candidates = [r for r in runs.all() if r.state in ("cancelled", "running", "failed")]
+        candidates = [r for r in runs.all() if r.state in UNFINISHED_STATES]
         if not candidates:
             raise RunNotFoundError("no unfinished run to resume in this library")
         run = candidates[-1]
-    if not run.checkpoint_path.exists():
-        raise RunNotFoundError(f"run {run.run_id} has no checkpoint to resume from")
     return run
+
+
+def _restart_if_never_saved(run: RunDir, reporter: Reporter) -> bool:
+    """Whether a resumed run has a checkpoint; without one it starts again from scratch.
+
+    The run keeps its id and settings; the history of epochs that were never saved goes.
+    """
+    if run.checkpoint_path.exists():
+        return True
+    reporter.status(
+        f"Run {run.run_id} stopped before its first checkpoint, so there is nothing to "
+        "continue: starting it again from the beginning with its settings"
+    )
+    run.history_path.unlink(missing_ok=True)
+    return False
+
+
+def _restart_parent(runs: RunStore, parent: str | None, continues: bool) -> Path | None:
+    """The checkpoint a run started again from scratch begins from: its parent's (refine,
+    stage 2); ``None`` for a run that continues its own checkpoint or has no parent."""
+    if continues or parent is None:
+        return None
+    return runs.get(parent, state=None, clusters_only=False).checkpoint_path
+
+
+def mark_interrupted_runs(library: ImageLibrary) -> list[str]:
+    """Mark the library's ``running`` runs that no process is training ``interrupted``.
+
+    Takes the workspace lock for a moment; when another process holds it (it may be training
+    one of them), nothing is marked. Returns the ids marked.
+    """
+    try:
+        with library.locked("checking for interrupted runs"):
+            return library.runs.mark_interrupted()
+    except WorkspaceLockedError:
+        return []
 
 
 # ---------------------------------------------------------------------- refine (CRLC-semi)
@@ -948,7 +1001,10 @@ def assign_run(
 
 @dataclass(frozen=True)
 class RunInfo:
-    """One line of ``crlc runs``."""
+    """One line of ``crlc runs``.
+
+    ``state`` is ``damaged`` for a run that cannot be used; ``problem`` then says why.
+    """
 
     run_id: str
     parent: str | None
@@ -960,6 +1016,7 @@ class RunInfo:
     head: int | None
     duration_s: float | None
     created: str
+    problem: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -969,29 +1026,34 @@ class RunInfo:
 def list_runs(
     folders: str | Path | Sequence[str | Path], workspace: str | Path | None = None
 ) -> list[RunInfo]:
-    """Every run of the library, oldest first."""
-    with ImageLibrary.open(_roots(folders), workspace) as library:
-        runs = library.runs.all()
-    infos = []
-    for run in runs:
-        config = run.read_config()
-        status = run.read_status()
-        train = config.get("train", {})
-        infos.append(
-            RunInfo(
-                run_id=run.run_id,
-                parent=config.get("parent"),
-                kind=config.get("kind", "train"),
-                preset=str(train.get("preset", "")),
-                epochs=status.get("epochs"),
-                state=str(status.get("state", "failed")),
-                clusters=int(train.get("clusters", 0)),
-                head=status.get("head"),
-                duration_s=status.get("elapsed_s"),
-                created=str(config.get("created", "")),
-            )
-        )
-    return infos
+    """Every run of the library, oldest first, damaged ones included (state ``damaged``).
+
+    ``running`` runs that no process is training are marked ``interrupted`` first.
+    """
+    with ImageLibrary.open(_roots(folders), workspace, read_only=True) as library:
+        mark_interrupted_runs(library)
+        runs = [(run, None) for run in library.runs.all()] + library.runs.damaged()
+    return [_run_info(run, problem) for run, problem in sorted(runs, key=lambda r: r[0].run_id)]
+
+
+def _run_info(run: RunDir, problem: str | None) -> RunInfo:
+    if problem is not None:
+        return RunInfo(run.run_id, None, "?", "", None, "damaged", 0, None, None, "", problem)
+    config = run.read_config()
+    status = run.read_status()
+    train = config.get("train", {})
+    return RunInfo(
+        run_id=run.run_id,
+        parent=config.get("parent"),
+        kind=config.get("kind", "train"),
+        preset=str(train.get("preset", "")),
+        epochs=status.get("epochs"),
+        state=str(status.get("state", "failed")),
+        clusters=int(train.get("clusters", 0)),
+        head=status.get("head"),
+        duration_s=status.get("elapsed_s"),
+        created=str(config.get("created", "")),
+    )
 
 
 def delete_run(
@@ -999,7 +1061,7 @@ def delete_run(
 ) -> Path:
     """Delete a run's folder and its assignments and names (labels stay)."""
     with ImageLibrary.open(_roots(folders), workspace) as library:
-        run = library.runs.get(run_id, state=None, clusters_only=False)
+        run = library.runs.get(run_id, state=None, clusters_only=False, allow_damaged=True)
         with library.locked(f"deleting run {run_id}"):
             store = ResultStore(library.catalog)
             store.db.execute("BEGIN IMMEDIATE")
@@ -1060,7 +1122,7 @@ def evaluate_folder(
         RunNotFoundError: no completed run (or no run ``run_id``).
         NoGroundTruthError: no image lies in a class sub-folder.
     """
-    with ImageLibrary.open(_roots(folders), workspace) as library:
+    with ImageLibrary.open(_roots(folders), workspace, read_only=True) as library:
         run = library.runs.get(run_id, state="completed")
         labelled = set(Annotations(library.catalog).labels()) if unlabelled_only else set()
     if not run.predictions_path.exists():

@@ -31,7 +31,7 @@ from crlc_engine.annotations import Annotations
 from crlc_engine.config import TrainConfig
 from crlc_engine.control import JobControl
 from crlc_engine.device import resolve_device
-from crlc_engine.errors import CheckpointError, CRLCError, InvalidSettingError
+from crlc_engine.errors import CheckpointError, InvalidSettingError, plain_message
 from crlc_engine.events import NullReporter, Reporter
 from crlc_engine.features import (
     FeatureCache,
@@ -205,9 +205,9 @@ def run_quick(
             preds = trainer.predict()
             _store_results(library, run, records, preds, fit.chosen_head, fixed_names)
     except BaseException as exc:
-        message = str(exc) if isinstance(exc, CRLCError) else f"{type(exc).__name__}: {exc}"
+        message = plain_message(exc)
         state = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
-        run.write_status(state, message)
+        run.record_stop(state, message)
         raise
     run.write_status(
         fit.state,
@@ -261,8 +261,11 @@ def train_quick_folder(
         if control.cancelled:
             raise InterruptedError("cancelled while scanning the images")
         with library.locked(f"training ({config.preset} preset)"):
+            library.runs.mark_interrupted()
             fixed: dict[int, str] | None = None
+            continues = False
             if resume is not None:
+                continues = jobs._restart_if_never_saved(run, reporter)
                 records = jobs._resume_records(library, run, config.image_size)
                 labelled = jobs._load_labelled(run)
                 mapping = run.read_config().get("class_to_cluster") or {}
@@ -285,7 +288,7 @@ def train_quick_folder(
                 records,
                 reporter,
                 control,
-                resume is not None,
+                continues,
                 labelled=labelled,
                 fixed_names=fixed,
                 extractor=extractor,

@@ -8,6 +8,19 @@ assignments themselves are in the library's catalog. ``<base>`` is ``--workspace
 ``$CRLC_WORKSPACE``, else the platformdirs user data folder; ``<key>`` hashes the sorted
 resolved library roots.
 
+Every run records the ``catalog_id`` of the library's catalog it was made with (its image
+ids mean something only in that catalog). :class:`RunStore` checks each run when listing it:
+a run whose ``config.json`` or ``status.json`` cannot be read, or that was made with another
+catalog, is *damaged*: listed by :meth:`RunStore.damaged` with the reason, skipped by
+:meth:`RunStore.all` and refused by :meth:`RunStore.get`, never fatal for the other runs. Runs
+made before catalog ids existed are checked once by the image paths they stored (their
+``predictions.npz``, else an ``image_paths.json`` written at that first check) and then
+adopt the catalog's id.
+
+A run's ``state`` is ``running``, ``cancelled``, ``completed``, ``failed`` or ``interrupted``:
+a ``running`` run found while nobody holds the workspace lock was killed or crashed
+(:meth:`RunStore.mark_interrupted`), and a run without ``status.json`` never started.
+
 A stage-2 run of two-stage CRLC also holds ``neighbors.npy`` (the kNN table its positives
 came from). A run's ``kind`` (in ``config.json``) is ``train``, ``refine``, ``stage1`` or
 ``stage2``; a ``stage1`` run (representation learning only) has a checkpoint but no clusters,
@@ -16,6 +29,7 @@ so the "newest completed run" look-ups used by assign, clusters, export and the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -24,15 +38,21 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import platformdirs
 
-from crlc_engine.errors import RunNotFoundError
+from crlc_engine.config import TrainConfig
+from crlc_engine.errors import CRLCError, RunDamagedError, RunNotFoundError
 from crlc_engine.fileio import atomic_write_json
 
 APP_NAME = "crlc-organizer"
-RUN_STATES = ("running", "cancelled", "completed", "failed")
+RUN_STATES = ("running", "cancelled", "completed", "failed", "interrupted")
+#: States of runs that stopped before completing (``--resume`` continues them).
+UNFINISHED_STATES = ("running", "cancelled", "failed", "interrupted")
+#: The file where a run made before catalog ids existed keeps the paths it was checked with.
+IMAGE_PATHS_FILE = "image_paths.json"
 RUN_KINDS = ("train", "refine", "stage1", "stage2")
 #: Run kinds that produce no cluster assignments.
 KINDS_WITHOUT_CLUSTERS = ("stage1",)
@@ -124,17 +144,41 @@ class RunDir:
         }
         atomic_write_json(self.status_path, payload)
 
-    def read_status(self) -> dict[str, Any]:
-        """The stored status, or ``{"state": "failed"}`` when unreadable."""
+    def record_stop(self, state: str, message: str) -> None:
+        """Record why a run stopped early, best effort: on a full disk the status stays
+        ``running`` and the next look marks the run ``interrupted``; the error that stopped
+        it is what the caller reports."""
+        with contextlib.suppress(OSError):
+            self.write_status(state, message)
+
+    def status_problem(self) -> str | None:
+        """Why ``status.json`` cannot be used, or ``None`` (also when there is none yet)."""
         try:
-            data: dict[str, Any] = json.loads(self.status_path.read_text(encoding="utf-8"))
+            data = json.loads(self.status_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            return f"its status.json is unreadable ({exc})"
+        if not isinstance(data, dict) or data.get("state") not in RUN_STATES:
+            return "its status.json does not hold a run state"
+        return None
+
+    def read_status(self) -> dict[str, Any]:
+        """The stored status; ``interrupted`` when there is none (the run never started),
+        ``failed`` when it is unusable (such a run is damaged: see :func:`run_problem`)."""
+        try:
+            data = json.loads(self.status_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"state": "interrupted", "message": "stopped before training started"}
         except (OSError, ValueError):
-            return {"state": "failed", "message": "status.json missing or unreadable"}
+            data = None
+        if not isinstance(data, dict) or data.get("state") not in RUN_STATES:
+            return {"state": "failed", "message": "status.json unreadable"}
         return data
 
     @property
     def state(self) -> str:
-        """``running``, ``cancelled``, ``completed`` or ``failed``."""
+        """``running``, ``cancelled``, ``completed``, ``failed`` or ``interrupted``."""
         return str(self.read_status().get("state", "failed"))
 
     @property
@@ -151,12 +195,106 @@ class RunDir:
         return self.kind not in KINDS_WITHOUT_CLUSTERS
 
 
-class RunStore:
-    """The ``runs/`` folder of a library workspace."""
+class CatalogView(Protocol):
+    """What a run check needs of the library's catalog (``library.catalog.Catalog``)."""
 
-    def __init__(self, runs_dir: Path, roots: Sequence[Path] = ()) -> None:
+    @property
+    def catalog_id(self) -> str | None:
+        """The catalog's random id."""
+
+    def rel_paths(self, image_ids: Iterable[int]) -> dict[int, str]:
+        """image id -> root-relative POSIX path, for the ids the catalog knows."""
+
+
+def run_problem(run: RunDir, catalog: CatalogView | None = None) -> str | None:
+    """Why a run cannot be used (damaged), or ``None`` when it is sound.
+
+    Checks that ``config.json`` holds valid settings, that ``status.json`` (when present) is
+    readable, and, given the library's catalog, that the run was made with it: by the
+    ``catalog_id`` it recorded, else (a run made before ids existed) by its image paths. A
+    run that passes the path check adopts the catalog's id (best effort).
+    """
+    try:
+        config = run.read_config()
+        if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
+            return "its config.json does not hold a run's settings"
+        TrainConfig.from_dict(config["train"])
+    except (OSError, ValueError, TypeError, CRLCError) as exc:
+        return f"its config.json is unreadable ({exc})"
+    if run.status_path.exists() and run.read_status().get("message") in ("status.json unreadable",):
+        return "its status.json is unreadable"
+    if catalog is None or catalog.catalog_id is None:
+        return None
+    made_with = config.get("catalog_id")
+    if made_with is not None:
+        if made_with == catalog.catalog_id:
+            return None
+        return (
+            "it was made with another catalog of this library (the catalog was deleted or "
+            "replaced since), so its image numbers no longer name the same photos"
+        )
+    return _check_legacy_paths(run, config, catalog)
+
+
+def _stored_paths(run: RunDir) -> dict[int, str] | None:
+    """image id -> path as the run stored them (``None`` when it stored none)."""
+    try:
+        if run.predictions_path.exists():
+            with np.load(run.predictions_path) as stored:
+                ids = stored["image_ids"].tolist()
+                paths = [str(p) for p in stored["paths"]]
+            return dict(zip(ids, paths, strict=True))
+        path = run.path / IMAGE_PATHS_FILE
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return {int(k): str(v) for k, v in data.items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return None
+
+
+def _check_legacy_paths(run: RunDir, config: dict[str, Any], catalog: CatalogView) -> str | None:
+    stored = _stored_paths(run)
+    if stored == {}:
+        return "its stored image paths are unreadable"
+    ids_file = run.path / "image_ids.npy"
+    ids = list(stored) if stored is not None else _image_ids(ids_file)
+    current = catalog.rel_paths(ids)
+    if stored is not None and any(current.get(i) != p for i, p in stored.items()):
+        return (
+            "its images no longer match the library's catalog (the catalog was deleted or "
+            "replaced since), so its results would name the wrong photos"
+        )
+    with contextlib.suppress(OSError):  # best effort: a read-only or full disk checks again
+        if stored is None and ids:
+            atomic_write_json(run.path / IMAGE_PATHS_FILE, {str(i): current[i] for i in current})
+        atomic_write_json(run.config_path, {**config, "catalog_id": catalog.catalog_id})
+    return None
+
+
+def _image_ids(path: Path) -> list[int]:
+    try:
+        return [int(i) for i in np.load(path).tolist()]
+    except (OSError, ValueError):
+        return []
+
+
+class RunStore:
+    """The ``runs/`` folder of a library workspace.
+
+    Args:
+        runs_dir: The folder.
+        roots: The library's root folders (for messages).
+        catalog: The library's catalog; given, runs made with another catalog are damaged.
+    """
+
+    def __init__(
+        self, runs_dir: Path, roots: Sequence[Path] = (), catalog: CatalogView | None = None
+    ) -> None:
         self.runs_dir = runs_dir
         self.roots = tuple(roots)
+        self.catalog = catalog
+        self._checked: dict[str, tuple[float, str | None]] = {}
 
     def create_run(self) -> RunDir:
         """Make a new, empty run folder with a fresh id."""
@@ -170,33 +308,87 @@ class RunStore:
                 continue
             return RunDir(path)
 
-    def all(self) -> list[RunDir]:
-        """All runs, oldest first (ids sort by time)."""
+    def _folders(self) -> list[RunDir]:
         if not self.runs_dir.is_dir():
             return []
         return [RunDir(p) for p in sorted(self.runs_dir.iterdir()) if (p / "config.json").exists()]
+
+    def problem(self, run: RunDir) -> str | None:
+        """Why ``run`` is damaged, else ``None`` (cached until its config or status changes)."""
+        try:
+            stamp = max(
+                os.stat(p).st_mtime_ns for p in (run.config_path, run.status_path) if p.exists()
+            )
+        except (OSError, ValueError):
+            stamp = -1
+        cached = self._checked.get(run.run_id)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        found = run_problem(run, self.catalog)
+        self._checked[run.run_id] = (stamp, found)
+        return found
+
+    def all(self) -> list[RunDir]:
+        """All sound runs, oldest first (ids sort by time); damaged ones are left out."""
+        return [run for run in self._folders() if self.problem(run) is None]
+
+    def damaged(self) -> list[tuple[RunDir, str]]:
+        """Runs that cannot be used, with the reason, oldest first."""
+        found = [(run, self.problem(run)) for run in self._folders()]
+        return [(run, reason) for run, reason in found if reason is not None]
+
+    def mark_interrupted(self) -> list[str]:
+        """Mark every ``running`` run ``interrupted``; returns their ids.
+
+        Call it only while holding the workspace lock: a run really training holds that lock
+        for its whole training, so any other ``running`` run was killed or crashed.
+        """
+        marked = []
+        for run in self.all():
+            status = run.read_status()
+            if status.get("state") != "running":
+                continue
+            extra = {k: v for k, v in status.items() if k not in ("state", "message", "updated")}
+            with contextlib.suppress(OSError):
+                run.write_status(
+                    "interrupted",
+                    "stopped without finishing (the program was killed, crashed or the "
+                    "computer shut down)",
+                    **extra,
+                )
+                marked.append(run.run_id)
+        return marked
 
     def get(
         self,
         run_id: str | None = None,
         state: str | None = "completed",
         clusters_only: bool = True,
+        allow_damaged: bool = False,
     ) -> RunDir:
-        """The run with ``run_id``, else the newest run in ``state``.
+        """The run with ``run_id``, else the newest sound run in ``state``.
 
         Args:
             run_id: A run id, or ``None`` for the newest matching run.
             state: The state the run must be in (``None``: any).
             clusters_only: Only runs that assign clusters: the newest-run look-up skips
                 stage-1 runs, and naming one raises.
+            allow_damaged: Return the run named by ``run_id`` even when it is damaged (to
+                delete it).
 
         Raises:
             RunNotFoundError: no such run.
+            RunDamagedError: the named run is damaged (see :func:`run_problem`).
         """
         if run_id:
             run = RunDir(self.runs_dir / run_id)
             if "/" in run_id or not run.config_path.exists():
                 raise RunNotFoundError(f"no run {run_id!r} in {self.runs_dir}")
+            if not allow_damaged and (problem := self.problem(run)) is not None:
+                raise RunDamagedError(
+                    f"run {run_id} is damaged: {problem}. Delete it with `crlc runs "
+                    f"FOLDER... --delete {run_id}` (the other runs are not affected)"
+                )
             if clusters_only and not run.has_clusters:
                 raise RunNotFoundError(
                     f"run {run_id} is stage 1 of two-stage training (representation learning "

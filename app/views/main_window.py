@@ -721,10 +721,18 @@ class MainWindow(QMainWindow):
         if not runs:
             return None
         run = runs[-1]
+        if run.has_checkpoint:
+            text, action = f"An unfinished {run.describe()} can be resumed.", "Resume"
+        else:
+            text = (
+                f"An unfinished {run.describe()} stopped before its first checkpoint; it can "
+                "start again from the beginning with the same settings."
+            )
+            action = "Start again"
         self.notice.show_notice(
-            f"An unfinished {run.describe()} can be resumed.",
+            text,
             [
-                ("Resume", lambda: self.resume_run(run.run_id)),
+                (action, lambda: self.resume_run(run.run_id)),
                 ("Discard…", lambda: self.discard_run(run.run_id)),
                 ("Later", lambda: None),
             ],
@@ -1034,6 +1042,7 @@ class MainWindow(QMainWindow):
                 opts.min_confidence,
                 opts.keep_subfolders,
                 False,
+                library=self.session.library,  # holds its export.lock while exporting
             )
             worker.finished.connect(self._on_exported)
             worker.cancelled.connect(
@@ -1046,37 +1055,64 @@ class MainWindow(QMainWindow):
             self._start(f"Exporting to {opts.dest}", worker, unit="photos")
 
     def _on_exported(self, result: Any) -> None:
+        """Say what the export did, counts included; list the failed and missing photos."""
         folders = len(result.folders)
         self.statusBar().showMessage(
-            f"Exported {_plural(result.files, 'photo')} into {_plural(folders, 'folder')}; "
-            f"the list is in {result.manifest}",
-            15000,
+            f"Exported {_plural(result.done, 'photo')} into {_plural(folders, 'folder')}; "
+            f"{result.counts_text()}. The list is in {result.manifest}",
+            30000 if result.failed or result.missing else 15000,
         )
-        failed = [(path, note) for path, note in result.skipped if note.startswith("failed")]
-        if failed:
-            FileListDialog(
-                "Some photos were not exported",
-                f"{_plural(len(failed), 'photo')} could not be exported. Fix the cause and "
-                "export again to the same folder: the photos already there are not "
-                "exported twice.",
-                failed,
-                self,
-            ).open()
+        if not result.failed and not result.missing:
+            return
+        rows = [(path, f"failed: {reason}") for path, reason in result.failed]
+        rows += [(path, f"missing: {reason}") for path, reason in result.missing]
+        parts = []
+        if result.failed:
+            parts.append(f"{_plural(len(result.failed), 'photo')} could not be exported")
+        if result.missing:
+            verb = "is" if len(result.missing) == 1 else "are"
+            parts.append(
+                f"{_plural(len(result.missing), 'photo')} {verb} missing (deleted or moved "
+                "since the grouping)"
+            )
+        dialog = FileListDialog(
+            "Photos that failed or are missing",
+            f"{' and '.join(parts)}. Fix the cause and export again to the same folder: the "
+            "photos already there are not exported twice. Scan the folders again to forget "
+            "photos you deleted.",
+            rows,
+            self,
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
 
     def _undo_export(self) -> None:
         manifest, _ = QFileDialog.getOpenFileName(
             self, "Choose the manifest of the export to undo", "", "Export manifest (*.csv)"
         )
-        if manifest:
-            worker = undo_export_job(Path(manifest))
-            worker.finished.connect(
-                lambda r: self.statusBar().showMessage(
-                    f"Export undone: {r.restored:,} photos put back, {r.removed:,} copies or "
-                    "links removed",
-                    15000,
-                )
+        if not manifest:
+            return
+
+        def report(result: Any) -> None:
+            self.statusBar().showMessage(
+                f"Export undone: {result.restored:,} photos put back, {result.removed:,} "
+                f"copies or links removed, {_plural(len(result.kept), 'file')} kept",
+                15000,
             )
-            self._start("Undoing the export", worker, unit="files")
+            if result.kept:
+                dialog = FileListDialog(
+                    "Files the undo kept",
+                    f"{_plural(len(result.kept), 'file')} of the export stayed where they "
+                    "are, to keep your photos safe; the reason is next to each.",
+                    result.kept,
+                    self,
+                )
+                dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+                dialog.open()
+
+        worker = undo_export_job(Path(manifest), self._library_workspace())
+        worker.finished.connect(report)
+        self._start("Undoing the export", worker, unit="files")
 
     # ------------------------------------------------------------------ runs, about
     def _fill_runs_menu(self) -> None:

@@ -4,17 +4,39 @@ Stored in ``<workspace>/catalog.sqlite`` (stdlib sqlite3, WAL). Paths are kept a
 POSIX path relative to the root), so a moved root is re-linked by changing one row. The
 schema carries a version; :data:`MIGRATIONS` brings an older file up to date, each step in
 one transaction.
+
+Every catalog carries a random ``catalog_id`` (in ``meta``) that runs record when they are
+made: a run whose id differs was made with another catalog (see :mod:`crlc_engine.runs`).
+Opening checks the file (``PRAGMA quick_check``) and names a damaged catalog with the way
+out instead of failing later. A read-only open (for commands that only read) writes
+nothing, so it works on a full disk and in a read-only workspace.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+from crlc_engine.errors import (
+    CRLCError,
+    DiskFullError,
+    LibraryNotFoundError,
+    NewerVersionError,
+    NoPermissionError,
+    WorkspaceDamagedError,
+    WorkspaceLockedError,
+)
 
 SCHEMA_VERSION = 2
+#: A writable open failing with this little free space is a full disk.
+FULL_DISK_BYTES = 1024 * 1024
 IMAGE_STATUSES = ("ok", "error", "unsupported", "missing")
 
 
@@ -139,16 +161,114 @@ class ImageRecord:
         return self.id - 1
 
 
-class Catalog:
-    """A connection to one library's catalog (create / migrate on open)."""
+#: What to do about a damaged catalog (appended to the messages that name it).
+REBUILD_ADVICE = (
+    "run `crlc forget FOLDER...` and scan the folders again (your photos are not touched, "
+    "but this library's runs, names and labels are lost)"
+)
 
-    def __init__(self, path: Path) -> None:
+
+def damaged_catalog(path: Path, detail: str) -> WorkspaceDamagedError:
+    """The error for a catalog that cannot be used, naming the file and the way out."""
+    return WorkspaceDamagedError(
+        f"the library's catalog {path} is damaged ({detail}); {REBUILD_ADVICE}"
+    )
+
+
+class Catalog:
+    """A connection to one library's catalog (create / migrate on open).
+
+    Args:
+        path: ``catalog.sqlite``.
+        read_only: Open for reading only (never creates, migrates or writes anything; the
+            file must exist and be up to date). Falls back to an immutable snapshot when the
+            disk is too full even for SQLite's shared-memory file.
+
+    Raises:
+        WorkspaceDamagedError: the file is not a usable catalog (quick_check fails).
+        LibraryNotFoundError: ``read_only`` and there is no catalog yet.
+    """
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        self.read_only = read_only
+        self._catalog_id: str | None = None
+        try:
+            self.db = self._connect()
+            self._check_integrity()
+            if not read_only:
+                self._migrate()
+                self._ensure_catalog_id()
+            elif self._version() != SCHEMA_VERSION:
+                raise WorkspaceDamagedError(
+                    f"the library's catalog {path} is from another version of the program "
+                    f"(schema {self._version()}, this one uses {SCHEMA_VERSION}); run a "
+                    "command that writes (e.g. `crlc scan FOLDER`) to update it"
+                )
+        except sqlite3.DatabaseError as exc:
+            self._close_quietly()
+            if isinstance(exc, sqlite3.OperationalError) and not _is_damage(exc):
+                raise _cannot_open(path, exc) from None
+            raise damaged_catalog(path, str(exc)) from None
+        except BaseException:
+            self._close_quietly()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.read_only:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            return db
+        if not self.path.is_file():
+            raise LibraryNotFoundError(
+                f"these folders have not been scanned or grouped yet (no catalog at "
+                f"{self.path}); run `crlc train FOLDER... --clusters K` (or `crlc scan "
+                "FOLDER...`) first"
+            )
+        uri = f"file:{quote(os.fspath(self.path))}?mode=ro"
+        try:
+            db = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            # A read-only WAL database needs its -shm file: on a full disk or in a read-only
+            # folder it cannot be made. Without a pending WAL, the file alone is complete.
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise
+            db = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
+            return db
+
+    def _check_integrity(self) -> None:
+        row = self.db.execute("PRAGMA quick_check(1)").fetchone()
+        if row is None or str(row[0]).lower() != "ok":
+            raise damaged_catalog(self.path, f"integrity check: {row[0] if row else 'no answer'}")
+
+    def _ensure_catalog_id(self) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('catalog_id', ?)", (uuid.uuid4().hex,)
+        )
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "db", None)
+        if db is not None:
+            db.close()
+
+    @property
+    def catalog_id(self) -> str | None:
+        """The random id of this catalog (``None`` for a read-only open of an old one)."""
+        if self._catalog_id is None:
+            row = self.db.execute("SELECT value FROM meta WHERE key='catalog_id'").fetchone()
+            self._catalog_id = None if row is None else str(row[0])
+        return self._catalog_id
+
+    def rel_paths(self, image_ids: Iterable[int]) -> dict[int, str]:
+        """image id -> POSIX path relative to its root, for the ids the catalog knows."""
+        wanted = {int(i) for i in image_ids}
+        rows = self.db.execute("SELECT id, rel_path FROM images")
+        return {int(i): str(rel) for i, rel in rows if int(i) in wanted}
 
     def close(self) -> None:
         """Close the connection."""
@@ -166,7 +286,7 @@ class Catalog:
     def _migrate(self) -> None:
         version = self._version()
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise NewerVersionError(
                 f"{self.path} has catalog schema {version}, newer than this program's "
                 f"{SCHEMA_VERSION}; update CRLC Organizer"
             )
@@ -320,6 +440,14 @@ class Catalog:
         )
         self.db.execute("DELETE FROM pixel_cache WHERE image_id=?", (image_id,))
 
+    def forget_rows_beyond(self, side: int, rows: int) -> int:
+        """Forget the cached pixels at ``side`` whose row (id - 1) is not below ``rows`` (a
+        cache file cut short); returns how many. They are decoded again by the next scan."""
+        cursor = self.db.execute(
+            "DELETE FROM pixel_cache WHERE side=? AND image_id > ?", (side, rows)
+        )
+        return int(cursor.rowcount)
+
     def forget_pixels(self, image_id: int) -> None:
         """The cached pixels of an image no longer match its file (at any size)."""
         self.db.execute("DELETE FROM pixel_cache WHERE image_id=?", (image_id,))
@@ -342,3 +470,35 @@ class Catalog:
             str(s): int(n)
             for s, n in self.db.execute("SELECT status, COUNT(*) FROM images GROUP BY status")
         }
+
+
+def _is_damage(error: sqlite3.OperationalError) -> bool:
+    """Whether an operational error means a damaged file (others: locked, full, read-only)."""
+    text = str(error).lower()
+    return "malformed" in text or "not a database" in text or "disk image" in text
+
+
+def _cannot_open(path: Path, error: sqlite3.OperationalError) -> CRLCError:
+    """Why a sound catalog could not be opened, in plain words: a full disk, no permission,
+    or another program holding it (its own message)."""
+    text = str(error).lower()
+    if "locked" in text or "busy" in text:
+        return WorkspaceLockedError(
+            f"the library's catalog {path} is busy in another program ({error}); try again "
+            "when it has finished"
+        )
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = -1
+    if 0 <= free < FULL_DISK_BYTES or "full" in text:
+        return DiskFullError(
+            f"the disk holding the library's workspace {path.parent} is full; free some space "
+            "and try again (commands that only read, such as `crlc clusters`, still work)"
+        )
+    if not os.access(path.parent, os.W_OK) or "readonly" in text:
+        return NoPermissionError(
+            f"the library's workspace {path.parent} may not be written ({error}); make it "
+            "writable, or choose another workspace with --workspace"
+        )
+    return DiskFullError(f"the library's catalog {path} cannot be opened for writing ({error})")

@@ -4,15 +4,17 @@
 ``thumbs/<id>.jpg``, ``runs/`` and ``lock``. Nothing is written inside the photo folders.
 A scan is incremental: unchanged files (same size and mtime) are skipped, changed ones are
 decoded again into the same cache row, vanished ones are marked missing, new ones appended.
+
+Bounds: the workspace may not lie inside a photo folder, nor a photo folder inside it (its
+thumbnails would be scanned as photos); a scan first walks all the folders and stops before
+adding anything when they hold more than ``ScanOptions.max_files`` image files; decoding
+runs in at most as many processes as there are CPU cores (:mod:`.decode_pool`).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import json
-import multiprocessing
-import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,14 +25,21 @@ from typing import Any
 import numpy as np
 
 from crlc_engine.control import JobControl
-from crlc_engine.errors import FolderNotFoundError, InvalidSettingError, NoImagesFoundError
+from crlc_engine.errors import (
+    FolderNotFoundError,
+    InvalidSettingError,
+    NoImagesFoundError,
+    TooManyFilesError,
+    WorkspaceDamagedError,
+)
 from crlc_engine.events import NullReporter, Reporter
 from crlc_engine.fileio import atomic_write_json
-from crlc_engine.library.catalog import Catalog, ImageRecord
+from crlc_engine.library.catalog import REBUILD_ADVICE, Catalog, ImageRecord
 from crlc_engine.library.decode import DecodeResult, decode_file, heif_available
+from crlc_engine.library.decode_pool import available_cores, run_decoders
 from crlc_engine.library.lock import WorkspaceLock
 from crlc_engine.library.pixel_cache import PixelCache
-from crlc_engine.library.walk import ScanOptions, walk_root
+from crlc_engine.library.walk import DEFAULT_MAX_FILES, ScanOptions, WalkResult, walk_root
 from crlc_engine.runs import RunStore, library_key, workspace_base
 
 COMMIT_EVERY_S = 1.0
@@ -59,6 +68,10 @@ class ScanSummary:
         decoded: Files decoded in this scan.
         seconds: Wall time of the scan.
         cancelled: Whether the scan was cancelled (the next scan continues it).
+        links_outside: Symbolic links that were followed to a target outside every
+            folder of the library: link path -> resolved target.
+        workers: Decoding processes used (0: in this process, or nothing to decode).
+        repaired: Images decoded again because the pixel cache file was cut short.
     """
 
     workspace: Path
@@ -71,6 +84,9 @@ class ScanSummary:
     decoded: int = 0
     seconds: float = 0.0
     cancelled: bool = False
+    links_outside: dict[str, str] = field(default_factory=dict)
+    workers: int = 0
+    repaired: int = 0
 
     @property
     def images_skipped(self) -> int:
@@ -97,6 +113,12 @@ class ScanSummary:
             "seconds": round(self.seconds, 3),
             "files_per_s": round(self.files_per_s, 2),
             "cancelled": self.cancelled,
+            "links_outside": [
+                {"path": path, "target": target}
+                for path, target in sorted(self.links_outside.items())
+            ],
+            "workers": self.workers,
+            "repaired": self.repaired,
         }
 
 
@@ -117,33 +139,154 @@ def resolve_roots(folders: Sequence[str | Path]) -> tuple[Path, ...]:
     return tuple(sorted(roots, key=str))
 
 
+def refuse_lost_catalog(workspace: Path) -> None:
+    """Refuse a workspace whose catalog is gone (or emptied) while runs made with it remain.
+
+    A new catalog would number the photos anew, and those runs would then name the wrong
+    photos; the way out is to forget the library and scan again.
+
+    Raises:
+        WorkspaceDamagedError: no catalog (or an empty file) and at least one run.
+    """
+    catalog = workspace / "catalog.sqlite"
+    runs = workspace / "runs"
+    if catalog.is_file() and catalog.stat().st_size > 0:
+        return
+    made = [p for p in runs.iterdir() if (p / "config.json").exists()] if runs.is_dir() else []
+    if made:
+        state = "empty" if catalog.exists() else "missing"
+        raise WorkspaceDamagedError(
+            f"the library's catalog {catalog} is {state}, but the workspace holds {len(made)} "
+            f"run(s) made with it, whose results can no longer be matched to the photos; "
+            f"{REBUILD_ADVICE}"
+        )
+
+
 def default_workers() -> int:
-    """Decoding processes: all cores but one (at least one)."""
-    return max(1, (os.cpu_count() or 2) - 1)
+    """Decoding processes: all available cores but one (at least one)."""
+    return max(1, available_cores() - 1)
+
+
+def decode_workers(requested: int | None, jobs: int, reporter: Reporter) -> int:
+    """Processes to decode ``jobs`` files with (0: in this process).
+
+    ``requested`` (default :func:`default_workers`), lowered to the cores this process may
+    use (said on ``reporter``) and to ``jobs``.
+    """
+    cores = available_cores()
+    count = default_workers() if requested is None else requested
+    if count > cores:
+        reporter.status(
+            f"{count} decoding processes asked for, but only {cores} CPU core(s) are "
+            f"available: using {cores}"
+        )
+        count = cores
+    return min(count, jobs)
+
+
+def refuse_nested_workspace(roots: Sequence[Path], workspace: Path) -> None:
+    """Refuse a workspace inside a photo folder, or a photo folder inside the workspace.
+
+    Either way a scan would find the library's own thumbnails and add them as photos.
+
+    Raises:
+        InvalidSettingError: they are nested (after resolving symbolic links).
+    """
+    place = workspace.resolve()
+    for root in roots:
+        if place.is_relative_to(root):
+            raise InvalidSettingError(
+                f"the workspace {workspace} is inside the photo folder {root}: its thumbnails "
+                "would be scanned as photos; choose a workspace outside your photo folders "
+                "(--workspace or CRLC_WORKSPACE)"
+            )
+        if root.is_relative_to(place):
+            raise InvalidSettingError(
+                f"the photo folder {root} is inside the library's workspace {workspace}; "
+                "keep photos outside the workspace, or choose another one (--workspace or "
+                "CRLC_WORKSPACE)"
+            )
+
+
+def read_scan_options(workspace: Path) -> ScanOptions:
+    """The scan options stored in a workspace's ``library.json`` (defaults where none)."""
+    try:
+        data = json.loads((workspace / "library.json").read_text(encoding="utf-8"))
+        stored = data.get("scan_options") or {}
+        limit = stored.get("max_files", DEFAULT_MAX_FILES)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            limit = DEFAULT_MAX_FILES
+        return ScanOptions(
+            include_hidden=bool(stored.get("include_hidden", False)),
+            include=tuple(stored.get("include", ())),
+            exclude=tuple(stored.get("exclude", ())),
+            follow_symlinks=bool(stored.get("follow_symlinks", True)),
+            max_files=limit,
+        )
+    except (OSError, ValueError, TypeError, AttributeError):
+        return ScanOptions()
+
+
+def stored_scan_options(
+    folders: Sequence[str | Path], base: str | Path | None = None
+) -> ScanOptions:
+    """The scan options stored with the library of ``folders`` (defaults for a new one).
+
+    Raises:
+        FolderNotFoundError: a folder does not exist.
+    """
+    roots = resolve_roots(folders)
+    return read_scan_options(workspace_base(base) / "libraries" / library_key(roots))
 
 
 class ImageLibrary:
     """A set of root folders, its catalog, pixel caches, thumbnails and runs."""
 
-    def __init__(self, roots: tuple[Path, ...], workspace: Path) -> None:
+    def __init__(self, roots: tuple[Path, ...], workspace: Path, read_only: bool = False) -> None:
+        """Open the workspace of ``roots`` (creating it unless ``read_only``).
+
+        Args:
+            roots: The library's resolved root folders.
+            workspace: Its workspace folder.
+            read_only: Write nothing (commands that only read: they then work on a full
+                disk and in a read-only workspace); the library must exist.
+
+        Raises:
+            WorkspaceDamagedError: the catalog is damaged, or lost while runs made with it
+                remain (see :func:`refuse_lost_catalog`).
+            LibraryNotFoundError: ``read_only`` and the library has no catalog yet.
+            InvalidSettingError: the workspace is inside a root, or a root inside it
+                (:func:`refuse_nested_workspace`; not checked when ``read_only``).
+        """
+        if not read_only:
+            refuse_nested_workspace(roots, workspace)
         self.roots = roots
         self.workspace = workspace
         self.key = workspace.name
-        (workspace / "thumbs").mkdir(parents=True, exist_ok=True)
-        (workspace / "runs").mkdir(parents=True, exist_ok=True)
-        info = workspace / "library.json"
-        if not info.exists():
-            atomic_write_json(info, {"roots": [str(r) for r in roots]})
-        self.catalog = Catalog(workspace / "catalog.sqlite")
-        self.catalog.ensure_roots(roots)
-        self.runs = RunStore(workspace / "runs", roots)
+        self.read_only = read_only
+        refuse_lost_catalog(workspace)
+        if not read_only:
+            (workspace / "thumbs").mkdir(parents=True, exist_ok=True)
+            (workspace / "runs").mkdir(parents=True, exist_ok=True)
+            info = workspace / "library.json"
+            if not info.exists():
+                atomic_write_json(info, {"roots": [str(r) for r in roots]})
+        self.catalog = Catalog(workspace / "catalog.sqlite", read_only=read_only)
+        if not read_only:
+            self.catalog.ensure_roots(roots)
+        self.runs = RunStore(workspace / "runs", roots, self.catalog)
 
     @classmethod
-    def open(cls, folders: Sequence[str | Path], base: str | Path | None = None) -> ImageLibrary:
-        """Open (creating if needed) the library of ``folders`` under a workspace base."""
+    def open(
+        cls,
+        folders: Sequence[str | Path],
+        base: str | Path | None = None,
+        read_only: bool = False,
+    ) -> ImageLibrary:
+        """Open (creating if needed, unless ``read_only``) the library of ``folders``."""
         roots = resolve_roots(folders)
         workspace = workspace_base(base) / "libraries" / library_key(roots)
-        return cls(roots, workspace)
+        return cls(roots, workspace, read_only)
 
     def close(self) -> None:
         """Close the catalog connection."""
@@ -184,17 +327,7 @@ class ImageLibrary:
     # ------------------------------------------------------------------ scanning
     def scan_options(self) -> ScanOptions:
         """The options of the last scan that was given some (defaults otherwise)."""
-        try:
-            data = json.loads((self.workspace / "library.json").read_text(encoding="utf-8"))
-            stored = data.get("scan_options") or {}
-            return ScanOptions(
-                include_hidden=bool(stored.get("include_hidden", False)),
-                include=tuple(stored.get("include", ())),
-                exclude=tuple(stored.get("exclude", ())),
-                follow_symlinks=bool(stored.get("follow_symlinks", True)),
-            )
-        except (OSError, ValueError):
-            return ScanOptions()
+        return read_scan_options(self.workspace)
 
     def _store_scan_options(self, options: ScanOptions) -> None:
         path = self.workspace / "library.json"
@@ -222,19 +355,30 @@ class ImageLibrary:
                 stored with the library and reused when ``None``.
             reporter: Progress (files decoded / to decode), status lines with files/s and ETA.
             control: Cancel token, checked after every file; work done so far is kept.
-            workers: Decoding processes (default: all cores but one); 0 decodes in this
-                process (tests, debugging).
+            workers: Decoding processes (default: all cores but one), at most the cores this
+                process may use (a larger number is lowered, with a status line); 0 decodes
+                in this process (tests, debugging).
             thumbnails: Also write thumbnails.
 
         Raises:
             NoImagesFoundError: the folders hold no usable image at all.
+            TooManyFilesError: more image files than ``options.max_files`` (nothing added).
+            InvalidSettingError: ``side``, ``workers`` or ``options.max_files`` out of range.
             WorkspaceLockedError: another process is writing this workspace.
         """
         if not 8 <= side <= 1024:
             raise InvalidSettingError(f"size must be 8..1024 px (got {side})")
+        if workers is not None and workers < 0:
+            raise InvalidSettingError(
+                f"decoding processes must be 0 (decode in this process) or more (got {workers})"
+            )
         if options is None:
             options = self.scan_options()
         else:
+            if options.max_files < 1:
+                raise InvalidSettingError(
+                    f"the file limit must be at least 1 (got {options.max_files})"
+                )
             self._store_scan_options(options)
         reporter = reporter or NullReporter()
         control = control or JobControl()
@@ -243,6 +387,7 @@ class ImageLibrary:
         with self.locked(f"scanning at {side} px"):
             for leftover in (self.workspace / "thumbs").glob("*.tmp"):  # from a killed scan
                 leftover.unlink(missing_ok=True)
+            summary.repaired = self._repair_pixel_cache(side, reporter)
             todo = self._plan(side, options, summary, reporter)
             self._decode_all(todo, side, summary, reporter, control, workers, thumbnails)
         summary.seconds = time.monotonic() - started
@@ -257,6 +402,7 @@ class ImageLibrary:
             if not files:
                 raise NoImagesFoundError(
                     f"no image files (jpg, png, webp, bmp, tiff, gif, heic) in {where}"
+                    f"{_patterns_note(options)}"
                 )
             first = summary.skipped[0] if summary.skipped else SkippedFile(where, "unknown")
             raise NoImagesFoundError(
@@ -264,6 +410,23 @@ class ImageLibrary:
                 f"(e.g. {first.path}: {first.reason})"
             )
         return summary
+
+    def _repair_pixel_cache(self, side: int, reporter: Reporter) -> int:
+        """Forget cached rows that the pixel file no longer holds (it was cut short or
+        replaced); the scan then decodes those images again. Returns how many."""
+        rows = PixelCache(self.workspace, side).rows
+        self.catalog.begin()
+        try:
+            lost = self.catalog.forget_rows_beyond(side, rows)
+            self.catalog.commit()
+        except BaseException:
+            self.catalog.rollback()
+            raise
+        if lost:
+            reporter.status(
+                f"The pixel cache at {side} px was cut short: decoding {lost} images again"
+            )
+        return lost
 
     def _plan(
         self, side: int, options: ScanOptions, summary: ScanSummary, reporter: Reporter
@@ -273,12 +436,11 @@ class ImageLibrary:
         root_ids = self.catalog.root_ids()
         cached = self.catalog.cached(side)
         todo: list[tuple[int, Path, bool]] = []
+        walks = self._walk_all(options, summary)
         self.catalog.begin()
         try:
-            for root in self.roots:
+            for root, walked in walks:
                 root_id = root_ids[root]
-                walked = walk_root(root, options)
-                summary.skipped.extend(SkippedFile(p, r) for p, r in walked.problems)
                 known = self.catalog.known_files(root_id)
                 seen: set[str] = set()
                 for found in walked.files:
@@ -334,6 +496,37 @@ class ImageLibrary:
             raise
         return todo
 
+    def _walk_all(
+        self, options: ScanOptions, summary: ScanSummary
+    ) -> list[tuple[Path, WalkResult]]:
+        """Walk every root (writing nothing), up to ``options.max_files`` files in all.
+
+        Raises:
+            TooManyFilesError: the roots hold more image files than ``options.max_files``.
+        """
+        walks = []
+        left = options.max_files
+        for root in self.roots:
+            walked = walk_root(root, options, self.roots, left)
+            if walked.too_many:
+                limit = options.max_files
+                where = ", ".join(map(str, self.roots))
+                which = (
+                    "the default limit"
+                    if limit == DEFAULT_MAX_FILES
+                    else f"the limit set with --max-files (default {DEFAULT_MAX_FILES:,})"
+                )
+                raise TooManyFilesError(
+                    f"more than {limit:,} image files in {where}, {which}: nothing was added. "
+                    "Scan a smaller folder, leave files out with --exclude PATTERN, or lift "
+                    f"the limit with --max-files N (e.g. --max-files {limit * 2})"
+                )
+            left -= len(walked.files)
+            summary.skipped.extend(SkippedFile(p, r) for p, r in walked.problems)
+            summary.links_outside.update(walked.links_outside)
+            walks.append((root, walked))
+        return walks
+
     def _decode_all(
         self,
         todo: list[tuple[int, Path, bool]],
@@ -349,7 +542,8 @@ class ImageLibrary:
         cache = PixelCache(self.workspace, side)
         cache.ensure_rows(self.catalog.max_id())
         total = len(todo)
-        n_workers = default_workers() if workers is None else workers
+        n_workers = decode_workers(workers, total, reporter)
+        summary.workers = n_workers
         reporter.status(
             f"Decoding {total} images at {side} px with {max(n_workers, 1)} process(es)"
         )
@@ -393,7 +587,7 @@ class ImageLibrary:
                 yield image_id, str(path), thumb
 
         for done, (image_id, result) in enumerate(
-            _run_decoders(jobs(), side, n_workers, control), start=1
+            run_decoders(jobs(), side, n_workers, control, decode=decode_file), start=1
         ):
             pending.append((image_id, result))
             summary.decoded += 1
@@ -423,6 +617,18 @@ TRANSIENT_ERRORS = (
 )
 
 
+def _patterns_note(options: ScanOptions) -> str:
+    """Why a scan with remembered patterns may find nothing (empty without patterns)."""
+    given = [f"--include {p!r}" for p in options.include]
+    given += [f"--exclude {p!r}" for p in options.exclude]
+    if not given:
+        return ""
+    return (
+        f" that match the library's remembered patterns ({' '.join(given)}); scan with "
+        "other patterns to change them, e.g. `--include '*'` to take every file again"
+    )
+
+
 def _transient(reason: str | None) -> bool:
     """Errors worth retrying on an unchanged file (a broken file stays broken)."""
     return reason is None or reason.startswith(TRANSIENT_ERRORS)
@@ -440,42 +646,3 @@ def scan_folders(
     """Scan the library of ``folders`` at training size ``side`` (the ``crlc scan`` job)."""
     with ImageLibrary.open(folders, workspace) as library:
         return library.scan(side, options, reporter, control, workers)
-
-
-def _run_decoders(
-    jobs: Iterator[tuple[int, str, str | None]], side: int, workers: int, control: JobControl
-) -> Iterator[tuple[int, DecodeResult]]:
-    """Decode in ``workers`` processes (0: here), a bounded number in flight, until cancelled."""
-    if workers == 0:
-        for image_id, path, thumb in jobs:
-            if control.cancelled:
-                return
-            yield image_id, decode_file(path, side, thumb)
-        return
-    context = multiprocessing.get_context("spawn")
-    in_flight: dict[cf.Future[DecodeResult], int] = {}
-    limit = workers * 4
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        iterator = iter(jobs)
-        exhausted = False
-        while True:
-            while not exhausted and len(in_flight) < limit and not control.cancelled:
-                try:
-                    image_id, path, thumb = next(iterator)
-                except StopIteration:
-                    exhausted = True
-                    break
-                in_flight[pool.submit(decode_file, path, side, thumb)] = image_id
-            if not in_flight:
-                return
-            done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
-            for future in done:
-                image_id = in_flight.pop(future)
-                yield image_id, future.result()
-            if control.cancelled:
-                for future in in_flight:
-                    future.cancel()
-                for future in cf.as_completed(list(in_flight)):
-                    if not future.cancelled():
-                        yield in_flight[future], future.result()
-                return

@@ -7,6 +7,7 @@ line describing the holder (pid, host, what it does, since when) for the error m
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from crlc_engine.errors import WorkspaceDamagedError, WorkspaceLockedError
+from crlc_engine.errors import NoPermissionError, WorkspaceDamagedError, WorkspaceLockedError
 
 
 class WorkspaceLock:
@@ -36,13 +37,7 @@ class WorkspaceLock:
             WorkspaceLockedError: another process holds it.
             WorkspaceDamagedError: the lock's path is a folder (or another non-file).
         """
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except IsADirectoryError:
-            raise WorkspaceDamagedError(
-                f"{self.path} should be the workspace's lock file but is a folder; remove it "
-                f"(rmdir '{self.path}') and try again"
-            ) from None
+        fd = self._open()
         try:
             _lock(fd)
         except OSError:
@@ -54,10 +49,29 @@ class WorkspaceLock:
             ) from None
         stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         info = f"pid {os.getpid()} on {socket.gethostname()}: {self.purpose}, since {stamp}\n"
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, info.encode("utf-8"))
+        with contextlib.suppress(OSError):  # a full disk or a read-only file: no description
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, info.encode("utf-8"))
         self._fd = fd
+
+    def _open(self) -> int:
+        """The lock file, created when missing; read-only when it may not be written (a
+        lock on a read-only descriptor still excludes the others)."""
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except IsADirectoryError:
+            raise WorkspaceDamagedError(
+                f"{self.path} should be the workspace's lock file but is a folder; remove it "
+                f"(rmdir '{self.path}') and try again"
+            ) from None
+        except OSError as exc:
+            if not self.path.is_file():
+                raise NoPermissionError(
+                    f"cannot create the lock file {self.path} ({exc.strerror or exc}); make "
+                    "the workspace writable or choose another one with --workspace"
+                ) from None
+        return os.open(self.path, os.O_RDONLY)
 
     def release(self) -> None:
         """Release the lock (idempotent)."""
@@ -65,7 +79,8 @@ class WorkspaceLock:
             return
         fd, self._fd = self._fd, None
         try:
-            os.ftruncate(fd, 0)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
             _unlock(fd)
         finally:
             os.close(fd)

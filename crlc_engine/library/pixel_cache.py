@@ -3,6 +3,10 @@
 Rows never move: a new image appends, a changed one is rewritten in place, a deleted one
 keeps its (stale) row. The catalog's ``pixel_cache`` table says which rows are valid for
 which file version. Rows are written and flushed before the catalog commits them.
+
+A file cut short (emptied, truncated, replaced) no longer holds the rows the catalog counts
+on: a scan finds those rows with :meth:`PixelCache.rows` and decodes them again, and
+:meth:`PixelCache.read` refuses them with a message naming that way out.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+
+from crlc_engine.errors import WorkspaceDamagedError
 
 
 class PixelCache:
@@ -50,6 +56,14 @@ class PixelCache:
         out = np.empty((len(rows), self.side, self.side, 3), dtype=np.uint8)
         if not rows:
             return out
+        available = self.rows
+        if max(rows) >= available:
+            raise WorkspaceDamagedError(
+                f"the pixel cache {self.path} is shorter than the library's catalog says (it "
+                f"holds {available} images, row {max(rows)} was asked for): it was cut short "
+                "or replaced. Scan the folders again (`crlc scan FOLDER... --size "
+                f"{self.side}`): the scan decodes the missing images again"
+            )
         mm = np.memmap(
             self.path, dtype=np.uint8, mode="r", shape=(self.rows, self.side, self.side, 3)
         )

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crlc_engine.errors import FolderNotFoundError, InvalidSettingError, LibraryNotFoundError
+from crlc_engine.errors import (
+    CRLCError,
+    FolderNotFoundError,
+    InvalidSettingError,
+    LibraryNotFoundError,
+)
 from crlc_engine.fileio import atomic_write_json
 from crlc_engine.library.catalog import Catalog
 from crlc_engine.library.lock import WorkspaceLock
@@ -26,6 +33,7 @@ class LibraryInfo:
     disk_bytes: int
     counts: dict[str, int]
     runs: int
+    problem: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -36,6 +44,7 @@ class LibraryInfo:
             "disk_bytes": self.disk_bytes,
             "images": self.counts,
             "runs": self.runs,
+            "problem": self.problem,
         }
 
 
@@ -53,11 +62,12 @@ def _disk_use(folder: Path) -> int:
 def _roots_of(workspace: Path) -> list[str]:
     catalog_path = workspace / "catalog.sqlite"
     if catalog_path.exists():
-        catalog = Catalog(catalog_path)
-        try:
-            return sorted(str(p) for p in catalog.root_ids())
-        finally:
-            catalog.close()
+        with contextlib.suppress(CRLCError, sqlite3.Error):  # damaged: library.json says
+            catalog = Catalog(catalog_path, read_only=True)
+            try:
+                return sorted(str(p) for p in catalog.root_ids())
+            finally:
+                catalog.close()
     try:
         data = json.loads((workspace / "library.json").read_text(encoding="utf-8"))
         return [str(r) for r in data.get("roots", [])]
@@ -81,17 +91,28 @@ def list_libraries(base: str | Path | None = None) -> list[LibraryInfo]:
     out = []
     for workspace in sorted(p for p in folder.iterdir() if p.is_dir()):
         counts: dict[str, int] = {}
+        problem: str | None = None
         if (workspace / "catalog.sqlite").exists():
-            catalog = Catalog(workspace / "catalog.sqlite")
             try:
-                counts = catalog.counts()
-            finally:
-                catalog.close()
+                catalog = Catalog(workspace / "catalog.sqlite", read_only=True)
+            except (CRLCError, sqlite3.Error) as exc:  # listed, with the problem
+                problem = str(exc)
+            else:
+                try:
+                    counts = catalog.counts()
+                finally:
+                    catalog.close()
         runs_dir = workspace / "runs"
         runs = sum(1 for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else 0
         out.append(
             LibraryInfo(
-                workspace.name, workspace, _roots_of(workspace), _disk_use(workspace), counts, runs
+                workspace.name,
+                workspace,
+                _roots_of(workspace),
+                _disk_use(workspace),
+                counts,
+                runs,
+                problem,
             )
         )
     return sorted(out, key=lambda info: info.roots)

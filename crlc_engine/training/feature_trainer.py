@@ -558,6 +558,13 @@ class FeatureTrainer:
         control = control or JobControl()
         knn = self._ensure_neighbors(reporter)
         settings = self.settings
+        if self.target_epochs is not None and self.target_epochs != settings.epochs:
+            reporter.status(
+                f"{settings.epochs} epochs asked for, but the grouping heads train for at "
+                f"least {settings.min_steps} steps and {self.num_images} images make "
+                f"{self.steps_per_epoch} step(s) per epoch: training {self.target_epochs} "
+                "epochs instead"
+            )
         reporter.event(
             TrainingStarted(
                 run_id=self.run_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +19,21 @@ from crlc_engine.results import ResultStore
 
 @pytest.fixture
 def library(shapes_folder: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """The shapes folder scanned, with a completed fake run of 3 clusters."""
-    ws = tmp_path / "ws"
+    """The shapes folder scanned, with a completed fake run of 3 clusters (the folder is
+    shared by the session: a test that changes photos takes :func:`own_library`)."""
+    return make_library(shapes_folder, tmp_path / "ws")
+
+
+@pytest.fixture
+def own_library(shapes_folder: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Like :func:`library`, on the test's own copy of the photos (free to change)."""
+    photos = tmp_path / "photos"
+    shutil.copytree(shapes_folder, photos)
+    return make_library(photos, tmp_path / "ws")
+
+
+def make_library(shapes_folder: Path, ws: Path) -> tuple[Path, Path]:
+    """Scan ``shapes_folder`` into ``ws`` and write a completed fake run of 3 clusters."""
     with ImageLibrary.open([shapes_folder], ws) as lib:
         lib.scan(32, workers=0)
         records = lib.images()

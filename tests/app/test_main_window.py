@@ -391,6 +391,30 @@ def test_an_unfinished_run_is_offered_and_resumed(
     window.close()
 
 
+def test_a_run_killed_before_its_first_checkpoint_is_offered_to_start_again(
+    qtbot: QtBot, shapes_folder: Path, tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    run_id = _cancelled_tiny_run(shapes_folder, ws)
+    with ImageLibrary.open([shapes_folder], ws) as lib:  # as a kill in epoch 1 leaves it
+        run = lib.runs.get(run_id, state=None)
+        run.checkpoint_path.unlink()
+        run.write_status("running", "pid 999999999")
+    window = MainWindow(workspace=ws)
+    qtbot.addWidget(window)
+    window.open_folders([shapes_folder], scan=False)
+    assert window.notice.key == f"resume:{run_id}"
+    assert "before its first checkpoint" in window.notice.text.text()
+    assert window.notice.button("Resume") is None
+    button = window.notice.button("Start again")
+    assert button is not None
+    button.click()
+    qtbot.waitUntil(lambda: not window.runner.running, timeout=120_000)
+    assert window.session is not None and window.session.run_id == run_id
+    assert window.session.has_results and window.session.unfinished_runs() == []
+    window.close()
+
+
 def test_an_unfinished_run_can_be_discarded(
     window: MainWindow, library: tuple[Path, Path], qtbot: QtBot
 ) -> None:
@@ -501,15 +525,18 @@ def test_open_recent_lists_libraries_and_marks_moved_ones(
 
 
 def test_failed_exports_are_listed(window: MainWindow) -> None:
-    from types import SimpleNamespace
-
     from app.views.skipped_dialog import FileListDialog
+    from crlc_engine.export import ExportResult
 
-    result = SimpleNamespace(
+    result = ExportResult(
+        manifest=Path("/sorted/crlc-export-1.csv"),
+        mode="copy",
         files=2,
         folders={"Beach": 2},
-        manifest=Path("/sorted/crlc-export-1.csv"),
-        skipped=[("/p/a.jpg", "failed: Input/output error"), ("/p/b.jpg", "ignored")],
+        skipped=[("/p/b.jpg", "ignored")],
+        dry_run=False,
+        already_done=0,
+        failed=[("/p/a.jpg", "Input/output error")],
     )
     window._on_exported(result)
     assert "Exported 2 photos into 1 folder" in window.statusBar().currentMessage()

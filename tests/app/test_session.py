@@ -139,14 +139,17 @@ def test_the_selected_run_and_cluster_come_back(session: LibrarySession) -> None
         third.close()
 
 
-def test_unfinished_runs_need_a_checkpoint(session: LibrarySession) -> None:
+def test_unfinished_runs_need_a_checkpoint_or_an_interruption(session: LibrarySession) -> None:
     library = session.library
     epochs = '{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3, "partial": true}\n'
     cancelled = _fake_run(library, "cancelled", checkpoint_pt="x", history_jsonl=epochs)
-    _fake_run(library, "running")  # no checkpoint: nothing to resume from
+    killed = _fake_run(library, "running")  # killed before its first checkpoint
+    _fake_run(library, "failed")  # no checkpoint and not interrupted: nothing to offer
     crashed = _fake_run(library, "running", checkpoint_pt="x")
     runs = session.unfinished_runs()
-    assert [r.run_id for r in runs] == [cancelled, crashed]
+    assert [r.run_id for r in runs] == [cancelled, killed, crashed]
+    assert [r.has_checkpoint for r in runs] == [True, False, True]
+    runs = [runs[0], runs[2]]
     first = runs[0]
     assert (first.state, first.epochs_done, first.epochs_total, first.clusters) == (
         "cancelled",

@@ -659,11 +659,11 @@ def test_relink_delete_and_resume_factories(
     with ImageLibrary.open([moved], ws) as library:
         assert library.workspace == workspace and len(library.images()) == 3
 
-    resume = resume_job([moved], run.run_id, ws)  # no checkpoint: a plain engine error
+    resume = resume_job([moved], run.run_id, ws)  # no image list: a plain engine error
     recorder = Recorder(resume)
     run_to_done(qtbot, runner, resume)
     kind, message, _ = recorder.payloads("failed")[0]
-    assert kind == "run_not_found" and "no checkpoint" in message
+    assert kind == "checkpoint" and "list of images" in message
 
     delete = delete_run_job([moved], run.run_id, ws)
     recorder = Recorder(delete)

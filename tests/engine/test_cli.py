@@ -265,7 +265,7 @@ def test_error_evaluate_without_run(
     expect_error(
         ["evaluate", str(shapes_folder), "--workspace", str(tmp_path)],
         capsys,
-        "run_not_found",
+        "library_not_found",
         "crlc train",
     )
 

@@ -43,7 +43,7 @@ def test_runs_are_sortable_and_newest_completed_is_found(tmp_path: Path) -> None
         store.get()
     first, second = store.create_run(), store.create_run()
     for run, state in ((first, "completed"), (second, "cancelled")):
-        run.config_path.write_text("{}")
+        run.config_path.write_text('{"train": {"clusters": 2}}')
         run.write_status(state)
     assert store.get().run_id == first.run_id
     assert store.get(state=None).run_id == max(first.run_id, second.run_id)

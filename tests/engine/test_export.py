@@ -7,6 +7,7 @@ real by SIGKILLing an exporting subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import hashlib
@@ -85,6 +86,11 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
     return result
 
 
+def files_of(folder: Path) -> dict[str, tuple[str, int]]:
+    """:func:`snapshot` without the export's manifests and journals."""
+    return {k: v for k, v in snapshot(folder).items() if not Path(k).name.startswith(EXPORT_FILES)}
+
+
 def all_paths(folder: Path) -> set[str]:
     """Every file and folder below ``folder`` (relative POSIX paths)."""
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
@@ -106,6 +112,26 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_journal(path: Path, lines: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def catalog_of(items: list[ExportItem]) -> Callable[[Path], tuple[int, int] | None]:
+    """A stand-in for the libraries' catalogs: what a scan recorded for each photo now."""
+    recorded = {i.source: (i.source.stat().st_size, i.source.stat().st_mtime_ns) for i in items}
+    return recorded.get
+
+
+def as_version_1(journal: Path) -> None:
+    """Rewrite a journal as the older version wrote it: version 1, no identities."""
+    lines = read_journal(journal)
+    lines[0]["version"] = 1
+    for line in lines:
+        for key in ("size", "mtime_ns", "sha256", "target"):
+            line.pop(key, None)
+    write_journal(journal, lines)
 
 
 @pytest.fixture
@@ -432,25 +458,34 @@ def test_missing_duplicate_and_failing_sources_do_not_stop_the_export(
 ) -> None:
     root, items = library
     missing = ExportItem(root / "gone.jpg", "Beach", 0.9, "gone.jpg")
-    real_copy2 = shutil.copy2
+    real_copy = export_mod._copy_contents
 
-    def copy2(src: Any, dst: Any, **kwargs: Any) -> Any:
+    def copy_contents(src: Any, dst: Any, *args: Any) -> Any:
         if Path(src) == items[2].source:
             raise PermissionError(errno.EACCES, "Permission denied", str(src))
-        return real_copy2(src, dst, **kwargs)
+        return real_copy(src, dst, *args)
 
-    monkeypatch.setattr(shutil, "copy2", copy2)
+    monkeypatch.setattr(export_mod, "_copy_contents", copy_contents)
     result = export_images([*items, items[0], missing], tmp_path / "out", roots=[root])
     assert result.files == 9 and len(exported(tmp_path / "out")) == 9
-    assert sorted(result.skipped) == sorted(
-        [
-            (str(items[2].source), "failed: Permission denied"),
-            (str(items[0].source), "listed twice"),
-            (str(missing.source), "source missing"),
-        ]
+    assert result.failed == [(str(items[2].source), "Permission denied")]
+    assert result.skipped == [(str(items[0].source), "listed twice")]
+    assert result.missing == [(str(missing.source), "source missing")]
+    assert result.state == "finished_with_failures"
+    summary = result.as_dict()
+    assert (summary["done"], summary["failed"], summary["skipped"], summary["missing"]) == (
+        9,
+        1,
+        1,
+        1,
     )
+    assert summary["failed_files"] == [
+        {"path": str(items[2].source), "reason": "Permission denied"}
+    ]
+    assert summary["missing_files"] == [{"path": str(missing.source), "reason": "source missing"}]
+    assert summary["skipped_files"] == [{"path": str(items[0].source), "reason": "listed twice"}]
     statuses = sorted(r["status"] for r in read_manifest(result.manifest))
-    assert statuses == ["exported"] * 9 + ["failed"] + ["skipped"] * 2
+    assert statuses == ["exported"] * 9 + ["failed", "missing", "skipped"]
     assert not [p for p in all_paths(tmp_path / "out") if ".crlc-partial-" in p]
 
 
@@ -459,17 +494,17 @@ def test_a_full_drive_stops_the_export_resumably(
 ) -> None:
     root, items = library
     dest = tmp_path / "out"
-    real_copy2 = shutil.copy2
+    real_copy = export_mod._copy_contents
     calls: list[Any] = []
 
-    def copy2(src: Any, dst: Any, **kwargs: Any) -> Any:
+    def copy_contents(src: Any, dst: Any, *args: Any) -> Any:
         calls.append(src)
         if len(calls) == 3:
             Path(dst).write_bytes(b"half")
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_copy2(src, dst, **kwargs)
+        return real_copy(src, dst, *args)
 
-    monkeypatch.setattr(shutil, "copy2", copy2)
+    monkeypatch.setattr(export_mod, "_copy_contents", copy_contents)
     with pytest.raises(NotEnoughSpaceError, match="full"):
         export_images(items, dest, roots=[root])
     monkeypatch.undo()
@@ -592,7 +627,7 @@ def test_move_then_undo_restores_everything(
     assert result.files == 10 and not any(i.source.exists() for i in items)
     shutil.rmtree(root / "2024")  # the move emptied it; undo must recreate it
 
-    undo = undo_export(result.manifest)
+    undo = undo_export(result.manifest, [root])
     assert undo.restored == 10 and undo.kept == [] and undo.folders_removed >= 2
     assert snapshot(root) == before
     assert exported(dest) == set() and all_paths(dest) == {
@@ -600,7 +635,7 @@ def test_move_then_undo_restores_everything(
         result.journal.name if result.journal else "",
     }
     assert undo.as_dict()["restored"] == 10
-    again = undo_export(result.manifest)  # idempotent
+    again = undo_export(result.manifest, [root])  # idempotent
     assert again.restored == 0 and again.unchanged == 10 and snapshot(root) == before
 
 
@@ -611,7 +646,7 @@ def test_undo_never_overwrites_a_file_that_reappeared(
     dest = tmp_path / "out"
     result = export_images(items, dest, mode="move", roots=[root])
     newcomer = write_photo(items[0].source, size=42)
-    undo = undo_export(result.journal or result.manifest)
+    undo = undo_export(result.journal or result.manifest, [root])
     assert undo.restored == 9
     assert [path for path, _ in undo.kept] == [str(items[0].source)]
     assert newcomer.stat().st_size == 42
@@ -632,7 +667,7 @@ def test_undo_of_copies_and_links_removes_only_what_still_matches(
     edited.write_bytes(b"edited by the user")
     items[1].source.unlink()  # the copy of a deleted original is its last copy
 
-    undo = undo_export(copies.manifest)
+    undo = undo_export(copies.manifest, [root])
     assert undo.removed == 8 and len(undo.kept) == 2
     assert exported(tmp_path / "c") == {
         edited.relative_to(tmp_path / "c").as_posix(),
@@ -642,8 +677,8 @@ def test_undo_of_copies_and_links_removes_only_what_still_matches(
             if e.source == items[1].source and e.destination is not None
         ),
     }
-    assert undo_export(links.manifest).removed == 10
-    assert undo_export(hard.manifest).removed == 9  # the deleted original's link is kept
+    assert undo_export(links.manifest, [root]).removed == 10
+    assert undo_export(hard.manifest, [root]).removed == 9  # the deleted original's link is kept
     assert exported(tmp_path / "s") == set()
     after = snapshot(root)
     assert {k: v for k, v in before.items() if k in after} == after
@@ -654,32 +689,272 @@ def test_csv_export_has_nothing_to_undo(
 ) -> None:
     root, items = library
     result = export_images(items, tmp_path / "out", mode="csv", roots=[root])
-    undo = undo_export(result.manifest)
+    undo = undo_export(result.manifest, [root])
     assert (undo.restored, undo.removed, undo.kept) == (0, 0, [])
 
 
 def test_undo_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(UndoError, match="no export manifest"):
-        undo_export(tmp_path / "missing.csv")
+        undo_export(tmp_path / "missing.csv", ())
     with pytest.raises(UndoError, match="no export manifest"):
-        undo_export(tmp_path)
+        undo_export(tmp_path, ())
     (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
     with pytest.raises(UndoError, match="not an export manifest"):
-        undo_export(tmp_path / "notes.csv")
+        undo_export(tmp_path / "notes.csv", ())
 
 
 def test_undo_from_the_manifest_alone(
     tmp_path: Path, library: tuple[Path, list[ExportItem]]
 ) -> None:
+    """Without a journal, moves are put back only when the library's catalog vouches."""
     root, items = library
     before = snapshot(root)
+    catalog = catalog_of(items)
     dest = tmp_path / "out"
     result = export_images(items, dest, mode="move", roots=[root])
     assert result.journal is not None
     result.journal.unlink()
-    undo = undo_export(dest)  # the folder: its latest export
+    blind = undo_export(dest, [root])  # no catalog: nothing can be verified
+    assert blind.restored == 0 and blind.unverified == 10 and len(exported(dest)) == 10
+    assert all("no library's catalog knows" in reason for _, reason in blind.kept)
+    undo = undo_export(dest, [root], catalog=catalog)  # the folder: its latest export
     assert undo.restored == 10 and snapshot(root) == before and exported(dest) == set()
     assert all_paths(dest) == {result.manifest.name}
+
+
+# --------------------------------------------------------------------------- undo safety
+
+
+def test_journal_records_what_each_export_created(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]]
+) -> None:
+    root, items = library
+    sizes = {str(i.source): i.source.stat().st_size for i in items}
+    copies = export_images(items, tmp_path / "c", mode="copy", roots=[root])
+    links = export_images(items, tmp_path / "s", mode="symlink", roots=[root])
+    assert copies.journal is not None and links.journal is not None
+    lines = read_journal(copies.journal)
+    assert lines[0]["version"] == export_mod.JOURNAL_VERSION == 2
+    starts = [line for line in lines if line.get("state") == "copying"]
+    assert len(starts) == 10 and all(s["size"] == sizes[s["source"]] for s in starts)
+    for line in (line for line in lines if line.get("state") == "copied"):
+        created = Path(line["destination"])
+        assert line["size"] == created.stat().st_size
+        assert line["mtime_ns"] == created.stat().st_mtime_ns
+        assert line["sha256"] == hashlib.sha256(created.read_bytes()).hexdigest()
+    linked = [line for line in read_journal(links.journal) if line.get("state") == "linked"]
+    assert len(linked) == 10
+    assert all(line["target"] == line["source"] and "sha256" not in line for line in linked)
+
+
+def test_a_file_changed_after_the_export_is_kept(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]]
+) -> None:
+    root, items = library
+    copies = export_images(items, tmp_path / "c", mode="copy", roots=[root])
+    # Same size and date, other bytes: only the checksum tells.
+    edited = copies.entries[0].destination
+    assert edited is not None
+    stats = edited.stat()
+    edited.write_bytes(os.urandom(stats.st_size))
+    os.utime(edited, ns=(stats.st_atime_ns, stats.st_mtime_ns))
+    undo = undo_export(copies.manifest, [root])
+    assert undo.removed == 9 and undo.kept == [(str(edited), export_mod.CHANGED_REASON)]
+    assert edited.exists()
+
+    moves = export_images(items[:4], tmp_path / "m", mode="move", roots=[root])
+    touched = moves.entries[1].destination
+    assert touched is not None
+    touched.write_bytes(touched.read_bytes() + b"edited")
+    undo = undo_export(moves.manifest, [root])
+    assert undo.restored == 3 and undo.kept == [(str(touched), export_mod.CHANGED_REASON)]
+    assert touched.exists() and not moves.entries[1].source.exists()
+
+
+def test_version_1_journal_restores_verified_moves_and_deletes_nothing(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]]
+) -> None:
+    root, items = library
+    catalog = catalog_of(items)
+    moved, copied = items[:5], items[5:]
+    moves = export_images(moved, tmp_path / "m", mode="move", roots=[root])
+    copies = export_images(copied, tmp_path / "c", mode="copy", roots=[root])
+    assert moves.journal is not None and copies.journal is not None
+    as_version_1(moves.journal)
+    as_version_1(copies.journal)
+    changed = moves.entries[0].destination
+    assert changed is not None
+    changed.write_bytes(b"not the photo the library knows")
+
+    undo = undo_export(moves.journal, [root], catalog=catalog)
+    assert undo.restored == 4 and changed.exists() and not moves.entries[0].source.exists()
+    assert [path for path, _ in undo.kept] == [str(changed)]
+    assert "differs from the photo the library recorded" in undo.kept[0][1]
+    assert all(i.source.exists() for i in moved[1:])
+
+    before = files_of(tmp_path / "c")
+    undo = undo_export(copies.manifest, [root], catalog=catalog)
+    assert undo.removed == 0 and undo.unverified == 5 and files_of(tmp_path / "c") == before
+    assert {reason for _, reason in undo.kept} == {export_mod.UNVERIFIED_REASON}
+
+
+def _forge(journal: Path, edit: Callable[[list[dict[str, Any]]], None]) -> None:
+    lines = read_journal(journal)
+    edit(lines)
+    write_journal(journal, lines)
+
+
+def _file_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in lines if line.get("kind") == "file"]
+
+
+def test_journal_naming_files_outside_its_folder_is_refused(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]]
+) -> None:
+    root, items = library
+    elsewhere = write_photo(tmp_path / "elsewhere" / "f")
+    dest = tmp_path / "out"
+    result = export_images(items, dest, mode="move", roots=[root])
+    assert result.journal is not None
+    real = result.journal.read_bytes()
+    before = files_of(tmp_path)
+
+    def both_elsewhere(lines: list[dict[str, Any]]) -> None:
+        for line in _file_lines(lines)[:2]:
+            line["source"] = line["destination"] = str(elsewhere)
+
+    def evil_parent(lines: list[dict[str, Any]]) -> None:
+        (dest / "evil").symlink_to(elsewhere.parent)
+        _file_lines(lines)[-1]["destination"] = str(dest / "evil" / "f")
+
+    def evil_folder(lines: list[dict[str, Any]]) -> None:
+        lines.append({"kind": "mkdir", "path": str(tmp_path / "elsewhere")})
+
+    def dotted(lines: list[dict[str, Any]]) -> None:
+        _file_lines(lines)[-1]["destination"] = str(dest / ".." / "elsewhere" / "f")
+
+    def same_file(lines: list[dict[str, Any]]) -> None:
+        line = _file_lines(lines)[-1]
+        line["source"] = line["destination"]
+
+    cases = {
+        "outside the export folder": (both_elsewhere, evil_parent, evil_folder),
+        "not a plain absolute path": (dotted,),
+        "both the original and the exported file": (same_file,),
+    }
+    for words, edits in cases.items():
+        for edit in edits:
+            _forge(result.journal, edit)
+            with pytest.raises(UndoError, match=words) as info:
+                undo_export(result.journal, [root])
+            assert "nothing was changed" in str(info.value)
+            with contextlib.suppress(FileNotFoundError):
+                (dest / "evil").unlink()
+            assert files_of(tmp_path) == before
+            result.journal.write_bytes(real)
+    assert undo_export(result.journal, [root]).restored == 10
+
+
+def test_a_journal_moved_out_of_its_export_folder_is_refused(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]]
+) -> None:
+    root, items = library
+    result = export_images(items, tmp_path / "out", mode="copy", roots=[root])
+    assert result.journal is not None
+    moved = tmp_path / "other" / result.journal.name
+    moved.parent.mkdir()
+    shutil.copy2(result.journal, moved)
+    before = files_of(tmp_path / "out")
+    with pytest.raises(UndoError, match="lies in"):
+        undo_export(moved, [root])
+    assert files_of(tmp_path / "out") == before
+
+
+def test_undo_deletes_nothing_inside_a_library(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]]
+) -> None:
+    """DEST may be a parent of the library; a record pointing into it is never deleted."""
+    root, items = library
+    result = export_images(items, tmp_path, mode="copy", roots=[root])
+    assert result.journal is not None
+    twin = root / "twin.jpg"
+    shutil.copy2(items[0].source, twin)
+    identity = {
+        "size": twin.stat().st_size,
+        "mtime_ns": twin.stat().st_mtime_ns,
+        "sha256": hashlib.sha256(twin.read_bytes()).hexdigest(),
+    }
+    forged = {"kind": "file", "state": "copied", "source": str(items[0].source)}
+    _forge(
+        result.journal, lambda lines: lines.append(forged | identity | {"destination": str(twin)})
+    )
+    undo = undo_export(result.journal, [root])
+    assert undo.removed == 10 and twin.exists()
+    assert undo.kept == [
+        (
+            str(twin),
+            f"it lies inside the photo folder {root}; delete it yourself if you want it gone",
+        )
+    ]
+
+
+def test_a_stamp_taken_meanwhile_gives_the_next_one(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, items = library
+    dest = tmp_path / "out"
+    dest.mkdir()
+    stamp = "20240102T030405Z"
+    monkeypatch.setattr(export_mod, "_new_stamp", lambda folder: stamp)
+    (dest / f".crlc-export-{stamp}.journal").write_bytes(b"another export's journal")
+    (dest / f"crlc-export-{stamp}-2.csv").write_bytes(b"another export's manifest")
+    result = export_images(items, dest, roots=[root])
+    assert result.journal == dest / f".crlc-export-{stamp}-3.journal"
+    assert result.manifest == dest / f"crlc-export-{stamp}-3.csv" and result.files == 10
+    assert (dest / f".crlc-export-{stamp}.journal").read_bytes() == b"another export's journal"
+    assert (dest / f"crlc-export-{stamp}-2.csv").read_bytes() == b"another export's manifest"
+
+    listed = export_images(items, dest, mode="csv", roots=[root])  # the manifest is taken too
+    assert listed.manifest == dest / f"crlc-export-{stamp}-4.csv"
+    assert (dest / f"crlc-export-{stamp}-2.csv").read_bytes() == b"another export's manifest"
+
+
+def test_a_move_whose_source_cannot_be_deleted_is_taken_back_and_reported(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only photo folder: the hard link is taken back, the photo listed as failed."""
+    root, items = library
+    before = snapshot(root)
+    real_unlink = os.unlink
+
+    def read_only(path: Any, *args: Any, **kwargs: Any) -> None:
+        if root in Path(path).parents:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", read_only)
+    result = export_images(items, tmp_path / "out", mode="move", roots=[root])
+    monkeypatch.undo()
+    assert result.files == 0 and result.state == "finished_with_failures"
+    assert sorted(result.failed) == sorted((str(i.source), "Permission denied") for i in items)
+    assert exported(tmp_path / "out") == set() and snapshot(root) == before
+
+
+def test_free_space_margin_scales_with_the_export(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, items = library
+    assert export_mod.free_space_margin(0, 0) == 2**20
+    assert export_mod.free_space_margin(164_000, 48) == 2**20 + 48 * 8192 + 1640
+    assert export_mod.free_space_margin(10**10, 3000) == 2**20 + 3000 * 8192 + 10**8
+    needed = sum(i.source.stat().st_size for i in items)
+    margin = export_mod.free_space_margin(needed, len(items))
+    free = {"bytes": needed + margin - 1}
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=free["bytes"]))
+    with pytest.raises(NotEnoughSpaceError, match="not enough free space"):
+        export_images(items, tmp_path / "out", roots=[root])
+    free["bytes"] += 1
+    assert export_images(items, tmp_path / "out", roots=[root]).files == 10
 
 
 # --------------------------------------------------------------------------- interruptions
@@ -715,8 +990,8 @@ def test_cancelled_copy_resumes_without_duplicates(
     assert third.already_done == 10 and len(exported(dest)) == 10
     assert third.manifest != second.manifest
     assert {r["status"] for r in read_manifest(third.manifest)} == {"already_present"}
-    assert undo_export(third.manifest).removed == 0  # not its files
-    assert undo_export(second.manifest).removed == 10
+    assert undo_export(third.manifest, [root]).removed == 0  # not its files
+    assert undo_export(second.manifest, [root]).removed == 10
 
 
 def test_cancelled_move_can_be_undone(
@@ -730,7 +1005,7 @@ def test_cancelled_move_can_be_undone(
         items, tmp_path / "out", mode="move", roots=[root], reporter=reporter, control=control
     )
     assert result.cancelled and result.files == 3
-    assert undo_export(result.manifest).restored == 3
+    assert undo_export(result.manifest, [root]).restored == 3
     assert snapshot(root) == before
 
 
@@ -753,7 +1028,7 @@ def test_a_journal_line_cut_short_by_a_kill_is_tolerated(
     assert second.files == 10 and len(exported(dest)) == 10
     lines = first.journal.read_bytes().splitlines()
     assert [json.loads(line)["kind"] for line in lines if line.endswith(b"}")][-1] == "finished"
-    assert undo_export(second.journal).restored == 10 and snapshot(root) == before
+    assert undo_export(second.journal, [root]).restored == 10 and snapshot(root) == before
 
 
 @pytest.mark.parametrize("mode", ["copy", "hardlink", "symlink"])
@@ -795,15 +1070,15 @@ def _arm_move_crash(
     elif crash_point == "unlink_partial":
         crash_on(os, "unlink", lambda path, *rest: _is_partial_copy_of(path, target))
     else:
-        real_copy2 = shutil.copy2
+        real_copy = export_mod._copy_contents
 
-        def half_copy(src: Any, dst: Any, **kwargs: Any) -> Any:
+        def half_copy(src: Any, dst: Any, *args: Any) -> Any:
             if Path(src) != target:
-                return real_copy2(src, dst, **kwargs)
+                return real_copy(src, dst, *args)
             Path(dst).write_bytes(Path(src).read_bytes()[:100])
             raise Crash("copy2")
 
-        monkeypatch.setattr(shutil, "copy2", half_copy)
+        monkeypatch.setattr(export_mod, "_copy_contents", half_copy)
 
 
 def _pretend_photos_on_another_drive(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -877,7 +1152,7 @@ def test_move_crash_at_any_point_is_undone_or_resumed(
     monkeypatch: pytest.MonkeyPatch,
     crash_point: str,
 ) -> None:
-    """Same file system: link + unlink; other drive: copy2 to a partial file, rename, unlink.
+    """Same file system: link + unlink; other drive: copy to a partial file, rename, unlink.
 
     The crash hits the 6th photo (``link``: before it is linked; ``unlink_after_link``:
     linked at both places; ``copy2_partial``: half a partial file; ``unlink_partial``:
@@ -891,7 +1166,7 @@ def test_move_crash_at_any_point_is_undone_or_resumed(
     journal = _crash_move(crash_point, root, dest, items, crash_on, monkeypatch)
     assert 0 < _moved(items) < len(items)
     _assert_cut_short(crash_point, journal, items[5].source)
-    undo = undo_export(journal)
+    undo = undo_export(journal, [root])
     assert undo.kept == [] and snapshot(root) == before
     assert exported(dest) == set()
     assert not [p for p in all_paths(tmp_path) if ".crlc-partial-" in p]
@@ -905,7 +1180,7 @@ def test_move_crash_at_any_point_is_undone_or_resumed(
     assert not [p for p in all_paths(tmp_path) if ".crlc-partial-" in p]
     hashes = sorted(h for k, (h, _) in snapshot(dest).items() if not k.startswith(EXPORT_FILES))
     assert hashes == sorted(h for h, _ in before.values())
-    assert undo_export(finished.manifest).restored == 10 and snapshot(root) == before
+    assert undo_export(finished.manifest, [root]).restored == 10 and snapshot(root) == before
 
 
 @pytest.mark.parametrize("crash_point", ["copy2_partial", "rename"])
@@ -920,15 +1195,15 @@ def test_copy_crash_resumes_without_duplicates_or_partial_files(
     dest = tmp_path / "out"
     target = items[6].source
     if crash_point == "copy2_partial":
-        real_copy2 = shutil.copy2
+        real_copy = export_mod._copy_contents
 
-        def copy2(src: Any, dst: Any, **kwargs: Any) -> Any:
+        def copy_contents(src: Any, dst: Any, *args: Any) -> Any:
             if Path(src) == target:
                 Path(dst).write_bytes(b"partial")
                 raise Crash("copy2")
-            return real_copy2(src, dst, **kwargs)
+            return real_copy(src, dst, *args)
 
-        monkeypatch.setattr(shutil, "copy2", copy2)
+        monkeypatch.setattr(export_mod, "_copy_contents", copy_contents)
     else:  # the partial file got its final name, the journal line "copied" did not follow
         crash_on(
             os,
@@ -951,6 +1226,8 @@ def test_copy_crash_resumes_without_duplicates_or_partial_files(
     for entry in result.entries:
         assert entry.destination is not None
         assert entry.destination.read_bytes() == entry.source.read_bytes()
+    undo = undo_export(result.manifest, [root])  # the file cut short got its identity
+    assert undo.removed == 10 and undo.kept == [] and exported(dest) == set()
 
 
 # --------------------------------------------------------------------------- real kill
@@ -1010,7 +1287,7 @@ def test_move_killed_half_way_is_fully_undone(
     assert 3 <= moved < len(items)
     assert not list(dest.glob("crlc-export-*.csv"))  # killed: only the journal exists
 
-    undo = undo_export(next(dest.glob(".crlc-export-*.journal")))
+    undo = undo_export(next(dest.glob(".crlc-export-*.journal")), [root])
     assert undo.kept == [] and undo.restored == moved
     assert snapshot(root) == before
     assert exported(dest) == set()
@@ -1028,5 +1305,5 @@ def test_move_killed_half_way_resumes_then_undoes(
     result = export_images(items, dest, mode="move", roots=[root])
     assert result.already_done == moved and result.files == 10 and result.skipped == []
     assert len(exported(dest)) == 10 and not any(i.source.exists() for i in items)
-    assert undo_export(result.manifest).restored == 10
+    assert undo_export(result.manifest, [root]).restored == 10
     assert snapshot(root) == before and exported(dest) == set()

@@ -18,9 +18,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
-from crlc_engine.errors import NoImagesFoundError
+from crlc_engine.errors import (
+    InvalidSettingError,
+    NewerVersionError,
+    NoImagesFoundError,
+    TooManyFilesError,
+)
 from crlc_engine.jobs import scan_folders
 from crlc_engine.library import (
     SCHEMA_VERSION,
@@ -35,6 +40,7 @@ from crlc_engine.library import library as library_mod
 from crlc_engine.library.catalog import MIGRATIONS, Catalog
 from crlc_engine.library.decode import decode_file
 from crlc_engine.library.pixel_cache import PixelCache
+from crlc_engine.library.walk import DEFAULT_MAX_FILES, refused_link, walk_root
 from tests.engine.library_helpers import (
     ORIENTATION_OPS,
     bomb_png,
@@ -563,12 +569,14 @@ def test_file_changed_while_it_is_decoded_is_recorded_then_fixed(
         current["path"] = path
         return real_decode(path, side, thumb)
 
-    def square_and_overwrite(img: Image.Image, side: int) -> Image.Image:
+    def square_and_overwrite(
+        img: Image.Image, side: int, source: tuple[float, float] | None = None
+    ) -> Image.Image:
         if current.get("path") == str(target) and "done" not in current:
             current["done"] = "yes"  # the file changes after it was read, before the check
             save_jpeg(target, picture(120, 80, seed=99))
             os.utime(target, ns=(old.st_atime_ns, old.st_mtime_ns + 5_000_000_000))
-        return real_square(img, side)
+        return real_square(img, side, source)
 
     monkeypatch.setattr(library_mod, "decode_file", decode_spy)
     monkeypatch.setattr(decode_mod, "square_from", square_and_overwrite)
@@ -1153,7 +1161,7 @@ def test_an_old_catalog_is_migrated_and_a_newer_one_refused(tmp_path: Path) -> N
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
     db.close()
-    with pytest.raises(RuntimeError, match="newer than this program"):
+    with pytest.raises(NewerVersionError, match="newer than this program"):
         Catalog(path)
 
 
@@ -1248,3 +1256,230 @@ def test_process_pool_scan_matches_in_process_scan(tmp_path: Path) -> None:
     for rel, record in pool_records.items():
         thumb = pooled.workspace / "thumbs" / f"{record.id}.jpg"
         assert thumb.is_file() == (record.status == "ok"), rel
+
+
+# ---------------------------------------------------------------------------- bounds
+def test_links_to_system_folders_and_folders_above_the_root_are_not_followed(
+    tmp_path: Path,
+) -> None:
+    """A link to / once walked the whole machine, /proc included (45,000 files in 90 s)."""
+    photos = tmp_path / "photos"
+    save_jpeg(photos / "own.jpg", picture(40, 30, seed=1))
+    save_jpeg(tmp_path / "sibling" / "not_mine.jpg", picture(40, 30, seed=2))
+    links = {"top": "/", "proc": "/proc", "me": "/proc/self", "dev": "/dev", "sys": "/sys"}
+    links |= {"run": "/run", "above": str(tmp_path)}
+    for name, target in links.items():
+        os.symlink(target, photos / name)
+    os.symlink("/proc/self/status", photos / "status.jpg")  # a file link into /proc
+
+    walked = walk_root(photos, ScanOptions(), (photos,), limit=100)
+
+    assert [f.rel_path for f in walked.files] == ["own.jpg"]
+    reasons = dict(walked.problems)
+    assert set(reasons) == {str(photos / n) for n in [*links, "status.jpg"]}
+    assert reasons[str(photos / "top")] == (
+        "symbolic link to the top of the file system (/): not followed"
+    )
+    for name in ("proc", "me", "dev", "sys", "run", "status.jpg"):
+        assert "into the system folder /" in reasons[str(photos / name)], name
+        assert reasons[str(photos / name)].endswith(": not followed")
+    assert reasons[str(photos / "above")] == (
+        f"symbolic link to {tmp_path}, a folder that contains the photo folder {photos}: "
+        "not followed"
+    )
+    assert walked.links_outside == []
+    assert refused_link("/run/media/me/USB", (photos,)) is None  # removable drives
+    assert refused_link("/run/user/1000/gvfs", (photos,)) is None  # network mounts
+
+
+def test_refused_links_are_listed_as_skipped_by_a_scan(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    save_jpeg(photos / "own.jpg", picture(40, 30, seed=1))
+    save_jpeg(tmp_path / "sibling" / "not_mine.jpg", picture(40, 30, seed=2))
+    os.symlink(tmp_path, photos / "above")
+    summary, records = scan([photos], tmp_path / "ws")
+    assert sorted(records) == ["own.jpg"]
+    assert list(skipped_of(summary)) == [str(photos / "above")]
+    assert summary.links_outside == {}
+
+
+def test_links_leaving_the_roots_are_followed_and_listed(linked_tree: Path, tmp_path: Path) -> None:
+    os.symlink(linked_tree / "own.jpg", linked_tree / "inside.jpg")  # stays inside: not listed
+    outside = tmp_path / "outside"
+    summary, records = scan([linked_tree], tmp_path / "ws")
+    assert sorted(records) == ["inside.jpg", "link.jpg", "linkdir/c.jpg", "own.jpg"]
+    assert summary.links_outside == {
+        str(linked_tree / "link.jpg"): str(outside / "ext.jpg"),
+        str(linked_tree / "linkdir"): str(outside / "extdir"),
+    }
+    assert summary.as_dict()["links_outside"] == [
+        {"path": str(linked_tree / "link.jpg"), "target": str(outside / "ext.jpg")},
+        {"path": str(linked_tree / "linkdir"), "target": str(outside / "extdir")},
+    ]
+    # A second root that holds the target: the link no longer leaves the library.
+    both, _ = scan([linked_tree, outside], tmp_path / "ws2")
+    assert both.links_outside == {}
+
+
+def test_a_scan_over_the_file_limit_stops_before_adding_anything(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(3):
+        save_png(a / f"{i}.png", picture(20, 20, seed=i))
+        save_png(b / "sub" / f"{i}.png", picture(20, 20, seed=10 + i))
+    ws = tmp_path / "ws"
+    with pytest.raises(TooManyFilesError) as caught:
+        scan([a, b], ws, options=ScanOptions(max_files=5))
+    message = str(caught.value)
+    assert message.startswith(f"more than 5 image files in {a}, {b}")
+    assert "nothing was added" in message
+    assert "--max-files N (e.g. --max-files 10)" in message
+    assert "default 200,000" in message
+    assert records_of([a, b], ws) == {}
+    # The limit is remembered with the library's other scan options.
+    with ImageLibrary.open([a, b], ws) as library:
+        assert library.scan_options() == ScanOptions(max_files=5)
+    with pytest.raises(TooManyFilesError):
+        scan([a, b], ws)
+    summary, records = scan([a, b], ws, options=ScanOptions(max_files=6))
+    assert (summary.images_ok, len(records)) == (6, 6)
+    with pytest.raises(InvalidSettingError, match="at least 1"):
+        scan([a, b], ws, options=ScanOptions(max_files=0))
+
+
+def test_the_default_file_limit_is_200000() -> None:
+    assert ScanOptions().max_files == DEFAULT_MAX_FILES == 200_000
+
+
+def test_a_workspace_inside_a_photo_folder_is_refused(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    save_jpeg(photos / "a.jpg", picture(40, 30, seed=1))
+    with pytest.raises(InvalidSettingError, match="inside the photo folder") as caught:
+        ImageLibrary.open([photos], photos / "ws")
+    assert "thumbnails would be scanned as photos" in str(caught.value)
+    assert not (photos / "ws").exists()
+    with pytest.raises(InvalidSettingError, match="inside the library's workspace"):
+        ImageLibrary((photos,), tmp_path)  # a photo folder inside the workspace
+
+
+def test_workers_beyond_the_cores_are_lowered_and_negative_refused(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    for i in range(4):
+        save_png(photos / f"{i}.png", picture(30, 30, seed=i))
+    statuses: list[str] = []
+    reporter = CallbackReporter(lambda done: None)
+    reporter.status = statuses.append  # type: ignore[method-assign]
+    cores = library_mod.available_cores()
+    summary, _ = scan([photos], tmp_path / "ws", workers=cores + 10, reporter=reporter)
+    assert summary.workers == min(cores, 4)
+    assert (
+        f"{cores + 10} decoding processes asked for, but only {cores} CPU core(s) are "
+        f"available: using {cores}"
+    ) in statuses
+    with pytest.raises(InvalidSettingError, match=r"0 \(decode in this process\) or more"):
+        scan([photos], tmp_path / "ws", workers=-1)
+
+
+class RecordingLock:
+    """A lock that records when it is taken and released."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
+        self.events.append("acquire")
+        return True
+
+    def release(self) -> None:
+        self.events.append("release")
+
+
+@pytest.fixture
+def recording_lock() -> Iterator[RecordingLock]:
+    lock = RecordingLock()
+    decode_mod.share_big_image_lock(lock, pixels=100_000)
+    yield lock
+    decode_mod.share_big_image_lock(None)
+
+
+def test_big_images_are_decoded_holding_the_shared_lock(
+    tmp_path: Path, recording_lock: RecordingLock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = save_png(tmp_path / "big.png", picture(400, 300, seed=1))  # 120,000 px
+    small = save_png(tmp_path / "small.png", picture(300, 300, seed=2))  # 90,000 px
+    drafted = save_jpeg(tmp_path / "drafted.jpg", picture(2400, 1800, seed=3))  # 1/8: 67,500
+    loads: list[list[str]] = []
+    real_load = ImageFile.ImageFile.load
+
+    def load(img: Image.Image) -> Any:
+        loads.append(list(recording_lock.events))  # what the lock had seen at load time
+        return real_load(img)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    assert decode_file(str(big), SIDE, None).status == "ok"
+    assert recording_lock.events == ["acquire", "release"]
+    assert loads[0] == ["acquire"]  # loaded while holding it
+    recording_lock.events.clear()
+    for path in (small, drafted):
+        assert decode_file(str(path), SIDE, None).status == "ok"
+    assert recording_lock.events == []  # at or under the limit after the JPEG draft
+
+
+def _reduce_sample(photos: Path) -> dict[str, Image.Image]:
+    """1600 x 1200 pictures in the modes that step 3 of decode.py treats differently."""
+    photos.mkdir(parents=True, exist_ok=True)
+    base = Image.fromarray(picture(1600, 1200, seed=21), "RGB")
+    alpha = Image.linear_gradient("L").resize(base.size).rotate(90)
+    rgba, la = base.copy(), base.convert("L")
+    rgba.putalpha(alpha)
+    la.putalpha(alpha)
+    palette = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    transparent = palette.copy()
+    transparent.paste(5, (130, 100, 800, 530))
+    ramp = np.linspace(0, 65535, 1600)[None, :] * np.linspace(0.2, 1, 1200)[:, None]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    samples = {
+        "rgb.png": (base, {}),
+        "rgba.png": (rgba, {}),
+        "la.png": (la, {}),
+        "grey.png": (base.convert("L"), {}),
+        "palette.png": (palette, {}),
+        "palette_transparent.png": (transparent, {"transparency": 5}),
+        "bilevel.png": (base.convert("1"), {}),
+        "grey16.png": (Image.fromarray(ramp.astype(np.uint16)), {}),
+        "cmyk.tif": (base.convert("CMYK"), {}),
+        "oriented.tif": (base, {"exif": exif.tobytes()}),
+        "oriented.png": (base, {"exif": exif.tobytes()}),
+        "photo.webp": (base, {"quality": 95}),
+    }
+    for name, (img, save) in samples.items():
+        img.save(photos / name, **save)
+    return {name: reference_rgb(photos / name) for name in samples}
+
+
+@pytest.fixture(scope="module")
+def reduce_sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Image.Image]]:
+    photos = tmp_path_factory.mktemp("reduce")
+    return photos, _reduce_sample(photos)
+
+
+@pytest.mark.parametrize("side", [32, 96, 256])
+def test_reduced_decodes_match_the_full_resolution_reference(
+    reduce_sample: tuple[Path, dict[str, Image.Image]], side: int, tmp_path: Path
+) -> None:
+    """Step 3 (Image.reduce right after loading) keeps square and thumbnail within 3 levels."""
+    photos, references = reduce_sample
+    assert decode_mod.reduce_factor(1600, 1200, side) >= 2
+    for name, reference in references.items():
+        thumb_path = tmp_path / f"{name}.jpg"
+        result = decode_file(str(photos / name), side, str(thumb_path))
+        assert result.status == "ok", (name, result.reason)
+        assert (result.width, result.height) == reference.size, name
+        assert result.pixels is not None
+        square = np.frombuffer(result.pixels, np.uint8).reshape(side, side, 3)
+        assert mad(square, square_of(reference, side)) <= 3, name
+        with Image.open(thumb_path) as thumb:
+            thumb_rgb = thumb.convert("RGB")
+        assert thumb_rgb.size == expected_thumbnail_size(*reference.size), name
+        expected = jpeg_roundtrip(reference.resize(thumb_rgb.size, Image.Resampling.BILINEAR), 85)
+        assert mad(np.asarray(thumb_rgb), np.asarray(expected)) <= 3, name

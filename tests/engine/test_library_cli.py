@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crlc_engine.library import ImageLibrary
+from crlc_engine.library import ImageLibrary, ScanOptions
 from crlc_engine.library.decode import decode_file
+from crlc_engine.library.decode_pool import available_cores
 from crlc_engine.runs import library_key
 from tests.engine.library_helpers import (
     REPO,
@@ -138,6 +139,111 @@ def test_scan_of_a_missing_folder_fails(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 1
     assert out["error"]["type"] == "folder_not_found"
     assert str(tmp_path / "nope") in out["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--workers", "-1"], "argument --workers: must be 0 (decode in this process)"),
+        (["--workers", "two"], "argument --workers: must be a whole number (got 'two')"),
+        (["--max-files", "0"], "argument --max-files: must be at least 1 (got 0)"),
+        (["--max-files", "-5"], "argument --max-files: must be at least 1 (got -5)"),
+    ],
+)
+def test_scan_refuses_bad_workers_and_file_limits_plainly(
+    photos: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    message: str,
+) -> None:
+    code, out, err = run_cli(["scan", str(photos), *flags, "--workspace", str(tmp_path)], capsys)
+    assert code == 2
+    assert out["error"]["type"] == "usage"
+    assert message in out["error"]["message"]
+    assert "Traceback" not in err
+    assert not (tmp_path / "libraries").exists()
+
+
+def test_train_takes_the_file_limit_too(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(
+        ["train", str(photos), "-k", "2", "--max-files", "0", "--workspace", str(tmp_path)],
+        capsys,
+    )
+    assert (code, out["error"]["type"]) == (2, "usage")
+    assert "--max-files: must be at least 1" in out["error"]["message"]
+
+
+def test_scan_over_the_file_limit_fails_plainly_and_remembers_the_limit(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = ["--workspace", str(tmp_path / "ws")]
+    code, out, err = run_cli(["scan", str(photos), *FAST, "--max-files", "4", *ws], capsys)
+    assert code == 1
+    assert out["error"]["type"] == "too_many_files"
+    assert out["error"]["message"].startswith(f"more than 4 image files in {photos}")
+    assert "--max-files" in out["error"]["message"]
+    assert "Traceback" not in err
+    assert records_of([photos], tmp_path / "ws") == {}
+    code, out, _ = run_cli(["scan", str(photos), *FAST, *ws], capsys)  # the limit is kept
+    assert out["error"]["type"] == "too_many_files"
+    # --max-files alone keeps the stored selection; the selection flags keep the limit.
+    code, out, _ = run_cli(["scan", str(photos), *FAST, "--exclude", "sub", *ws], capsys)
+    assert (code, out["new"]) == (0, 3)
+    code, out, _ = run_cli(["scan", str(photos), *FAST, "--max-files", "3", *ws], capsys)
+    assert (code, out["new"], out["unchanged"]) == (0, 0, 3)
+    with ImageLibrary.open([photos], tmp_path / "ws") as library:
+        assert library.scan_options() == ScanOptions(exclude=("sub",), max_files=3)
+    code, out, _ = run_cli(["scan", str(photos), *FAST, "--hidden", *ws], capsys)
+    assert out["error"]["type"] == "too_many_files"  # 5 files again, the limit is still 3
+
+
+def test_scan_lists_links_that_leave_the_folder_and_skips_links_above_it(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_jpeg(tmp_path / "elsewhere" / "e.jpg", picture(50, 40, seed=5))
+    os.symlink(tmp_path / "elsewhere", photos / "away")
+    os.symlink("/", photos / "everything")
+    os.symlink(tmp_path, photos / "parent")
+    code, out, err = run_cli(
+        ["scan", str(photos), *FAST, "--workspace", str(tmp_path / "ws")], capsys
+    )
+    assert code == 0
+    assert out["links_outside"] == [
+        {"path": str(photos / "away"), "target": str(tmp_path / "elsewhere")}
+    ]
+    assert f"  {photos / 'away'} -> {tmp_path / 'elsewhere'}\n" in err
+    assert "1 symbolic link(s) lead outside the folders (followed):" in err
+    skipped = {s["path"]: s["reason"] for s in out["skipped"]}
+    assert skipped[str(photos / "everything")].endswith("(/): not followed")
+    assert "contains the photo folder" in skipped[str(photos / "parent")]
+    assert out["images_ok"] == 4
+
+
+def test_scan_lowers_workers_to_the_cores_and_says_so(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cores = available_cores()
+    ws = ["--workspace", str(tmp_path / "ws")]
+    code, out, err = run_cli(
+        ["scan", str(photos), "--size", "32", "--workers", str(cores + 6), *ws], capsys
+    )
+    assert code == 0
+    assert out["workers"] == min(cores, 5)
+    assert f"{cores + 6} decoding processes asked for, but only {cores} CPU core(s)" in err
+
+
+def test_scan_refuses_a_workspace_inside_the_photo_folder(
+    photos: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(["scan", str(photos), *FAST, "--workspace", str(photos)], capsys)
+    assert code == 1
+    assert out["error"]["type"] == "invalid_setting"
+    assert f"is inside the photo folder {photos}" in out["error"]["message"]
+    assert "Traceback" not in err
+    assert not (photos / "libraries").exists()
 
 
 # ---------------------------------------------------------------------------- libraries

@@ -89,10 +89,15 @@ def test_small_data_sets_train_at_least_min_steps() -> None:
     x, _ = gaussian_features(10, np.random.default_rng(8).normal(size=(4, 8)))
     trainer = FeatureTrainer(small_settings(epochs=3, batch_size=16, min_steps=10), x)
     assert trainer.steps_per_epoch == 2 and trainer.target_epochs == 5
-    fit = trainer.fit()
+    said = RecordingReporter()
+    fit = trainer.fit(said)
     assert (fit.epochs, fit.steps) == (5, 10)
+    assert any("3 epochs asked for" in t and "training 5 epochs" in t for t in said.statuses)
     many = FeatureTrainer(small_settings(epochs=8, batch_size=16, min_steps=10), x)
     assert many.target_epochs == 8
+    said = RecordingReporter()
+    many.fit(said)
+    assert not any("asked for" in t for t in said.statuses)  # nothing overridden, nothing said
 
 
 def test_neighbours_are_cosine_and_a_zero_row_still_gets_some() -> None:

@@ -382,7 +382,7 @@ def test_cli_split_name_move_export_undo(
 @pytest.mark.parametrize(
     ("args", "kind"),
     [
-        (["0", "--parts", "1"], "invalid_setting"),
+        (["0", "--parts", "1"], "usage"),
         (["9"], "invalid_setting"),
         (["zero"], "invalid_setting"),
         (["0", "--names", "A"], "invalid_setting"),
@@ -394,4 +394,4 @@ def test_cli_split_errors(
 ) -> None:
     photos, ws, _ = library
     code, out = crlc(["split", str(photos), *args, "--workspace", ws], capsys)
-    assert code == 1 and out["error"]["type"] == kind
+    assert code == (2 if kind == "usage" else 1) and out["error"]["type"] == kind

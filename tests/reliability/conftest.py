@@ -10,6 +10,7 @@ with the reason.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -62,6 +63,21 @@ def run_crlc(*args: str, timeout: float = 120.0, **popen: Any) -> tuple[int, dic
     lines = out.stdout.strip().splitlines()
     payload: dict[str, Any] = json.loads(lines[-1]) if lines else {}
     return out.returncode, payload, out.stderr
+
+
+def crlc_here(*args: str) -> tuple[int, dict[str, Any], str]:
+    """``crlc ARGS --json`` in this process (no interpreter start-up): like :func:`run_crlc`.
+
+    For conditions that live in the file system (a full disk, damaged files); signals and
+    killed processes need :func:`run_crlc`'s child.
+    """
+    from crlc_engine.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*args, "--json"])
+    lines = out.getvalue().strip().splitlines()
+    return code, (json.loads(lines[-1]) if lines else {}), err.getvalue()
 
 
 def assert_plain_error(code: int, payload: dict[str, Any], stderr: str) -> None:
@@ -126,7 +142,7 @@ def trained_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     base = tmp_path_factory.mktemp("trained")
     photos = write_shapes_folder(base / "photos", per_class=12, size=32)
     workspace = base / "ws"
-    code, payload, err = run_crlc(
+    code, _, err = run_crlc(
         "train", str(photos), "-k", "3", "--workspace", str(workspace), *TINY_TRAIN_FLAGS
     )
     assert code == 0, err
