@@ -80,6 +80,28 @@ def crlc_here(*args: str) -> tuple[int, dict[str, Any], str]:
     return code, (json.loads(lines[-1]) if lines else {}), err.getvalue()
 
 
+def reading_commands(photos: Path, out: Path) -> list[list[str]]:
+    """Commands that only read a library: they must work on a full or read-only workspace."""
+    return [
+        ["clusters", str(photos)],
+        ["runs", str(photos)],
+        ["libraries"],
+        ["evaluate", str(photos)],
+        ["export", str(photos), str(out), "--dry-run"],
+    ]
+
+
+def writing_commands(photos: Path) -> list[list[str]]:
+    """Commands that write the workspace: on a full or read-only one, a plain error."""
+    disc = sorted((photos / "disc").iterdir())[0]
+    return [
+        ["name", str(photos), "0", "Discs"],
+        ["label", str(photos), str(disc), "--as", "Disc"],
+        ["scan", str(photos)],
+        ["train", str(photos), "-k", "3", *TINY_TRAIN_FLAGS],
+    ]
+
+
 def assert_plain_error(code: int, payload: dict[str, Any], stderr: str) -> None:
     """A failure reported as one plain line: non-zero exit, no traceback, a JSON error."""
     assert code != 0, stderr

@@ -9,7 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import TINY_TRAIN_FLAGS
-from tests.reliability.conftest import assert_plain_error, crlc_here, fill_disk
+from tests.reliability.conftest import (
+    assert_plain_error,
+    crlc_here,
+    fill_disk,
+    reading_commands,
+    writing_commands,
+)
 
 MB = 1024 * 1024
 
@@ -30,23 +36,11 @@ def test_reading_works_and_writing_says_disk_full_on_a_full_disk(
     workspace = _library_on(mount, photos)
     fill_disk(mount)
     ws = ["--workspace", str(workspace)]
-    for read in (
-        ["clusters", str(photos)],
-        ["runs", str(photos)],
-        ["libraries"],
-        ["evaluate", str(photos)],
-        ["export", str(photos), str(tmp_path / "out"), "--dry-run"],
-    ):
+    for read in reading_commands(photos, tmp_path / "out"):
         code, payload, err = crlc_here(*read, *ws)
         assert code == 0, (read, err)
         assert "error" not in payload
-    disc = sorted((photos / "disc").iterdir())[0]
-    for write in (
-        ["name", str(photos), "0", "Discs"],
-        ["label", str(photos), str(disc), "--as", "Disc"],
-        ["scan", str(photos)],
-        ["train", str(photos), "-k", "3", *TINY_TRAIN_FLAGS],
-    ):
+    for write in writing_commands(photos):
         code, payload, err = crlc_here(*write, *ws)
         assert_plain_error(code, payload, err)
         assert payload["error"]["type"] == "disk_full", (write, payload)

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_TRAIN_FLAGS
-from tests.reliability.conftest import assert_plain_error, crlc_here
+from tests.reliability.conftest import (
+    assert_plain_error,
+    crlc_here,
+    reading_commands,
+    writing_commands,
+)
 
 MB = 1024 * 1024
 
@@ -33,22 +38,11 @@ def test_a_read_only_workspace_reads_and_refuses_writes_plainly(
     assert code == 0, err
     _read_only(mount)
     ws = ["--workspace", str(workspace)]
-    for read in (
-        ["clusters", str(photos)],
-        ["runs", str(photos)],
-        ["libraries"],
-        ["evaluate", str(photos)],
-        ["export", str(photos), str(tmp_path / "out"), "--dry-run"],
-    ):
+    for read in reading_commands(photos, tmp_path / "out"):
         code, payload, err = crlc_here(*read, *ws)
         assert code == 0, (read, err)
-    disc = sorted((photos / "disc").iterdir())[0]
-    for write in (
-        ["name", str(photos), "0", "Discs"],
-        ["label", str(photos), str(disc), "--as", "Disc"],
-        ["scan", str(photos)],
-        ["train", str(photos), "-k", "3", *TINY_TRAIN_FLAGS],
-    ):
+        assert "error" not in payload
+    for write in writing_commands(photos):
         code, payload, err = crlc_here(*write, *ws)
         assert_plain_error(code, payload, err)
         assert payload["error"]["type"] == "permission_denied", (write, payload)
