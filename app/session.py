@@ -10,7 +10,11 @@ The only corrections that change assignments, :meth:`LibrarySession.split` and
 :meth:`~LibrarySession.undo` / :meth:`~LibrarySession.redo` (which may undo a split),
 reload them themselves, so after any correction the session is current.
 
-It also remembers, per library, which run and cluster the user was looking at
+The window shows groups, not clusters: :meth:`LibrarySession.view` is the run's group view
+(:mod:`crlc_engine.groups`), made again after every correction, and groups are named by their
+key (``group:<name>``, ``cluster:<n>`` for an unnamed cluster).
+
+It also remembers, per library, which run and group the user was looking at
 (``<workspace>/app-view.json``, so it follows the library through a re-link), lists the
 files a scan could not use and the runs that can be resumed, and :func:`scanned_images`
 reads the images a running scan has finished so far (from any thread).
@@ -32,10 +36,18 @@ from typing import Any
 import numpy as np
 
 from app.state_file import read_state, write_state
-from crlc_engine.annotations import Annotations, default_cluster_name
-from crlc_engine.errors import RunNotFoundError
+from crlc_engine.annotations import Annotations
+from crlc_engine.errors import InvalidSettingError, RunNotFoundError
+from crlc_engine.groups import (
+    NAMED_KEY,
+    UNNAMED_KEY,
+    GroupStore,
+    GroupSummary,
+    GroupView,
+    named_key,
+)
 from crlc_engine.library import Catalog, ImageLibrary, ImageRecord, SkippedFile
-from crlc_engine.results import ClusterSummary, ResultStore, RunAssignments
+from crlc_engine.results import ResultStore, RunAssignments
 from crlc_engine.runs import RunDir
 from crlc_engine.split import SplitPlan
 
@@ -46,14 +58,14 @@ NOT_DECODED = "not decoded yet"
 
 
 @dataclass(frozen=True)
-class ClusterImages:
-    """The images of one cluster, sorted for the grid.
+class GroupImages:
+    """The pictures of one group, sorted for the grid.
 
     Attributes:
         image_ids: int64 [M].
-        confidences: float32 [M].
+        confidences: float32 [M], each picture's probability of the group.
         paths: Absolute paths, length M.
-        labels: Class name per image or ``None``.
+        labels: Label per picture (it was labelled or moved into the group) or ``None``.
     """
 
     image_ids: np.ndarray
@@ -70,26 +82,25 @@ class ImageDetail:
     path: Path
     width: int | None
     height: int | None
-    cluster: int
-    cluster_name: str
+    group: str | None
+    group_name: str
     confidence: float
-    probabilities: np.ndarray
     label: str | None
     ignored: bool
 
 
 @dataclass(frozen=True)
-class ClusterProbability:
+class GroupProbability:
     """One line of the detail panel's probabilities.
 
     Attributes:
-        cluster: The cluster index.
+        key: The group's key.
         name: Its name (or ``Cluster n``).
-        probability: The model's probability, or ``None`` for a cluster made by a split
-            (the model has no output for it: see :mod:`crlc_engine.split`).
+        probability: The model's probability of the group (its clusters' sum), or ``None``
+            for a cluster made by a split (the model has no output for it).
     """
 
-    cluster: int
+    key: str
     name: str
     probability: float | None
 
@@ -121,7 +132,7 @@ def scanned_images(workspace: Path, known: int = -1) -> ScannedImages | None:
         known: How many usable images the caller already has; when the count is the
             same, nothing more is read and ``None`` is returned.
     """
-    catalog = Catalog(workspace / "catalog.sqlite")
+    catalog = Catalog(workspace / "catalog.sqlite", read_only=True)
     try:
         if known >= 0 and catalog.counts().get("ok", 0) == known:
             return None
@@ -240,8 +251,10 @@ class LibrarySession:
         self.workspace_base = workspace
         self.annotations = Annotations(self.library.catalog)
         self.results = ResultStore(self.library.catalog)
+        self.groups_store = GroupStore(self.library.catalog)
         self.run_id: str | None = None
         self._assignments: RunAssignments | None = None
+        self._view: GroupView | None = None
         self._records: dict[int, ImageRecord] = {}
         self._index: Any = None  # the current run's NeighborIndex, built on first use
         self.reload()
@@ -264,6 +277,7 @@ class LibrarySession:
                 library (see :meth:`remembered_view`), else the newest completed run.
         """
         self._records = {r.id: r for r in self.library.images(None)}
+        self._view = None
         run = self._pick_run(run_id)
         if run is None:
             self.run_id, self._assignments, self._index = None, None, None
@@ -293,25 +307,25 @@ class LibrarySession:
         return self.library.workspace / VIEW_FILE
 
     def remembered_view(self) -> dict[str, Any]:
-        """``{"run_id": ..., "cluster": ...}`` shown last in this library (may be empty)."""
+        """``{"run_id": ..., "group": ...}`` shown last in this library (may be empty)."""
         data = read_state(self._view_path)
         return data if isinstance(data, dict) else {}
 
-    def remember_view(self, cluster: int | None = None) -> None:
-        """Record the current run (and the selected cluster) for the next opening."""
+    def remember_view(self, group: str | None = None) -> None:
+        """Record the current run (and the selected group's key) for the next opening."""
         data: dict[str, Any] = {"run_id": self.run_id}
-        if cluster is not None:
-            data["cluster"] = int(cluster)
+        if group is not None:
+            data["group"] = str(group)
         with contextlib.suppress(OSError):  # a read-only workspace: not worth an error
             write_state(self._view_path, data)
 
-    def remembered_cluster(self) -> int | None:
-        """The cluster selected last, if it belongs to the current run."""
+    def remembered_group(self) -> str | None:
+        """The key of the group selected last, if it is a group of the current run."""
         view = self.remembered_view()
-        cluster = view.get("cluster")
-        if view.get("run_id") != self.run_id or not isinstance(cluster, int):
+        key = view.get("group")
+        if view.get("run_id") != self.run_id or not isinstance(key, str):
             return None
-        return cluster
+        return key if self.group(key) is not None else None
 
     # ------------------------------------------------------------------ library state
     def all_images(self) -> ScannedImages:
@@ -380,28 +394,36 @@ class LibrarySession:
         ]
 
     # ------------------------------------------------------------------ reading
-    def clusters(self) -> list[ClusterSummary]:
-        """Cluster summaries of the current run (ignored images left out)."""
-        if self.run_id is None:
-            return []
-        return self.results.summaries(self.run_id, top=5, exclude=self.annotations.ignored())
+    def view(self) -> GroupView:
+        """The group view of the current run (see :mod:`crlc_engine.groups`), kept until the
+        next correction or reload."""
+        if self._view is None:
+            self._view = self.groups_store.view(self._run(), data=self._require())
+        return self._view
 
-    def cluster_name(self, cluster: int) -> str:
-        """A cluster's name, or its default ``Cluster n``."""
-        if self.run_id is None:
-            return default_cluster_name(cluster)
-        return self.annotations.names(self.run_id).get(cluster, default_cluster_name(cluster))
+    def groups(self) -> list[GroupSummary]:
+        """The groups of the current run (ignored images left out); empty without a run."""
+        return [] if self.run_id is None else list(self.view().groups)
 
-    def images_of(self, cluster: int, low_confidence_first: bool = False) -> ClusterImages:
-        """One cluster's images sorted by confidence (highest first unless asked)."""
-        data = self._require()
-        ignored = self.annotations.ignored()
-        mask = (data.clusters == cluster) & ~np.isin(data.image_ids, list(ignored))
-        ids, conf = data.image_ids[mask], data.confidences[mask]
-        order = np.lexsort((ids, conf if low_confidence_first else -conf))
-        ids, conf = ids[order], conf[order]
+    def group(self, key: str) -> GroupSummary | None:
+        """A group of the current run, or ``None``."""
+        view = self.view() if self.run_id is not None else None
+        return view.group(key) if view is not None and view.has(key) else None
+
+    def group_name(self, key: str) -> str:
+        """A group's name, or ``Cluster n`` for an unnamed cluster."""
+        group = self.group(key)
+        return group.title if group is not None else key
+
+    def images_of(self, key: str, low_confidence_first: bool = False) -> GroupImages:
+        """One group's pictures sorted by their probability of it (highest first unless
+        asked); pictures labelled or moved into it included, ignored ones left out."""
+        view = self.view()
+        if not view.has(key):
+            return GroupImages(np.zeros(0, np.int64), np.zeros(0, np.float32), [], [])
+        ids, conf = view.members(key, low_confidence_first)
         labels = self.annotations.labels()
-        return ClusterImages(
+        return GroupImages(
             image_ids=ids,
             confidences=conf,
             paths=[self._records[i].path for i in ids.tolist()],
@@ -410,38 +432,44 @@ class LibrarySession:
 
     def detail(self, image_id: int) -> ImageDetail:
         """Everything the detail panel shows about one image."""
-        data = self._require()
-        row = data.row_of(image_id)
+        view = self.view()
         record = self._records[image_id]
-        cluster = int(data.clusters[row])
+        key = view.key_of(image_id)
+        ranked = dict((g.key, p) for g, p in view.ranked(image_id, top=len(view.groups)))
         return ImageDetail(
             image_id=image_id,
             path=record.path,
             width=record.width,
             height=record.height,
-            cluster=cluster,
-            cluster_name=self.cluster_name(cluster),
-            confidence=float(data.confidences[row]),
-            probabilities=data.probabilities[row].copy(),
+            group=key,
+            group_name=self.group_name(key) if key is not None else "ignored",
+            confidence=float(ranked.get(key, 0.0)) if key is not None else 0.0,
             label=self.annotations.labels().get(image_id),
             ignored=image_id in self.annotations.ignored(),
         )
 
-    def top_probabilities(self, detail: ImageDetail, top: int = 5) -> list[ClusterProbability]:
-        """The ``top`` most probable clusters of an image, most probable first.
+    def top_groups(self, detail: ImageDetail, top: int = 5) -> list[GroupProbability]:
+        """The ``top`` most probable groups of an image (a merge is one line, with the sum
+        of its clusters' probabilities), most probable first.
 
-        An image in a cluster made by a split (an index past the model's outputs) gets its
-        own cluster first, with no probability, then the model's ``top`` clusters.
+        An image in a cluster made by a split gets that group first, with no probability
+        when it has no model output.
         """
-        probabilities = detail.probabilities
-        lines = []
-        if not 0 <= detail.cluster < probabilities.size:
-            lines.append(ClusterProbability(detail.cluster, detail.cluster_name, None))
-        order = np.argsort(-probabilities, kind="stable")[:top]
+        view = self.view()
+        data = self._require()
+        lines: list[GroupProbability] = []
+        row = data.row_of(detail.image_id)
+        cluster = int(data.clusters[row])
+        if detail.group is not None and not 0 <= cluster < data.probabilities.shape[1]:
+            own = view.group(detail.group)
+            if cluster in own.clusters:
+                lines.append(GroupProbability(own.key, own.title, None))
+        head = data.probabilities.shape[1]
         lines += [
-            ClusterProbability(int(c), self.cluster_name(int(c)), float(probabilities[c]))
-            for c in order.tolist()
-        ]
+            GroupProbability(g.key, g.title, p)
+            for g, p in view.ranked(detail.image_id, len(view.groups))
+            if (not lines or g.key != lines[0].key) and (p > 0 or any(c < head for c in g.clusters))
+        ][:top]
         return lines
 
     def neighbors(self, image_id: int, k: int = 10) -> list[tuple[int, float]]:
@@ -459,30 +487,58 @@ class LibrarySession:
         return self.library.thumbnail_path(image_id)
 
     # ------------------------------------------------------------------ corrections
-    def rename(self, cluster: int, name: str) -> None:
-        """Name a cluster (undoable); the same name on two clusters merges them."""
-        self.annotations.name_cluster(self._run(), cluster, name)
+    def rename(self, key: str, name: str) -> str:
+        """Name a group (undoable): an unnamed cluster gets the name (the same name as
+        another group merges them), a named group is renamed everywhere. Returns the key of
+        the group afterwards."""
+        if key.startswith(UNNAMED_KEY):
+            self.annotations.name_cluster(self._run(), int(key[len(UNNAMED_KEY) :]), name)
+        else:
+            self.annotations.rename_group(key[len(NAMED_KEY) :], name)
+        self._changed()
+        return named_key(" ".join(name.split()))
 
-    def move(self, image_ids: Sequence[int], cluster: int) -> str:
-        """Move images to a cluster, i.e. label them with its name (undoable)."""
-        return self.annotations.move_to_cluster(self._run(), image_ids, cluster)
+    def move(self, image_ids: Sequence[int], key: str) -> str:
+        """Move images into a group, i.e. label them with its name (undoable)."""
+        name = self.annotations.move_to_group(self._run(), image_ids, key)
+        self._changed()
+        return name
 
     def label(self, image_ids: Sequence[int], name: str) -> None:
-        """Label images as a class (undoable)."""
+        """Label images as a group (undoable)."""
         self.annotations.label(image_ids, name)
+        self._changed()
 
     def ignore(self, image_ids: Sequence[int], ignored: bool = True) -> None:
         """Leave images out of training and export, or take them back (undoable)."""
         self.annotations.set_ignored(image_ids, ignored)
+        self._changed()
 
-    def plan_split(self, cluster: int, parts: int = 2) -> SplitPlan:
-        """How :meth:`split` would divide a cluster of the current run (changes nothing).
+    def separate(self, key: str) -> list[str]:
+        """Give every cluster of a merged group its own group (undoable): the first keeps
+        the name, the others get ``<name> 2``, ``<name> 3``... Returns their names."""
+        group = self.group(key)
+        if group is None or group.name is None or len(group.clusters) < 2:
+            raise InvalidSettingError("only a group of several clusters can be separated")
+        names = self.annotations.separate_clusters(self._run(), group.name, group.clusters)
+        self._changed()
+        return names
+
+    def plan_split(self, key: str, parts: int = 2) -> SplitPlan:
+        """How :meth:`split` would divide a group of one cluster (changes nothing).
 
         Raises:
             RunNotFoundError: no completed run is shown.
-            InvalidSettingError: unknown cluster, bad ``parts``, too few images.
+            InvalidSettingError: a group of several clusters (separate them first), unknown
+                group, bad ``parts``, too few images.
         """
-        return self.annotations.plan_split(self._run(), cluster, parts)
+        group = self.group(key)
+        if group is None or len(group.clusters) != 1:
+            raise InvalidSettingError(
+                "this group is several clusters under one name: separate them first "
+                "(Edit > Separate merged clusters), then split one"
+            )
+        return self.annotations.plan_split(self._run(), group.clusters[0], parts)
 
     def split(
         self, plan: SplitPlan, names: Sequence[str | None] | None = None, label: bool = False
@@ -516,6 +572,9 @@ class LibrarySession:
         if done is not None:
             self.reload(self.run_id)
         return done
+
+    def _changed(self) -> None:
+        self._view = None  # names, labels or ignores changed: the group view is re-made
 
     # ------------------------------------------------------------------ helpers
     def _run(self) -> str:

@@ -384,7 +384,7 @@ def make_images(folder: Path, per_class: int, size: int, seed: int) -> tuple[int
 
 
 def instrument(slots: SlotTimer) -> None:
-    from app.models.clusters import ClusterListModel
+    from app.models.clusters import GroupListModel
     from app.models.thumbnails import ThumbnailGridModel
     from app.session import LibrarySession
     from app.views.main_window import JobPanel, MainWindow
@@ -404,8 +404,8 @@ def instrument(slots: SlotTimer) -> None:
                 "_close_session",
             ),
         ),
-        (LibrarySession, ("__init__", "reload", "clusters", "images_of", "detail", "neighbors")),
-        (ClusterListModel, ("set_clusters",)),
+        (LibrarySession, ("__init__", "reload", "groups", "images_of", "detail", "neighbors")),
+        (GroupListModel, ("set_groups",)),
         (ThumbnailGridModel, ("set_images", "set_low_confidence_first")),
         (JobRunner, ("start", "_finish")),
     ):

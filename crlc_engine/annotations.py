@@ -1,12 +1,13 @@
 """What the user says about images: labels, cluster names, ignores, with undo and redo.
 
-A label is (image, class name). Naming a cluster makes its name a class; moving an image to
-a cluster labels it with that cluster's name (an unnamed cluster is named ``Cluster <n>``
-first, n its 0-based index as everywhere in the CLI); giving two clusters one name merges
-them; splitting a cluster (:mod:`crlc_engine.split`) moves some of its images to new
-cluster indices of the run. Every change is one row of the ``history`` table holding the
-before and after state of what it touched, so undo and redo are exact; a new change after an
-undo drops the redo stack.
+A label is (image, group name). Naming a cluster attaches it to the group of that name (see
+:mod:`crlc_engine.groups`); moving an image to a cluster or a group labels it with that
+group's name (an unnamed cluster is named ``Cluster <n>`` first, n its 0-based index as
+everywhere in the CLI); giving two clusters one name merges them; renaming a group renames
+it in every run and its labels; splitting a cluster (:mod:`crlc_engine.split`) moves some of
+its images to new cluster indices of the run. Every change is one row of the ``history``
+table holding the before and after state of what it touched, so undo and redo are exact; a
+new change after an undo drops the redo stack.
 """
 
 from __future__ import annotations
@@ -16,14 +17,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from crlc_engine.errors import InvalidSettingError
+from crlc_engine.groups import NAMED_KEY, UNNAMED_KEY, GroupStore, default_cluster_name
 from crlc_engine.library.catalog import Catalog
 from crlc_engine.results import ResultStore
 from crlc_engine.split import SplitPlan, next_cluster_ids, plan_split
-
-
-def default_cluster_name(cluster: int) -> str:
-    """The name an unnamed cluster gets when an image is moved into it."""
-    return f"Cluster {cluster}"
 
 
 def _clean_name(name: str) -> str:
@@ -42,6 +39,7 @@ class Annotations:
         self.catalog = catalog
         self.db = catalog.db
         self.results = ResultStore(catalog)
+        self.groups = GroupStore(catalog)
 
     # ------------------------------------------------------------------ state
     def labels(self) -> dict[int, str]:
@@ -98,6 +96,52 @@ class Annotations:
         change["labels"] = {str(i): [current.get(i), name] for i in ids}
         self._commit(f"move {len(ids)} image(s) to {name!r}", change)
         return name
+
+    def rename_group(self, old: str, new: str) -> None:
+        """Rename the group ``old`` everywhere (one undoable step): its clusters in every run
+        and its labels. A name another group has merges the two."""
+        name = _clean_name(new)
+        if name == old:
+            return
+        rows = self.db.execute(
+            "SELECT run_id, cluster FROM cluster_names WHERE name=? ORDER BY run_id, cluster",
+            (old,),
+        ).fetchall()
+        change: dict[str, Any] = {"names": [[r, int(c), old, name] for r, c in rows]}
+        change["labels"] = {str(i): [old, name] for i, c in self.labels().items() if c == old}
+        if not rows and not change["labels"]:
+            raise InvalidSettingError(f"there is no group called {old!r}")
+        self._commit(f"rename {old!r} to {name!r}", change)
+
+    def separate_clusters(self, run_id: str, name: str, clusters: Sequence[int]) -> list[str]:
+        """Give each cluster of a merged group of a run its own group (one undoable step): the
+        first keeps ``name``, the others get ``<name> 2``, ``<name> 3``... (a free name).
+        Labels stay with ``name``. Returns the names in cluster order."""
+        taken = set(self.groups.colours()) | set(self.labels().values())
+        taken |= {n for (n,) in self.db.execute("SELECT DISTINCT name FROM cluster_names")}
+        names, number = [name], 1
+        for _ in clusters[1:]:
+            number += 1
+            while f"{name} {number}" in taken:
+                number += 1
+            names.append(f"{name} {number}")
+        change = {
+            "names": [[run_id, int(c), name, n] for c, n in zip(clusters, names, strict=True)]
+        }
+        self._commit(f"separate the {len(clusters)} clusters of {name!r}", change)
+        return names
+
+    def move_to_group(self, run_id: str, image_ids: Iterable[int], key: str) -> str:
+        """Move pictures into a group of a run's group view (see :mod:`crlc_engine.groups`):
+        a named group labels them with its name; an unnamed cluster is named ``Cluster n``
+        first (:meth:`move_to_cluster`). Returns the name they got."""
+        if key.startswith(NAMED_KEY):
+            name = key[len(NAMED_KEY) :]
+            self.label(image_ids, name)
+            return name
+        if not key.startswith(UNNAMED_KEY):
+            raise InvalidSettingError(f"unknown group {key!r}")
+        return self.move_to_cluster(run_id, image_ids, int(key[len(UNNAMED_KEY) :]))
 
     def set_ignored(self, image_ids: Iterable[int], ignored: bool = True) -> None:
         """Exclude images from training and export (or include them again)."""
@@ -281,6 +325,9 @@ class Annotations:
                 self.db.execute("DELETE FROM ignored WHERE image_id=?", (int(image),))
         for run_id, cluster, *values in change.get("names", []):
             self.results.set_name(run_id, int(cluster), values[side])
+        new_names = {v[side] for v in change.get("labels", {}).values()}
+        new_names |= {v[2 + side] for v in change.get("names", [])}
+        self.groups.ensure(sorted(n for n in new_names if n is not None))
         moves: dict[str, dict[int, int]] = {}
         for run_id, image, *values in change.get("assignments", []):
             moves.setdefault(run_id, {})[int(image)] = int(values[side])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -54,10 +55,13 @@ class ConsoleReporter:
         self._started = time.monotonic()
 
     def _print(self, text: str) -> None:
-        if self._tty:
-            self.stream.write("\r\033[K")
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        self._write(("\r\033[K" if self._tty else "") + text + "\n")
+
+    def _write(self, text: str) -> None:
+        """Write and flush; a closed terminal or pipe never stops the job (EPIPE, EIO)."""
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.write(text)
+            self.stream.flush()
 
     def status(self, text: str) -> None:
         """Print a status line."""
@@ -77,8 +81,7 @@ class ConsoleReporter:
             text = f"[{bar:<30}] {fraction * 100:5.1f}%  ETA {_duration(eta)}"
         else:
             text = f"{done:g} done"
-        self.stream.write("\r\033[K" + text)
-        self.stream.flush()
+        self._write("\r\033[K" + text)
 
     def event(self, event: Event) -> None:
         """Print epochs and start/finish lines."""
@@ -806,7 +809,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if args.json:
-        print(json.dumps(result))
+        with contextlib.suppress(OSError):  # nobody reads a closed pipe
+            print(json.dumps(result), flush=True)
     return _exit_status(result)
 
 
@@ -819,6 +823,15 @@ FINISHED_WITH_FAILURES = "finished_with_failures"
 STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
+
+
+def _detach_output() -> None:
+    """Point stdout and stderr at the null device (after a hang-up nobody reads them)."""
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(null, fd)
+        os.close(null)
 
 
 def _exit_status(result: dict[str, Any]) -> int:
@@ -839,7 +852,9 @@ def _handle_stop_signals(control: JobControl) -> dict[int, Any]:
             raise KeyboardInterrupt
         control.cancel()
         name = "Ctrl+C" if signum == signal.SIGINT else signal.Signals(signum).name
-        with contextlib.suppress(OSError, ValueError):  # a closed terminal (SIGHUP)
+        if name == "SIGHUP":  # the terminal is gone: later output would fail the job
+            _detach_output()
+        with contextlib.suppress(OSError, ValueError):
             sys.stderr.write(
                 f"\n{name}: cancelling after the current step (once more to abort)...\n"
             )

@@ -143,28 +143,45 @@ def _cmd_runs(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
     return {"runs": [info.as_dict() for info in infos]}
 
 
-def _summaries(library: ImageLibrary, run_id: str, top: int) -> list[dict[str, Any]]:
-    from crlc_engine.annotations import Annotations
+def _summaries(library: ImageLibrary, run_id: str, top: int) -> dict[str, Any]:
+    """The ``clusters`` (what the model made) and ``groups`` (the group view) of a run, as
+    JSON; the groups are printed (stderr)."""
+    from crlc_engine.groups import GroupStore
     from crlc_engine.results import ResultStore
 
     paths = {r.id: str(r.path) for r in library.images(None)}
-    ignored = Annotations(library.catalog).ignored()
-    out = []
-    for s in ResultStore(library.catalog).summaries(run_id, top, exclude=ignored):
-        out.append(
+    groups = GroupStore(library.catalog)
+    clusters = [
+        {
+            "cluster": s.cluster,
+            "name": s.name,
+            "size": s.size,
+            "mean_confidence": round(s.mean_confidence, 4),
+            "top": [paths[i] for i in s.top_image_ids],
+        }
+        for s in ResultStore(library.catalog).summaries(run_id, top, exclude=groups.ignored())
+    ]
+    shown = []
+    for g in groups.view(run_id, top).groups:
+        shown.append(
             {
-                "cluster": s.cluster,
-                "name": s.name,
-                "size": s.size,
-                "mean_confidence": round(s.mean_confidence, 4),
-                "top": [paths[i] for i in s.top_image_ids],
+                "name": g.name,
+                "clusters": list(g.clusters),
+                "size": g.size,
+                "mean_confidence": round(g.mean_confidence, 4),
+                "labelled": g.labelled,
+                "top": [paths[i] for i in g.top_image_ids],
+                "flags": list(g.flags),
             }
         )
+        where = ", ".join(map(str, g.clusters)) if g.clusters else "labels only"
         _say(
-            f"cluster {s.cluster:3d}  {s.name or '(unnamed)':24s} {s.size:6d} images  "
-            f"confidence {s.mean_confidence:.2f}"
+            f"{g.title:24s} {g.size:6d} images  confidence {g.mean_confidence:.2f}  "
+            f"(cluster {where})"
         )
-    return out
+        for flag in g.flags:
+            _say(f"  ! {flag}")
+    return {"run_id": run_id, "clusters": clusters, "groups": shown}
 
 
 def _cmd_assign(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
@@ -173,14 +190,14 @@ def _cmd_assign(args: argparse.Namespace, control: JobControl) -> dict[str, Any]
     folders, _ = _split(args.folders)
     run = assign_run(folders, args.run, args.workspace)
     with ImageLibrary.open(folders, args.workspace) as library:
-        return {"run_id": run.run_id, "clusters": _summaries(library, run.run_id, args.top)}
+        return _summaries(library, run.run_id, args.top)
 
 
 def _cmd_clusters(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
     folders, _ = _split(args.folders)
     with ImageLibrary.open(folders, args.workspace, read_only=True) as library:
         run = library.runs.get(args.run, state="completed")
-        return {"run_id": run.run_id, "clusters": _summaries(library, run.run_id, args.top)}
+        return _summaries(library, run.run_id, args.top)
 
 
 def _cmd_neighbors(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
@@ -348,6 +365,16 @@ def _cmd_refine(args: argparse.Namespace, control: JobControl) -> dict[str, Any]
         f"Run {summary['run_id']} (refined from {outcome.parent}) {summary['state']}: "
         f"{summary['epochs']} epochs, {summary['clusters']} clusters"
     )
+    shares = [
+        f"{text} {summary[key]:.0%}"
+        for key, text in (
+            ("labelled_in_group", "labelled pictures in their group:"),
+            ("unlabelled_in_group", "other pictures of labelled groups still in them:"),
+        )
+        if summary.get(key) is not None
+    ]
+    if shares:
+        _say("; ".join(shares))
     return summary
 
 
@@ -373,6 +400,7 @@ def _cmd_export(args: argparse.Namespace, control: JobControl) -> dict[str, Any]
     with ImageLibrary.open(folders, args.workspace, read_only=True) as library:
         run = library.runs.get(args.run, state="completed")
         items = export_items(library, run.run_id)
+        flags = _say_group_flags(library, run.run_id)
         lock = library.locked(f"exporting to {dest}", name="export.lock")
         with nullcontext() if args.dry_run else lock:
             result = export_images(
@@ -387,7 +415,7 @@ def _cmd_export(args: argparse.Namespace, control: JobControl) -> dict[str, Any]
                 control,
             )
     _say_exported(result)
-    return result.as_dict()
+    return {**result.as_dict(), "group_flags": flags}
 
 
 def _say_exported(result: ExportResult) -> None:
@@ -434,75 +462,84 @@ def _say_undone(undone: UndoResult) -> None:
 def export_undo_checks(
     base: str | Path | None,
 ) -> Iterator[tuple[list[Path], Callable[[Path], tuple[int, int] | None]]]:
-    """What ``undo_export`` checks against: the roots of every library under ``base``, and
-    a look-up of the size and mtime their catalogs recorded for a photo (catalogs opened
-    read-only on first use, closed on exit; a library that cannot be opened is skipped)."""
+    """What ``undo_export`` checks against: the roots of every library under ``base`` (read
+    from each ``library.json``, cheaply), and a look-up of the size and mtime their catalogs
+    recorded for a photo (a catalog is opened read-only on the first look-up into its
+    library, closed on exit; a library that cannot be opened is skipped)."""
     import sqlite3
 
     from crlc_engine.errors import CRLCError
+    from crlc_engine.library import library_roots
 
-    infos = list_libraries(base)
+    found = [(workspace, [Path(r) for r in roots]) for workspace, roots in library_roots(base)]
     opened: dict[Path, ImageLibrary | None] = {}
 
-    def library_of(workspace: Path, roots: list[str]) -> ImageLibrary | None:
+    def library_of(workspace: Path, roots: list[Path]) -> ImageLibrary | None:
         if workspace not in opened:
             try:
-                opened[workspace] = ImageLibrary.open(roots, base, read_only=True)
+                opened[workspace] = ImageLibrary(tuple(roots), workspace, read_only=True)
             except (CRLCError, sqlite3.Error):
                 opened[workspace] = None
         return opened[workspace]
 
     def recorded(path: Path) -> tuple[int, int] | None:
-        for info in infos:
-            if not any(path.is_relative_to(root) for root in info.roots):
+        for workspace, roots in found:
+            if not any(path.is_relative_to(root) for root in roots):
                 continue
-            library = library_of(info.workspace, info.roots)
+            library = library_of(workspace, roots)
             record = None if library is None else library.catalog.image_by_path(path)
             if record is not None:
                 return record.size, record.mtime_ns
         return None
 
     try:
-        yield [Path(root) for info in infos for root in info.roots], recorded
+        yield [root for _, roots in found for root in roots], recorded
     finally:
         for library in opened.values():
             if library is not None:
                 library.close()
 
 
+def _say_group_flags(library: ImageLibrary, run_id: str) -> dict[str, list[str]]:
+    """Warn (stderr) about groups that changed a lot with the run; name -> flags."""
+    from crlc_engine.groups import GroupStore
+
+    flagged = {g.title: list(g.flags) for g in GroupStore(library.catalog).view(run_id).groups}
+    flagged = {name: flags for name, flags in flagged.items() if flags}
+    for name, flags in flagged.items():
+        for flag in flags:
+            _say(f"Check the group {name!r} before relying on this export: {flag}")
+    return flagged
+
+
 def export_items(library: ImageLibrary, run_id: str) -> list[Any]:
-    """What to export from a run: labels win over clusters; unnamed clusters get a default.
+    """What to export from a run: one folder per group of its group view (labels win, a
+    merge is one folder, an unnamed cluster is ``Cluster n``); a labelled picture has
+    confidence 1, the others their probability of their group.
 
     Every image of the run is listed, those marked missing by a scan too (the export counts
-    them as missing instead of leaving them out without a word).
+    them as missing instead of leaving them out without a word), ignored ones as ignored.
     """
-    from crlc_engine.annotations import Annotations, default_cluster_name
     from crlc_engine.export import ExportItem
-    from crlc_engine.results import ResultStore
+    from crlc_engine.groups import GroupStore, default_cluster_name
 
-    notes = Annotations(library.catalog)
-    names, labels, ignored = notes.names(run_id), notes.labels(), notes.ignored()
     records = {r.id: r for r in library.images(None)}
-    stored = ResultStore(library.catalog).load(run_id)
+    groups = GroupStore(library.catalog)
+    data = groups.results.load(run_id)
+    view = groups.view(run_id, data=data)
+    row = {int(i): k for k, i in enumerate(view.image_ids.tolist())}
     items = []
-    for image_id, cluster, confidence in zip(
-        stored.image_ids.tolist(),
-        stored.clusters.tolist(),
-        stored.confidences.tolist(),
-        strict=True,
-    ):
+    for image_id, cluster in zip(data.image_ids.tolist(), data.clusters.tolist(), strict=True):
         record = records.get(image_id)
         if record is None:
             continue
-        if image_id in labels:
-            folder, conf = labels[image_id], 1.0
+        k = row.get(image_id)
+        if k is None:  # ignored: left out by the export
+            folder, conf = default_cluster_name(cluster), 0.0
         else:
-            folder, conf = names.get(cluster, default_cluster_name(cluster)), confidence
-        items.append(
-            ExportItem(
-                record.path, folder, float(conf), record.rel_path, ignored=image_id in ignored
-            )
-        )
+            folder = view.groups[int(view.group_index[k])].title
+            conf = 1.0 if view.labelled[k] else float(view.confidences[k])
+        items.append(ExportItem(record.path, folder, conf, record.rel_path, ignored=k is None))
     return items
 
 

@@ -31,10 +31,11 @@ OPTIMIZERS = ("sgd", "adam")
 #: How the stages of a two-stage request get their optimiser: ``paper`` (each stage the
 #: paper's, :data:`PAPER_STAGE_OPTIMIZERS`) or ``run`` (both stages the request's own).
 STAGE_OPTIMS = ("paper", "run")
-#: The longest time budget (a year, in minutes) and the largest seed (what every random
-#: generator of torch and NumPy accepts) a run may ask for.
+#: The longest time budget (a year, in minutes), the largest seed (what every random
+#: generator of torch and NumPy accepts) and the most epochs a run may ask for.
 MAX_MINUTES = 525_600
 MAX_SEED = 2**32 - 1
+MAX_EPOCHS = 1_000_000
 
 #: The optimiser settings of two-stage CRLC in the paper (Appdx. A.7), per stage: stage 1
 #: (SimCLR pre-training), stage 2 fine-tuning the backbone (its CIFAR/STL setting) and stage 2
@@ -198,7 +199,10 @@ class TrainConfig:
                 f"image size must be 8..1024 px (got {self.image_size})",
             ),
             (self.batch_size >= 2, f"batch size must be at least 2 (got {self.batch_size})"),
-            (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})"),
+            (
+                self.epochs is None or 1 <= self.epochs <= MAX_EPOCHS,
+                f"epochs must be 1 to {MAX_EPOCHS:,} (got {self.epochs})",
+            ),
             (
                 self.minutes is None or 0 < self.minutes <= MAX_MINUTES,
                 f"minutes must be more than 0 and at most {MAX_MINUTES:,} (a year); got "
@@ -264,8 +268,8 @@ class TrainConfig:
                 f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}",
             ),
             (
-                self.stage1_epochs is None or self.stage1_epochs >= 1,
-                f"stage-1 epochs must be >= 1 (got {self.stage1_epochs})",
+                self.stage1_epochs is None or 1 <= self.stage1_epochs <= MAX_EPOCHS,
+                f"stage-1 epochs must be 1 to {MAX_EPOCHS:,} (got {self.stage1_epochs})",
             ),
             (self.neighbors >= 1, f"neighbours must be >= 1 (got {self.neighbors})"),
             (

@@ -23,10 +23,13 @@ taken):
   folder the export creates and ``file`` lines with a ``state``: ``moving``/``copying``/
   ``linking`` appended and fsynced *before* a file is touched (with the source's ``size``
   and ``mtime_ns``), ``moved``/``copied``/``linked`` after it, with the identity of what
-  the export created at the destination: ``size``, ``mtime_ns`` and the ``sha256`` of its
-  bytes (a symlink: its ``target`` instead), and ``present`` for files found already
+  the export created at the destination: ``size``, ``mtime_ns`` and, for a copy (or a move
+  across drives, a copy too), the ``sha256`` of its bytes (hashed while copying); for a hard
+  link or a move on one drive (the library's own file, never read) its ``device`` and
+  ``inode``; for a symlink its ``target``. ``present`` lines name files found already
   exported; finally ``finished``, ``cancelled``, ``resumed`` or ``undone`` markers. Version 1
-  journals (older versions) have no identities.
+  journals (older versions) have no identities; version 2 journals written before hard links
+  and moves recorded their inode have a ``sha256`` for them, which undo still checks.
 
 Every export reports what it could not do: :class:`ExportResult` counts the photos ``done``
 (now in the export), ``failed``, ``skipped`` and ``missing`` and lists them with reasons; its
@@ -40,31 +43,38 @@ counted as ``already_done`` too.
 
 Writes are crash-safe: copies go to a hidden ``.crlc-partial-*`` file (hashed while copied)
 that is renamed into place once complete, and moves are a hard link plus unlink on one file
-system (the file is then read once to hash it; copy to a partial file, rename, then delete
-the source across file systems), so a killed export leaves every file complete at its
-source, its destination or both (never only a partial copy). A move whose source cannot be
+system (copy to a partial file, rename, then delete the source across file systems), so a
+killed export leaves every file complete at its source, its destination or both (never only
+a partial copy). A move whose source cannot be
 deleted (a read-only folder) is taken back and reported as failed.
 
 Undo (:func:`undo_export`, given the manifest, the journal or DEST) never trusts the paths
 it reads. It refuses, as a whole and touching nothing, a journal that does not lie in the
 export folder its header names, or any record (or ``mkdir`` line) whose destination is not
 inside that folder (after resolving its parent folders: no ``..``, no symlinked folder
-leading out) or whose source and destination are one path; a manifest without its journal
-is checked the same way against its own folder. Then, file by file:
+leading out) or lies inside a library root (``roots``: an export never writes there, even
+when DEST is a parent of a root), or whose source and destination are one path; a manifest
+without its journal is checked the same way against its own folder. Then, file by file:
 
 * a move is put back (parent folders recreated, never overwriting a file that appeared at
-  the original path meanwhile) once the exported file's identity (size, mtime, sha256; a
-  symlink's target) matches its record; a file changed since is kept. A move cut short
-  between its two journal lines is checked against the source's size and mtime instead;
+  the original path meanwhile) only when the exported file is a file or a symlink (never a
+  folder), its original path lies in a library root or is a photo a library's catalog
+  knows (the ``catalog`` look-up), and its identity (size, mtime and sha256, or drive and
+  inode; a symlink's target) matches its record; a file changed since is kept. A move cut
+  short between its two journal lines is checked against the source's size and mtime
+  instead. Nothing inside a library root is ever deleted, save the ``.crlc-partial-*``
+  file a killed undo may leave next to an original (removed only inside a library root);
 * copies, hard links and symlinks made by the export are deleted only while their identity
   matches the record *and* they still match their original (same bytes, same inode, same
-  target; copies and hard links only while the original exists), so undo never deletes
-  the last copy of a photo;
-* nothing inside a library root (``roots``) is deleted: only a move may be put back there;
+  target, the original's symlinks followed; copies and hard links only while the original
+  exists and does not lead, through symlinks, into the export folder), so undo never
+  deletes the last copy of a photo;
 * records without identities (version 1 journals, a manifest whose journal is gone): a move
   is put back only when the exported file has the size and mtime that the library's catalog
-  recorded for its source (the ``catalog`` look-up); copies and links are kept, listed in
-  ``kept`` with :data:`UNVERIFIED_REASON`.
+  recorded for its source; copies and links are kept, listed in ``kept`` with
+  :data:`UNVERIFIED_REASON`;
+* a file the system will not let undo handle (a file where its folder should be, no
+  permission...) is kept with the reason, and undo goes on with the others.
 
 Files kept are listed with the reason in :attr:`UndoResult.kept`. ``csv`` exports have
 nothing to undo. Folders the export created are removed once empty (never one inside a
@@ -248,6 +258,7 @@ class ExportResult:
         cancelled: Whether the export stopped early; run it again to finish it.
         journal: The journal file (``None`` for dry runs and ``csv`` mode).
         entries: The full plan, in layout order.
+        in_export: Destinations of the ``files`` photos in the export, in layout order.
         failed: ``(source, reason)`` of the photos that could not be exported.
         missing: ``(source, reason)`` of the photos whose file is not there (deleted after
             training, or marked missing by a scan).
@@ -265,6 +276,7 @@ class ExportResult:
     entries: list[ExportPlanEntry] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)
+    in_export: list[Path] = field(default_factory=list)
 
     @property
     def done(self) -> int:
@@ -284,9 +296,9 @@ class ExportResult:
 
         Counts ``done``, ``failed``, ``skipped`` and ``missing`` with the lists
         ``failed_files``, ``skipped_files`` and ``missing_files`` (``[{"path", "reason"}]``);
-        ``first_files`` lists up to 10 destinations.
+        ``first_files`` lists up to 10 destinations of photos in the export.
         """
-        first = [os.fspath(e.destination) for e in self.entries if e.destination is not None]
+        first = [os.fspath(path) for path in self.in_export[:FIRST_FILES]]
         return {
             "state": self.state,
             "manifest": os.fspath(self.manifest),
@@ -304,7 +316,7 @@ class ExportResult:
             "missing_files": _path_list(self.missing),
             "dry_run": self.dry_run,
             "cancelled": self.cancelled,
-            "first_files": first[:FIRST_FILES],
+            "first_files": first,
         }
 
     def counts_text(self) -> str:
@@ -328,7 +340,8 @@ class UndoResult:
         restored: Moved photos put back at their original path.
         removed: Copies or links deleted.
         unchanged: Records with nothing left to undo (already back, or never written).
-        kept: ``(path, reason)`` of files left alone on purpose.
+        kept: ``(path, reason)`` of files left alone: on purpose, or because the system
+            refused (then undo went on with the others).
         folders_removed: Empty folders (created by the export) removed.
         unverified: How many of ``kept`` were kept because their record has no identity
             (an export by an older version) and nothing else could vouch for them.
@@ -470,13 +483,16 @@ def _key(path: Path) -> str:
 
 @dataclass(frozen=True)
 class _Identity:
-    """A file's ``size`` and ``mtime_ns``, with the ``sha256`` of its bytes or, for a
-    symlink, its ``target`` (neither: a source's stat on a journal's start line)."""
+    """A file's ``size`` and ``mtime_ns``, with the ``sha256`` of its bytes (a copy), its
+    ``device`` and ``inode`` (a hard link, a move on one drive) or, for a symlink, its
+    ``target`` (none of them: a source's stat on a journal's start line)."""
 
     size: int
     mtime_ns: int
     sha256: str | None = None
     target: str | None = None
+    device: int | None = None
+    inode: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"size": self.size, "mtime_ns": self.mtime_ns}
@@ -484,6 +500,8 @@ class _Identity:
             data["target"] = self.target
         elif self.sha256 is not None:
             data["sha256"] = self.sha256
+        elif self.inode is not None:
+            data |= {"device": self.device, "inode": self.inode}
         return data
 
     @classmethod
@@ -494,17 +512,25 @@ class _Identity:
         if isinstance(size, bool) or isinstance(mtime_ns, bool):
             return None
         sha256, target = line.get("sha256"), line.get("target")
+        device, inode = _plain_int(line.get("device")), _plain_int(line.get("inode"))
         return cls(
             size,
             mtime_ns,
             sha256 if isinstance(sha256, str) and sha256 else None,
             target if isinstance(target, str) else None,
+            device if inode is not None else None,
+            inode if device is not None else None,
         )
 
     @property
     def complete(self) -> bool:
-        """Whether it pins the content (a hash or a symlink target), not only size and date."""
-        return self.sha256 is not None or self.target is not None
+        """Whether it pins the file (a hash, a symlink target, or a drive and inode), not
+        only size and date."""
+        return self.sha256 is not None or self.target is not None or self.inode is not None
+
+
+def _plain_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass
@@ -811,17 +837,22 @@ def _source_stat(source: Path, follow: bool) -> _Identity | None:
     return _Identity(info.st_size, info.st_mtime_ns)
 
 
-def _identity_after(path: Path, digest: str | None = None) -> _Identity | None:
+def _identity_after(path: Path, digest: str | None = None, read: bool = False) -> _Identity | None:
     """The identity of what an export just created at ``path``.
 
-    ``digest`` is the sha256 computed while copying; without it the file is read once.
-    ``None`` when it cannot be read: undo then treats the file as unverifiable.
+    A symlink: its target. A copy: ``digest``, the sha256 computed while copying, or with
+    ``read`` the file is read once to hash it. Else (a hard link, a move on one drive: the
+    very file of the library) its drive and inode, without reading it. ``None`` when it
+    cannot be read: undo then treats the file as unverifiable.
     """
     try:
         info = os.lstat(path)
+        size, mtime_ns = info.st_size, info.st_mtime_ns
         if stat.S_ISLNK(info.st_mode):
-            return _Identity(info.st_size, info.st_mtime_ns, target=os.readlink(path))
-        return _Identity(info.st_size, info.st_mtime_ns, sha256=digest or _sha256_of(path))
+            return _Identity(size, mtime_ns, target=os.readlink(path))
+        if digest is not None or read:
+            return _Identity(size, mtime_ns, sha256=digest or _sha256_of(path))
+        return _Identity(size, mtime_ns, device=info.st_dev, inode=info.st_ino)
     except OSError:
         return None
 
@@ -830,7 +861,8 @@ def _identity_mismatch(path: Path, identity: _Identity, exact: bool) -> str | No
     """Why what is at ``path`` is not what ``identity`` describes (``None``: it is).
 
     ``exact``: the mtime must be equal to the nanosecond (else within
-    :data:`MTIME_TOLERANCE_S`). The hash or target is compared when the identity has one.
+    :data:`MTIME_TOLERANCE_S`). The target, hash or drive and inode is compared when the
+    identity has one.
     """
     try:
         info = os.lstat(path)
@@ -842,6 +874,11 @@ def _identity_mismatch(path: Path, identity: _Identity, exact: bool) -> str | No
             same = stat.S_ISLNK(info.st_mode) and os.readlink(path) == identity.target
         elif same and identity.sha256 is not None:
             same = stat.S_ISREG(info.st_mode) and _sha256_of(path) == identity.sha256
+        elif same and identity.inode is not None:
+            same = stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) == (
+                identity.device,
+                identity.inode,
+            )
     except OSError as exc:
         return f"it cannot be read ({exc.strerror or exc}), so undo cannot tell it is unchanged"
     return None if same else CHANGED_REASON
@@ -1198,7 +1235,7 @@ def _partial_path(path: Path) -> Path:
 
 
 def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         os.unlink(path)
 
 
@@ -1295,11 +1332,13 @@ def _symlink_action(source: Path, destination: Path) -> _Identity | None:
 
 
 def _move_action(source: Path, destination: Path) -> _Identity | None:
+    """Move; the identity: drive and inode on one drive, the bytes' hash across drives."""
     if _lexists(destination):  # left by a killed attempt: finish it if it is the same file
         if not _same_content(source, destination):
             raise FileExistsError(errno.EEXIST, "file exists", os.fspath(destination))
+        linked = _same_inode(source, destination)  # else a complete copy from another drive
         _unlink_or_take_back(source, destination)
-        return _identity_after(destination)
+        return _identity_after(destination, read=not linked)
     return _identity_after(destination, _move_file(source, destination))
 
 
@@ -1387,10 +1426,12 @@ def _result(
     journal: Path | None = None,
 ) -> ExportResult:
     folders: dict[str, int] = {}
+    in_export: list[Path] = []
     left_out: dict[str, list[tuple[str, str]]] = {"skipped": [], "failed": [], "missing": []}
     for entry, (status, note) in zip(plan.entries, outcomes, strict=True):
         if status in ("exported", "already_present", "planned"):
             folders[entry.folder] = folders.get(entry.folder, 0) + 1
+            in_export.extend([entry.destination] if entry.destination is not None else [])
         elif status in left_out:
             left_out[status].append((os.fspath(entry.source), note.removeprefix("failed: ")))
     return ExportResult(
@@ -1406,6 +1447,7 @@ def _result(
         entries=list(plan.entries),
         failed=left_out["failed"],
         missing=left_out["missing"],
+        in_export=in_export,
     )
 
 
@@ -1498,7 +1540,8 @@ class _Runner:
                 entry.destination, record.identity, exact=False
             ):
                 continue
-            journal.file(entry, end, False, _identity_after(entry.destination))
+            identity = _identity_after(entry.destination, read=self.plan.mode != "hardlink")
+            journal.file(entry, end, False, identity)
 
     def _export_one(self, index: int, journal: _JournalWriter) -> None:
         entry = self.plan.entries[index]
@@ -1580,9 +1623,10 @@ class _UndoSource:
 
 @dataclass
 class _UndoGuard:
-    """What undo may touch besides the checks on each record: the library roots (resolved)
-    and the catalogs' look-up for records without identity."""
+    """What undo may touch besides the checks on each record: the export folder and the
+    library roots (resolved), and the catalogs' look-up for the photos they know."""
 
+    dest: Path
     roots: tuple[Path, ...]
     catalog: CatalogLookup | None
 
@@ -1593,6 +1637,18 @@ class _UndoGuard:
             if where == root or root in where.parents:
                 return root
         return None
+
+    def knows(self, source: Path) -> bool:
+        """Whether ``source`` lies in a library root or a catalog knows the photo there:
+        the only places a move is put back to."""
+        if self.library_root_of(source) is not None:
+            return True
+        return self.catalog is not None and self.catalog(source) is not None
+
+    def leads_into_export(self, source: Path) -> Path | None:
+        """Where ``source`` leads (symlinks followed) when that is inside the export folder."""
+        real = Path(os.path.realpath(source))
+        return real if real == self.dest or self.dest in real.parents else None
 
 
 def undo_export(
@@ -1608,8 +1664,8 @@ def undo_export(
     Args:
         manifest: The export's manifest CSV, its journal, or the export folder (its latest
             export is undone). With a manifest, the journal next to it is used when present.
-        roots: The root folders of every library: nothing inside them is deleted (a moved
-            photo is still put back).
+        roots: The root folders of every library: nothing inside them is deleted, and a
+            moved photo is put back only inside them (or where ``catalog`` knows it).
         reporter: Gets a ``status`` line and ``progress(done, total)`` once per file.
         catalog: Look-up of what the libraries' catalogs recorded for a photo; moves
             recorded without identity are put back only when it vouches for them.
@@ -1619,16 +1675,19 @@ def undo_export(
 
     Raises:
         UndoError: no readable manifest or journal at ``manifest``, or one that names files
-            outside its export folder (then nothing is touched).
+            outside its export folder or inside a library root (then nothing is touched).
     """
     out = reporter if reporter is not None else NullReporter()
     source = _load_undo_source(Path(manifest))
-    _check_undo_source(source)
-    guard = _UndoGuard(tuple(Path(os.path.realpath(r)) for r in roots), catalog)
+    guard = _UndoGuard(source.dest, tuple(Path(os.path.realpath(r)) for r in roots), catalog)
+    _check_undo_source(source, guard)
     result = UndoResult(manifest=source.path, mode=source.mode)
     out.status(f"Undoing the {source.mode} export {source.path}")
     for done, record in enumerate(source.records, start=1):
-        _undo_record(record, guard, result)
+        try:
+            _undo_record(record, guard, result)
+        except OSError as exc:  # this file only: the others are still undone
+            _keep(result, Path(record.destination), _error_reason(exc))
         out.progress(done, len(source.records))
     folders = source.folders
     if folders is None:
@@ -1717,13 +1776,14 @@ def _record_problem(dest: Path, record: _FileRecord) -> str | None:
     return None
 
 
-def _check_undo_source(source: _UndoSource) -> None:
-    """Refuse, as a whole, a journal or manifest that names files outside its export folder.
+def _check_undo_source(source: _UndoSource, guard: _UndoGuard) -> None:
+    """Refuse, as a whole, a journal or manifest that names files outside its export folder
+    or inside a library root.
 
     Raises:
         UndoError: it does not lie in the folder its header names, or a record's
-            destination (or a created folder) is not inside that folder, or a record's
-            source and destination are one file.
+            destination (or a created folder) is not inside that folder or lies inside a
+            library root, or a record's source and destination are one file.
     """
     where = source.journal or source.path
     claimed = source.claimed_dest
@@ -1740,6 +1800,16 @@ def _check_undo_source(source: _UndoSource) -> None:
             f"cannot undo {where}: {problem}. An export only writes inside its own folder, "
             "so the file list was edited or damaged; nothing was changed."
         )
+    written = [*(r.destination for r in source.records), *(source.folders or ())]
+    for text in written:
+        root = guard.library_root_of(Path(text))
+        if root is not None:
+            raise UndoError(
+                f"cannot undo {where}: {text} lies inside the photo folder {root}. An export "
+                "never writes into a library's photo folders, so the file list was edited or "
+                "damaged (or that folder was added to a library after the export); nothing "
+                "was changed."
+            )
 
 
 def _read_manifest(path: Path) -> tuple[str, list[_FileRecord]]:
@@ -1764,11 +1834,20 @@ def _keep(result: UndoResult, path: Path, reason: str, unverified: bool = False)
     result.unverified += unverified
 
 
+def _error_reason(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return (
+        f"undo could not finish it: {exc.strerror or exc}{where}; it was left where it is, "
+        "fix that and run the undo again"
+    )
+
+
 def _undo_record(record: _FileRecord, guard: _UndoGuard, result: UndoResult) -> None:
     source, destination = Path(record.source), Path(record.destination)
     _remove_quietly(_partial_path(destination))
     if record.mode == "move":
-        _remove_quietly(_partial_path(source))
+        if guard.library_root_of(source) is not None:  # left by a killed undo
+            _remove_quietly(_partial_path(source))
         _undo_move(record, guard, result)
     elif record.mode in _STATES:
         _undo_link_or_copy(record, guard, result)
@@ -1777,18 +1856,18 @@ def _undo_record(record: _FileRecord, guard: _UndoGuard, result: UndoResult) -> 
 def _undo_move(record: _FileRecord, guard: _UndoGuard, result: UndoResult) -> None:
     source, destination = Path(record.source), Path(record.destination)
     at_source, at_destination = _lexists(source), _lexists(destination)
-    if at_destination and not at_source:
+    if at_destination and not guard.knows(source):
+        reason = (
+            f"its original place {source} is in none of your libraries, so undo does not put "
+            "it there; move it back yourself if it belongs there"
+        )
+        _keep(result, destination, reason)
+    elif at_destination and not at_source:
         refusal = _move_refusal(record, guard)
         if refusal is not None:
             _keep(result, destination, refusal, unverified=record.kind == "legacy")
             return
-        source.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            _move_file(destination, source)
-        except FileExistsError:
-            _keep_appeared(source, destination, result)
-            return
-        result.restored += 1
+        _put_back(source, destination, result)
     elif at_destination:
         if guard.library_root_of(destination) is None and _same_content(source, destination):
             os.unlink(destination)  # a killed move left the same file at both places
@@ -1801,13 +1880,35 @@ def _undo_move(record: _FileRecord, guard: _UndoGuard, result: UndoResult) -> No
         _keep(result, source, "missing at the original path and in the export")
 
 
+def _put_back(source: Path, destination: Path, result: UndoResult) -> None:
+    """Move ``destination`` back to ``source``, recreating its folders, never overwriting."""
+    try:
+        source.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        in_the_way = isinstance(exc, FileExistsError | NotADirectoryError)
+        why = "a file is in the way" if in_the_way else exc.strerror or str(exc)
+        reason = f"its folder {source.parent} cannot be made again ({why}); it stays in the export"
+        _keep(result, destination, reason)
+        return
+    try:
+        _move_file(destination, source)
+    except FileExistsError:
+        _keep_appeared(source, destination, result)
+        return
+    result.restored += 1
+
+
 def _move_refusal(record: _FileRecord, guard: _UndoGuard) -> str | None:
     """Why the moved file at the record's destination may not be put back (``None``: it may).
 
-    Checked against the record's identity (a move cut short: the source's size and mtime),
-    else against what the library's catalog recorded for the source.
+    Only a file or symlink goes back. Checked against the record's identity (a move cut
+    short: the source's size and mtime), else against what the library's catalog recorded
+    for the source.
     """
     destination = Path(record.destination)
+    kind = os.lstat(destination).st_mode
+    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+        return "it is a folder or a special file, not a photo the export moved; undo leaves it"
     if record.identity is not None and record.kind != "legacy":
         return _identity_mismatch(destination, record.identity, record.kind == "verified")
     recorded = guard.catalog(Path(record.source)) if guard.catalog is not None else None
@@ -1855,8 +1956,15 @@ def _removal_refusal(record: _FileRecord, guard: _UndoGuard) -> str | None:
     root = guard.library_root_of(destination)
     if root is not None:
         return f"it lies inside the photo folder {root}; delete it yourself if you want it gone"
-    if record.mode != "symlink" and not _lexists(source):
-        return f"its original {source} is gone, so it may be the last copy of the photo"
+    if record.mode != "symlink":
+        if not _lexists(source):
+            return f"its original {source} is gone, so it may be the last copy of the photo"
+        leads = guard.leads_into_export(source)
+        if leads is not None:
+            return (
+                f"its original {source} now leads to a file in the export folder ({leads}), "
+                "so it may be the last copy of the photo; delete it yourself if you want it gone"
+            )
     if not _matches_original(record.mode, source, destination):
         return f"it no longer matches the original {source}"
     verified = record.kind == "verified"
@@ -1869,13 +1977,17 @@ def _removal_refusal(record: _FileRecord, guard: _UndoGuard) -> str | None:
 
 
 def _matches_original(mode: str, source: Path, destination: Path) -> bool:
-    """Whether ``destination`` still is ``source`` exported in ``mode`` (a copy must be
-    another file, a hard link the same inode, a symlink point at it)."""
+    """Whether ``destination`` still is ``source`` exported in ``mode``: a symlink pointing
+    at it, else a plain file that is (a hard link) or is not (a copy) the file ``source``
+    leads to (symlinks followed, as the export did)."""
     if mode == "symlink":
         return _links_to(destination, source)
-    if mode == "hardlink":
-        return _same_inode(source, destination)
-    return not destination.is_symlink() and not _same_inode(source, destination)
+    try:
+        original, created = os.stat(source), os.lstat(destination)
+    except OSError:
+        return False
+    same = (original.st_dev, original.st_ino) == (created.st_dev, created.st_ino)
+    return stat.S_ISREG(created.st_mode) and same == (mode == "hardlink")
 
 
 def _copy_matches(record: _FileRecord) -> bool:

@@ -10,10 +10,12 @@ under the library's workspace and returns a result dataclass.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +36,12 @@ from crlc_engine.errors import (
     InvalidSettingError,
     NoGroundTruthError,
     RunNotFoundError,
-    WorkspaceLockedError,
     plain_message,
 )
 from crlc_engine.events import NullReporter, Reporter
 from crlc_engine.fileio import atomic_write, atomic_write_json
 from crlc_engine.groundtruth import class_indices, class_of
+from crlc_engine.groups import GroupStore
 from crlc_engine.inference import Predictions, predict
 from crlc_engine.library import (  # scan_folders: the scan job, re-exported
     ImageLibrary,
@@ -52,7 +54,7 @@ from crlc_engine.metrics import ClusteringScores, score_clustering
 from crlc_engine.models import CRLCModel
 from crlc_engine.presets import memorybank_lambda_fc
 from crlc_engine.quick import assign_quick, is_quick, run_quick
-from crlc_engine.results import ResultStore, carry_over_names
+from crlc_engine.results import ResultStore
 from crlc_engine.runs import UNFINISHED_STATES, RunDir, RunStore
 from crlc_engine.training.checkpoint import load_checkpoint
 from crlc_engine.training.two_stage import (
@@ -69,9 +71,9 @@ __all__ = [
     "RunInfo",
     "TrainOutcome",
     "assign_run",
-    "class_to_cluster",
     "delete_run",
     "evaluate_folder",
+    "group_targets",
     "list_runs",
     "mark_interrupted_runs",
     "refine_folder",
@@ -99,6 +101,10 @@ class TrainOutcome:
             stage-1 run).
         kind: ``train``, ``refine``, ``stage1`` (a two-stage job stopped in stage 1) or
             ``stage2``.
+        groups: A completed refine's report: ``labelled_in_group``, the share of labelled
+            pictures the model put in a cluster of their group, and
+            ``unlabelled_in_group``, the share of the other pictures of labelled groups
+            still in their group (:meth:`crlc_engine.groups.GroupStore.refine_report`).
     """
 
     run: RunDir
@@ -111,10 +117,13 @@ class TrainOutcome:
     scan: ScanSummary
     parent: str | None = None
     kind: str = "train"
+    groups: dict[str, float | None] | None = None
 
     def summary(self) -> dict[str, Any]:
-        """The CLI's ``--json`` object for ``crlc train`` and ``crlc refine``."""
+        """The CLI's ``--json`` object for ``crlc train`` and ``crlc refine`` (a completed
+        refine adds ``labelled_in_group`` and ``unlabelled_in_group``)."""
         return {
+            **(self.groups or {}),
             "run_id": self.run.run_id,
             "parent": self.parent,
             "workspace": str(self.workspace),
@@ -169,11 +178,14 @@ def train_folder(
     resume: str | None = None,
     scan_options: ScanOptions | None = None,
     workers: int | None = None,
+    names_from: str | None = None,
 ) -> TrainOutcome:
     """Scan the library of ``folders``, train CRLC on its images and store the run.
 
     Ignored images are left out. When the run completes, its assignments go to the catalog
-    and the names of the previous run's clusters carry over (Hungarian matching).
+    and its clusters take the names of the groups whose pictures they hold in the run
+    ``names_from`` (the run the user was looking at; default: the newest completed run),
+    see :mod:`crlc_engine.groups`.
 
     With ``config.stage == "two_stage"`` this is two runs: a ``stage1`` run (no
     assignments), then, if it completed, a ``stage2`` run whose parent it is; the outcome is
@@ -190,6 +202,7 @@ def train_folder(
             ``"latest"``.
         scan_options: What the scan looks at.
         workers: Decoding processes for the scan.
+        names_from: The run whose groups name the new run's clusters.
 
     Raises:
         CRLCError: a user-level problem (no images, bad settings, no GPU, workspace locked...).
@@ -218,14 +231,11 @@ def train_folder(
             raise InterruptedError("cancelled while scanning the images")
         with library.locked(f"training ({config.preset} preset)"):
             library.runs.mark_interrupted()  # we hold the lock: no other run is training
-            fixed: dict[int, str] | None = None
             continues = False
             if resume is not None:
                 continues = _restart_if_never_saved(run, reporter)
                 records = _resume_records(library, run, config.image_size)
                 labelled = _load_labelled(run)
-                mapping = run.read_config().get("class_to_cluster") or {}
-                fixed = {int(c): str(n) for n, c in mapping.items()} or None
             else:
                 ignored = Annotations(library.catalog).ignored()
                 records = [
@@ -244,7 +254,7 @@ def train_folder(
                     records,
                     parent=None,
                     kind="stage1" if config.stage == "stage1" else None,
-                    extra=extra,
+                    extra={**(extra or {}), "names_from": names_from or _newest_named(library)},
                 )
                 labelled = None
             if config.stage == "stage1":
@@ -265,7 +275,6 @@ def train_folder(
                 continues,
                 labelled=labelled,
                 parent_checkpoint=_restart_parent(library.runs, parent, continues),
-                fixed_names=fixed,
                 pixels=pixels,
             )
             outcome = TrainOutcome(
@@ -414,7 +423,14 @@ def _run_stage2(
     """Create and train the stage-2 run of ``stage1`` on ``records`` (lock held)."""
     _check_cluster_count(config.clusters, len(records))
     run = _create_run(
-        library, config, device_reason, str(device), records, parent=stage1.run_id, kind="stage2"
+        library,
+        config,
+        device_reason,
+        str(device),
+        records,
+        parent=stage1.run_id,
+        kind="stage2",
+        extra={"names_from": _newest_named(library)},
     )
     reporter.status(
         f"Stage 2 (run {run.run_id}, from stage-1 run {stage1.run_id}): clustering with a "
@@ -500,7 +516,6 @@ def _fit_run(
     resume: bool,
     labelled: tuple[np.ndarray, np.ndarray] | None = None,
     parent_checkpoint: Path | None = None,
-    fixed_names: dict[int, str] | None = None,
     pixels: np.ndarray | None = None,
 ) -> FitResult:
     """Train one run: heads on cached frozen features (quick preset) or CRLC on pixels
@@ -517,7 +532,6 @@ def _fit_run(
             resume,
             labelled=labelled,
             parent_checkpoint=parent_checkpoint,
-            fixed_names=fixed_names,
         )
     return _train_run(
         library,
@@ -531,7 +545,6 @@ def _fit_run(
         resume,
         labelled=labelled,
         parent_checkpoint=parent_checkpoint,
-        fixed_names=fixed_names,
     )
 
 
@@ -547,7 +560,6 @@ def _train_run(
     resume: bool,
     labelled: tuple[np.ndarray, np.ndarray] | None = None,
     parent_checkpoint: Path | None = None,
-    fixed_names: dict[int, str] | None = None,
 ) -> FitResult:
     run.write_status("running", f"pid {os.getpid()}", images=len(records))
     try:
@@ -577,7 +589,7 @@ def _train_run(
         if fit.state == "completed" and run.has_clusters:
             reporter.status("Computing assignments")
             preds = predict(trainer.model, trainer.data, trainer.augment_config, device)
-            _store_results(library, run, records, preds, fit.chosen_head, fixed_names)
+            _store_results(library, run, records, preds, fit.chosen_head)
     except BaseException as exc:
         message = plain_message(exc)
         state = "cancelled" if isinstance(exc, KeyboardInterrupt | InterruptedError) else "failed"
@@ -660,37 +672,46 @@ def _store_results(
     records: list[ImageRecord],
     preds: Predictions,
     head: int,
-    fixed_names: dict[int, str] | None,
-    inherit_names: bool = True,
+    reference: dict[int, str | None] | None = None,
 ) -> None:
     """predictions.npz (every sub-head, for evaluation) + catalog assignments + names.
 
-    A new run inherits names (``inherit_names``); re-assigning a run keeps its own.
+    The run's clusters are named from the groups of a reference view (see
+    :mod:`crlc_engine.groups`): ``reference`` when given (re-assigning a run compares with
+    its own view before), else the view of the run it was made to follow (``names_from``).
     """
     _write_predictions(run, records, preds.all_labels(), preds.probabilities[head], head)
-    store = ResultStore(library.catalog)
-    store.write(
+    ResultStore(library.catalog).write(
         run.run_id,
         np.array([r.id for r in records], dtype=np.int64),
         preds.probabilities[head],
         preds.features,
     )
-    previous = _previous_named_run(library.runs, run) if inherit_names else None
-    if previous is not None:
-        carry_over_names(store, previous, run.run_id, fixed_names)
-    elif fixed_names:
-        for cluster, name in fixed_names.items():
-            store.set_name(run.run_id, cluster, name)
+    groups = GroupStore(library.catalog)
+    if reference is not None:
+        groups.attach(run.run_id, reference, run.run_id)
+        return
+    names_from = _names_from(library.runs, run)
+    groups.attach(run.run_id, groups.reference(names_from), names_from)
 
 
-def _previous_named_run(runs: RunStore, run: RunDir) -> str | None:
-    """The run whose names a new run inherits: its parent, else the newest completed one.
+def _newest_named(library: ImageLibrary) -> str | None:
+    """The newest completed run with clusters (what a new run follows by default)."""
+    done = [r for r in library.runs.all() if r.state == "completed" and r.has_clusters]
+    return done[-1].run_id if done else None
 
-    Runs without clusters (stage 1 of two-stage training) have no names and are skipped.
-    """
-    parent = run.read_config().get("parent")
-    if parent and RunDir(runs.runs_dir / str(parent)).has_clusters:
-        return str(parent)
+
+def _names_from(runs: RunStore, run: RunDir) -> str | None:
+    """The run whose group view names ``run``'s clusters: the one recorded when the run was
+    made (the run the user was looking at), else its parent, else the newest completed run
+    before it; runs without clusters (stage 1) or no longer completed are skipped."""
+    config = run.read_config()
+    for candidate in (config.get("names_from"), config.get("parent")):
+        if not candidate or candidate == run.run_id:
+            continue
+        with contextlib.suppress(RunNotFoundError):
+            found = runs.get(str(candidate), state="completed")
+            return found.run_id
     earlier = [
         r for r in runs.all() if r.run_id < run.run_id and r.state == "completed" and r.has_clusters
     ]
@@ -701,8 +722,8 @@ def _load_labelled(run: RunDir) -> tuple[np.ndarray, np.ndarray] | None:
     path = run.path / "labelled.npz"
     if not path.exists():
         return None
-    with np.load(path) as stored:
-        return stored["rows"], stored["targets"]
+    with np.load(path) as stored:  # "allowed": group masks; older refine runs: one cluster
+        return stored["rows"], stored["allowed"] if "allowed" in stored else stored["targets"]
 
 
 def _resume_records(library: ImageLibrary, run: RunDir, side: int) -> list[ImageRecord]:
@@ -768,54 +789,64 @@ def mark_interrupted_runs(library: ImageLibrary) -> list[str]:
     """Mark the library's ``running`` runs that no process is training ``interrupted``.
 
     Takes the workspace lock for a moment; when another process holds it (it may be training
-    one of them), nothing is marked. Returns the ids marked.
+    one of them) or the lock cannot be taken at all, nothing is marked. Returns the ids.
     """
     try:
         with library.locked("checking for interrupted runs"):
             return library.runs.mark_interrupted()
-    except WorkspaceLockedError:
+    except CRLCError:  # held by another process, or no usable lock file here: mark nothing
         return []
 
 
 # ---------------------------------------------------------------------- refine (CRLC-semi)
-def class_to_cluster(
+def group_targets(
     labels: dict[int, str], names: dict[int, str], clusters: dict[int, int], num_clusters: int
-) -> dict[str, int]:
-    """Map every class to one cluster index (growing past ``num_clusters`` when needed).
+) -> dict[str, tuple[int, ...]]:
+    """The clusters of the head that each labelled group is one class over.
 
-    A class that names a cluster maps to it (the lowest index when several clusters share the
-    name, i.e. were merged); another class goes to the cluster that holds most of its labelled
-    images if no class took it yet, else to the lowest free unnamed cluster, else to a new
-    cluster index (the C-head grows).
+    A labelled group attached to clusters of the parent run is all of them (a merge stays
+    one class: see :mod:`crlc_engine.losses.group_cross_entropy`); groups without labels
+    get no class, so nothing forces their pictures anywhere. A labelled group without a
+    cluster (a new name) takes the free unnamed cluster holding most of its labelled
+    images, else the lowest free unnamed cluster, else a new cluster index (the head grows).
 
     Args:
-        labels: image id -> class name.
+        labels: image id -> group name.
         names: cluster -> name in the parent run.
         clusters: image id -> cluster in the parent run.
-        num_clusters: C of the parent run.
+        num_clusters: C of the parent run's head. Clusters made by a split (at or above
+            it) become outputs of the refined head too: it grows to cover every target.
     """
-    mapping: dict[str, int] = {}
-    for cluster in sorted(names):
-        mapping.setdefault(names[cluster], cluster)
-    taken = set(mapping.values())
-    votes: dict[str, dict[int, int]] = {}
-    for image, cls in labels.items():
-        if cls not in mapping and image in clusters:
-            counts = votes.setdefault(cls, {})
-            counts[clusters[image]] = counts.get(clusters[image], 0) + 1
-    # First the strongest claims: a class takes the free, unnamed cluster holding most of it.
-    claims = sorted(((-n, cls, c) for cls, counts in votes.items() for c, n in counts.items()))
-    for _, cls, cluster in claims:
-        if cls not in mapping and cluster not in taken and cluster not in names:
-            mapping[cls] = cluster
+    attached: dict[str, list[int]] = {}
+    for cluster, name in sorted(names.items()):
+        attached.setdefault(name, []).append(cluster)
+    wanted = sorted(set(labels.values()))
+    targets = {g: tuple(attached[g]) for g in wanted if g in attached}
+    taken = set(names) | {c for group in targets.values() for c in group}
+    votes: dict[str, Counter[int]] = {}
+    for image, group in labels.items():
+        if group not in targets and image in clusters:
+            votes.setdefault(group, Counter())[clusters[image]] += 1
+    claims = sorted((-n, g, c) for g, counts in votes.items() for c, n in counts.items())
+    for _, group, cluster in claims:
+        if group not in targets and cluster not in taken:
+            targets[group] = (cluster,)
             taken.add(cluster)
-    # Then the rest: the lowest free unnamed cluster, else a new one (the C-head grows).
-    for cls in sorted(set(labels.values()) - set(mapping)):
-        free = [c for c in range(num_clusters) if c not in taken and c not in names]
-        choice = free[0] if free else max([num_clusters - 1, *taken]) + 1
-        mapping[cls] = choice
-        taken.add(choice)
-    return mapping
+    for group in wanted:
+        if group not in targets:
+            free = [c for c in range(num_clusters) if c not in taken]
+            choice = free[0] if free else max([num_clusters - 1, *taken]) + 1
+            targets[group] = (choice,)
+            taken.add(choice)
+    return targets
+
+
+def _allowed(targets: dict[str, tuple[int, ...]], classes: list[str], width: int) -> np.ndarray:
+    """bool [L, width]: the clusters each labelled image (of group ``classes[k]``) may take."""
+    allowed = np.zeros((len(classes), width), dtype=bool)
+    for row, group in enumerate(classes):
+        allowed[row, list(targets[group])] = True
+    return allowed
 
 
 #: CRLC-semi's settings in the paper: lambda_FC 5 and SGD lr 0.1 with cosine decay to 0.001.
@@ -870,8 +901,10 @@ def refine_folder(
     The new run starts from the parent's network weights, trains the CRLC loss plus
     ``lambda_xent`` x cross-entropy on labelled images (semi settings: lambda_ent 1,
     lambda_FC 5, lambda_xent 1, SGD with cosine decay to lr 0.001, 64 labelled images per
-    step) and records the parent. Every class maps to one cluster (:func:`class_to_cluster`);
-    the names follow the mapping, other names carry over by Hungarian matching.
+    step) and records the parent. A labelled group is one class over all its clusters
+    (:func:`group_targets`); afterwards the clusters are named from the parent's group
+    view, as after any run (:mod:`crlc_engine.groups`), and the outcome reports how many
+    pictures of the labelled groups ended in them.
 
     Raises:
         RunNotFoundError: no completed run to refine.
@@ -891,34 +924,19 @@ def refine_folder(
                 "(`crlc label FOLDER IMAGE... --as NAME`, `crlc name FOLDER CLUSTER NAME`)"
             )
         parent_assign = ResultStore(library.catalog).load(parent.run_id).cluster_of()
-        mapping = class_to_cluster(labels, notes.names(parent.run_id), parent_assign, base.clusters)
-        clusters = max(base.clusters, max(mapping.values()) + 1)
-        budget: dict[str, Any] = {"epochs": epochs, "minutes": minutes}
-        if epochs is None and minutes is None:
-            budget["epochs"] = max(1, (base.epochs or 50) // 4)
-        config = base.replace(
-            clusters=clusters,
-            lambda_ent=1.0,
-            lambda_fc=semi_lambda_fc(base),
-            lambda_xent=1.0,
-            **semi_optimizer(base),
-            labelled_batch=64,
-            stage="end_to_end",
-            freeze_backbone=False,
-            **budget,
-            **{k: v for k, v in (overrides or {}).items() if v is not None},
-        )
+        targets = group_targets(labels, notes.names(parent.run_id), parent_assign, base.clusters)
+        width = max(base.clusters, 1 + max(c for group in targets.values() for c in group))
+        config = _refine_config(base, width, epochs, minutes, overrides)
         device = resolve_device(config.device)
         scan = library.scan(config.image_size, None, reporter, control)
         with library.locked("refining with labels"):
+            reference = GroupStore(library.catalog).reference(parent.run_id)
             records = [r for r in library.cached_images(config.image_size) if r.id not in ignored]
             _check_cluster_count(config.clusters, len(records))
             row_of = {r.id: k for k, r in enumerate(records)}
-            pairs = [(row_of[i], mapping[c]) for i, c in sorted(labels.items()) if i in row_of]
-            labelled = (
-                np.array([p[0] for p in pairs], dtype=np.int64),
-                np.array([p[1] for p in pairs], dtype=np.int64),
-            )
+            chosen = [(row_of[i], c) for i, c in sorted(labels.items()) if i in row_of]
+            rows = np.array([row for row, _ in chosen], dtype=np.int64)
+            allowed = _allowed(targets, [c for _, c in chosen], width)
             run = _create_run(
                 library,
                 config,
@@ -926,14 +944,17 @@ def refine_folder(
                 str(device.device),
                 records,
                 parent=parent.run_id,
-                extra={"class_to_cluster": mapping, "labelled": len(pairs)},
+                extra={
+                    "class_to_clusters": {g: list(c) for g, c in targets.items()},
+                    "labelled": len(chosen),
+                    "names_from": parent.run_id,
+                },
             )
-            np.savez(run.path / "labelled.npz", rows=labelled[0], targets=labelled[1])
+            np.savez(run.path / "labelled.npz", rows=rows, allowed=allowed)
             reporter.status(
-                f"Refining run {parent.run_id} with {len(pairs)} labelled images in "
-                f"{len(mapping)} classes ({clusters} clusters)"
+                f"Refining run {parent.run_id} with {len(chosen)} labelled images in "
+                f"{len(targets)} groups ({width} clusters)"
             )
-            fixed = {cluster: name for name, cluster in mapping.items()}
             fit = _fit_run(
                 library,
                 run,
@@ -943,10 +964,10 @@ def refine_folder(
                 reporter,
                 control,
                 resume=False,
-                labelled=labelled,
+                labelled=(rows, allowed),
                 parent_checkpoint=parent.checkpoint_path,
-                fixed_names=fixed,
             )
+            report = GroupStore(library.catalog).refine_report(run.run_id, reference)
     return TrainOutcome(
         run,
         library.workspace,
@@ -958,6 +979,32 @@ def refine_folder(
         scan,
         parent.run_id,
         kind="refine",
+        groups=report if fit.state == "completed" else None,
+    )
+
+
+def _refine_config(
+    base: TrainConfig,
+    clusters: int,
+    epochs: int | None,
+    minutes: float | None,
+    overrides: dict[str, Any] | None,
+) -> TrainConfig:
+    """The settings of a refine run of a run with settings ``base`` (CRLC-semi's)."""
+    budget: dict[str, Any] = {"epochs": epochs, "minutes": minutes}
+    if epochs is None and minutes is None:
+        budget["epochs"] = max(1, (base.epochs or 50) // 4)
+    return base.replace(
+        clusters=clusters,
+        lambda_ent=1.0,
+        lambda_fc=semi_lambda_fc(base),
+        lambda_xent=1.0,
+        **semi_optimizer(base),
+        labelled_batch=64,
+        stage="end_to_end",
+        freeze_backbone=False,
+        **budget,
+        **{k: v for k, v in (overrides or {}).items() if v is not None},
     )
 
 
@@ -968,7 +1015,8 @@ def assign_run(
     workspace: str | Path | None = None,
     reporter: Reporter | None = None,
 ) -> RunDir:
-    """(Re)compute a run's assignments from its checkpoint into the catalog."""
+    """(Re)compute a run's assignments from its checkpoint into the catalog; its clusters are
+    named again from its own group view before (a split is not learned by the model)."""
     reporter = reporter or NullReporter()
     with ImageLibrary.open(_roots(folders), workspace) as library:
         run = library.runs.get(run_id, state="completed")
@@ -993,9 +1041,8 @@ def assign_run(
         pixels = library.pixels(config.image_size, records)
         preds = predict(model, pixels, augment, device, reporter=reporter)
         with library.locked("assigning"):
-            _store_results(
-                library, run, records, preds, int(state["chosen_head"]), None, inherit_names=False
-            )
+            reference = GroupStore(library.catalog).reference(run.run_id)  # the view before
+            _store_results(library, run, records, preds, int(state["chosen_head"]), reference)
     return run
 
 

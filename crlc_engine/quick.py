@@ -40,6 +40,7 @@ from crlc_engine.features import (
     compute_features,
     lite0_extractor,
 )
+from crlc_engine.groups import GroupStore
 from crlc_engine.library import ImageLibrary, ImageRecord, ScanOptions
 from crlc_engine.presets import QUICK_BACKBONE, check_quick_settings
 from crlc_engine.runs import RunDir
@@ -120,7 +121,6 @@ def run_quick(
     resume: bool,
     labelled: tuple[np.ndarray, np.ndarray] | None = None,
     parent_checkpoint: Path | None = None,
-    fixed_names: dict[int, str] | None = None,
     extractor: FeatureExtractor | None = None,
     head_settings: dict[str, Any] | None = None,
 ) -> FitResult:
@@ -142,7 +142,6 @@ def run_quick(
         parent_checkpoint: Start the heads from this quick run's checkpoint (refine); by
             default a refine run (``parent`` in its config.json) that had not started its
             heads yet starts them from its parent's.
-        fixed_names: Cluster names decided already (refine's class mapping).
         extractor: The backbone (default: :func:`quick_extractor`; tests pass a small one).
         head_settings: :class:`QuickSettings` fields to override for a new run (those a
             ``TrainConfig`` cannot express); a resumed run keeps its checkpoint's settings.
@@ -203,7 +202,7 @@ def run_quick(
         if fit.state == "completed":
             reporter.status("Computing assignments")
             preds = trainer.predict()
-            _store_results(library, run, records, preds, fit.chosen_head, fixed_names)
+            _store_results(library, run, records, preds, fit.chosen_head)
     except BaseException as exc:
         message = plain_message(exc)
         state = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -262,14 +261,11 @@ def train_quick_folder(
             raise InterruptedError("cancelled while scanning the images")
         with library.locked(f"training ({config.preset} preset)"):
             library.runs.mark_interrupted()
-            fixed: dict[int, str] | None = None
             continues = False
             if resume is not None:
                 continues = jobs._restart_if_never_saved(run, reporter)
                 records = jobs._resume_records(library, run, config.image_size)
                 labelled = jobs._load_labelled(run)
-                mapping = run.read_config().get("class_to_cluster") or {}
-                fixed = {int(c): str(n) for n, c in mapping.items()} or None
             else:
                 ignored = Annotations(library.catalog).ignored()
                 records = [
@@ -290,7 +286,6 @@ def train_quick_folder(
                 control,
                 continues,
                 labelled=labelled,
-                fixed_names=fixed,
                 extractor=extractor,
                 head_settings=head_settings,
             )
@@ -364,7 +359,6 @@ def assign_quick(
         trainer.load_heads(run.checkpoint_path)
         reporter.status(f"Assigning {len(records)} images with run {run.run_id}")
         preds = trainer.predict()
-        jobs._store_results(
-            library, run, records, preds, int(state["chosen_head"]), None, inherit_names=False
-        )
+        reference = GroupStore(library.catalog).reference(run.run_id)  # the view before
+        jobs._store_results(library, run, records, preds, int(state["chosen_head"]), reference)
     return run

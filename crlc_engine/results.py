@@ -1,4 +1,4 @@
-"""Per-run results in the catalog: assignments, cluster summaries, names carried across runs.
+"""Per-run results in the catalog: assignments, cluster summaries, cluster names.
 
 For every run and image: the cluster of the run's chosen sub-head, its confidence (max
 probability), the full probability vector [C] and the RL-head feature z [D], both float32.
@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from crlc_engine.library.catalog import Catalog
 
@@ -192,56 +191,3 @@ class ResultStore:
             self.db.execute(
                 "INSERT OR REPLACE INTO cluster_names VALUES (?,?,?)", (run_id, cluster, name)
             )
-
-
-def match_clusters(old: dict[int, int], new: dict[int, int]) -> dict[int, int]:
-    """Hungarian matching of clusters by shared images: new cluster -> old cluster.
-
-    Only pairs that share at least one image are returned.
-    """
-    shared = [i for i in new if i in old]
-    if not shared:
-        return {}
-    old_ids = sorted({old[i] for i in shared})
-    new_ids = sorted({new[i] for i in shared})
-    overlap = np.zeros((len(new_ids), len(old_ids)), dtype=np.int64)
-    new_pos = {c: k for k, c in enumerate(new_ids)}
-    old_pos = {c: k for k, c in enumerate(old_ids)}
-    for image in shared:
-        overlap[new_pos[new[image]], old_pos[old[image]]] += 1
-    rows, cols = linear_sum_assignment(overlap, maximize=True)
-    return {new_ids[r]: old_ids[c] for r, c in zip(rows, cols, strict=True) if overlap[r, c] > 0}
-
-
-def carry_over_names(
-    store: ResultStore, old_run: str, new_run: str, fixed: dict[int, str] | None = None
-) -> dict[int, str]:
-    """Give ``new_run``'s clusters the names of the ``old_run`` clusters they match.
-
-    Args:
-        store: The result store.
-        old_run: The run whose names to carry over.
-        new_run: The run to name (its assignments must be written).
-        fixed: Names decided already (e.g. a refine's class -> cluster mapping); they win.
-
-    Returns:
-        The names given to ``new_run``.
-    """
-    names = dict(fixed or {})
-    old_names = store.names(old_run)
-    if old_names:
-        matched = match_clusters(store.load(old_run).cluster_of(), store.load(new_run).cluster_of())
-        taken = set(names.values())
-        for new_c, old_c in sorted(matched.items()):
-            name = old_names.get(old_c)
-            if new_c not in names and name is not None and name not in taken:
-                names[new_c] = name
-        # Merged clusters (one name on several old clusters): every match carries it.
-        merged = {n for n in old_names.values() if list(old_names.values()).count(n) > 1}
-        for new_c, old_c in sorted(matched.items()):
-            name = old_names.get(old_c)
-            if new_c not in names and name in merged:
-                names[new_c] = name
-    for cluster, name in names.items():
-        store.set_name(new_run, cluster, name)
-    return names

@@ -43,8 +43,7 @@ from typing import Any, Protocol
 import numpy as np
 import platformdirs
 
-from crlc_engine.config import TrainConfig
-from crlc_engine.errors import CRLCError, RunDamagedError, RunNotFoundError
+from crlc_engine.errors import RunDamagedError, RunNotFoundError
 from crlc_engine.fileio import atomic_write_json
 
 APP_NAME = "crlc-organizer"
@@ -209,31 +208,34 @@ class CatalogView(Protocol):
 def run_problem(run: RunDir, catalog: CatalogView | None = None) -> str | None:
     """Why a run cannot be used (damaged), or ``None`` when it is sound.
 
-    Checks that ``config.json`` holds valid settings, that ``status.json`` (when present) is
+    Checks that ``config.json`` holds a run's settings (their shape: values a later version
+    refuses are reported where they are used), that ``status.json`` (when present) is
     readable, and, given the library's catalog, that the run was made with it: by the
     ``catalog_id`` it recorded, else (a run made before ids existed) by its image paths. A
-    run that passes the path check adopts the catalog's id (best effort).
+    run that passes the path check adopts the catalog's id (best effort; not when the
+    catalog has no id yet, as in a read-only open of a catalog made before ids existed).
     """
     try:
         config = run.read_config()
-        if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
-            return "its config.json does not hold a run's settings"
-        TrainConfig.from_dict(config["train"])
-    except (OSError, ValueError, TypeError, CRLCError) as exc:
+    except (OSError, ValueError) as exc:
         return f"its config.json is unreadable ({exc})"
-    if run.status_path.exists() and run.read_status().get("message") in ("status.json unreadable",):
-        return "its status.json is unreadable"
-    if catalog is None or catalog.catalog_id is None:
+    train = config.get("train") if isinstance(config, dict) else None
+    if not isinstance(train, dict) or not isinstance(train.get("clusters"), int):
+        return "its config.json does not hold a run's settings"
+    status = run.status_problem()
+    if status is not None:
+        return status
+    if catalog is None:
         return None
-    made_with = config.get("catalog_id")
-    if made_with is not None:
-        if made_with == catalog.catalog_id:
-            return None
-        return (
-            "it was made with another catalog of this library (the catalog was deleted or "
-            "replaced since), so its image numbers no longer name the same photos"
-        )
-    return _check_legacy_paths(run, config, catalog)
+    made_with, current = config.get("catalog_id"), catalog.catalog_id
+    if made_with is None:
+        return _check_legacy_paths(run, config, catalog)
+    if made_with == current:
+        return None
+    return (
+        "it was made with another catalog of this library (the catalog was deleted or "
+        "replaced since), so its image numbers no longer name the same photos"
+    )
 
 
 def _stored_paths(run: RunDir) -> dict[int, str] | None:
@@ -265,6 +267,8 @@ def _check_legacy_paths(run: RunDir, config: dict[str, Any], catalog: CatalogVie
             "its images no longer match the library's catalog (the catalog was deleted or "
             "replaced since), so its results would name the wrong photos"
         )
+    if catalog.catalog_id is None:  # nothing to adopt yet: checked by paths each time
+        return None
     with contextlib.suppress(OSError):  # best effort: a read-only or full disk checks again
         if stored is None and ids:
             atomic_write_json(run.path / IMAGE_PATHS_FILE, {str(i): current[i] for i in current})

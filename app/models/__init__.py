@@ -1,4 +1,4 @@
-"""Qt item models over plain engine data (no widgets): clusters and thumbnails.
+"""Qt item models over plain engine data (no widgets): groups and thumbnails.
 
 Importing this package first works around a reference-counting bug of the PySide6 build in
 use (seen with PySide6 6.12.0 on CPython 3.11): each time C++ calls a Python override that
@@ -66,7 +66,7 @@ def pin_python_singletons() -> bool:
 #: Whether :func:`pin_python_singletons` found the bug and pinned the singletons.
 PYSIDE_REFCOUNT_WORKAROUND = pin_python_singletons()
 
-from app.models.clusters import PALETTE, ClusterListModel, cluster_color  # noqa: E402
+from app.models.clusters import PALETTE, GroupListModel, group_color  # noqa: E402
 from app.models.thumbnail_cache import ThumbnailCache, decode_thumbnail  # noqa: E402
 from app.models.thumbnails import (  # noqa: E402
     IMAGE_IDS_MIME,
@@ -80,14 +80,14 @@ __all__ = [
     "IMAGE_IDS_MIME",
     "PALETTE",
     "PYSIDE_REFCOUNT_WORKAROUND",
-    "ClusterListModel",
+    "GroupListModel",
     "ThumbnailCache",
     "ThumbnailGridModel",
     "binding_drops_references",
-    "cluster_color",
     "cluster_members",
     "decode_image_ids",
     "decode_thumbnail",
     "encode_image_ids",
+    "group_color",
     "pin_python_singletons",
 ]

@@ -1,10 +1,12 @@
-"""The cluster list of a run as a Qt list model, and the colour of each cluster.
+"""The group list of a run as a Qt list model, and the colour of each group.
 
-Rows are :class:`crlc_engine.results.ClusterSummary` records. The model never writes: a
-name typed into the view is announced with ``renameRequested(cluster, name)`` and images
-dropped on a cluster with ``moveRequested(image_ids, cluster)``, so the application can
-route both through the undoable :class:`crlc_engine.annotations.Annotations` and then hand
-the new summaries back with :meth:`ClusterListModel.set_clusters`.
+Rows are :class:`crlc_engine.groups.GroupSummary` records: a run's group view, where a merge
+(one name on several clusters) is one row and pictures labelled or moved into a group count
+in it. The model never writes: a name typed into the view is announced with
+``renameRequested(key, name)`` and images dropped on a group with ``moveRequested(image_ids,
+key)``, so the application can route both through the undoable
+:class:`crlc_engine.annotations.Annotations` and then hand the new groups back with
+:meth:`GroupListModel.set_groups`.
 """
 
 from __future__ import annotations
@@ -26,15 +28,14 @@ from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
 
 from app.models.thumbnails import IMAGE_IDS_MIME, decode_image_ids
 from app.theme import swatch_pixmap
-from crlc_engine.annotations import default_cluster_name
-from crlc_engine.results import ClusterSummary
+from crlc_engine.groups import GroupSummary
 
 # Qt's API is camelCase (signals).
 # ruff: noqa: N815
 
 Index = QModelIndex | QPersistentModelIndex
 
-#: Distinguishable colours for the first clusters (the first ten as in the wireframe).
+#: Distinguishable colours for the first groups (the first ten as in the wireframe).
 PALETTE: tuple[str, ...] = (
     "#4285f4",  # blue
     "#34a853",  # green
@@ -61,11 +62,12 @@ PALETTE: tuple[str, ...] = (
 _GOLDEN_ANGLE = 137.508
 
 
-def cluster_color(cluster: int) -> QColor:
-    """The colour of a cluster index: :data:`PALETTE`, then golden-angle hues (deterministic)."""
-    if 0 <= cluster < len(PALETTE):
-        return QColor(PALETTE[cluster])
-    k = cluster - len(PALETTE)
+def group_color(index: int) -> QColor:
+    """The colour of a palette index (a group's ``colour``): :data:`PALETTE`, then
+    golden-angle hues (deterministic)."""
+    if 0 <= index < len(PALETTE):
+        return QColor(PALETTE[index])
+    k = index - len(PALETTE)
     hue = (k * _GOLDEN_ANGLE + 15.0) % 360.0
     value = (0.90, 0.70, 0.55)[k % 3]
     return QColor.fromHsvF(hue / 360.0, 0.70, value)
@@ -80,96 +82,104 @@ _DISPLAY = int(Qt.ItemDataRole.DisplayRole)
 _EDIT = int(Qt.ItemDataRole.EditRole)
 _DECORATION = int(Qt.ItemDataRole.DecorationRole)
 _TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
+#: Shown after the size of a flagged group (it changed a lot with the run).
+FLAG_MARK = " \u26a0"
 
 
-class ClusterListModel(QAbstractListModel):
-    """One row per cluster of a run: "name (size)", colour swatch, mean confidence.
+class GroupListModel(QAbstractListModel):
+    """One row per group of a run: "name (size)", colour swatch, mean confidence.
 
-    Roles: ``DisplayRole`` "name (size)"; ``EditRole`` the name; ``DecorationRole`` an icon
-    of the cluster's :func:`cluster_color` swatch (:func:`app.theme.swatch_pixmap`) outlined
-    in the application palette's text colour, so that light colours stay visible on a light
-    palette and dark ones on a dark palette, and in its highlighted-text colour on a selected
-    row (where the colour is drawn as it is, not tinted with the highlight); made for the
-    palette current at paint time;
-    ``ToolTipRole`` size and mean confidence; :attr:`ClusterRole` (int index),
-    :attr:`SizeRole` (int), :attr:`MeanConfidenceRole` (float), :attr:`NameRole` (the stored
-    name, or None when unnamed), :attr:`ColorRole` (the plain :class:`QColor`).
+    Roles: ``DisplayRole`` "name (size)", with a warning sign when the group is flagged;
+    ``EditRole`` the name; ``DecorationRole`` an icon of the group's :func:`group_color`
+    swatch (:func:`app.theme.swatch_pixmap`) outlined in the application palette's text
+    colour, and in its highlighted-text colour on a selected row; ``ToolTipRole`` size,
+    labelled pictures, mean confidence, clusters and flags; :attr:`KeyRole` (str),
+    :attr:`ClustersRole` (tuple of ints), :attr:`SizeRole` (int), :attr:`MeanConfidenceRole`
+    (float), :attr:`NameRole` (the name, or None for an unnamed cluster), :attr:`ColorRole`
+    (the plain :class:`QColor`), :attr:`FlagsRole` (tuple of str).
 
     Signals:
-        renameRequested(int cluster, str name): the user typed a new name ("" asks to
-            clear a name). The model itself does not change.
-        moveRequested(list image_ids, int cluster): image ids dropped on a cluster.
+        renameRequested(str key, str name): the user typed a new name ("" asks to clear
+            an unnamed cluster's name). The model itself does not change.
+        moveRequested(list image_ids, str key): image ids dropped on a group.
     """
 
-    ClusterRole: ClassVar[int] = _USER + 1
+    KeyRole: ClassVar[int] = _USER + 1
     SizeRole: ClassVar[int] = _USER + 2
     MeanConfidenceRole: ClassVar[int] = _USER + 3
     NameRole: ClassVar[int] = _USER + 4
     ColorRole: ClassVar[int] = _USER + 5
+    ClustersRole: ClassVar[int] = _USER + 6
+    FlagsRole: ClassVar[int] = _USER + 7
     #: Edge of the colour swatch, in logical pixels.
     SWATCH_SIZE: ClassVar[int] = 16
 
-    renameRequested = Signal(int, str)
-    moveRequested = Signal(list, int)
+    renameRequested = Signal(str, str)
+    moveRequested = Signal(list, str)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._clusters: list[ClusterSummary] = []
-        self._swatches: dict[tuple[int, int, int], QIcon] = {}  # cluster, text, highlighted
+        self._groups: list[GroupSummary] = []
+        self._swatches: dict[tuple[int, int, int], QIcon] = {}  # colour, text, highlighted
 
     # ------------------------------------------------------------------ contents
-    def set_clusters(self, clusters: Sequence[ClusterSummary]) -> None:
-        """Show these clusters (in the given order).
+    def set_groups(self, groups: Sequence[GroupSummary]) -> None:
+        """Show these groups (in the given order).
 
-        The same cluster indices in the same order update the rows in place (one
-        ``dataChanged`` over the changed rows; selections survive); otherwise the model
-        is reset.
+        The same keys in the same order update the rows in place (one ``dataChanged`` over
+        the changed rows; selections survive); otherwise the model is reset.
         """
-        new = list(clusters)
-        if [c.cluster for c in new] != [c.cluster for c in self._clusters]:
+        new = list(groups)
+        if [g.key for g in new] != [g.key for g in self._groups]:
             self.beginResetModel()
-            self._clusters = new
+            self._groups = new
             self.endResetModel()
             return
-        changed = [
-            row for row, (a, b) in enumerate(zip(self._clusters, new, strict=True)) if a != b
-        ]
-        self._clusters = new
+        changed = [row for row, (a, b) in enumerate(zip(self._groups, new, strict=True)) if a != b]
+        self._groups = new
         if changed:
             self.dataChanged.emit(self.index(changed[0]), self.index(changed[-1]))
 
-    def set_name(self, cluster: int, name: str | None) -> None:
-        """Show a new name for one cluster (after the application stored it)."""
-        row = self.row_of(cluster)
+    def set_name(self, key: str, name: str | None) -> None:
+        """Show a new name for one group (after the application stored it)."""
+        row = self.row_of(key)
         if row < 0:
-            raise KeyError(cluster)
-        old = self._clusters[row]
-        self._clusters[row] = ClusterSummary(
-            old.cluster, name, old.size, old.mean_confidence, old.top_image_ids
+            raise KeyError(key)
+        old = self._groups[row]
+        self._groups[row] = GroupSummary(
+            old.key,
+            name,
+            old.clusters,
+            old.size,
+            old.mean_confidence,
+            old.top_image_ids,
+            old.labelled,
+            old.colour,
+            old.flags,
         )
         self.dataChanged.emit(self.index(row), self.index(row))
 
-    def clusters(self) -> list[ClusterSummary]:
-        """The rows' summaries, in row order."""
-        return list(self._clusters)
+    def groups(self) -> list[GroupSummary]:
+        """The rows' groups, in row order."""
+        return list(self._groups)
 
-    def summary(self, row: int) -> ClusterSummary:
-        """The summary shown in a row."""
-        return self._clusters[row]
+    def summary(self, row: int) -> GroupSummary:
+        """The group shown in a row."""
+        return self._groups[row]
 
-    def swatch(self, cluster: int) -> QIcon:
-        """The colour swatch of a cluster for the application's current palette (cached):
+    def swatch(self, colour: int) -> QIcon:
+        """The swatch of a palette index for the application's current palette (cached):
         outlined in the text colour, and in the highlighted-text colour when selected."""
         palette = QGuiApplication.palette()
         active = QPalette.ColorGroup.Active
         text = palette.color(active, QPalette.ColorRole.Text)
         selected = palette.color(active, QPalette.ColorRole.HighlightedText)
-        key = (cluster, int(text.rgba()), int(selected.rgba()))
+        key = (colour, int(text.rgba()), int(selected.rgba()))
         made = self._swatches.get(key)
         if made is None:
             if len(self._swatches) > 512:
                 self._swatches.clear()
-            color = cluster_color(cluster)
+            color = group_color(colour)
             on_highlight = QPalette(palette)
             on_highlight.setColor(active, QPalette.ColorRole.Text, selected)
             made = QIcon()
@@ -180,52 +190,57 @@ class ClusterListModel(QAbstractListModel):
             self._swatches[key] = made
         return made
 
-    def row_of(self, cluster: int) -> int:
-        """The row of a cluster index, or -1."""
-        for row, summary in enumerate(self._clusters):
-            if summary.cluster == cluster:
+    def row_of(self, key: str) -> int:
+        """The row of a group's key, or -1."""
+        for row, group in enumerate(self._groups):
+            if group.key == key:
                 return row
         return -1
 
     @staticmethod
-    def display_name(summary: ClusterSummary) -> str:
-        """The stored name, else ``Cluster <n>`` (0-based, as in the CLI)."""
-        return summary.name if summary.name is not None else default_cluster_name(summary.cluster)
+    def tooltip(group: GroupSummary) -> str:
+        """Size, labelled pictures, mean confidence, clusters and flags in words."""
+        lines = [f"{group.title}: {group.size} images, mean confidence {group.mean_confidence:.2f}"]
+        if group.labelled:
+            lines.append(f"{group.labelled} labelled or moved here by you")
+        if len(group.clusters) > 1:
+            clusters = ", ".join(map(str, group.clusters))
+            lines.append(f"clusters {clusters} of the run, merged under one name")
+        elif not group.clusters:
+            lines.append("held by your labels only (no cluster of this run)")
+        lines += [f"\u26a0 {flag}" for flag in group.flags]
+        return "\n".join(lines)
 
     # ------------------------------------------------------------------ Qt model API
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._clusters)
+        return 0 if parent.isValid() else len(self._groups)
 
     def data(self, index: Index, role: int = _DISPLAY) -> Any:
         if not index.isValid() or index.parent().isValid():
             return None
         row = index.row()
-        if not 0 <= row < len(self._clusters) or index.column() != 0:
+        if not 0 <= row < len(self._groups) or index.column() != 0:
             return None
-        summary = self._clusters[row]
+        group = self._groups[row]
         role = int(role)
         if role == _DISPLAY:
-            return f"{self.display_name(summary)} ({summary.size})"
+            return f"{group.title} ({group.size}){FLAG_MARK if group.flags else ''}"
         if role == _EDIT:
-            return self.display_name(summary)
+            return group.title
         if role == _DECORATION:
-            return self.swatch(summary.cluster)
-        if role == self.ColorRole:
-            return cluster_color(summary.cluster)
+            return self.swatch(group.colour)
         if role == _TOOLTIP:
-            return (
-                f"{self.display_name(summary)}: {summary.size} images, "
-                f"mean confidence {summary.mean_confidence:.2f}"
-            )
-        if role == self.ClusterRole:
-            return summary.cluster
-        if role == self.SizeRole:
-            return summary.size
-        if role == self.MeanConfidenceRole:
-            return summary.mean_confidence
-        if role == self.NameRole:
-            return summary.name
-        return None
+            return self.tooltip(group)
+        values = {
+            self.KeyRole: group.key,
+            self.ColorRole: group_color(group.colour),
+            self.SizeRole: group.size,
+            self.MeanConfidenceRole: group.mean_confidence,
+            self.NameRole: group.name,
+            self.ClustersRole: group.clusters,
+            self.FlagsRole: group.flags,
+        }
+        return values.get(role)
 
     def setData(self, index: Index, value: Any, role: int = _EDIT) -> bool:
         """Announce a rename with :attr:`renameRequested`; the model itself is unchanged.
@@ -236,15 +251,15 @@ class ClusterListModel(QAbstractListModel):
         if int(role) != _EDIT or not index.isValid() or not isinstance(value, str):
             return False
         row = index.row()
-        if not 0 <= row < len(self._clusters):
+        if not 0 <= row < len(self._groups):
             return False
-        summary = self._clusters[row]
+        group = self._groups[row]
         name = _clean(value)
-        if name == (summary.name or "") or (
-            summary.name is None and name == self.display_name(summary)
-        ):
+        if name == group.title or (not name and group.name is None):
             return False
-        self.renameRequested.emit(summary.cluster, name)
+        if not name and group.clusters and len(group.clusters) > 1:
+            return False  # a merge cannot lose its name: it would be several groups again
+        self.renameRequested.emit(group.key, name)
         return True
 
     def flags(self, index: Index) -> Qt.ItemFlag:
@@ -261,11 +276,13 @@ class ClusterListModel(QAbstractListModel):
     def roleNames(self) -> dict[int, QByteArray]:
         names = dict(super().roleNames())
         for role, name in (
-            (self.ClusterRole, b"cluster"),
+            (self.KeyRole, b"key"),
             (self.SizeRole, b"size"),
             (self.MeanConfidenceRole, b"meanConfidence"),
             (self.NameRole, b"name"),
             (self.ColorRole, b"color"),
+            (self.ClustersRole, b"clusters"),
+            (self.FlagsRole, b"flags"),
         ):
             names[role] = QByteArray(name)
         return names
@@ -285,7 +302,7 @@ class ClusterListModel(QAbstractListModel):
     def dropMimeData(
         self, data: QMimeData, action: Qt.DropAction, row: int, column: int, parent: Index
     ) -> bool:
-        """Images dropped on a cluster: emit :attr:`moveRequested`; nothing is inserted."""
+        """Images dropped on a group: emit :attr:`moveRequested`; nothing is inserted."""
         if action == Qt.DropAction.IgnoreAction:
             return True
         target = self._drop_target(data, row, parent)
@@ -296,11 +313,11 @@ class ClusterListModel(QAbstractListModel):
 
     def _drop_target(
         self, data: QMimeData, row: int, parent: Index
-    ) -> tuple[list[int], int] | None:
-        """(image ids, cluster) of a drop onto a cluster row (not between rows)."""
-        if not parent.isValid() or not 0 <= parent.row() < len(self._clusters):
+    ) -> tuple[list[int], str] | None:
+        """(image ids, group key) of a drop onto a group row (not between rows)."""
+        if not parent.isValid() or not 0 <= parent.row() < len(self._groups):
             return None
         ids = decode_image_ids(data)
         if not ids:
             return None
-        return ids, self._clusters[parent.row()].cluster
+        return ids, self._groups[parent.row()].key

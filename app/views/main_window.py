@@ -1,5 +1,9 @@
-"""The main window: clusters on the left, the selected cluster's thumbnails in the middle,
-the selected image with its probabilities and neighbours on the right, the job panel below.
+"""The main window: groups on the left, the selected group's thumbnails in the middle, the
+selected image with its probabilities and neighbours on the right, the job panel below.
+
+The left list is the run's group view (:mod:`crlc_engine.groups`): a merge (one name on
+several clusters) is one row, and a picture labelled or moved into a group shows there at
+once (labelled thumbnails carry a mark).
 
 Before a library is grouped (and while its first scan runs) the middle shows "All images":
 the images the scan has finished so far, read by a :class:`ScanWatcher` off the GUI thread.
@@ -18,7 +22,7 @@ Where each kind of state lives:
 - the window layout (geometry, toolbar, splitter): Qt's ``settings.ini``
   (:func:`settings`), both files in the platformdirs config folder;
 - the recent libraries: ``recent.json`` there too (:mod:`app.recent`);
-- per library, the run and cluster shown last: ``<workspace>/app-view.json``
+- per library, the run and group shown last: ``<workspace>/app-view.json``
   (:class:`~app.session.LibrarySession`);
 - labels, names, ignores, splits and their undo history: the library's catalog (engine).
 
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, QSize, Qt
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, QSettings, QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -58,7 +62,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.icons import app_icon, icon
-from app.models.clusters import ClusterListModel
+from app.models.clusters import GroupListModel
 from app.models.scan_watcher import ScanWatcher
 from app.models.thumbnail_cache import ThumbnailCache
 from app.models.thumbnails import ThumbnailGridModel
@@ -72,6 +76,7 @@ from app.views.job_panel import JobPanel
 from app.views.notice_bar import NoticeBar
 from app.views.runs_menu import RunsMenu
 from app.views.skipped_dialog import FileListDialog, skipped_files_dialog
+from app.views.thumbnail_delegate import ThumbnailDelegate
 from app.workers import (
     JobRunner,
     JobWorker,
@@ -138,6 +143,12 @@ def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
+def popup(menu: QMenu, where: QPoint) -> QAction | None:
+    """Show a menu at ``where`` until the user picks an entry (tests replace this: a
+    binding's own ``QMenu.exec`` cannot be patched)."""
+    return menu.exec(where)
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -188,6 +199,7 @@ class MainWindow(QMainWindow):
         self.scanning = False  # a scan job of this window runs
         self.all_images_mode = False  # the grid shows every image (nothing grouped yet)
         self.shown_image: int | None = None  # the image in the detail panel
+        self._shown_group: str | None = None  # the group whose images the grid shows
         self.skipped: list[tuple[str, str]] = []
         # decoding processes of scans (0 decodes in the job's thread: tests)
         self.scan_workers: int | None = settings.effective_scan_workers()
@@ -195,7 +207,7 @@ class MainWindow(QMainWindow):
         self._build_body()
         self._make_actions()
         self._build_status_bar()
-        self.cluster_view.selectionModel().currentChanged.connect(self._show_selected_cluster)
+        self.group_list.selectionModel().currentChanged.connect(self._show_selected_group)
         self.set_thumbnail_size(settings.thumbnail_size)
         self.low_first.setChecked(settings.low_confidence_first)
         self.low_first.toggled.connect(self._remember_low_first)
@@ -208,19 +220,19 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ set-up
     def _build_body(self) -> None:
-        self.cluster_model = ClusterListModel(self)
-        self.cluster_model.renameRequested.connect(self._rename)
-        self.cluster_model.moveRequested.connect(self._move_dropped)
-        self.cluster_view = QListView()
-        self.cluster_view.setModel(self.cluster_model)
-        self.cluster_view.setEditTriggers(
+        self.group_model = GroupListModel(self)
+        self.group_model.renameRequested.connect(self._rename)
+        self.group_model.moveRequested.connect(self._move_dropped)
+        self.group_list = QListView()
+        self.group_list.setModel(self.group_model)
+        self.group_list.setEditTriggers(
             QAbstractItemView.EditTrigger.EditKeyPressed
             | QAbstractItemView.EditTrigger.DoubleClicked
         )
-        self.cluster_view.setAcceptDrops(True)
-        self.cluster_view.setDropIndicatorShown(True)
-        self.cluster_view.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
-        self.cluster_view.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.group_list.setAcceptDrops(True)
+        self.group_list.setDropIndicatorShown(True)
+        self.group_list.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
+        self.group_list.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.no_groups = QLabel(
             "<b>No groups yet</b><br><br>When the scan is done, Images &gt; Group images… "
             "(Ctrl+G) sorts the images into groups."
@@ -229,7 +241,7 @@ class MainWindow(QMainWindow):
         self.no_groups.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.no_groups.setMargin(12)
         self.left = QStackedWidget()
-        self.left.addWidget(self.cluster_view)
+        self.left.addWidget(self.group_list)
         self.left.addWidget(self.no_groups)
 
         self.grid = QListView()
@@ -238,11 +250,12 @@ class MainWindow(QMainWindow):
         self.grid.setUniformItemSizes(True)
         self.grid.setLayoutMode(QListView.LayoutMode.Batched)
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.grid.setDragEnabled(True)  # drag images onto a cluster to move them
+        self.grid.setDragEnabled(True)  # drag images onto a group to move them
         self.grid.setMovement(QListView.Movement.Static)
+        self.grid.setItemDelegate(ThumbnailDelegate(self.grid))  # marks labelled pictures
         self.grid_title = QLabel("")
         self.low_first = QCheckBox("Least confident first")
-        self.low_first.toggled.connect(self._show_selected_cluster)
+        self.low_first.toggled.connect(self._show_selected_group)
         header = QHBoxLayout()
         header.addWidget(self.grid_title, 1)
         header.addWidget(self.low_first)
@@ -324,14 +337,14 @@ class MainWindow(QMainWindow):
             "Redo", self._redo, QKeySequence.StandardKey.Redo, "&Edit", "redo"
         )
         menus["&Edit"].addSeparator()
-        self.move_action = action("Move to cluster...", self._move, "M", "&Edit", "move")
+        self.move_action = action("Move to group...", self._move, "M", "&Edit", "move")
         self.label_action = action("Label as...", self._label, "L", "&Edit", "label")
         self.ignore_action = action("Ignore", self._ignore, "Delete", "&Edit", "ignore")
         menus["&Edit"].addSeparator()
         self.rename_action = action(
-            "Rename cluster...", self._edit_cluster_name, None, "&Edit", "label"
+            "Rename group...", self._edit_group_name, None, "&Edit", "label"
         )
-        self.split_action = action("Split cluster...", self._split, None, "&Edit", "split")
+        self.split_action = action("Split group...", self._split, None, "&Edit", "split")
         menus["&Edit"].addSeparator()
         self.settings_action = action(
             "Settings...",
@@ -371,7 +384,7 @@ class MainWindow(QMainWindow):
                 toolbar.addAction(act)
         self.grid.addActions([self.move_action, self.label_action, self.ignore_action])
         self.grid.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        self.cluster_view.addActions([self.rename_action, self.split_action])
+        self.group_list.addActions([self.rename_action, self.split_action])
 
     def _build_status_bar(self) -> None:
         self.skipped_button = QPushButton("")
@@ -488,7 +501,7 @@ class MainWindow(QMainWindow):
         return self.session.workspace_base if self.session is not None else self.workspace
 
     def refresh(self, run_id: str | None = None, reload: bool = True) -> None:
-        """Re-read the session and redraw clusters (keeping the selected cluster).
+        """Re-read the session and redraw the groups (keeping the selected group).
 
         Args:
             run_id: Show this completed run; ``None`` keeps the current one (on the first
@@ -498,26 +511,26 @@ class MainWindow(QMainWindow):
         """
         if self.session is None:
             return
-        current = self._current_cluster() if run_id is None else None
+        current = self._current_group() if run_id is None else None
         was_all_images = self.all_images_mode
         if reload or run_id is not None:
             self.session.reload(run_id)
-        if current is None:
-            current = self.session.remembered_cluster()
+        if current is None or self.session.group(current) is None:
+            current = self.session.remembered_group()
         self.all_images_mode = not self.session.has_results
         if self.all_images_mode:
             self.left.setCurrentWidget(self.no_groups)
-            self.cluster_model.set_clusters([])
+            self.group_model.set_groups([])
             self._show_all_images(keep=was_all_images)
         else:
-            self.left.setCurrentWidget(self.cluster_view)
-            self.cluster_model.set_clusters(self.session.clusters())
-            row = self.cluster_model.row_of(current) if current is not None else 0
-            self.cluster_view.selectionModel().setCurrentIndex(
-                self.cluster_model.index(max(row, 0)),
+            self.left.setCurrentWidget(self.group_list)
+            self.group_model.set_groups(self.session.groups())
+            row = self.group_model.row_of(current) if current is not None else 0
+            self.group_list.selectionModel().setCurrentIndex(
+                self.group_model.index(max(row, 0)),
                 QItemSelectionModel.SelectionFlag.ClearAndSelect,
             )
-            self._show_selected_cluster()
+            self._show_selected_group()
         self._select_first_image()
         self._update_state()
 
@@ -565,12 +578,15 @@ class MainWindow(QMainWindow):
             more = " so far (scanning…)" if self.scanning else ""
             self.grid_title.setText(f"<b>All images</b> · {count:,}{more}")
             return
-        cluster = self._current_cluster()
-        if cluster is None:
+        key = self._current_group()
+        group = self.session.group(key) if key is not None else None
+        if group is None:
             self.grid_title.setText("")
             return
-        name = self.session.cluster_name(cluster).replace("&", "&amp;").replace("<", "&lt;")
-        self.grid_title.setText(f"<b>{name}</b> · {_plural(count, 'image')}")
+        text = f"<b>{_escape(group.title)}</b> · {_plural(count, 'image')}"
+        if group.flags:
+            text += f" · <span style='color: palette(link)'>\u26a0 {_escape(group.flags[0])}</span>"
+        self.grid_title.setText(text)
 
     # ------------------------------------------------------------------ scanning
     def scan(self) -> None:
@@ -769,17 +785,18 @@ class MainWindow(QMainWindow):
         self._start("Deleting the unfinished run", worker)
 
     # ------------------------------------------------------------------ browsing
-    def _current_cluster(self) -> int | None:
-        index = self.cluster_view.currentIndex()
+    def _current_group(self) -> str | None:
+        """The key of the group selected in the list."""
+        index = self.group_list.currentIndex()
         if not index.isValid() or self.all_images_mode:
             return None
-        return int(self.cluster_model.data(index, ClusterListModel.ClusterRole))
+        return str(self.group_model.data(index, GroupListModel.KeyRole))
 
-    def _show_selected_cluster(self, *args: object) -> None:
-        cluster = self._current_cluster()
-        if self.session is None or self.grid_model is None or cluster is None:
+    def _show_selected_group(self, *args: object) -> None:
+        key = self._current_group()
+        if self.session is None or self.grid_model is None or key is None:
             return
-        images = self.session.images_of(cluster)
+        images = self.session.images_of(key)
         self.grid_model.set_images(
             images.image_ids,
             images.confidences,
@@ -788,6 +805,10 @@ class MainWindow(QMainWindow):
         )
         self.grid_model.set_low_confidence_first(self.low_first.isChecked())
         self._update_grid_title()
+        if key != self._shown_group:  # the image shown belongs to the group shown before
+            self._shown_group = key
+            self.detail.clear()
+            self.shown_image = None
 
     def _selected_ids(self) -> list[int]:
         if self.grid_model is None:
@@ -821,8 +842,8 @@ class MainWindow(QMainWindow):
                 f"{_escape(line.name)}: {line.probability * 100:.1f}%"
                 if line.probability is not None
                 else f"<b>{_escape(line.name)}</b>: made by a split (the model gives no "
-                "probability for it; below, the clusters it chose from)"
-                for line in self.session.top_probabilities(detail, top=5)
+                "probability for it; below, the groups it chose from)"
+                for line in self.session.top_groups(detail, top=5)
             ]
         )
         self.detail.show_neighbors(
@@ -844,59 +865,79 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ corrections
     def _after_change(self, message: str | None) -> None:
+        """Redraw after a correction. The grid keeps its scroll position and the selection
+        stays on the same row: after a move, label or ignore that took the image out of the
+        group, the image that takes its place is selected."""
+        row = self.grid.currentIndex().row()
+        scroll = self.grid.verticalScrollBar().value()
         if message:
             self.statusBar().showMessage(message, 5000)
         self.refresh(reload=False)  # the session re-read what the change touched
+        count = self.grid_model.rowCount() if self.grid_model is not None else 0
+        if self.grid_model is not None and count and row >= 0:
+            self.grid.setCurrentIndex(self.grid_model.index(min(row, count - 1)))
+            self.grid.verticalScrollBar().setValue(scroll)
 
-    def _rename(self, cluster: int, name: str) -> None:
+    def _rename(self, key: str, name: str) -> None:
         if self.session is None or self.session.run_id is None or not name.strip():
             return
-        others = [
-            c
-            for c, other in self.session.annotations.names(self.session.run_id).items()
-            if c != cluster and other == " ".join(name.split())
-        ]
-        self.session.rename(cluster, name)
-        if others:  # one name on several clusters merges them (one class, one folder)
-            merged = ", ".join(f"Cluster {c}" for c in others)
+        old, name = self.session.group_name(key), " ".join(name.split())
+        target = f"group:{name}"
+        merges = self.session.group(target) is not None and target != key
+        self.group_list.setFocus()
+        new_key = self.session.rename(key, name)
+        self._select_group(new_key)
+        if merges:  # one name on several clusters merges them (one group, one folder)
             self._after_change(
-                f"Cluster {cluster} merged with {merged} as {name!r}: they are one class and "
-                "export into one folder (Edit > Undo separates them)"
+                f"{old!r} merged with {name!r}: they are one group and export into one "
+                "folder (Edit > Undo separates them)"
             )
         else:
-            self._after_change(f"Cluster {cluster} is now {name!r}")
+            self._after_change(f"{old!r} is now {name!r}")
 
-    def _edit_cluster_name(self) -> None:
-        """Start editing the selected cluster's name in the list."""
-        index = self.cluster_view.currentIndex()
+    def _select_group(self, key: str) -> None:
+        """Make ``key`` the current group (after the list is refreshed)."""
+        if self.session is not None:
+            self.session.remember_view(key)
+        row = self.group_model.row_of(key)
+        if row >= 0:
+            self.group_list.setCurrentIndex(self.group_model.index(row))
+
+    def _edit_group_name(self) -> None:
+        """Start editing the selected group's name in the list."""
+        index = self.group_list.currentIndex()
         if index.isValid() and not self.all_images_mode:
-            self.cluster_view.edit(index)
+            self.group_list.edit(index)
 
     def _split(self) -> None:
-        """Split the selected cluster: a preview dialog, then one undoable step."""
+        """Split the selected group (a preview dialog, then one undoable step); a merged
+        group is first separated into its clusters (after a question)."""
         from app.views.split_dialog import SplitDialog
 
-        session, cluster = self.session, self._current_cluster()
-        if session is None or session.run_id is None or cluster is None:
+        session, key = self.session, self._current_group()
+        group = session.group(key) if session is not None and key is not None else None
+        if session is None or key is None or group is None:
             return
-        row = self.cluster_model.row_of(cluster)
-        if row < 0:
+        if len(group.clusters) > 1:
+            self._separate(key)
             return
-        summary = self.cluster_model.summary(row)
+        if not group.clusters:
+            self.statusBar().showMessage("This group is held by labels only: nothing to split")
+            return
+        names = session.annotations.names(session.run_id or "")
         dialog = SplitDialog(
-            cluster,
-            summary.name,
-            summary.size,
-            lambda parts: session.plan_split(cluster, parts),
+            group.clusters[0],
+            group.name,
+            group.size,
+            lambda parts: session.plan_split(key, parts),
             self,
-            names_in_use=session.annotations.names(session.run_id),
+            names_in_use=names,
         )
         if not dialog.exec():
             return
         plan = dialog.plan()
         if plan is None:
             return
-        name = session.cluster_name(cluster)
         try:
             session.split(plan, dialog.names(), dialog.label_parts())
         except CRLCError as error:  # e.g. the cluster changed since the preview
@@ -905,24 +946,60 @@ class MainWindow(QMainWindow):
             return
         sizes = ", ".join(str(n) for n in plan.sizes)
         self._after_change(
-            f"Split {name!r} into {len(plan.sizes)} clusters of {sizes} images "
+            f"Split {group.title!r} into {len(plan.sizes)} groups of {sizes} images "
             "(Edit > Undo joins them again)"
         )
 
+    def _separate(self, key: str, confirm: bool = True) -> None:
+        """Give each cluster of a merged group its own group (after a question)."""
+        if self.session is None or (group := self.session.group(key)) is None:
+            return
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                "Separate the merged clusters?",
+                f"{group.title!r} is {len(group.clusters)} clusters under one name. Give each "
+                "its own group (the first keeps the name), so that one can be split or "
+                "renamed alone? Edit > Undo joins them again.",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        names = self.session.separate(key)
+        self._after_change(f"{group.title!r} separated into {', '.join(map(repr, names))}")
+
     def _move(self) -> None:
+        """Move the selected images to a group chosen from a menu (one entry per group,
+        with its colour)."""
         ids = self._selected_ids()
         if self.session is None or not ids:
             return
-        names = [self.session.cluster_name(c.cluster) for c in self.session.clusters()]
-        choice, ok = QInputDialog.getItem(self, "Move to cluster", "Cluster:", names, 0, False)
-        if ok:
-            cluster = self.session.clusters()[names.index(choice)].cluster
-            self._after_change(f"Moved to {self.session.move(ids, cluster)!r}")
+        menu = self.move_menu()
+        rect = self.grid.visualRect(self.grid.currentIndex())
+        chosen = popup(menu, self.grid.viewport().mapToGlobal(rect.center()))
+        if chosen is not None:
+            self.move_to(ids, str(chosen.data()))
 
-    def _move_dropped(self, image_ids: list[int], cluster: int) -> None:
+    def move_menu(self) -> QMenu:
+        """The "Move to group" menu: every group of the run, with its colour swatch."""
+        menu = QMenu("Move to group", self)
+        for row, group in enumerate(self.group_model.groups()):
+            if group.key == self._current_group():
+                continue
+            act = menu.addAction(
+                self.group_model.data(self.group_model.index(row), Qt.ItemDataRole.DecorationRole),
+                group.title,
+            )
+            act.setData(group.key)
+        return menu
+
+    def move_to(self, image_ids: list[int], key: str) -> None:
+        """Move images into a group (undoable); the next image takes the selection."""
         if self.session is not None and image_ids:
-            name = self.session.move([int(i) for i in image_ids], cluster)
-            self._after_change(f"Moved {len(image_ids)} image(s) to {name!r}")
+            name = self.session.move(image_ids, key)
+            self._after_change(f"Moved {_plural(len(image_ids), 'image')} to {name!r}")
+
+    def _move_dropped(self, image_ids: list[int], key: str) -> None:
+        self.move_to([int(i) for i in image_ids], key)
 
     def _label(self) -> None:
         ids = self._selected_ids()
@@ -1239,7 +1316,7 @@ class MainWindow(QMainWindow):
 
     def save_layout(self) -> None:
         """Remember window geometry, toolbar/splitter layout (``settings.ini``), a changed
-        sort order (``settings.json``) and the run and cluster shown (per library)."""
+        sort order (``settings.json``) and the run and group shown (per library)."""
         stored = settings()
         stored.setValue("window/geometry", self.saveGeometry())
         stored.setValue("window/state", self.saveState())
@@ -1248,7 +1325,7 @@ class MainWindow(QMainWindow):
         stored.sync()
         self._save_settings()
         if self.session is not None and self.session.run_id is not None:
-            self.session.remember_view(self._current_cluster())
+            self.session.remember_view(self._current_group())
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Ask before closing while a job runs (unless the settings say not to); stop jobs

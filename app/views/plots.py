@@ -17,7 +17,7 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from app.models.clusters import cluster_color
+from app.models.clusters import group_color
 from app.theme import readable_color
 
 #: The loss curve's colour before it is made readable on the palette's window colour.
@@ -118,7 +118,7 @@ class ClusterSizeBars(QWidget):
                 bar = QRectF(
                     area.left() + i * width + 1, area.bottom() - height, max(width - 2, 1), height
                 )
-                painter.setBrush(cluster_color(i))
+                painter.setBrush(group_color(i))
                 painter.drawRect(bar.adjusted(0.5, 0.5, -0.5, 0) if outlined else bar)
         painter.setPen(QPen(colors["frame"]))  # the baseline (axis)
         painter.drawLine(area.bottomLeft(), area.bottomRight())

@@ -31,10 +31,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.models.clusters import cluster_color
+from app.models.clusters import group_color
 from app.theme import readable_color, swatch_pixmap
-from crlc_engine.annotations import default_cluster_name
 from crlc_engine.errors import CRLCError
+from crlc_engine.groups import default_cluster_name
 from crlc_engine.split import MAX_PARTS, SplitPlan
 
 Planner = Callable[[int], SplitPlan]
@@ -166,7 +166,7 @@ class SplitDialog(QDialog):
         for row, (cluster, size) in enumerate(zip(plan.clusters, plan.sizes, strict=True)):
             what = "kept" if row == 0 else "new"
             item = QTableWidgetItem(f"{default_cluster_name(cluster)} ({what})")
-            item.setIcon(QIcon(swatch_pixmap(cluster_color(cluster), 16, self.palette())))
+            item.setIcon(QIcon(swatch_pixmap(group_color(cluster), 16, self.palette())))
             self.table.setItem(row, 0, item)
             count = QTableWidgetItem(str(size))
             count.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -228,12 +228,11 @@ class SplitDialog(QDialog):
             red = readable_color(QColor(ERROR_RED), base, 4.5).name()
             self.message.setText(f'<span style="color:{red}">{_escape(problem)}</span>')
             return
+        in_use = set(self._names_in_use.values())
         merges = [
-            f"{n!r} is the name of cluster {c}: that part merges with it"
+            f"{n!r} is the name of another group: that part joins it"
             for n in self._final_names()[1:]
-            if n is not None
-            for c, other in sorted(self._names_in_use.items())
-            if other == n
+            if n is not None and n in in_use
         ]
         self.message.setText(_escape("; ".join(merges) + ".") if merges else "")
 

@@ -8,7 +8,13 @@ from crlc_engine.library.library import (
     resolve_roots,
     scan_folders,
 )
-from crlc_engine.library.registry import LibraryInfo, forget_library, list_libraries, relink_root
+from crlc_engine.library.registry import (
+    LibraryInfo,
+    forget_library,
+    library_roots,
+    list_libraries,
+    relink_root,
+)
 from crlc_engine.library.walk import ScanOptions
 
 __all__ = [
@@ -21,6 +27,7 @@ __all__ = [
     "ScanSummary",
     "SkippedFile",
     "forget_library",
+    "library_roots",
     "list_libraries",
     "relink_root",
     "resolve_roots",

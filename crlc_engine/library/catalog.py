@@ -34,7 +34,10 @@ from crlc_engine.errors import (
     WorkspaceLockedError,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: Catalogs up to this size get SQLite's full ``quick_check`` on every open (it reads the
+#: whole file: about 0.6 s per GB from the page cache, many seconds from a cold disk).
+QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
 #: A writable open failing with this little free space is a full disk.
 FULL_DISK_BYTES = 1024 * 1024
 IMAGE_STATUSES = ("ok", "error", "unsupported", "missing")
@@ -118,8 +121,42 @@ def _migrate_to_2(db: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_to_3(db: sqlite3.Connection) -> None:
+    """Groups: the user's named groups with a colour each, and per run how each group fared
+    when the run's clusters were named (see :mod:`crlc_engine.groups`)."""
+    _run_statements(
+        db,
+        """
+        CREATE TABLE groups (
+            name TEXT PRIMARY KEY,
+            colour INTEGER NOT NULL
+        );
+        CREATE TABLE group_checks (
+            run_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            reference_run TEXT NOT NULL,
+            members INTEGER NOT NULL,
+            kept INTEGER NOT NULL,
+            PRIMARY KEY (run_id, name)
+        )
+        """,
+    )
+    names = db.execute(
+        "SELECT name FROM (SELECT name, MIN(rowid) AS first FROM cluster_names GROUP BY name "
+        "UNION ALL SELECT class_name, 1e18 FROM labels) GROUP BY name ORDER BY MIN(first), name"
+    ).fetchall()
+    db.executemany(
+        "INSERT INTO groups(name, colour) VALUES (?, ?)",
+        [(str(name), colour) for colour, (name,) in enumerate(names)],
+    )
+
+
 #: ``MIGRATIONS[v]`` upgrades a catalog from version ``v`` to ``v + 1``.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migrate_to_1,
+    _migrate_to_2,
+    _migrate_to_3,
+]
 
 
 @dataclass(frozen=True)
@@ -200,16 +237,20 @@ class Catalog:
                 self._migrate()
                 self._ensure_catalog_id()
             elif self._version() != SCHEMA_VERSION:
-                raise WorkspaceDamagedError(
-                    f"the library's catalog {path} is from another version of the program "
-                    f"(schema {self._version()}, this one uses {SCHEMA_VERSION}); run a "
-                    "command that writes (e.g. `crlc scan FOLDER`) to update it"
-                )
+                self._update_then_reopen()
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
             if isinstance(exc, sqlite3.OperationalError) and not _is_damage(exc):
                 raise _cannot_open(path, exc) from None
             raise damaged_catalog(path, str(exc)) from None
+        except (DiskFullError, NoPermissionError) as exc:
+            self._close_quietly()
+            if not read_only:
+                raise
+            raise type(exc)(
+                f"the library's catalog {path} was made by an older version and must be "
+                f"updated once, which needs to write to its workspace: {exc}"
+            ) from None
         except BaseException:
             self._close_quietly()
             raise
@@ -241,15 +282,48 @@ class Catalog:
             db = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
             return db
 
+    def _update_then_reopen(self) -> None:
+        """A read-only open of a catalog of another schema: update it once (that writes),
+        then open it read-only again. A newer one is refused."""
+        version = self._version()
+        self.db.close()
+        if version > SCHEMA_VERSION:
+            raise NewerVersionError(
+                f"{self.path} has catalog schema {version}, newer than this program's "
+                f"{SCHEMA_VERSION}; update CRLC Organizer"
+            )
+        Catalog(self.path).close()
+        self.db = self._connect()
+
     def _check_integrity(self) -> None:
+        """A cheap check on open: the schema is readable, the file is as long as its header
+        says (not cut short), and, up to :data:`QUICK_CHECK_MAX_BYTES`, SQLite's
+        ``quick_check`` passes. Damage inside a bigger file is named when a query meets it
+        (``errors.as_user_error``)."""
+        self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        pages = int(self.db.execute("PRAGMA page_count").fetchone()[0])
+        page_size = int(self.db.execute("PRAGMA page_size").fetchone()[0])
+        size = self.path.stat().st_size
+        wal = self.path.with_name(self.path.name + "-wal")
+        pending = wal.exists() and wal.stat().st_size > 0  # pages may wait in the WAL
+        if size < pages * page_size and not pending:
+            raise damaged_catalog(
+                self.path, f"cut short: {size} bytes of the {pages * page_size} it should have"
+            )
+        if size > QUICK_CHECK_MAX_BYTES:
+            return
         row = self.db.execute("PRAGMA quick_check(1)").fetchone()
         if row is None or str(row[0]).lower() != "ok":
             raise damaged_catalog(self.path, f"integrity check: {row[0] if row else 'no answer'}")
 
     def _ensure_catalog_id(self) -> None:
-        self.db.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('catalog_id', ?)", (uuid.uuid4().hex,)
-        )
+        if self.catalog_id is None:  # written once: no write lock taken on later opens
+            self._catalog_id = uuid.uuid4().hex
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('catalog_id', ?)",
+                (self._catalog_id,),
+            )
+            self._catalog_id = None  # read back: another process may have won the race
 
     def _close_quietly(self) -> None:
         db = getattr(self, "db", None)

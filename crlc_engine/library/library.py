@@ -5,8 +5,9 @@
 A scan is incremental: unchanged files (same size and mtime) are skipped, changed ones are
 decoded again into the same cache row, vanished ones are marked missing, new ones appended.
 
-Bounds: the workspace may not lie inside a photo folder, nor a photo folder inside it (its
-thumbnails would be scanned as photos); a scan first walks all the folders and stops before
+Bounds: the workspace may lie inside a photo folder only below a hidden folder (scans skip
+those unless asked), and no photo folder inside the workspace (either way its thumbnails
+would be scanned as photos); a scan first walks all the folders and stops before
 adding anything when they hold more than ``ScanOptions.max_files`` image files; decoding
 runs in at most as many processes as there are CPU cores (:mod:`.decode_pool`).
 """
@@ -184,17 +185,24 @@ def decode_workers(requested: int | None, jobs: int, reporter: Reporter) -> int:
     return min(count, jobs)
 
 
-def refuse_nested_workspace(roots: Sequence[Path], workspace: Path) -> None:
-    """Refuse a workspace inside a photo folder, or a photo folder inside the workspace.
+def refuse_nested_workspace(
+    roots: Sequence[Path], workspace: Path, include_hidden: bool = False
+) -> None:
+    """Refuse a workspace that a scan would walk into, or a photo folder inside it.
 
-    Either way a scan would find the library's own thumbnails and add them as photos.
+    Either way a scan would find the library's own thumbnails and add them as photos. A
+    workspace below a hidden folder of a root (the default one, ``~/.local/share/...``, when
+    the photos are the home folder) is not walked unless hidden files are scanned.
 
     Raises:
         InvalidSettingError: they are nested (after resolving symbolic links).
     """
     place = workspace.resolve()
     for root in roots:
-        if place.is_relative_to(root):
+        hidden = place.is_relative_to(root) and any(
+            part.startswith(".") for part in place.relative_to(root).parts
+        )
+        if place.is_relative_to(root) and (include_hidden or not hidden):
             raise InvalidSettingError(
                 f"the workspace {workspace} is inside the photo folder {root}: its thumbnails "
                 "would be scanned as photos; choose a workspace outside your photo folders "
@@ -259,7 +267,7 @@ class ImageLibrary:
                 (:func:`refuse_nested_workspace`; not checked when ``read_only``).
         """
         if not read_only:
-            refuse_nested_workspace(roots, workspace)
+            refuse_nested_workspace(roots, workspace, read_scan_options(workspace).include_hidden)
         self.roots = roots
         self.workspace = workspace
         self.key = workspace.name
@@ -379,6 +387,7 @@ class ImageLibrary:
                 raise InvalidSettingError(
                     f"the file limit must be at least 1 (got {options.max_files})"
                 )
+            refuse_nested_workspace(self.roots, self.workspace, options.include_hidden)
             self._store_scan_options(options)
         reporter = reporter or NullReporter()
         control = control or JobControl()

@@ -66,7 +66,12 @@ class WorkspaceLock:
                 f"(rmdir '{self.path}') and try again"
             ) from None
         except OSError as exc:
-            if not self.path.is_file():
+            main = self.path.with_name("lock")
+            if not self.path.is_file() and main.is_file():
+                # a read-only workspace made before this lock existed: the workspace lock
+                # itself, read-only (nothing can train there meanwhile anyway)
+                self.path = main
+            elif not self.path.is_file():
                 raise NoPermissionError(
                     f"cannot create the lock file {self.path} ({exc.strerror or exc}); make "
                     "the workspace writable or choose another one with --workspace"

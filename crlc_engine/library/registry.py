@@ -19,6 +19,7 @@ from crlc_engine.errors import (
 )
 from crlc_engine.fileio import atomic_write_json
 from crlc_engine.library.catalog import Catalog
+from crlc_engine.library.library import refuse_lost_catalog
 from crlc_engine.library.lock import WorkspaceLock
 from crlc_engine.runs import library_key, workspace_base
 
@@ -83,6 +84,20 @@ def _library_json(workspace: Path) -> dict[str, Any]:
     return data
 
 
+def library_roots(base: str | Path | None = None) -> list[tuple[Path, list[str]]]:
+    """(workspace, root folders) of every library under the base, cheaply: from each
+    ``library.json`` (no catalog opened, no disk use counted)."""
+    folder = workspace_base(base) / "libraries"
+    if not folder.is_dir():
+        return []
+    found = []
+    for workspace in sorted(p for p in folder.iterdir() if p.is_dir()):
+        roots = _library_json(workspace).get("roots", [])
+        if isinstance(roots, list) and roots:
+            found.append((workspace, [str(r) for r in roots]))
+    return found
+
+
 def list_libraries(base: str | Path | None = None) -> list[LibraryInfo]:
     """Every library under the workspace base, sorted by roots."""
     folder = workspace_base(base) / "libraries"
@@ -92,7 +107,11 @@ def list_libraries(base: str | Path | None = None) -> list[LibraryInfo]:
     for workspace in sorted(p for p in folder.iterdir() if p.is_dir()):
         counts: dict[str, int] = {}
         problem: str | None = None
-        if (workspace / "catalog.sqlite").exists():
+        try:
+            refuse_lost_catalog(workspace)
+        except CRLCError as exc:
+            problem = str(exc)
+        if problem is None and (workspace / "catalog.sqlite").exists():
             try:
                 catalog = Catalog(workspace / "catalog.sqlite", read_only=True)
             except (CRLCError, sqlite3.Error) as exc:  # listed, with the problem

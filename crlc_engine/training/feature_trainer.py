@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from crlc_engine.config import CRITIC_NAMES, TrainConfig
 from crlc_engine.control import JobControl
@@ -56,6 +55,7 @@ from crlc_engine.events import (
 from crlc_engine.features import PRECISIONS, resolve_precision
 from crlc_engine.inference import Predictions
 from crlc_engine.losses import CRLCLossConfig, crlc_loss
+from crlc_engine.losses.group_cross_entropy import group_cross_entropy
 from crlc_engine.neighbors import all_pairs_knn
 from crlc_engine.training.checkpoint import load_checkpoint, restore_generator, save_checkpoint
 from crlc_engine.training.epoch_stats import (
@@ -67,6 +67,7 @@ from crlc_engine.training.epoch_stats import (
     zero_epoch_sums,
 )
 from crlc_engine.training.feature_heads import FeatureHeads
+from crlc_engine.training.labelled import labelled_masks
 from crlc_engine.training.neighbor_positives import (
     check_neighbor_table,
     sample_neighbor_positives,
@@ -339,13 +340,9 @@ class FeatureTrainer:
         self.labelled_rows: Tensor | None = None
         self.labelled_targets: Tensor | None = None
         if labelled is not None and len(labelled[0]) > 0 and settings.lambda_xent > 0:
-            rows, targets = (torch.as_tensor(np.asarray(a), dtype=torch.long) for a in labelled)
-            if rows.shape != targets.shape or int(rows.max()) >= n or int(rows.min()) < 0:
-                raise InvalidSettingError("labelled rows/targets do not match the images")
-            if int(targets.max()) >= settings.clusters or int(targets.min()) < 0:
-                raise InvalidSettingError("a labelled target is not a cluster index")
-            self.labelled_rows = rows.to(self.device)
-            self.labelled_targets = targets.to(self.device)
+            self.labelled_rows, self.labelled_targets = labelled_masks(
+                labelled, n, settings.clusters, self.device
+            )
         self.autocast = resolve_precision(settings.precision, self.device) == "bfloat16"
         self.batch_size = min(settings.batch_size, n)
         self.steps_per_epoch = n // self.batch_size
@@ -503,8 +500,7 @@ class FeatureTrainer:
         xent = torch.zeros((), device=self.device)
         if labelled is not None:
             logits = out.logits[:, 2 * b :].float()  # [H, L, C]
-            targets = labelled[1].repeat(logits.shape[0])
-            xent = F.cross_entropy(logits.flatten(0, 1), targets)
+            xent = group_cross_entropy(logits.flatten(0, 1), labelled[1].repeat(logits.shape[0], 1))
             objective = objective + self.settings.lambda_xent * xent
         for group in self.optimizer.param_groups:
             group["lr"] = self._learning_rate()

@@ -42,7 +42,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from crlc_engine.augment import AugmentConfig, BatchAugmenter, dataset_mean_std
 from crlc_engine.config import TrainConfig
@@ -61,6 +60,7 @@ from crlc_engine.losses import (
     crlc_loss,
     feature_contrastive_loss,
 )
+from crlc_engine.losses.group_cross_entropy import group_cross_entropy
 from crlc_engine.losses.memory_bank import MemoryBank, bank_feature_loss, memory_bank_crlc_loss
 from crlc_engine.models import CRLCModel
 from crlc_engine.training.checkpoint import load_checkpoint, restore_generator, save_checkpoint
@@ -72,6 +72,7 @@ from crlc_engine.training.epoch_stats import (
     log_epoch,
     zero_epoch_sums,
 )
+from crlc_engine.training.labelled import labelled_masks
 from crlc_engine.training.neighbor_positives import (
     check_neighbor_table,
     sample_neighbor_positives,
@@ -191,13 +192,9 @@ class CRLCTrainer:
         if labelled is not None and len(labelled[0]) > 0 and config.lambda_xent > 0:
             if config.stage != "end_to_end":
                 raise InvalidSettingError("labelled images (CRLC-semi) need end-to-end training")
-            rows, targets = (torch.as_tensor(np.asarray(a), dtype=torch.long) for a in labelled)
-            if rows.shape != targets.shape or int(rows.max()) >= n or int(rows.min()) < 0:
-                raise InvalidSettingError("labelled rows/targets do not match the images")
-            if int(targets.max()) >= config.clusters or int(targets.min()) < 0:
-                raise InvalidSettingError("a labelled target is not a cluster index")
-            self.labelled_rows = rows.to(device)
-            self.labelled_targets = targets.to(device)
+            self.labelled_rows, self.labelled_targets = labelled_masks(
+                labelled, n, config.clusters, device
+            )
         self.batch_size = min(config.batch_size, n)
         self.steps_per_epoch = n // self.batch_size
         self.use_amp = device.type == "cuda"
@@ -418,11 +415,9 @@ class CRLCTrainer:
         loss = self._objective(z, logits, indices, positives)
         objective = loss.total
         if labelled is not None and logits is not None:
-            targets = labelled[1].repeat(views_per_image)
             labelled_logits = logits[:, b * views_per_image :].float()  # [H, L * views, C]
-            xent = F.cross_entropy(
-                labelled_logits.flatten(0, 1), targets.repeat(labelled_logits.shape[0])
-            )
+            allowed = labelled[1].repeat(views_per_image * labelled_logits.shape[0], 1)
+            xent = group_cross_entropy(labelled_logits.flatten(0, 1), allowed)
             objective = objective + self.config.lambda_xent * xent
         for group in self.optimizer.param_groups:
             group["lr"] = self._learning_rate()

@@ -41,16 +41,16 @@ def test_start_state_says_what_to_do(window: MainWindow) -> None:
     assert not window.group_action.isEnabled()
 
 
-def test_browse_clusters_images_and_detail(
+def test_browse_groups_images_and_detail(
     window: MainWindow, library: tuple[Path, Path], qtbot: QtBot
 ) -> None:
     folder, ws = library
     window.workspace = ws
     window.open_folders([folder], scan=False)
-    assert window.cluster_model.rowCount() >= 2
+    assert window.group_model.rowCount() >= 2
     sizes = [
-        window.cluster_model.data(window.cluster_model.index(r), window.cluster_model.SizeRole)
-        for r in range(window.cluster_model.rowCount())
+        window.group_model.data(window.group_model.index(r), window.group_model.SizeRole)
+        for r in range(window.group_model.rowCount())
     ]
     assert sum(sizes) == 48
     assert window.grid_model is not None and window.grid_model.rowCount() == sizes[0]
@@ -69,11 +69,12 @@ def test_rename_ignore_and_undo(window: MainWindow, library: tuple[Path, Path]) 
     folder, ws = library
     window.workspace = ws
     window.open_folders([folder], scan=False)
-    model = window.cluster_model
+    model = window.group_model
     first = model.index(0)
-    cluster = model.data(first, model.ClusterRole)
+    key = model.data(first, model.KeyRole)
     model.setData(first, "Beach", Qt.ItemDataRole.EditRole)  # routed through the session
-    assert window.session is not None and window.session.cluster_name(cluster) == "Beach"
+    assert window.session is not None and window.session.group_name("group:Beach") == "Beach"
+    assert window._current_group() == "group:Beach"  # the renamed group stays selected
     assert window.grid_model is not None
     before = window.grid_model.rowCount()
     window.grid.selectionModel().select(
@@ -84,7 +85,7 @@ def test_rename_ignore_and_undo(window: MainWindow, library: tuple[Path, Path]) 
     window._undo()
     assert window.grid_model.rowCount() == before
     window._undo()
-    assert window.session.cluster_name(cluster) == f"Cluster {cluster}"
+    assert window.session.group_name(key) == f"Cluster {key.split(':')[1]}"
 
 
 @pytest.mark.parametrize("state", SCREENSHOT_STATES)
@@ -132,7 +133,7 @@ def test_export_runs_in_the_background(
     assert any(dest.glob("crlc-export-*.csv"))
 
 
-def test_dropping_images_on_a_cluster_moves_them(
+def test_dropping_images_on_a_group_moves_them(
     window: MainWindow, library: tuple[Path, Path]
 ) -> None:
     folder, ws = library
@@ -141,10 +142,17 @@ def test_dropping_images_on_a_cluster_moves_them(
     assert window.grid_model is not None and window.session is not None
     image = window.grid_model.image_id(0)
     mime = window.grid_model.mimeData([window.grid_model.index(0)])
-    target = window.cluster_model.index(window.cluster_model.rowCount() - 1)
-    cluster = window.cluster_model.data(target, window.cluster_model.ClusterRole)
-    assert window.cluster_model.dropMimeData(mime, Qt.DropAction.MoveAction, -1, 0, target)
-    assert window.session.detail(image).label == window.session.cluster_name(cluster)
+    target = window.group_model.index(window.group_model.rowCount() - 1)
+    key = window.group_model.data(target, window.group_model.KeyRole)
+    size = window.group_model.data(target, window.group_model.SizeRole)
+    assert window.group_model.dropMimeData(mime, Qt.DropAction.MoveAction, -1, 0, target)
+    name = window.session.detail(image).label  # an unnamed cluster is named when moved to
+    assert name == f"Cluster {key.split(':')[1]}" and window.session.group(key) is None
+    assert image not in window.grid_model.image_ids()  # it left the group shown
+    row = window.group_model.row_of(f"group:{name}")
+    assert window.group_model.data(window.group_model.index(row), window.group_model.SizeRole) == (
+        size + 1
+    )
 
 
 def test_job_panel_plots_loss_and_cluster_sizes(window: MainWindow, tmp_path: Path) -> None:
@@ -235,15 +243,15 @@ def test_reopening_shows_the_run_and_cluster_selected_last(
     first._fill_runs_menu()
     entries = {a.text().split()[0]: a for a in first.runs_menu.actions() if a.isCheckable()}
     assert set(entries) == {shown, newer} and entries[shown].isChecked()
-    first.cluster_view.setCurrentIndex(first.cluster_model.index(2))
-    cluster = first._current_cluster()
+    first.group_list.setCurrentIndex(first.group_model.index(2))
+    cluster = first._current_group()
     first.close()
 
     second = MainWindow(workspace=ws)
     qtbot.addWidget(second)
     second.open_folders([folder], scan=False)
     assert second.session is not None and second.session.run_id == shown
-    assert second._current_cluster() == cluster
+    assert second._current_group() == cluster
     second.show_run(newer)
     second.close()
     third = MainWindow([folder], workspace=ws)
@@ -387,7 +395,7 @@ def test_an_unfinished_run_is_offered_and_resumed(
     qtbot.waitUntil(lambda: not window.runner.running, timeout=120_000)
     assert window.session.run_id == run_id and window.session.has_results
     assert window.session.unfinished_runs() == []
-    assert window.cluster_model.rowCount() >= 1 and not window.all_images_mode
+    assert window.group_model.rowCount() >= 1 and not window.all_images_mode
     window.close()
 
 

@@ -1,4 +1,4 @@
-"""Qt item models over plain engine data: clusters, thumbnail grid, thumbnail cache.
+"""Qt item models over plain engine data: groups, thumbnail grid, thumbnail cache.
 
 Every model runs under Qt's QAbstractItemModelTester (warnings collected and failed on).
 Thumbnails are small JPEGs written with Pillow; decodes are counted and, where a test needs
@@ -29,18 +29,19 @@ from app.models import (
     IMAGE_IDS_MIME,
     PALETTE,
     PYSIDE_REFCOUNT_WORKAROUND,
-    ClusterListModel,
+    GroupListModel,
     ThumbnailCache,
     ThumbnailGridModel,
     binding_drops_references,
-    cluster_color,
     cluster_members,
     decode_image_ids,
     decode_thumbnail,
     encode_image_ids,
+    group_color,
     pin_python_singletons,
 )
-from crlc_engine.results import ClusterSummary, RunAssignments
+from crlc_engine.groups import GroupSummary
+from crlc_engine.results import RunAssignments
 
 DISPLAY = Qt.ItemDataRole.DisplayRole
 EDIT = Qt.ItemDataRole.EditRole
@@ -126,11 +127,19 @@ def by_id_paths(thumbs_dir: Path, tmp_path: Path, ids: list[int]) -> Callable[[i
     return lambda i: tmp_path / f"img-{i}.jpg"
 
 
-def summaries() -> list[ClusterSummary]:
+def group(
+    key: str, name: str | None, size: int, conf: float, colour: int, **kw: Any
+) -> GroupSummary:
+    values: dict[str, Any] = {"clusters": (colour,), "top_image_ids": [], "labelled": 0}
+    values.update(kw)
+    return GroupSummary(key, name, mean_confidence=conf, size=size, colour=colour, **values)
+
+
+def summaries() -> list[GroupSummary]:
     return [
-        ClusterSummary(0, "Beach", 812, 0.87, [5, 6]),
-        ClusterSummary(1, None, 331, 0.61, [7]),
-        ClusterSummary(2, "Food", 377, 0.92, []),
+        group("group:Beach", "Beach", 812, 0.87, 0, clusters=(0, 3), labelled=4),
+        group("cluster:1", None, 331, 0.61, 1),
+        group("group:Food", "Food", 377, 0.92, 2, flags=("changed: only 5 of 10",)),
     ]
 
 
@@ -143,16 +152,16 @@ def close_to(a: tuple[int, int, int], b: tuple[int, int, int], tol: int = 6) -> 
     return all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
 
 
-# ---------------------------------------------------------------------- clusters
-def test_cluster_roles(qtbot: QtBot, checked: Callable[[Any], None]) -> None:
-    model = ClusterListModel()
+# ---------------------------------------------------------------------- groups
+def test_group_roles(qtbot: QtBot, checked: Callable[[Any], None]) -> None:
+    model = GroupListModel()
     checked(model)
-    model.set_clusters(summaries())
+    model.set_groups(summaries())
     assert model.rowCount() == 3
     idx = [model.index(r) for r in range(3)]
-    assert [model.data(i) for i in idx] == ["Beach (812)", "Cluster 1 (331)", "Food (377)"]
+    assert [model.data(i) for i in idx] == ["Beach (812)", "Cluster 1 (331)", "Food (377) \u26a0"]
     assert model.data(idx[1], EDIT) == "Cluster 1"
-    assert model.data(idx[2], ClusterListModel.ColorRole) == cluster_color(2) == QColor(PALETTE[2])
+    assert model.data(idx[2], GroupListModel.ColorRole) == group_color(2) == QColor(PALETTE[2])
     swatch = model.data(idx[2], DECORATION)  # the colour, outlined for the palette
     assert isinstance(swatch, QIcon)
     palette = QGuiApplication.palette()
@@ -161,20 +170,25 @@ def test_cluster_roles(qtbot: QtBot, checked: Callable[[Any], None]) -> None:
         (QIcon.Mode.Selected, QPalette.ColorRole.HighlightedText),
     ):
         image = swatch.pixmap(QSize(16, 16), mode).toImage()
-        assert image.pixelColor(8, 8) == cluster_color(2)  # not tinted when selected
+        assert image.pixelColor(8, 8) == group_color(2)  # not tinted when selected
         edge = image.pixelColor(1, 8)
         assert abs(edge.lightness() - palette.color(role).lightness()) < 90
     assert model.data(idx[2], DECORATION).cacheKey() == swatch.cacheKey()  # made once
     assert "0.61" in model.data(idx[1], TOOLTIP) and "331" in model.data(idx[1], TOOLTIP)
-    assert model.data(idx[2], ClusterListModel.ClusterRole) == 2
-    assert model.data(idx[0], ClusterListModel.SizeRole) == 812
-    assert model.data(idx[0], ClusterListModel.MeanConfidenceRole) == pytest.approx(0.87)
-    assert model.data(idx[0], ClusterListModel.NameRole) == "Beach"
-    assert model.data(idx[1], ClusterListModel.NameRole) is None
+    beach = model.data(idx[0], TOOLTIP)
+    assert "clusters 0, 3" in beach and "merged" in beach and "4 labelled or moved" in beach
+    assert "changed: only 5 of 10" in model.data(idx[2], TOOLTIP)
+    assert model.data(idx[2], GroupListModel.KeyRole) == "group:Food"
+    assert model.data(idx[0], GroupListModel.ClustersRole) == (0, 3)
+    assert model.data(idx[0], GroupListModel.SizeRole) == 812
+    assert model.data(idx[0], GroupListModel.MeanConfidenceRole) == pytest.approx(0.87)
+    assert model.data(idx[0], GroupListModel.NameRole) == "Beach"
+    assert model.data(idx[1], GroupListModel.NameRole) is None
+    assert model.data(idx[2], GroupListModel.FlagsRole) == ("changed: only 5 of 10",)
     assert model.flags(idx[0]) & Qt.ItemFlag.ItemIsEditable
     names = model.roleNames()
-    assert bytes(names[ClusterListModel.MeanConfidenceRole].data()) == b"meanConfidence"
-    assert model.row_of(2) == 2 and model.row_of(9) == -1
+    assert bytes(names[GroupListModel.MeanConfidenceRole].data()) == b"meanConfidence"
+    assert model.row_of("group:Food") == 2 and model.row_of("cluster:9") == -1
     assert model.summary(0).name == "Beach"
 
 
@@ -182,22 +196,22 @@ def test_palette_is_distinct_and_deterministic() -> None:
     def rgb(c: QColor) -> np.ndarray:
         return np.array([c.red(), c.green(), c.blue()], dtype=float)
 
-    colours = [rgb(cluster_color(k)) for k in range(len(PALETTE))]
+    colours = [rgb(group_color(k)) for k in range(len(PALETTE))]
     gaps = [np.linalg.norm(a - b) for i, a in enumerate(colours) for b in colours[i + 1 :]]
     assert min(gaps) > 40
-    extra = [cluster_color(k) for k in range(len(PALETTE), len(PALETTE) + 60)]
+    extra = [group_color(k) for k in range(len(PALETTE), len(PALETTE) + 60)]
     assert all(c.isValid() for c in extra)
-    assert [c.name() for c in extra] == [cluster_color(k).name() for k in range(20, 80)]
+    assert [c.name() for c in extra] == [group_color(k).name() for k in range(20, 80)]
     # Neighbouring indices beyond the palette still look different.
     assert all(np.linalg.norm(rgb(a) - rgb(b)) > 40 for a, b in itertools.pairwise(extra))
 
 
-def test_set_clusters_updates_in_place_or_resets(
+def test_set_groups_updates_in_place_or_resets(
     qtbot: QtBot, checked: Callable[[Any], None]
 ) -> None:
-    model = ClusterListModel()
+    model = GroupListModel()
     checked(model)
-    model.set_clusters(summaries())
+    model.set_groups(summaries())
     kept = QPersistentModelIndex(model.index(1))
     changes: list[tuple[int, int]] = []
     model.dataChanged.connect(lambda a, b, roles=(): changes.append((a.row(), b.row())))
@@ -205,58 +219,59 @@ def test_set_clusters_updates_in_place_or_resets(
     model.modelReset.connect(lambda: resets.append(1))
 
     grown = summaries()
-    grown[1] = ClusterSummary(1, None, 340, 0.6, [7])
-    model.set_clusters(grown)
+    grown[1] = group("cluster:1", None, 340, 0.6, 1)
+    model.set_groups(grown)
     assert changes == [(1, 1)] and not resets
     assert kept.isValid() and kept.row() == 1
     assert model.data(model.index(1)) == "Cluster 1 (340)"
 
-    model.set_clusters(grown)  # nothing changed: no signal
+    model.set_groups(grown)  # nothing changed: no signal
     assert changes == [(1, 1)]
 
-    model.set_clusters([ClusterSummary(4, "Dogs", 5, 0.5, [])])
+    model.set_groups([group("group:Dogs", "Dogs", 5, 0.5, 4)])
     assert resets == [1] and model.rowCount() == 1
     assert model.data(model.index(0)) == "Dogs (5)"
-    assert model.data(model.index(0), ClusterListModel.ColorRole) == cluster_color(4)
-    model.set_clusters([])
+    assert model.data(model.index(0), GroupListModel.ColorRole) == group_color(4)
+    model.set_groups([])
     assert model.rowCount() == 0 and resets == [1, 1]
 
 
 def test_rename_emits_a_request_and_changes_nothing(qtbot: QtBot) -> None:
-    model = ClusterListModel()
-    model.set_clusters(summaries())
-    requests: list[tuple[int, str]] = []
-    model.renameRequested.connect(lambda c, n: requests.append((c, n)))
+    model = GroupListModel()
+    model.set_groups(summaries())
+    requests: list[tuple[str, str]] = []
+    model.renameRequested.connect(lambda k, n: requests.append((k, n)))
 
     assert model.setData(model.index(0), "  Sea   side ", EDIT)
-    assert requests == [(0, "Sea side")]
-    assert model.data(model.index(0)) == "Beach (812)"  # unchanged until set_clusters
+    assert requests == [("group:Beach", "Sea side")]
+    assert model.data(model.index(0)) == "Beach (812)"  # unchanged until set_groups
 
     assert not model.setData(model.index(0), "Beach", EDIT)  # same name
     assert not model.setData(model.index(1), "Cluster 1", EDIT)  # the default name
     assert not model.setData(model.index(1), "   ", EDIT)  # nothing to clear
+    assert not model.setData(model.index(0), "", EDIT)  # a merge keeps a name
     assert not model.setData(model.index(0), "Sea", DISPLAY)  # wrong role
-    assert model.setData(model.index(2), "", EDIT)  # clear a name
+    assert model.setData(model.index(2), "", EDIT)  # clear a one-cluster name
     assert model.setData(model.index(1), "Kids", EDIT)
-    assert requests == [(0, "Sea side"), (2, ""), (1, "Kids")]
+    assert requests == [("group:Beach", "Sea side"), ("group:Food", ""), ("cluster:1", "Kids")]
 
     changed: list[int] = []
     model.dataChanged.connect(lambda a, b, roles=(): changed.append(a.row()))
-    model.set_name(1, "Kids")
+    model.set_name("cluster:1", "Kids")
     assert changed == [1] and model.data(model.index(1)) == "Kids (331)"
     with pytest.raises(KeyError):
-        model.set_name(7, "x")
+        model.set_name("cluster:7", "x")
 
 
-def test_images_dropped_on_a_cluster_request_a_move(qtbot: QtBot, make_cache: Any) -> None:
-    clusters = ClusterListModel()
-    clusters.set_clusters(summaries())
+def test_images_dropped_on_a_group_request_a_move(qtbot: QtBot, make_cache: Any) -> None:
+    clusters = GroupListModel()
+    clusters.set_groups(summaries())
     grid = ThumbnailGridModel(make_cache())
     grid.set_images([10, 11, 12], [0.5, 0.9, 0.7], ["a.jpg", "b.jpg", "c.jpg"])
     mime = grid.mimeData([grid.index(2), grid.index(0), grid.index(0)])
     assert decode_image_ids(mime) == [11, 10]  # row order: 11 (0.9), 12 (0.7), 10 (0.5)
-    moves: list[tuple[list[int], int]] = []
-    clusters.moveRequested.connect(lambda ids, c: moves.append((list(ids), c)))
+    moves: list[tuple[list[int], str]] = []
+    clusters.moveRequested.connect(lambda ids, k: moves.append((list(ids), k)))
 
     move = Qt.DropAction.MoveAction
     assert clusters.canDropMimeData(mime, move, -1, -1, clusters.index(2))
@@ -265,7 +280,7 @@ def test_images_dropped_on_a_cluster_request_a_move(qtbot: QtBot, make_cache: An
     other.setText("hello")
     assert not clusters.canDropMimeData(other, move, -1, -1, clusters.index(2))
     assert clusters.dropMimeData(mime, move, -1, -1, clusters.index(2))
-    assert moves == [([11, 10], 2)]
+    assert moves == [([11, 10], "group:Food")]
     assert clusters.rowCount() == 3 and IMAGE_IDS_MIME in clusters.mimeTypes()
     bad = QMimeData()
     bad.setData(IMAGE_IDS_MIME, b"not json")
@@ -553,12 +568,12 @@ def test_binding_reference_bug_is_neutralised(qtbot: QtBot, make_cache: Any) -> 
         assert PYSIDE_REFCOUNT_WORKAROUND
         assert min(sys.getrefcount(x) for x in (None, True, False)) > 1 << 40
     model = grid_with(make_cache())
-    clusters = ClusterListModel()
-    clusters.set_clusters(summaries())
+    clusters = GroupListModel()
+    clusters.set_groups(summaries())
     index = model.index(0)
     for k in range(10_000):
         assert index.data(Qt.ItemDataRole.FontRole) is None  # C++ -> Python data() -> None
-        clusters.set_name(0, f"Beach {k % 3}")  # emit()
+        clusters.set_name("group:Beach", f"Beach {k % 3}")  # emit()
     assert pin_python_singletons() == PYSIDE_REFCOUNT_WORKAROUND  # idempotent
 
 
@@ -733,3 +748,34 @@ def test_shutdown_leaves_no_running_threads(qtbot: QtBot, make_cache: Any) -> No
     QApplication.processEvents()  # decodes finished before shutdown are not delivered now
     assert len(loaded) == count
     assert not cache.request(99) and cache.pending_count == 0
+
+
+def test_labelled_thumbnails_carry_a_mark(qtbot: QtBot, make_cache: Any) -> None:
+    """The grid's delegate paints a round mark in the highlight colour on labelled (or moved)
+    pictures, and nothing on the others."""
+    from app.views.thumbnail_delegate import ThumbnailDelegate, mark_rect
+
+    model = grid_with(make_cache())  # labels: 4 (Beach) and 2 (Food)
+    view = QListView()
+    qtbot.addWidget(view)
+    view.setViewMode(QListView.ViewMode.IconMode)
+    view.setIconSize(QSize(96, 96))
+    view.setGridSize(QSize(106, 126))
+    view.setModel(model)
+    view.setItemDelegate(ThumbnailDelegate(view))
+    view.resize(700, 200)
+    view.show()
+    qtbot.waitUntil(lambda: model.cache.get(1) is not None, timeout=5000)
+    shot = view.viewport().grab().toImage()
+    highlight = view.palette().color(QPalette.ColorRole.Highlight)
+    for row in range(model.rowCount()):
+        labelled = model.label_of(row) is not None
+        mark = mark_rect(view.visualRect(model.index(row)))
+        inside = [(mark.left() + 3, mark.center().y()), (mark.center().x(), mark.top() + 3)]
+        colours = [shot.pixelColor(x, y) for x, y in inside]  # the fill, beside the glyph
+        near = any(
+            max(abs(c.red() - highlight.red()), abs(c.green() - highlight.green()),
+                abs(c.blue() - highlight.blue())) <= 12
+            for c in colours
+        )  # fmt: skip
+        assert near == labelled, (row, model.label_of(row), [c.name() for c in colours])

@@ -36,54 +36,85 @@ def session(shapes_folder: Path, tmp_path: Path) -> Iterator[LibrarySession]:
     s.close()
 
 
-def test_clusters_images_and_detail(session: LibrarySession) -> None:
+def test_groups_images_and_detail(session: LibrarySession) -> None:
     assert session.has_results and session.run_id in session.runs()
-    clusters = session.clusters()
-    assert sum(c.size for c in clusters) == 48
-    first = clusters[0].cluster
+    groups = session.groups()
+    assert sum(g.size for g in groups) == 48
+    first = groups[0].key
     images = session.images_of(first)
     assert list(images.confidences) == sorted(images.confidences, reverse=True)
     low = session.images_of(first, low_confidence_first=True)
     assert set(low.image_ids.tolist()) == set(images.image_ids.tolist())
     assert list(low.confidences) == sorted(low.confidences)
     detail = session.detail(int(images.image_ids[0]))
-    assert detail.cluster == first and detail.path.is_file()
-    assert detail.probabilities.shape == (3,) and detail.confidence == detail.probabilities.max()
+    assert detail.group == first and detail.path.is_file()
+    lines = session.top_groups(detail, top=3)
+    assert len(lines) == 3 and sum(line.probability or 0 for line in lines) == pytest.approx(1)
+    assert detail.confidence == pytest.approx(lines[0].probability)
     assert session.thumbnail_path(detail.image_id).is_file()
 
 
 def test_neighbors_exclude_self_and_are_sorted(session: LibrarySession) -> None:
-    image = int(session.images_of(session.clusters()[0].cluster).image_ids[0])
+    image = int(session.images_of(session.groups()[0].key).image_ids[0])
     found = session.neighbors(image, k=5)
     assert len(found) == 5 and image not in [i for i, _ in found]
     sims = [s for _, s in found]
     assert sims == sorted(sims, reverse=True)
 
 
-def test_corrections_are_undoable(session: LibrarySession) -> None:
-    cluster = session.clusters()[0].cluster
-    ids = [int(i) for i in session.images_of(cluster).image_ids[:2]]
-    session.rename(cluster, "Beach")
-    assert session.cluster_name(cluster) == "Beach"
-    session.move(ids[:1], (cluster + 1) % 3)
-    assert session.detail(ids[0]).label == f"Cluster {(cluster + 1) % 3}"
+def test_corrections_show_at_once_and_are_undoable(session: LibrarySession) -> None:
+    first, second = (g.key for g in session.groups()[:2])
+    sizes = {g.key: g.size for g in session.groups()}
+    ids = [int(i) for i in session.images_of(first).image_ids[:2]]
+    beach = session.rename(first, "Beach")
+    assert beach == "group:Beach" and session.group_name(beach) == "Beach"
+    session.move(ids[:1], second)  # an unnamed cluster: named "Cluster n" first
+    target = f"group:Cluster {second.split(':')[1]}"
+    assert session.detail(ids[0]).label == session.group_name(target)
+    assert ids[0] in session.images_of(target).image_ids  # in its new group at once
+    assert ids[0] not in session.images_of(beach).image_ids  # and out of the old one
+    assert session.group(beach).size == sizes[first] - 1  # type: ignore[union-attr]
+    assert session.group(target).size == sizes[second] + 1  # type: ignore[union-attr]
+    assert session.group(target).labelled == 1  # type: ignore[union-attr]
     session.ignore(ids[1:])
-    assert ids[1] not in session.images_of(cluster).image_ids
+    assert ids[1] not in session.images_of(beach).image_ids
     assert session.undo() is not None  # ignore
-    assert ids[1] in session.images_of(cluster).image_ids
+    assert ids[1] in session.images_of(beach).image_ids
     session.undo()  # move
+    assert ids[0] in session.images_of(beach).image_ids
     session.undo()  # rename
-    assert session.cluster_name(cluster) == f"Cluster {cluster}"
+    assert session.group(beach) is None and session.group(first) is not None
     assert session.redo() is not None
-    assert session.cluster_name(cluster) == "Beach"
+    assert session.group_name(beach) == "Beach"
+
+
+def test_a_merge_is_one_group_and_can_be_separated(session: LibrarySession) -> None:
+    a, b, c = (g.key for g in session.groups())
+    sizes = {g.key: g.size for g in session.groups()}
+    session.rename(a, "Beach")
+    session.rename(b, "Beach")  # one name on two clusters: one group
+    keys = [g.key for g in session.groups()]
+    assert keys == ["group:Beach", c]
+    merged = session.group("group:Beach")
+    assert merged is not None and merged.size == sizes[a] + sizes[b]
+    assert len(merged.clusters) == 2
+    image = int(session.images_of("group:Beach").image_ids[0])
+    lines = session.top_groups(session.detail(image), top=5)
+    assert [line.name for line in lines].count("Beach") == 1  # one line for the merge
+    with pytest.raises(Exception, match="separate them first"):
+        session.plan_split("group:Beach")
+    assert session.separate("group:Beach") == ["Beach", "Beach 2"]
+    assert [g.title for g in session.groups()] == ["Beach", "Beach 2", session.group_name(c)]
+    session.undo()
+    assert [g.key for g in session.groups()] == ["group:Beach", c]
 
 
 def test_no_run_yet(shapes_folder: Path, tmp_path: Path) -> None:
     s = LibrarySession([shapes_folder], tmp_path / "empty-ws")
     try:
-        assert not s.has_results and s.clusters() == []
+        assert not s.has_results and s.groups() == []
         with pytest.raises(RunNotFoundError):
-            s.rename(0, "x")
+            s.rename("cluster:0", "x")
     finally:
         s.close()
 
@@ -101,7 +132,7 @@ def _fake_run(library: ImageLibrary, state: str, **files: str) -> str:
     return run.run_id
 
 
-def test_the_selected_run_and_cluster_come_back(session: LibrarySession) -> None:
+def test_the_selected_run_and_group_come_back(session: LibrarySession) -> None:
     first = session.run_id
     assert first is not None
     with ImageLibrary.open(session.folders, session.workspace_base) as library:
@@ -118,13 +149,13 @@ def test_the_selected_run_and_cluster_come_back(session: LibrarySession) -> None
         )
     session.reload()
     assert session.run_id == first  # the current run stays, though a newer one exists
-    session.remember_view(cluster=2)
+    session.remember_view("cluster:2")
     again = LibrarySession(session.folders, session.workspace_base)
     try:  # reopening shows the run shown last, not the newest
-        assert again.run_id == first and again.remembered_cluster() == 2
+        assert again.run_id == first and again.remembered_group() == "cluster:2"
         again.reload(newer.run_id)
         assert again.run_id == newer.run_id
-        assert again.remembered_cluster() is None  # a cluster of the other run
+        assert again.remembered_group() is None  # a group of the other run
     finally:
         again.close()
     third = LibrarySession(session.folders, session.workspace_base)
@@ -215,53 +246,53 @@ def test_skipped_files_and_scanned_images(shapes_folder: Path, tmp_path: Path) -
 
 
 def test_a_split_is_applied_reloaded_and_undone(session: LibrarySession) -> None:
-    first = session.clusters()[0]
-    members = set(session.images_of(first.cluster).image_ids.tolist())
+    first = session.groups()[0]
+    members = set(session.images_of(first.key).image_ids.tolist())
     image = next(iter(members))
     session.neighbors(image, k=3)
     index = session._index  # built once per run's features
-    plan = session.plan_split(first.cluster, parts=3)
+    plan = session.plan_split(first.key, parts=3)
     assert sorted(plan.sizes, reverse=True) == plan.sizes and sum(plan.sizes) == first.size
-    assert session.images_of(first.cluster).image_ids.size == first.size  # nothing changed
+    assert session.images_of(first.key).image_ids.size == first.size  # nothing changed
     session.split(plan, [None, "Dunes", None])
-    clusters = {c.cluster: c for c in session.clusters()}
-    assert set(plan.new_clusters) <= set(clusters)  # the new clusters are read at once
-    for part, cluster in zip(plan.image_ids, plan.clusters, strict=True):
-        shown = session.images_of(cluster).image_ids
+    shown_keys = {g.key for g in session.groups()}
+    parts = ["group:Dunes" if k == 1 else f"cluster:{c}" for k, c in enumerate(plan.clusters)]
+    assert set(parts) <= shown_keys  # the new groups are read at once
+    for part, key in zip(plan.image_ids, parts, strict=True):
+        shown = session.images_of(key).image_ids
         assert sorted(shown.tolist()) == sorted(part.tolist())
-        assert clusters[cluster].size == part.size
-    assert session.cluster_name(plan.new_clusters[0]) == "Dunes"
     assert session._index is index  # a split changes no features: same neighbour index
     assert len(session.neighbors(image, k=3)) == 3
 
     assert session.undo() is not None  # the split: the cached assignments follow
-    assert not set(plan.new_clusters) & {c.cluster for c in session.clusters()}
-    assert set(session.images_of(first.cluster).image_ids.tolist()) == members
+    assert "group:Dunes" not in {g.key for g in session.groups()}
+    assert set(session.images_of(first.key).image_ids.tolist()) == members
     assert session.redo() is not None
-    assert session.images_of(plan.new_clusters[1]).image_ids.size == plan.sizes[2]
+    assert session.images_of(f"cluster:{plan.new_clusters[1]}").image_ids.size == plan.sizes[2]
 
 
 def test_a_stale_split_plan_is_refused(session: LibrarySession) -> None:
     from crlc_engine.errors import InvalidSettingError
 
-    cluster = session.clusters()[0].cluster
-    plan = session.plan_split(cluster, parts=2)
+    key = session.groups()[0].key
+    plan = session.plan_split(key, parts=2)
     session.ignore([int(plan.image_ids[1][0])])
     with pytest.raises(InvalidSettingError, match="plan it again"):
         session.split(plan)
-    assert {c.cluster for c in session.clusters()} == {0, 1, 2}
+    assert {g.key for g in session.groups()} == {"cluster:0", "cluster:1", "cluster:2"}
 
 
 def test_probabilities_of_an_image_in_a_split_cluster(session: LibrarySession) -> None:
-    cluster = session.clusters()[0].cluster
-    plan = session.plan_split(cluster, parts=2)
+    key = session.groups()[0].key
+    plan = session.plan_split(key, parts=2)
     session.split(plan, [None, "Dunes"])
     kept = session.detail(int(plan.image_ids[0][0]))
-    lines = session.top_probabilities(kept, top=2)
-    assert [line.probability for line in lines] == sorted(kept.probabilities, reverse=True)[:2]
-    assert lines[0].name == session.cluster_name(lines[0].cluster)
+    lines = session.top_groups(kept, top=2)
+    assert [line.probability for line in lines] == sorted(
+        (line.probability or 0 for line in session.top_groups(kept, top=5)), reverse=True
+    )[:2]
     moved = session.detail(int(plan.image_ids[1][0]))
-    assert moved.cluster == plan.new_clusters[0] and moved.probabilities.shape == (3,)
-    lines = session.top_probabilities(moved, top=5)  # no column for the new cluster
-    assert (lines[0].cluster, lines[0].name, lines[0].probability) == (moved.cluster, "Dunes", None)
-    assert [line.cluster for line in lines[1:]] == np.argsort(-moved.probabilities).tolist()
+    assert moved.group == "group:Dunes"
+    lines = session.top_groups(moved, top=5)  # no model output for the new cluster
+    assert (lines[0].key, lines[0].name, lines[0].probability) == ("group:Dunes", "Dunes", None)
+    assert all(line.probability is not None for line in lines[1:])

@@ -111,7 +111,7 @@ def test_names_are_checked(qtbot: QtBot, notes: Annotations) -> None:
     assert "same name" in dialog.message.text()
     edits[1].setText("Cars")  # another cluster's name: merges, allowed
     assert ok(dialog)
-    assert "cluster 1" in dialog.message.text()
+    assert "another group" in dialog.message.text()
     edits[1].setText("  Big   cats ")
     assert dialog.names() == [None, "Big cats"]
 

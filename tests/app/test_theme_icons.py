@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication, QToolTip
 from pytestqt.qtbot import QtBot
 
 import app.icons as icons
-from app.models.clusters import cluster_color
+from app.models.clusters import group_color
 from app.settings_store import Settings
 from app.theme import (
     DARK,
@@ -86,7 +86,7 @@ def test_palette_contrast(scheme: str) -> None:
 def test_readable_color_reaches_the_ratio_and_keeps_the_hue(scheme: str) -> None:
     base = make_palette(scheme).color(Group.Active, Role.Base)
     for cluster in range(60):
-        colour = cluster_color(cluster)
+        colour = group_color(cluster)
         fixed = readable_color(colour, base, 3.0)
         assert contrast_ratio(fixed, base) >= 3.0 - 1e-6, (cluster, colour.name(), fixed.name())
         if contrast_ratio(colour, base) >= 3.0:
@@ -101,7 +101,7 @@ def test_every_cluster_swatch_has_a_visible_outline(qtbot: QtBot, scheme: str) -
     palette = make_palette(scheme)
     base = palette.color(Group.Active, Role.Base)
     for cluster in range(40):
-        image = swatch_pixmap(cluster_color(cluster), 16, palette).toImage()
+        image = swatch_pixmap(group_color(cluster), 16, palette).toImage()
         edge = image.pixelColor(8, 1)  # top edge, middle: the outline
         assert edge.alpha() > 0
         composed = QColor(
@@ -115,7 +115,7 @@ def test_every_cluster_swatch_has_a_visible_outline(qtbot: QtBot, scheme: str) -
             ]
         )
         assert contrast_ratio(composed, base) >= 3.0, (cluster, edge.name())
-        assert image.pixelColor(8, 8).name() == cluster_color(cluster).name()  # the fill
+        assert image.pixelColor(8, 8).name() == group_color(cluster).name()  # the fill
 
 
 # ---------------------------------------------------------------------- theme controller

@@ -14,15 +14,16 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QColor, QImage, QPalette
-from PySide6.QtWidgets import QApplication, QInputDialog, QMenu, QMessageBox
+from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from app import main as app_main
 from app.main import open_main_window
-from app.models.clusters import ClusterListModel
+from app.models.clusters import GroupListModel
 from app.settings_store import Settings, SettingsStore, settings_path
 from app.theme import DARK, contrast_ratio, is_dark, make_palette
 from app.views import export_dialog, group_dialog, main_window, split_dialog
+from app.views import main_window as main_window_module
 from app.views.about_dialog import device_rows
 from app.views.error_dialog import ErrorDialog
 from app.views.main_window import MainWindow
@@ -66,21 +67,30 @@ def opened(make_window: Callable[..., MainWindow], library: tuple[Path, Path]) -
     return window
 
 
-def rows(window: MainWindow) -> dict[int, int]:
-    """cluster -> size, as the cluster list shows them."""
-    model = window.cluster_model
+def rows(window: MainWindow) -> dict[str, int]:
+    """group key -> size, as the group list shows them."""
+    model = window.group_model
     return {
-        model.data(model.index(r), ClusterListModel.ClusterRole): model.data(
-            model.index(r), ClusterListModel.SizeRole
+        model.data(model.index(r), GroupListModel.KeyRole): model.data(
+            model.index(r), GroupListModel.SizeRole
         )
         for r in range(model.rowCount())
     }
 
 
-def select_cluster(window: MainWindow, cluster: int) -> None:
-    window.cluster_view.setCurrentIndex(
-        window.cluster_model.index(window.cluster_model.row_of(cluster))
-    )
+def select_group(window: MainWindow, key: str) -> None:
+    window.group_list.setCurrentIndex(window.group_model.index(window.group_model.row_of(key)))
+
+
+def choose_in_menu(monkeypatch: pytest.MonkeyPatch, title: str, offered: list[list[str]]) -> None:
+    """A stand-in for a popup menu: record the entries, choose the one called ``title``."""
+
+    def run(menu: QMenu, where: Any) -> Any:
+        actions = [a for a in menu.actions() if not a.isSeparator()]
+        offered.append([a.text() for a in actions])
+        return next(a for a in actions if a.text() == title)
+
+    monkeypatch.setattr(main_window_module, "popup", run)
 
 
 def grid_ids(window: MainWindow) -> set[int]:
@@ -113,9 +123,9 @@ def test_split_through_the_window(
     window = opened
     session = window.session
     assert session is not None
-    cluster = window._current_cluster()
-    assert cluster is not None and window.split_action.isEnabled()
-    assert window.split_action in window.cluster_view.actions()  # the list's context menu
+    key = window._current_group()
+    assert key is not None and window.split_action.isEnabled()
+    assert window.split_action in window.group_list.actions()  # the list's context menu
     before = rows(window)
     shown: list[split_dialog.SplitDialog] = []
 
@@ -127,18 +137,21 @@ def test_split_through_the_window(
     window.split_action.trigger()
     (dialog,) = shown
     plan = dialog.plan()
-    assert plan is not None and dialog.images == before[cluster]
-    new, other = plan.new_clusters
+    assert plan is not None and dialog.images == before[key]
+    _, other = plan.new_clusters
 
-    after = rows(window)  # the list: the kept part and two new clusters
-    assert after == {**before, cluster: plan.sizes[0], new: plan.sizes[1], other: plan.sizes[2]}
-    assert window._current_cluster() == cluster  # the kept part stays selected
+    after = rows(window)  # the list: the kept part and two new groups
+    assert after == {
+        **before,
+        key: plan.sizes[0],
+        "group:Dunes": plan.sizes[1],
+        f"cluster:{other}": plan.sizes[2],
+    }
+    assert window._current_group() == key  # the kept part stays selected
     assert grid_ids(window) == set(plan.image_ids[0].tolist())
-    model = window.cluster_model
-    assert model.data(model.index(model.row_of(new)), Qt.ItemDataRole.EditRole) == "Dunes"
     assert "Split" in window.statusBar().currentMessage()
 
-    select_cluster(window, new)  # the grid and the detail panel of a new cluster
+    select_group(window, "group:Dunes")  # the grid and the detail panel of a new group
     assert grid_ids(window) == set(plan.image_ids[1].tolist())
     assert "<b>Dunes</b> · " in window.grid_title.text()
     assert window.grid_model is not None
@@ -147,21 +160,17 @@ def test_split_through_the_window(
     assert text.startswith("<b>Dunes</b>: made by a split") and text.count("%") == 3
     assert window.detail.neighbors.count() == 10
 
-    moved = int(plan.image_ids[0][0])  # drag & drop onto a new cluster
-    select_cluster(window, cluster)
+    moved = int(plan.image_ids[0][0])  # drag & drop onto a new group
+    select_group(window, key)
     mime = window.grid_model.mimeData([window.grid_model.index(window.grid_model.row_of(moved))])
-    target = model.index(model.row_of(other))
+    model = window.group_model
+    target = model.index(model.row_of(f"cluster:{other}"))
     assert model.dropMimeData(mime, Qt.DropAction.MoveAction, -1, 0, target)
     assert session.detail(moved).label == f"Cluster {other}"
+    assert moved not in grid_ids(window)  # it left the group shown at once
 
-    choice = session.cluster_name(new)  # "Move to cluster..." lists the new clusters
-    offered: list[list[str]] = []
-
-    def get_item(*args: Any) -> tuple[str, bool]:
-        offered.append(list(args[3]))
-        return choice, True
-
-    monkeypatch.setattr(QInputDialog, "getItem", get_item)
+    offered: list[list[str]] = []  # "Move to group..." lists every other group, once
+    choose_in_menu(monkeypatch, "Dunes", offered)
     window.grid.selectionModel().clearSelection()
     window.grid.selectionModel().select(
         window.grid_model.index(0), window.grid.selectionModel().SelectionFlag.Select
@@ -169,6 +178,7 @@ def test_split_through_the_window(
     picked = window.grid_model.image_id(0)
     window.move_action.trigger()
     assert "Dunes" in offered[0] and f"Cluster {other}" in offered[0]
+    assert len(offered[0]) == len(set(offered[0])) == len(rows(window)) - 1
     assert session.detail(picked).label == "Dunes"
 
 
@@ -176,15 +186,15 @@ def test_undoing_a_split_refreshes_the_view(
     opened: MainWindow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     window = opened
-    cluster = window._current_cluster()
-    assert cluster is not None
+    key = window._current_group()
+    assert key is not None
     before, images = rows(window), grid_ids(window)
     monkeypatch.setattr(split_dialog.SplitDialog, "exec", accept_split(2, {}))
     window._split()
     assert len(rows(window)) == len(before) + 1 and grid_ids(window) < images
     window.undo_action.trigger()
     assert rows(window) == before and grid_ids(window) == images
-    assert window._current_cluster() == cluster
+    assert window._current_group() == key
     assert "Undid: split cluster" in window.statusBar().currentMessage()
     window.redo_action.trigger()
     assert len(rows(window)) == len(before) + 1
@@ -213,21 +223,49 @@ def test_a_split_planned_before_a_change_is_a_plain_error(
     assert set(rows(window)) == set(before)  # nothing was split
 
 
-def test_the_same_name_on_two_clusters_merges_them(opened: MainWindow) -> None:
+def test_the_same_name_on_two_groups_merges_them_into_one_row(
+    opened: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from crlc_engine.cli_results import export_items
 
     window = opened
     session = window.session
     assert session is not None and session.run_id is not None
-    first, second = (c.cluster for c in session.clusters()[:2])
+    first, second = (g.key for g in session.groups()[:2])
+    sizes = rows(window)
     window._rename(first, "Beach")
     window._rename(second, " Beach ")
-    assert "merged with Cluster" in window.statusBar().currentMessage()
-    assert session.cluster_name(first) == session.cluster_name(second) == "Beach"
+    assert "merged with 'Beach'" in window.statusBar().currentMessage()
+    assert rows(window)["group:Beach"] == sizes[first] + sizes[second]  # one row
+    assert second not in rows(window) and window._current_group() == "group:Beach"
     folders = {item.cluster for item in export_items(session.library, session.run_id)}
-    assert "Beach" in folders and f"Cluster {second}" not in folders  # one export folder
-    window._undo()
-    assert session.cluster_name(second) == f"Cluster {second}"
+    assert "Beach" in folders and f"Cluster {second.split(':')[1]}" not in folders
+    offered: list[list[str]] = []  # one Move-to entry, with the group's colour
+    choose_in_menu(monkeypatch, "Beach", offered)
+    select_group(window, next(k for k in rows(window) if k != "group:Beach"))
+    assert window.grid_model is not None
+    window.grid.setCurrentIndex(window.grid_model.index(0))
+    window.move_action.trigger()
+    assert offered[0].count("Beach") == 1
+    window._undo()  # the move
+    window._undo()  # the second name
+    assert second in rows(window) and session.group_name(second) == f"Cluster {second[8:]}"
+
+
+def test_after_a_correction_the_next_image_takes_the_selection(opened: MainWindow) -> None:
+    window = opened
+    assert window.grid_model is not None and window.grid_model.rowCount() > 5
+    window.grid.setCurrentIndex(window.grid_model.index(3))
+    fifth = window.grid_model.image_id(4)
+    scroll = window.grid.verticalScrollBar().value()
+    window.ignore_action.trigger()  # Delete
+    assert window.grid.currentIndex().row() == 3
+    assert window.grid_model.image_id(3) == fifth and window.shown_image == fifth
+    assert window.grid.verticalScrollBar().value() == scroll
+    other = next(k for k in rows(window) if k != window._current_group())
+    sixth = window.grid_model.image_id(4)
+    window.move_to([fifth], other)  # M
+    assert window.grid.currentIndex().row() == 3 and window.shown_image == sixth
 
 
 # ---------------------------------------------------------------------- settings
@@ -424,7 +462,7 @@ def test_every_action_and_job_button_has_an_icon(
     assert len(actions) >= 18
     assert [a.text() for a in actions if a.icon().isNull()] == []
     names = {a.text(): a.icon().name() for a in actions}
-    assert names["Split cluster..."] == "split" and names["Settings..."] == "settings"
+    assert names["Split group..."] == "split" and names["Settings..."] == "settings"
     assert names["About CRLC Organizer"] == "about" and names["Undo"] == "undo"
     panel = window.jobs
     assert panel.pause_button.icon().name() == "pause"

@@ -48,7 +48,7 @@ def test_open_group_correct_refine_export_reopen(
     window._group()
     assert window.runner.running
     wait_idle(window, qtbot)
-    assert window.session.has_results and window.cluster_model.rowCount() >= 1
+    assert window.session.has_results and window.group_model.rowCount() >= 1
     assert "Epoch 3" in window.jobs.detail.text() or window.jobs.bar.value() > 0
 
     assert window.grid_model is not None and window.grid_model.rowCount() > 0

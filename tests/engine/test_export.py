@@ -489,6 +489,35 @@ def test_missing_duplicate_and_failing_sources_do_not_stop_the_export(
     assert not [p for p in all_paths(tmp_path / "out") if ".crlc-partial-" in p]
 
 
+def test_first_files_lists_only_photos_in_the_export(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Photos that failed (or were not reached, the export cancelled) are not listed."""
+    root, items = library
+    real_copy = export_mod._copy_contents
+    failing = {items[i].source for i in (0, 1, 2, 3, 4, 5, 7)}
+
+    def copy_contents(src: Any, dst: Any, *args: Any) -> Any:
+        if Path(src) in failing:
+            raise PermissionError(errno.EACCES, "Permission denied", str(src))
+        return real_copy(src, dst, *args)
+
+    monkeypatch.setattr(export_mod, "_copy_contents", copy_contents)
+    result = export_images(items, tmp_path / "out", roots=[root])
+    assert result.files == 3 and len(result.failed) == 7
+    listed = result.as_dict()["first_files"]
+    assert sorted(listed) == sorted(str(tmp_path / "out" / p) for p in exported(tmp_path / "out"))
+    monkeypatch.undo()
+
+    control = JobControl()
+    cancelled = export_images(
+        items, tmp_path / "cut", roots=[root], reporter=CancelAfter(control, 2), control=control
+    )
+    assert cancelled.cancelled and cancelled.files == 2
+    listed = cancelled.as_dict()["first_files"]
+    assert sorted(listed) == sorted(str(tmp_path / "cut" / p) for p in exported(tmp_path / "cut"))
+
+
 def test_a_full_drive_stops_the_export_resumably(
     tmp_path: Path, library: tuple[Path, list[ExportItem]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -870,32 +899,200 @@ def test_a_journal_moved_out_of_its_export_folder_is_refused(
     assert files_of(tmp_path / "out") == before
 
 
-def test_undo_deletes_nothing_inside_a_library(
+def _identity_of(path: Path) -> dict[str, Any]:
+    """The version 2 identity of a file as an export records it (size, mtime, sha256)."""
+    return {
+        "size": path.stat().st_size,
+        "mtime_ns": path.stat().st_mtime_ns,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
+
+
+@pytest.mark.parametrize("mode", ["copy", "move"])
+def test_a_journal_naming_a_file_inside_a_library_is_refused(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]], mode: str
+) -> None:
+    """DEST may be a parent of the library; a record pointing into it refuses the journal."""
+    root, items = library
+    result = export_images(items[:5], tmp_path, mode=mode, roots=[root])
+    assert result.journal is not None
+    photo = items[7].source  # still in the library
+    if mode == "copy":
+        photo = root / "twin.jpg"
+        shutil.copy2(items[0].source, photo)
+    state = {"copy": "copied", "move": "moved"}[mode]
+    forged = {"kind": "file", "state": state, "destination": str(photo)} | _identity_of(photo)
+    forged["source"] = str(tmp_path / "elsewhere" / photo.name)
+    if mode == "copy":
+        forged["source"] = str(items[0].source)
+    _forge(result.journal, lambda lines: lines.append(forged))
+    before = files_of(tmp_path)
+
+    with pytest.raises(UndoError, match="inside the photo folder") as info:
+        undo_export(result.journal, [root])
+    assert "nothing was changed" in str(info.value) and str(photo) in str(info.value)
+    assert files_of(tmp_path) == before and photo.is_file()
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("mode", ["copy", "hardlink"])
+def test_undo_keeps_a_file_whose_original_became_a_link_to_it(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]], mode: str
+) -> None:
+    """A dedupe tool replaced the photo by a symlink to its exported copy: that copy is now
+    the only one, so undo keeps it (and the photo's link keeps working)."""
+    root, items = library
+    dest = tmp_path / "out"
+    result = export_images(items, dest, mode=mode, roots=[root])
+    entry = result.entries[0]
+    assert entry.destination is not None
+    entry.source.unlink()
+    entry.source.symlink_to(entry.destination)
+
+    undo = undo_export(result.manifest, [root])
+    assert undo.removed == 9 and [path for path, _ in undo.kept] == [str(entry.destination)]
+    assert "leads to a file in the export folder" in undo.kept[0][1]
+    assert entry.destination.is_file() and entry.source.is_file()
+    assert exported(dest) == {entry.destination.relative_to(dest).as_posix()}
+
+
+def test_a_forged_copy_record_whose_original_links_to_it_is_kept(
     tmp_path: Path, library: tuple[Path, list[ExportItem]]
 ) -> None:
-    """DEST may be a parent of the library; a record pointing into it is never deleted."""
     root, items = library
-    result = export_images(items, tmp_path, mode="copy", roots=[root])
+    dest = tmp_path / "out"
+    result = export_images(items, dest, mode="copy", roots=[root])
     assert result.journal is not None
-    twin = root / "twin.jpg"
-    shutil.copy2(items[0].source, twin)
-    identity = {
-        "size": twin.stat().st_size,
-        "mtime_ns": twin.stat().st_mtime_ns,
-        "sha256": hashlib.sha256(twin.read_bytes()).hexdigest(),
-    }
-    forged = {"kind": "file", "state": "copied", "source": str(items[0].source)}
-    _forge(
-        result.journal, lambda lines: lines.append(forged | identity | {"destination": str(twin)})
-    )
+    precious = write_photo(dest / "precious.jpg")
+    link = tmp_path / "x" / "lnk"
+    link.parent.mkdir()
+    link.symlink_to(precious)
+    forged = {"kind": "file", "state": "copied", "source": str(link)}
+    forged |= {"destination": str(precious)} | _identity_of(precious)
+    _forge(result.journal, lambda lines: lines.append(forged))
+
     undo = undo_export(result.journal, [root])
-    assert undo.removed == 10 and twin.exists()
-    assert undo.kept == [
-        (
-            str(twin),
-            f"it lies inside the photo folder {root}; delete it yourself if you want it gone",
-        )
-    ]
+    assert undo.removed == 10 and [path for path, _ in undo.kept] == [str(precious)]
+    assert "leads to a file in the export folder" in undo.kept[0][1]
+    assert precious.is_file() and link.is_file()
+
+
+def test_a_forged_move_record_never_writes_outside_the_libraries(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]]
+) -> None:
+    """A ``moved`` record naming ``~/.ssh/authorized_keys`` as the original: the file stays
+    in DEST, no folder is created there, and no ``.crlc-partial-*`` file is deleted."""
+    root, items = library
+    before = snapshot(root)
+    dest = tmp_path / "out"
+    result = export_images(items, dest, mode="move", roots=[root])
+    assert result.journal is not None
+    planted = write_photo(dest / "Beach" / "key.pub")
+    target = tmp_path / "home" / ".ssh" / "authorized_keys"
+    bystander = write_photo(tmp_path / "home" / export_mod._partial_path(target).name)
+    forged = {"kind": "file", "state": "moved", "source": str(target)}
+    forged |= {"destination": str(planted)} | _identity_of(planted)
+    _forge(result.journal, lambda lines: lines.append(forged))
+
+    undo = undo_export(result.journal, [root])
+    assert undo.restored == 10 and snapshot(root) == before
+    assert [path for path, _ in undo.kept] == [str(planted)]
+    assert "in none of your libraries" in undo.kept[0][1]
+    assert planted.is_file() and not target.parent.exists() and bystander.is_file()
+
+
+def test_a_forged_moving_record_never_moves_a_folder(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]]
+) -> None:
+    """A move cut short is checked by size and date only: a folder never passes."""
+    root, items = library
+    dest = tmp_path / "out"
+    result = export_images(items, dest, mode="move", roots=[root])
+    assert result.journal is not None
+    folder = dest / "Beach" / "album"
+    write_photo(folder / "inside.jpg")
+    info = folder.stat()
+    forged: dict[str, Any] = {"kind": "file", "state": "moving", "source": str(root / "album")}
+    forged |= {"destination": str(folder), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+    _forge(result.journal, lambda lines: lines.append(forged))
+
+    undo = undo_export(result.journal, [root])
+    assert undo.restored == 10 and [path for path, _ in undo.kept] == [str(folder)]
+    assert "folder" in undo.kept[0][1]
+    assert (folder / "inside.jpg").is_file() and not (root / "album").exists()
+
+
+def test_undo_goes_on_when_a_photo_cannot_be_put_back(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]]
+) -> None:
+    """The photo folder ``2023`` became a file: its four photos stay in the export, with
+    the reason, and the other six are put back."""
+    root, items = library
+    dest = tmp_path / "out"
+    result = export_images(items, dest, mode="move", roots=[root])
+    assert result.journal is not None
+    shutil.rmtree(root / "2023")
+    (root / "2023").write_bytes(b"a file in the way")
+
+    undo = undo_export(result.manifest, [root])
+    assert undo.restored == 6 and len(undo.kept) == 4
+    stuck = {str(e.destination) for e in result.entries if e.source.parent == root / "2023"}
+    assert {path for path, _ in undo.kept} == stuck
+    assert all("a file is in the way" in reason for _, reason in undo.kept)
+    assert all(Path(path).is_file() for path in stuck)
+    assert read_journal(result.journal)[-1]["kind"] == "undone"
+
+
+def test_hard_links_and_same_drive_moves_are_not_read(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They are identified by drive, inode, size and date; copies keep their checksum."""
+    root, items = library
+    before = snapshot(root)
+
+    def no_reading(path: Path) -> str:
+        raise AssertionError(f"{path} was read")
+
+    monkeypatch.setattr(export_mod, "_sha256_of", no_reading)
+    for mode in ("hardlink", "move"):
+        result = export_images(items, tmp_path / mode, mode=mode, roots=[root])
+        assert result.journal is not None and result.files == 10
+        lines = read_journal(result.journal)
+        done = [line for line in lines if line.get("state") in ("linked", "moved")]
+        assert len(done) == 10
+        for line in done:
+            info = os.lstat(line["destination"])
+            assert (line["device"], line["inode"]) == (info.st_dev, info.st_ino)
+            assert (line["size"], line["mtime_ns"]) == (info.st_size, info.st_mtime_ns)
+            assert "sha256" not in line
+        undo = undo_export(result.manifest, [root])
+        assert undo.removed + undo.restored == 10 and undo.kept == []
+        assert snapshot(root) == before
+    copies = export_images(items, tmp_path / "copy", mode="copy", roots=[root])
+    assert copies.journal is not None
+    copied = [line for line in read_journal(copies.journal) if line.get("state") == "copied"]
+    assert all("sha256" in line and "inode" not in line for line in copied)
+
+    monkeypatch.undo()
+    _pretend_photos_on_another_drive(root, monkeypatch)
+    moves = export_images(items, tmp_path / "far", mode="move", roots=[root])
+    assert moves.journal is not None
+    moved = [line for line in read_journal(moves.journal) if line.get("state") == "moved"]
+    assert len(moved) == 10 and all("sha256" in line and "inode" not in line for line in moved)
+
+
+def test_a_moved_file_replaced_by_a_copy_is_kept(
+    tmp_path: Path, library: tuple[Path, list[ExportItem]]
+) -> None:
+    """Same size, date and bytes, but another file than the one the move left there."""
+    root, items = library
+    result = export_images(items, tmp_path / "out", mode="move", roots=[root])
+    replaced = result.entries[0].destination
+    assert replaced is not None
+    shutil.copy2(replaced, tmp_path / "copy.jpg")
+    os.replace(tmp_path / "copy.jpg", replaced)
+    undo = undo_export(result.manifest, [root])
+    assert undo.restored == 9 and undo.kept == [(str(replaced), export_mod.CHANGED_REASON)]
 
 
 def test_a_stamp_taken_meanwhile_gives_the_next_one(

@@ -1361,6 +1361,22 @@ def test_a_workspace_inside_a_photo_folder_is_refused(tmp_path: Path) -> None:
         ImageLibrary((photos,), tmp_path)  # a photo folder inside the workspace
 
 
+def test_a_workspace_below_a_hidden_folder_of_the_photos_is_fine(tmp_path: Path) -> None:
+    """The default workspace (~/.local/share/...) when the photos are the home folder."""
+    home = tmp_path / "home"
+    save_jpeg(home / "a.jpg", picture(40, 30, seed=1))
+    base = home / ".local" / "share"
+    summary, records = scan([home], base)
+    assert summary.images_ok == 1 and set(records) == {"a.jpg"}
+    again, records = scan([home], base)  # the thumbnails were not found as photos
+    assert again.images_ok == 1 and set(records) == {"a.jpg"}
+    with (
+        ImageLibrary.open([home], base) as library,
+        pytest.raises(InvalidSettingError, match="inside the photo folder"),
+    ):  # scanning hidden folders would walk into the workspace
+        library.scan(SIDE, ScanOptions(include_hidden=True), workers=0)
+
+
 def test_workers_beyond_the_cores_are_lowered_and_negative_refused(tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     for i in range(4):

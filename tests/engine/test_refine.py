@@ -61,13 +61,16 @@ def test_labels_raise_accuracy_on_unlabelled_images(merged: tuple[Path, Path]) -
     assert runs[outcome.run.run_id].parent == before.run_id
     assert runs[outcome.run.run_id].kind == "refine"
     config = json.loads(outcome.run.config_path.read_text())
-    mapping = config["class_to_cluster"]
-    assert sorted(mapping) == ["disc", "hbar", "vbar"] and sorted(mapping.values()) == [0, 1, 2]
+    mapping = config["class_to_clusters"]
+    assert sorted(mapping) == ["disc", "hbar", "vbar"]
+    assert sorted(c for group in mapping.values() for c in group) == [0, 1, 2]
     assert config["train"]["lambda_xent"] == 1.0 and config["train"]["lr_schedule"] == "cosine"
     with ImageLibrary.open([folder], ws) as library:
         names = ResultStore(library.catalog).names(outcome.run.run_id)
         assert Annotations(library.catalog).labels()  # labels stay
-    assert names == {cluster: name for name, cluster in mapping.items()}
+    # the parent was unnamed: each cluster is named after the labels that went into it
+    assert names == {group[0]: name for name, group in mapping.items()}
+    assert outcome.summary()["labelled_in_group"] == 1.0
 
 
 def test_refine_without_labels_is_refused(tmp_path: Path) -> None:

@@ -187,3 +187,38 @@ def test_neighbors_of_an_image(
     assert str(image) not in {n["path"] for n in out["neighbors"]}
     code, out = run(["neighbors", str(photos), "-k", "5", "--workspace", ws], capsys)
     assert code == 1 and out["error"]["type"] == "invalid_setting"
+
+
+def test_groups_in_clusters_and_export_with_flags_and_old_runs(
+    library: tuple[Path, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from crlc_engine.groups import GroupCheck
+    from crlc_engine.library import ImageLibrary
+
+    photos, ws = library
+    code, shown = run(["clusters", str(photos), "--workspace", ws], capsys)
+    first = shown["run_id"]
+    one, two = (c["cluster"] for c in shown["clusters"][:2])
+    for cluster in (one, two):  # a merge: one group
+        assert run(["name", str(photos), str(cluster), "Shapes", "--workspace", ws], capsys)[0] == 0
+    with ImageLibrary.open([photos], ws) as lib:  # as if a retraining had moved most away
+        lib.catalog.db.execute(
+            "INSERT INTO group_checks VALUES (?, 'Shapes', 'older', 10, 3)", (first,)
+        )
+    code, shown = run(["clusters", str(photos), "--workspace", ws], capsys)
+    assert code == 0 and [c["cluster"] for c in shown["clusters"]][:2] == [one, two]  # as before
+    (merged,) = [g for g in shown["groups"] if g["name"] == "Shapes"]
+    assert merged["clusters"] == sorted([one, two]) and merged["size"] == sum(
+        c["size"] for c in shown["clusters"] if c["cluster"] in (one, two)
+    )
+    assert merged["flags"] == [GroupCheck("Shapes", 10, 3, "older").flag_text()]
+    code, exported = run(
+        ["export", str(photos), str(tmp_path / "out"), "--dry-run", "--workspace", ws], capsys
+    )
+    assert code == 0 and "Shapes" in exported["group_flags"] and "Shapes" in exported["folders"]
+
+    code, _ = run(["train", str(photos), "-k", "3", "--workspace", ws, *TINY], capsys)
+    assert code == 0
+    code, old = run(["clusters", str(photos), "--run", first, "--workspace", ws], capsys)
+    assert code == 0 and old["run_id"] == first  # each run keeps its own names
+    assert [g["clusters"] for g in old["groups"] if g["name"] == "Shapes"] == [merged["clusters"]]

@@ -15,7 +15,7 @@ from crlc_engine.annotations import Annotations
 from crlc_engine.cli import main
 from crlc_engine.errors import InvalidSettingError, RunNotFoundError
 from crlc_engine.fileio import atomic_write_json
-from crlc_engine.jobs import class_to_cluster
+from crlc_engine.jobs import group_targets
 from crlc_engine.library import Catalog, ImageLibrary
 from crlc_engine.results import ResultStore
 from crlc_engine.split import normalize_rows, plan_split, spherical_kmeans
@@ -284,11 +284,11 @@ def test_a_stale_plan_is_refused(catalog: Catalog) -> None:
 
 
 def test_refine_maps_classes_onto_split_clusters() -> None:
-    """class_to_cluster with indices past C: a named part keeps its index, an unnamed part
-    holding most of a class's labels is claimed by it (the head grows to cover both)."""
+    """group_targets with indices past C: a named part keeps its index, an unnamed part
+    holding most of a group's labels is claimed by it (the head grows to cover both)."""
     clusters = {1: 0, 2: 3, 3: 4, 4: 4}
-    mapping = class_to_cluster({2: "Cats", 3: "Birds", 4: "Birds"}, {3: "Cats"}, clusters, 3)
-    assert mapping == {"Cats": 3, "Birds": 4}
+    mapping = group_targets({2: "Cats", 3: "Birds", 4: "Birds"}, {3: "Cats"}, clusters, 3)
+    assert mapping == {"Cats": (3,), "Birds": (4,)}
 
 
 # ---------------------------------------------------------------------- library, export, CLI

@@ -183,3 +183,55 @@ def test_a_pixel_cache_cut_short_is_repaired_by_the_next_scan(
     assert cache.read_bytes() == data  # the same pixels as before the damage
     code, trained, err = _crlc(workspace, "train", str(photos), "-k", "3", *TINY_TRAIN_FLAGS)
     assert code == 0 and trained["state"] == "completed", err
+
+
+def test_runs_of_an_old_catalog_are_checked_by_read_only_commands_too(
+    trained_library: tuple[Path, Path], workspace: Path
+) -> None:
+    photos, _ = trained_library
+    old, new = _runs(workspace)
+    for run in (old, new):  # runs and catalog as the version before catalog ids left them
+        config = json.loads((run / "config.json").read_text())
+        config.pop("catalog_id")
+        (run / "config.json").write_text(json.dumps(config))
+    db = sqlite3.connect(_library(workspace) / "catalog.sqlite")
+    with db:  # ... and the catalog re-made since: every id names the next file
+        db.execute("DELETE FROM meta WHERE key = 'catalog_id'")
+        paths = db.execute("SELECT id, rel_path FROM images ORDER BY id").fetchall()
+        for (image, _), (_, rel) in zip(paths, paths[1:] + paths[:1], strict=True):
+            db.execute("UPDATE images SET rel_path = ? WHERE id = ?", (f"{rel}.x", image))
+    db.close()
+    for args in (["clusters", str(photos)], ["export", str(photos), "/tmp/x", "--dry-run"]):
+        code, payload, err = _crlc(workspace, *args)
+        assert_plain_error(code, payload, err)  # no run left that names the right photos
+        assert payload["error"]["type"] == "run_not_found"
+    code, listed, err = _crlc(workspace, "runs", str(photos))
+    assert {r["state"] for r in listed["runs"]} == {"damaged"}
+
+
+def test_a_run_valid_when_made_is_not_damaged_by_stricter_checks(
+    trained_library: tuple[Path, Path], workspace: Path
+) -> None:
+    photos, _ = trained_library
+    old, _ = _runs(workspace)
+    config = json.loads((old / "config.json").read_text())
+    config["train"]["minutes"] = 1e6  # accepted before the one-year limit
+    (old / "config.json").write_text(json.dumps(config))
+    code, listed, err = _crlc(workspace, "runs", str(photos))
+    assert code == 0 and {r["state"] for r in listed["runs"]} == {"completed"}, err
+
+
+def test_listing_works_with_a_broken_lock_and_names_a_lost_catalog(
+    trained_library: tuple[Path, Path], workspace: Path
+) -> None:
+    photos, _ = trained_library
+    lock = _library(workspace) / "lock"
+    lock.unlink()
+    lock.mkdir()
+    code, listed, err = _crlc(workspace, "runs", str(photos))
+    assert code == 0 and len(listed["runs"]) == 2, err
+    (_library(workspace) / "catalog.sqlite").unlink()
+    code, libraries, err = _crlc(workspace, "libraries")
+    assert code == 0, err
+    (info,) = libraries["libraries"]
+    assert "missing" in info["problem"] and "forget" in info["problem"]

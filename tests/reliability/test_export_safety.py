@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,157 @@ def test_a_version_1_journal_restores_verified_moves_and_deletes_nothing(
     assert {k["reason"] for k in out["kept"]} == {UNVERIFIED_REASON}
     assert tree(tmp_path / "copies") == copies_before
     assert f"Kept {copies['files']} file(s) exported by an older version" in err
+
+
+def _row_of(manifest: Path, photo: Path) -> dict[str, str]:
+    """The manifest row of ``photo`` (matched by its folder and name)."""
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return next(r for r in rows if Path(r["source"]).parts[-2:] == photo.parts[-2:])
+
+
+def test_undo_keeps_the_copy_a_dedupe_tool_linked_the_photo_to(
+    trained_library: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A dedupe tool replaced a photo by a symlink to its exported copy: that copy is the
+    last one, so undo keeps it and the photo's link still works."""
+    photos, workspace = clone_library(trained_library, tmp_path)
+    dest = tmp_path / "out"
+    result = export(photos, workspace, dest)
+    photo = photos / "cross" / "cross_0000.png"
+    copy = Path(_row_of(Path(result["manifest"]), photo)["destination"])
+    original = photo.read_bytes()
+    photo.unlink()
+    photo.symlink_to(copy)
+
+    code, out, err = undo(dest, workspace)
+    assert code == 0, err
+    assert out["removed"] == result["files"] - 1
+    assert [k["path"] for k in out["kept"]] == [str(copy)]
+    assert "leads to a file in the export folder" in out["kept"][0]["reason"]
+    assert photo.is_file() and photo.read_bytes() == original
+
+
+def _forged_line(state: str, source: Path, destination: Path, **identity: Any) -> dict[str, Any]:
+    line: dict[str, Any] = {"kind": "file", "state": state, "source": str(source)}
+    line |= {"destination": str(destination), "cluster": "x", "folder": "x", "confidence": 0.9}
+    return line | identity
+
+
+def test_a_forged_move_journal_puts_nothing_outside_the_libraries(
+    trained_library: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A ``moved`` record naming ``~/.ssh/authorized_keys`` as the original, and a
+    ``moving`` one whose exported file is a whole folder: both stay in DEST."""
+    photos, workspace = clone_library(trained_library, tmp_path)
+    before = tree(photos)
+    dest = tmp_path / "out"
+    result = export(photos, workspace, dest, "--mode", "move")
+    journal = Path(result["journal"])
+    planted = dest / "key.pub"
+    planted.write_bytes(b"ssh-ed25519 AAAA attacker")
+    keys = tmp_path / "home" / ".ssh" / "authorized_keys"
+    info = planted.stat()
+    identity = {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+    digest = hashlib.sha256(planted.read_bytes()).hexdigest()
+    album = dest / "album"
+    (album / "inside").mkdir(parents=True)
+    folder = {"size": album.stat().st_size, "mtime_ns": album.stat().st_mtime_ns}
+    write_lines(
+        journal,
+        [
+            *journal_lines(journal),
+            _forged_line("moved", keys, planted, **identity, sha256=digest),
+            _forged_line("moving", photos / "album", album, **folder),
+        ],
+    )
+
+    code, out, err = undo(journal, workspace)
+    assert code == 0, err
+    assert out["restored"] == result["files"] and tree(photos) == before
+    kept = {k["path"]: k["reason"] for k in out["kept"]}
+    assert set(kept) == {str(planted), str(album)}
+    assert "in none of your libraries" in kept[str(planted)]
+    assert "folder" in kept[str(album)]
+    assert planted.is_file() and not (tmp_path / "home").exists()
+    assert (album / "inside").is_dir() and not (photos / "album").exists()
+
+
+def test_a_journal_naming_a_photo_below_dest_is_refused(
+    trained_library: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """DEST may be a parent of a library root; a record whose exported file is a photo of
+    that library refuses the whole journal (the photo is never moved out)."""
+    photos, workspace = clone_library(trained_library, tmp_path)
+    result = export(photos, workspace, tmp_path)
+    journal = Path(result["journal"])
+    photo = photos / "cross" / "cross_0000.png"
+    info = photo.stat()
+    identity: dict[str, Any] = {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+    identity["sha256"] = hashlib.sha256(photo.read_bytes()).hexdigest()
+    lines = journal_lines(journal)
+    lines[0]["mode"] = "move"
+    lines.append(_forged_line("moved", tmp_path / "elsewhere" / photo.name, photo, **identity))
+    write_lines(journal, lines)
+    before = tree(tmp_path)
+
+    code, out, err = undo(journal, workspace)
+    assert_plain_error(code, out, err)
+    assert out["error"]["type"] == "export_undo"
+    assert "inside the photo folder" in out["error"]["message"]
+    assert "nothing was changed" in out["error"]["message"]
+    assert tree(tmp_path) == before and photo.is_file()
+
+
+def test_undo_goes_on_when_a_photo_folder_became_a_file(
+    trained_library: tuple[Path, Path], tmp_path: Path
+) -> None:
+    photos, workspace = clone_library(trained_library, tmp_path)
+    before = tree(photos)
+    dest = tmp_path / "out"
+    result = export(photos, workspace, dest, "--mode", "move")
+    shutil.rmtree(photos / "cross")
+    (photos / "cross").write_bytes(b"a file where the folder was")
+    crosses = sorted(name for name in before if name.startswith("cross/"))
+
+    code, out, err = undo(dest, workspace)
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert out["restored"] == result["files"] - len(crosses) and len(out["kept"]) == len(crosses)
+    assert all("a file is in the way" in k["reason"] for k in out["kept"])
+    assert all(Path(k["path"]).is_file() for k in out["kept"])
+    assert {k: v for k, v in before.items() if k not in crosses} == {
+        k: v for k, v in tree(photos).items() if k != "cross"
+    }
+    assert journal_lines(Path(result["journal"]))[-1]["kind"] == "undone"
+
+
+def test_undo_checks_read_each_library_json_and_open_a_catalog_on_first_use(
+    trained_library: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No catalog is opened and no workspace walked until a look-up needs that library."""
+    import crlc_engine.cli_results as cli_results
+    from crlc_engine.library.catalog import Catalog
+
+    photos, workspace = trained_library
+
+    def heavy(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("list_libraries opens every catalog")
+
+    opened: list[Path] = []
+    real_init = Catalog.__init__
+
+    def counting(self: Catalog, path: Path, read_only: bool = False) -> None:
+        opened.append(path)
+        real_init(self, path, read_only)
+
+    monkeypatch.setattr(cli_results, "list_libraries", heavy)
+    monkeypatch.setattr(Catalog, "__init__", counting)
+    photo = sorted((photos / "cross").iterdir())[0]
+    with cli_results.export_undo_checks(workspace) as (roots, lookup):
+        assert [Path(os.path.realpath(r)) for r in roots] == [Path(os.path.realpath(photos))]
+        assert opened == []
+        assert lookup(tmp_path / "elsewhere.png") is None and opened == []
+        info = photo.stat()
+        assert lookup(Path(os.path.realpath(photo))) == (info.st_size, info.st_mtime_ns)
+        assert lookup(Path(os.path.realpath(photo))) is not None and len(opened) == 1
