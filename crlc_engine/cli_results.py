@@ -456,6 +456,11 @@ def _say_undone(undone: UndoResult) -> None:
         _say(f"  kept: {path} ({reason})")
     if len(undone.kept) > _FIRST_LISTED:
         _say(f"  ... and {len(undone.kept) - _FIRST_LISTED} more kept (see --json)")
+    if any("none of your libraries" in reason for _, reason in undone.kept):
+        _say(
+            "Photos whose library lives in another workspace are put back only when undo "
+            "knows that library: run the undo again with --workspace DIR (that workspace)."
+        )
 
 
 @contextmanager

@@ -167,7 +167,12 @@ def test_export_copy_dry_run_move_and_undo(
     )
     assert code == 0 and out["files"] == 47
     assert len(_tree(photos)) == 1  # only the ignored image stayed
-    code, undone = run(["export", "--undo", out["manifest"]], capsys)
+    code = main(["export", "--undo", out["manifest"], "--json"])  # not knowing the library
+    said = capsys.readouterr()
+    undone = json.loads(said.out.strip().splitlines()[-1])
+    assert code == 0 and undone["restored"] == 0 and len(undone["kept"]) == 47
+    assert "run the undo again with --workspace" in said.err and len(_tree(photos)) == 1
+    code, undone = run(["export", "--undo", out["manifest"], "--workspace", ws], capsys)
     assert code == 0 and undone["restored"] == 47 and _tree(photos) == before
 
     inside = photos / "out"
