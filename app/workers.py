@@ -529,14 +529,23 @@ def train_job(
     workspace: str | Path | None,
     resume: str | None = None,
     workers: int | None = None,
+    names_from: str | None = None,
 ) -> JobWorker:
-    """Scan and train (or resume run ``resume``); the result is a ``TrainOutcome``."""
+    """Scan and train (or resume run ``resume``); the result is a ``TrainOutcome``. The new
+    run's clusters take their names from the groups of ``names_from`` (the run shown)."""
 
     def job(reporter: Reporter, control: JobControl) -> Any:
         from crlc_engine.jobs import train_folder
 
         return train_folder(
-            folders, config, workspace, reporter, control, resume=resume, workers=workers
+            folders,
+            config,
+            workspace,
+            reporter,
+            control,
+            resume=resume,
+            workers=workers,
+            names_from=names_from,
         )
 
     return JobWorker(job, "train")

@@ -29,7 +29,7 @@ class DetailPanel(QWidget):
         self.path = QLabel("")
         self.path.setWordWrap(True)
         self.path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.probabilities_title = QLabel("<b>Cluster probabilities</b>")
+        self.probabilities_title = QLabel("<b>Group probabilities</b>")
         self.probabilities = QLabel("")
         self.probabilities.setWordWrap(True)
         self.neighbors_title = QLabel("<b>Most similar images</b>")

@@ -1080,6 +1080,7 @@ class MainWindow(QMainWindow):
                 dialog.config(),
                 self._library_workspace(),
                 workers=self.scan_workers,
+                names_from=self.session.run_id,  # names follow the groups shown now
             )
             worker.finished.connect(self._on_trained)
             worker.cancelled.connect(self._on_training_stopped)

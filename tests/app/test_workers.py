@@ -613,7 +613,7 @@ def test_train_refine_and_assign_factories_pass_their_arguments(
     config = object()
 
     workers = [
-        train_job(["/a"], config, "/ws", resume="latest"),  # type: ignore[arg-type]
+        train_job(["/a"], config, "/ws", resume="latest", names_from="run-0"),  # type: ignore[arg-type]
         refine_job(["/a"], "run-1", 3, None, "/ws"),
         assign_job(["/a"], "run-1", "/ws"),
     ]
@@ -626,7 +626,7 @@ def test_train_refine_and_assign_factories_pass_their_arguments(
     args, kwargs = calls["train_folder"]
     assert args[:3] == (["/a"], config, "/ws")
     assert isinstance(args[3], QtReporter) and isinstance(args[4], JobControl)
-    assert kwargs == {"resume": "latest", "workers": None}
+    assert kwargs == {"resume": "latest", "workers": None, "names_from": "run-0"}
     args, _ = calls["refine_folder"]
     assert args[:5] == (["/a"], "run-1", 3, None, "/ws") and isinstance(args[6], JobControl)
     args, _ = calls["assign_run"]

@@ -110,7 +110,7 @@ def test_a_cluster_needs_the_share_and_matching_nothing_stays_unnamed() -> None:
     new = dict.fromkeys(range(1, 11), 0)  # 4 Dogs, 6 Cats in one cluster
     assert attach_names(reference, {}, new) == {0: "Cat"}
     assert attach_names(reference, {}, new, share=0.7) == {}
-    assert ATTACH_SHARE == 0.5
+    assert ATTACH_SHARE == 0.6
     assert attach_names({1: None, 2: None}, {}, {1: 0, 2: 0}) == {}
 
 
