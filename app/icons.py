@@ -55,6 +55,9 @@ ICON_NAMES: tuple[str, ...] = (
     "runs",
     "scan",
     "delete",
+    "quit",
+    "view",
+    "confidence",
     "app",
 )
 #: Icons drawn in their own colours (never tinted).
@@ -72,6 +75,8 @@ THEME_FALLBACK: dict[str, str] = {
     "about": "help-about",
     "scan": "view-refresh",
     "delete": "edit-delete",
+    "quit": "application-exit",
+    "view": "image-x-generic",
 }
 
 

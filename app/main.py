@@ -5,10 +5,13 @@ most recent library when the setting "reopen the last library" is on; a library 
 has moved offers to locate it). The user's settings (:mod:`app.settings_store`) give the
 theme (applied before the window appears), the workspace folder (``--workspace`` wins) and
 the window's defaults.
-``--screenshot OUT.png [--state start|scanning|training|clusters|export] [--theme
+``--screenshot OUT.png [--state start|scanning|training|clusters|export|viewer] [--theme
 light|dark]`` renders the window offscreen in that state and exits (see
 :mod:`app.screenshots`); it neither reads nor changes the user's settings and uses the light
 palette unless told otherwise, so documentation images do not depend on the desktop.
+On Linux, before Qt loads its X11 platform plugin, the libraries the plugin needs are
+checked (:mod:`app.system_check`): a missing one is one plain message naming the packages
+to install, not Qt's abort.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import QApplication, QWidget
-
 from app.recent import recent_folders, remember_folders
+from app.system_check import missing_libraries_message, missing_xcb_libraries, uses_xcb
 
+# Qt is imported inside the functions: the start-up check runs before Qt's libraries load
 if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication, QWidget
+
     from app.settings_store import SettingsStore
     from app.views.main_window import MainWindow
 
@@ -40,7 +45,7 @@ __all__ = [
     "remember_folders",
 ]
 
-SCREENSHOT_STATES = ("start", "scanning", "training", "clusters", "export")
+SCREENSHOT_STATES = ("start", "scanning", "training", "clusters", "export", "viewer")
 SCREENSHOT_THEMES = ("light", "dark")
 
 
@@ -63,6 +68,12 @@ def install_excepthook(parent: QWidget) -> None:
         show_error(parent, kind, message, details)
 
     sys.excepthook = hook
+
+
+def qt_loaded() -> bool:
+    """Whether Qt's widgets are already loaded (with an application: tests, a host)."""
+    widgets = sys.modules.get("PySide6.QtWidgets")
+    return widgets is not None and widgets.QApplication.instance() is not None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,6 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, qt_args = parser.parse_known_args(argv)
     if args.screenshot:  # no display needed
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    elif not qt_loaded() and uses_xcb(os.environ, qt_args):
+        missing = missing_xcb_libraries()
+        if missing:  # Qt would abort with a core dump: say what to install instead
+            print(missing_libraries_message(missing), file=sys.stderr)
+            return 1
+    from PySide6.QtWidgets import QApplication
+
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
     assert isinstance(app, QApplication)
 

@@ -10,6 +10,8 @@
   the job panel gets progress at a steady rate through its own slots.
 - ``export``: the export dialog with its dry-run preview over the main window (the dialog
   is drawn into the window's image with a title bar, as a window manager would).
+- ``viewer``: the newest run's first group's first picture in the viewer (fit to the
+  window, decoded in full).
 
 The window uses the default settings (the user's are neither read nor changed) and the
 ``light`` or ``dark`` palette asked for; the application's palette, style and theme
@@ -43,6 +45,7 @@ __all__ = [
     "replay_scan",
     "replay_training",
     "show_export",
+    "show_viewer",
 ]
 
 #: Share of the images shown as scanned in the ``scanning`` state.
@@ -188,6 +191,32 @@ def composite_dialog(
     return out
 
 
+def show_viewer(window: MainWindow) -> None:
+    """Open the viewer on the newest run's first group's first picture."""
+    session = window.session
+    if session is None or not session.has_results:
+        return
+    newest = session.runs()[-1]
+    if session.run_id != newest:
+        window.show_run(newest)
+    window.group_list.setCurrentIndex(window.group_model.index(0))
+    if window.grid_model is not None and window.grid_model.rowCount():
+        window.grid.setCurrentIndex(window.grid_model.index(0))
+    window.open_viewer()
+
+
+def wait_for_viewer(window: MainWindow, seconds: float = 20.0) -> None:
+    """Let the viewer's picture be decoded and scaled (or give up after ``seconds``)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while window.viewer.is_loading() and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    window.viewer.canvas.settle()
+    QApplication.processEvents()
+
+
 def wait_for_thumbnails(window: MainWindow, seconds: float = 3.0) -> None:
     """Let the visible thumbnails arrive (or give up after ``seconds``)."""
     import time
@@ -256,6 +285,9 @@ def _render(
             replay_scan(window)
         window.show()
         wait_for_thumbnails(window)
+        if state == "viewer":
+            show_viewer(window)
+            wait_for_viewer(window)
         image = window.grab()
         if state == "export":
             dialog = show_export(window)

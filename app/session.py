@@ -37,6 +37,7 @@ import numpy as np
 
 from app.state_file import read_state, write_state
 from crlc_engine.annotations import Annotations
+from crlc_engine.config import TrainConfig
 from crlc_engine.errors import InvalidSettingError, RunNotFoundError
 from crlc_engine.groups import (
     NAMED_KEY,
@@ -87,6 +88,34 @@ class ImageDetail:
     confidence: float
     label: str | None
     ignored: bool
+
+
+@dataclass(frozen=True)
+class RefineSetup:
+    """What a refinement of a run starts from.
+
+    Attributes:
+        base: The run's training settings.
+        labels: Image id -> group name of the labelled and moved pictures (not ignored).
+        images: Pictures the refinement trains on (ignored ones left out).
+        groups: Groups the run shows.
+    """
+
+    base: TrainConfig
+    labels: dict[int, str]
+    images: int
+    groups: int
+
+    @property
+    def default_epochs(self) -> int:
+        """The engine's default length: a quarter of the run's epochs."""
+        return max(1, (self.base.epochs or 50) // 4)
+
+    def config(self, epochs: int | None, minutes: float | None) -> TrainConfig:
+        """The settings the refinement trains with, as far as time and disk go."""
+        return self.base.replace(
+            epochs=epochs, minutes=minutes, stage="end_to_end", freeze_backbone=False
+        )
 
 
 @dataclass(frozen=True)
@@ -429,6 +458,15 @@ class LibrarySession:
             paths=[self._records[i].path for i in ids.tolist()],
             labels=[labels.get(i) for i in ids.tolist()],
         )
+
+    def refine_setup(self) -> RefineSetup:
+        """What a refinement of the shown run starts from (for the Refine dialog)."""
+        run = self.library.runs.get(self._run(), state="completed")
+        base = TrainConfig.from_dict(run.read_config()["train"])
+        ignored = self.annotations.ignored()
+        labels = {i: c for i, c in self.annotations.labels().items() if i not in ignored}
+        images = sum(1 for record in self.library.images() if record.id not in ignored)
+        return RefineSetup(base, labels, images, len(self.groups()))
 
     def detail(self, image_id: int) -> ImageDetail:
         """Everything the detail panel shows about one image."""

@@ -63,6 +63,7 @@ class Settings:
         scan_workers: Processes decoding images while scanning (0 = all cores but one).
         thumbnail_size: Edge of the thumbnails in the grid, one of :data:`THUMBNAIL_SIZES`.
         low_confidence_first: Sort a cluster's images least confident first.
+        show_confidence: Draw a confidence bar under each thumbnail.
         neighbors: How many similar images the detail panel shows.
         export_mode: Mode preselected in "Export": copy, hardlink, symlink, move or csv.
         export_min_confidence: Threshold preselected in "Export" (below: ``_uncertain``).
@@ -79,6 +80,7 @@ class Settings:
     scan_workers: int = 0
     thumbnail_size: int = 128
     low_confidence_first: bool = False
+    show_confidence: bool = True
     neighbors: int = 10
     export_mode: str = "copy"
     export_min_confidence: float = 0.0
@@ -193,6 +195,7 @@ _VALIDATORS: dict[str, Validator] = {
     "scan_workers": _integer(0, lambda: max(64, cpu_cores())),
     "thumbnail_size": _thumbnail,
     "low_confidence_first": _boolean,
+    "show_confidence": _boolean,
     "neighbors": _integer(1, 100),
     "export_mode": _choice(EXPORT_MODES),
     "export_min_confidence": _fraction,

@@ -557,13 +557,18 @@ def refine_job(
     epochs: int | None,
     minutes: float | None,
     workspace: str | Path | None,
+    device: str | None = None,
 ) -> JobWorker:
-    """Refine run ``run_id`` with the user's labels; the result is a ``TrainOutcome``."""
+    """Refine run ``run_id`` with the user's labels; the result is a ``TrainOutcome``.
+    ``device``: ``auto``, ``cpu``, ``cuda`` or ``mps`` (``None``: the run's)."""
+    overrides = {"device": device} if device is not None else None
 
     def job(reporter: Reporter, control: JobControl) -> Any:
         from crlc_engine.jobs import refine_folder
 
-        return refine_folder(folders, run_id, epochs, minutes, workspace, reporter, control)
+        return refine_folder(
+            folders, run_id, epochs, minutes, workspace, reporter, control, overrides
+        )
 
     return JobWorker(job, "refine")
 

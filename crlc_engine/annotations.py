@@ -17,7 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from crlc_engine.errors import InvalidSettingError
-from crlc_engine.groups import NAMED_KEY, UNNAMED_KEY, GroupStore, default_cluster_name
+from crlc_engine.groups import (
+    NAMED_KEY,
+    UNNAMED_KEY,
+    GroupStore,
+    default_cluster_name,
+    free_cluster_name,
+)
 from crlc_engine.library.catalog import Catalog
 from crlc_engine.results import ResultStore
 from crlc_engine.split import SplitPlan, next_cluster_ids, plan_split
@@ -89,8 +95,8 @@ class Annotations:
         names = self.names(run_id)
         change: dict[str, Any] = {}
         name = names.get(cluster)
-        if name is None:
-            name = default_cluster_name(cluster)
+        if name is None:  # a name no group has: moving never merges two groups unasked
+            name = free_cluster_name(cluster, self._names_in_use())
             change["names"] = [[run_id, cluster, None, name]]
         current = self.labels()
         change["labels"] = {str(i): [current.get(i), name] for i in ids}
@@ -111,14 +117,22 @@ class Annotations:
         change["labels"] = {str(i): [old, name] for i, c in self.labels().items() if c == old}
         if not rows and not change["labels"]:
             raise InvalidSettingError(f"there is no group called {old!r}")
+        if not self.groups.has_checks(name):  # its warnings follow it (a merge keeps both)
+            change["checks"] = [old, name]
         self._commit(f"rename {old!r} to {name!r}", change)
+
+    def _names_in_use(self) -> set[str]:
+        """Every group name the library uses: cluster names of all runs and labels (a name
+        whose last use was undone is free again)."""
+        taken = set(self.labels().values())
+        taken |= {n for (n,) in self.db.execute("SELECT DISTINCT name FROM cluster_names")}
+        return taken
 
     def separate_clusters(self, run_id: str, name: str, clusters: Sequence[int]) -> list[str]:
         """Give each cluster of a merged group of a run its own group (one undoable step): the
         first keeps ``name``, the others get ``<name> 2``, ``<name> 3``... (a free name).
         Labels stay with ``name``. Returns the names in cluster order."""
-        taken = set(self.groups.colours()) | set(self.labels().values())
-        taken |= {n for (n,) in self.db.execute("SELECT DISTINCT name FROM cluster_names")}
+        taken = self._names_in_use()
         names, number = [name], 1
         for _ in clusters[1:]:
             number += 1
@@ -325,6 +339,8 @@ class Annotations:
                 self.db.execute("DELETE FROM ignored WHERE image_id=?", (int(image),))
         for run_id, cluster, *values in change.get("names", []):
             self.results.set_name(run_id, int(cluster), values[side])
+        if "checks" in change:
+            self.groups.rename_checks(change["checks"][1 - side], change["checks"][side])
         new_names = {v[side] for v in change.get("labels", {}).values()}
         new_names |= {v[2 + side] for v in change.get("names", [])}
         self.groups.ensure(sorted(n for n in new_names if n is not None))

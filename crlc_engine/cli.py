@@ -5,6 +5,8 @@ stdout is exactly one JSON object (the result, or ``{"error": {"type", "message"
 Exit status: 0 on success, 1 on a user-level error, 2 on bad usage, 3 when a job finished
 but some of its files failed or were missing (``"state": "finished_with_failures"``), 130 when
 cancelled (Ctrl+C, SIGTERM or SIGHUP: the job stops after its current step and keeps its work).
+Options may come before, among or after a command's folders and images; ``--`` ends the
+options (what follows is taken as paths even when it starts with ``-``).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any, NoReturn, TextIO
 
@@ -135,13 +138,14 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> _Parser:
     parser = _Parser(
         prog="crlc",
         description="Group the images of a folder with CRLC deep clustering.",
     )
     parser.add_argument("--version", action="version", version=f"crlc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices
 
     shared = _Parser(add_help=False)  # the options train and ablate share
     shared.add_argument(
@@ -755,12 +759,85 @@ def _cmd_ablate(args: argparse.Namespace, control: JobControl) -> dict[str, Any]
 class _UsageError(CRLCError):
     kind = "usage"
 
+    def __init__(self, message: str, parser: argparse.ArgumentParser | None = None) -> None:
+        super().__init__(message)
+        #: The parser whose usage line explains the error (``None``: the top-level one).
+        self.parser = parser
+
 
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors reach ``main`` (for the ``--json`` error object)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The subcommands' parsers by name (filled on the top-level parser only).
+        self.commands: Mapping[str, argparse.ArgumentParser] = {}
+
     def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{self.prog}: {message}")
+        raise _UsageError(f"{self.prog}: {message}", self)
+
+
+def _parse(parser: _Parser, arguments: list[str]) -> argparse.Namespace:
+    """Parse a command line; a command's options may come among its positional arguments.
+
+    ``crlc scan A --workspace W B`` gives the folders A and B. argparse's
+    ``parse_intermixed_args`` refuses a parser with subcommands (TypeError), and on Python
+    3.11 it drops a ``--`` that comes before the first positional argument, so: the top-level
+    parser only handles what comes before a command (``--version``, ``--help``, a missing or
+    unknown command), and the command's own parser parses the rest with ``parse_known_args``;
+    the positional arguments it leaves over (those after an option) are appended to the
+    command's list of paths (see :func:`_leftover_paths`). ``--`` still ends the options, and
+    an unknown option stays a usage error.
+    """
+    if not arguments or arguments[0] not in parser.commands:
+        return parser.parse_args(arguments)
+    command = parser.commands[arguments[0]]
+    rest = arguments[1:]
+    args, extras = command.parse_known_args(rest)
+    args.command = arguments[0]
+    if extras:
+        paths = _leftover_paths(command, rest, extras)
+        variadic = [a for a in command._actions if not a.option_strings and a.nargs in ("+", "*")]
+        if not variadic:
+            command.error(f"unrecognized arguments: {' '.join(paths)}")
+        setattr(args, variadic[0].dest, [*getattr(args, variadic[0].dest), *paths])
+    return args
+
+
+def _leftover_paths(
+    command: argparse.ArgumentParser, rest: list[str], extras: list[str]
+) -> list[str]:
+    """The positional arguments among ``extras`` (what ``parse_known_args`` left over), in
+    order; an unknown option among them is a usage error.
+
+    What follows the first ``--`` in ``rest`` is never an option: it is either wholly in
+    ``extras``, at its end, or wholly taken by a positional argument (argparse versions differ
+    on whether they keep the ``--`` itself in ``extras``; it is dropped here).
+    """
+    after = rest[rest.index("--") + 1 :] if "--" in rest else []
+    tail: list[str] = []
+    head = extras
+    if after and extras[-len(after) :] == after:
+        head, tail = extras[: -len(after)], after
+    head = [token for token in head if token != "--"]
+    unknown = [token for token in head if _looks_like_option(token)]
+    if unknown:
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return head + tail
+
+
+#: What argparse takes for a negative number (a positional argument) rather than an option.
+_NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
+
+
+def _looks_like_option(token: str) -> bool:
+    """Whether argparse would read ``token`` as an option (here: one it does not know)."""
+    return (
+        token.startswith("-")
+        and len(token) > 1
+        and " " not in token
+        and not _NEGATIVE_NUMBER.match(token)
+    )
 
 
 def _usage_error(message: str) -> _UsageError:
@@ -783,9 +860,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(arguments)
+        args = _parse(parser, arguments)
     except _UsageError as exc:
-        parser.print_usage(sys.stderr)
+        (exc.parser or parser).print_usage(sys.stderr)
         return _fail(argparse.Namespace(json="--json" in arguments), "usage", str(exc), 2)
     control = JobControl()
     previous = _handle_stop_signals(control)

@@ -9,9 +9,10 @@ the end of the list). Without a folder, the library is the one whose roots hold 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -143,9 +144,10 @@ def _cmd_runs(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
     return {"runs": [info.as_dict() for info in infos]}
 
 
-def _summaries(library: ImageLibrary, run_id: str, top: int) -> dict[str, Any]:
+def _summaries(library: ImageLibrary, run_id: str, top: int, as_json: bool) -> dict[str, Any]:
     """The ``clusters`` (what the model made) and ``groups`` (the group view) of a run, as
-    JSON; the groups are printed (stderr)."""
+    JSON. Each group is printed: without ``--json`` its header and top image paths on stdout
+    (see :func:`_group_header`), with ``--json`` its header on stderr."""
     from crlc_engine.groups import GroupStore
     from crlc_engine.results import ResultStore
 
@@ -162,26 +164,69 @@ def _summaries(library: ImageLibrary, run_id: str, top: int) -> dict[str, Any]:
         for s in ResultStore(library.catalog).summaries(run_id, top, exclude=groups.ignored())
     ]
     shown = []
+    lines = []
     for g in groups.view(run_id, top).groups:
-        shown.append(
-            {
-                "name": g.name,
-                "clusters": list(g.clusters),
-                "size": g.size,
-                "mean_confidence": round(g.mean_confidence, 4),
-                "labelled": g.labelled,
-                "top": [paths[i] for i in g.top_image_ids],
-                "flags": list(g.flags),
-            }
-        )
-        where = ", ".join(map(str, g.clusters)) if g.clusters else "labels only"
-        _say(
-            f"{g.title:24s} {g.size:6d} images  confidence {g.mean_confidence:.2f}  "
-            f"(cluster {where})"
-        )
-        for flag in g.flags:
-            _say(f"  ! {flag}")
+        top_paths = [paths[i] for i in g.top_image_ids]
+        entry: dict[str, Any] = {
+            "name": g.name,
+            "clusters": list(g.clusters),
+            "size": g.size,
+            "mean_confidence": round(g.mean_confidence, 4),
+            "labelled": g.labelled,
+            "top": top_paths,
+            "flags": list(g.flags),
+        }
+        shown.append(entry)
+        lines.append(_group_header(g.title, g.name is not None, entry))
+        if not as_json:
+            lines.extend(top_paths)
+    if as_json:
+        for line in lines:
+            _say(line)
+    else:
+        _print(lines)
+    if not shown:
+        _say(f"Run {run_id} has no groups (no images were assigned).")
     return {"run_id": run_id, "clusters": clusters, "groups": shown}
+
+
+def _group_header(title: str, named: bool, group: dict[str, Any]) -> str:
+    """One group's header line: ``# NAME (clusters 3, 7): SIZE images, mean confidence X``,
+    then how many are labelled and any warnings (``!``). It starts with ``#`` and the paths
+    below it are absolute, so ``grep -v '^#'`` keeps only the paths."""
+    clusters = group["clusters"]
+    if not clusters and not group["size"]:
+        where = " (no cluster and no picture left)"
+    elif not clusters:
+        where = " (labels only)"
+    elif named:
+        word = "cluster" if len(clusters) == 1 else "clusters"
+        where = f" ({word} {', '.join(map(str, clusters))})"
+    else:  # "Cluster 3" says it already
+        where = ""
+    size = group["size"]
+    images = f"{size} image" if size == 1 else f"{size} images"
+    text = f"# {title}{where}: {images}, mean confidence {group['mean_confidence']:.2f}"
+    if group["labelled"]:
+        text += f", {group['labelled']} labelled"
+    for flag in group["flags"]:
+        text += f"  ! {flag}"
+    return text
+
+
+def _print(lines: list[str]) -> None:
+    """Write ``lines`` to stdout; a reader that stops early (``| head``) is no error."""
+    if not lines:
+        return
+    try:
+        sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would report the unflushed rest at exit: send it to the null device
+        with suppress(OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
 
 
 def _cmd_assign(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
@@ -190,14 +235,14 @@ def _cmd_assign(args: argparse.Namespace, control: JobControl) -> dict[str, Any]
     folders, _ = _split(args.folders)
     run = assign_run(folders, args.run, args.workspace)
     with ImageLibrary.open(folders, args.workspace) as library:
-        return _summaries(library, run.run_id, args.top)
+        return _summaries(library, run.run_id, args.top, args.json)
 
 
 def _cmd_clusters(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
     folders, _ = _split(args.folders)
     with ImageLibrary.open(folders, args.workspace, read_only=True) as library:
         run = library.runs.get(args.run, state="completed")
-        return _summaries(library, run.run_id, args.top)
+        return _summaries(library, run.run_id, args.top, args.json)
 
 
 def _cmd_neighbors(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
@@ -588,21 +633,37 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
         "assign",
         "recompute a run's assignments from its checkpoint",
         "Compute every image's cluster, confidence, probabilities and feature with "
-        "a run's checkpoint and store them in the catalog.",
+        "a run's checkpoint and store them in the catalog; then list the groups as "
+        "`crlc clusters` does.",
     )
     assign.add_argument("folders", nargs="+", metavar="FOLDER")
     run_option(assign)
-    assign.add_argument("--top", type=_count(0), default=5, help="most confident images to list")
+    assign.add_argument(
+        "--top",
+        type=_count(0),
+        default=5,
+        metavar="N",
+        help="most confident images to list per group (default 5; 0: headers only)",
+    )
     common(assign)
 
     clusters = parser(
         "clusters",
         "list a run's clusters",
-        "Per cluster of a run: name, size, mean confidence, most confident images.",
+        "Per group of a run (a named group may hold several clusters): a header line "
+        "'# NAME (clusters ...): SIZE images, mean confidence X' with any warnings after "
+        "'!', then the full paths of its --top most confident images, one per line (stdout). "
+        "--json prints every cluster and group as one JSON object instead.",
     )
     clusters.add_argument("folders", nargs="+", metavar="FOLDER")
     run_option(clusters)
-    clusters.add_argument("--top", type=_count(0), default=5, help="most confident images to list")
+    clusters.add_argument(
+        "--top",
+        type=_count(0),
+        default=5,
+        metavar="N",
+        help="most confident images to list per group (default 5; 0: headers only)",
+    )
     common(clusters)
 
     neighbors = parser(

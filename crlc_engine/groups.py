@@ -72,6 +72,17 @@ def default_cluster_name(cluster: int) -> str:
     return f"Cluster {cluster}"
 
 
+def free_cluster_name(cluster: int, taken: Iterable[str]) -> str:
+    """``Cluster n``, or ``Cluster n (2)``, ``(3)``... when a group already has that name (a
+    group named ``Cluster 3`` can follow its pictures to other cluster numbers)."""
+    used = set(taken)
+    name, number = default_cluster_name(cluster), 1
+    while name in used:
+        number += 1
+        name = f"{default_cluster_name(cluster)} ({number})"
+    return name
+
+
 @dataclass(frozen=True)
 class GroupCheck:
     """How one named group of the reference view fared in a new run.
@@ -131,12 +142,16 @@ class GroupSummary:
     labelled: int
     colour: int
     flags: tuple[str, ...] = ()
+    unnamed_title: str | None = None
 
     @property
     def title(self) -> str:
-        """The name, or ``Cluster n`` for an unnamed cluster."""
+        """The name, or ``Cluster n`` for an unnamed cluster (``Cluster n (2)`` when a named
+        group of the view is called ``Cluster n``: ``unnamed_title``)."""
         if self.name is not None:
             return self.name
+        if self.unnamed_title is not None:
+            return self.unnamed_title
         return default_cluster_name(self.clusters[0]) if self.clusters else "?"
 
 
@@ -146,7 +161,8 @@ class GroupView:
 
     Attributes:
         run_id: The run.
-        groups: Ordered by their lowest cluster; groups held by labels only come last.
+        groups: Ordered by their lowest cluster; then groups held by labels only; last,
+            flagged groups left with no picture (empty rows that carry the warning).
         image_ids: int64 [N], the run's pictures that are not ignored, ascending.
         group_index: int64 [N], each picture's row in ``groups``.
         confidences: float32 [N], each picture's probability of its group.
@@ -248,6 +264,13 @@ def build_group_view(
         for label, c in zip(label_of, clusters.tolist(), strict=True)
     ]
     keys = _ordered_keys(cluster_keys, image_keys)
+    checks = list(checks)
+    # a flagged group that kept no cluster and no picture still has a row (empty, with its
+    # warning), so the window, `crlc clusters` and the export say what became of it
+    vanished = {c.name for c in checks if c.flagged} - {
+        key[len(NAMED_KEY) :] for key in keys if key.startswith(NAMED_KEY)
+    }
+    keys += [named_key(name) for name in sorted(vanished)]
     rows = {key: k for k, key in enumerate(keys)}
     group_index = np.array([rows[k] for k in image_keys], dtype=np.int64)
     group_probs = _group_probabilities(probs, clusters, own_conf, cluster_keys, rows)
@@ -312,12 +335,18 @@ def _summaries(
     for cluster, key in sorted(cluster_keys.items()):
         attached.setdefault(key, []).append(cluster)
     palette = _colours(keys, colours)
+    taken = {key[len(NAMED_KEY) :] for key in keys if key.startswith(NAMED_KEY)}
     out = []
     for g, key in enumerate(keys):
         rows = np.array(members.get(g, []), dtype=np.int64)
         conf = confidences[rows] if len(rows) else np.zeros(0, np.float32)
         order = np.lexsort((ids[rows], -conf)) if len(rows) else rows
         name = key[len(NAMED_KEY) :] if key.startswith(NAMED_KEY) else None
+        own = attached.get(key, ())
+        unnamed_title = None
+        if name is None and own and default_cluster_name(own[0]) in taken:
+            unnamed_title = free_cluster_name(own[0], taken)
+            taken.add(unnamed_title)
         out.append(
             GroupSummary(
                 key=key,
@@ -329,6 +358,7 @@ def _summaries(
                 labelled=int(labelled[rows].sum()) if len(rows) else 0,
                 colour=palette[key],
                 flags=flags.get(name or "", ()),
+                unnamed_title=unnamed_title,
             )
         )
     return out
@@ -360,17 +390,17 @@ def attach_names(
 
     A cluster takes the name of group g when
 
-    1. at least ``share`` of its pictures of known origin came from g (a picture's origin is
-       its label, else its group in the reference view; a picture in an unnamed cluster of
-       the reference came from no named group) and more than from any other origin, or
-       else
-    2. (labels only: the reference has no named group there) at least ``share`` of its
-       labelled pictures are labelled g and it holds at least ``share`` of g's labelled
-       pictures: the cluster is where g's labels went.
+    1. at least ``share`` of its pictures came from g (a picture's origin is its label, else
+       its group in the reference view; a picture in an unnamed cluster of the reference,
+       or new since the reference, came from no named group) and more than from any other
+       origin, or else
+    2. (labels only: none of its unlabelled pictures came from a named group of the
+       reference) at least ``share`` of its labelled pictures are labelled g and it holds
+       at least ``share`` of g's labelled pictures: the cluster is where g's labels went.
 
     Args:
         reference: image id -> its group's name in the reference view (``None`` in an
-            unnamed cluster); pictures absent from it have no known origin.
+            unnamed cluster); pictures absent from it (new since) came from no named group.
         labels: image id -> label.
         new_clusters: image id -> cluster in the new run.
         ignored: Pictures left out.
@@ -383,21 +413,24 @@ def attach_names(
     skip = set(ignored)
     origins: dict[int, Counter[str | None]] = {}
     labelled: dict[int, Counter[str]] = {}
+    from_named: Counter[int] = Counter()  # unlabelled pictures from a named reference group
     for image, cluster in new_clusters.items():
         if image in skip:
             continue
         if image in labels:
             labelled.setdefault(cluster, Counter())[labels[image]] += 1
             origins.setdefault(cluster, Counter())[labels[image]] += 1
-        elif image in reference:
-            origins.setdefault(cluster, Counter())[reference[image]] += 1
+        else:
+            origin = reference.get(image)
+            origins.setdefault(cluster, Counter())[origin] += 1
+            from_named[cluster] += origin is not None
     label_totals: Counter[str] = Counter()
     for held_labels in labelled.values():
         label_totals.update(held_labels)
     names = {}
     for cluster, counts in origins.items():
         name = _majority(counts, share)
-        if name is None and cluster in labelled:
+        if name is None and cluster in labelled and not from_named[cluster]:
             candidate = _majority(dict(labelled[cluster]), share)
             if candidate is not None:
                 held = labelled[cluster][candidate]
@@ -474,6 +507,15 @@ class GroupStore:
             (run_id,),
         )
         return [GroupCheck(str(n), int(m), int(k), str(r)) for n, m, k, r in rows]
+
+    def has_checks(self, name: str) -> bool:
+        """Whether a run has a stored check of the group ``name``."""
+        found = self.db.execute("SELECT 1 FROM group_checks WHERE name=? LIMIT 1", (name,))
+        return found.fetchone() is not None
+
+    def rename_checks(self, old: str, new: str) -> None:
+        """The checks of group ``old`` (every run) become those of ``new`` (a rename)."""
+        self.db.execute("UPDATE group_checks SET name=? WHERE name=?", (new, old))
 
     def labels(self) -> dict[int, str]:
         """image id -> label."""

@@ -38,6 +38,7 @@ from crlc_engine.errors import (
     RunNotFoundError,
     plain_message,
 )
+from crlc_engine.estimate import remember_run
 from crlc_engine.events import NullReporter, Reporter
 from crlc_engine.fileio import atomic_write, atomic_write_json
 from crlc_engine.groundtruth import class_indices, class_of
@@ -430,7 +431,8 @@ def _run_stage2(
         records,
         parent=stage1.run_id,
         kind="stage2",
-        extra={"names_from": _newest_named(library)},
+        # the run the user was looking at when stage 1 started
+        extra={"names_from": stage1.read_config().get("names_from") or _newest_named(library)},
     )
     reporter.status(
         f"Stage 2 (run {run.run_id}, from stage-1 run {stage1.run_id}): clustering with a "
@@ -573,6 +575,7 @@ def _train_run(
             run.run_id,
             labelled=labelled,
         )
+        trainer.keep_resume_state = False  # a completed run is never resumed: no optimiser
         if resume:
             trainer.load()
             reporter.status(f"Resuming run {run.run_id} at epoch {trainer.epoch}")
@@ -603,6 +606,8 @@ def _train_run(
         samples_per_s=fit.samples_per_s,
         elapsed_s=fit.elapsed_s,
     )
+    if fit.state == "completed":
+        remember_run(run)  # its real speed, for later estimates of these settings
     return fit
 
 

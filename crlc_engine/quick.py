@@ -32,6 +32,7 @@ from crlc_engine.config import TrainConfig
 from crlc_engine.control import JobControl
 from crlc_engine.device import resolve_device
 from crlc_engine.errors import CheckpointError, InvalidSettingError, plain_message
+from crlc_engine.estimate import remember_run
 from crlc_engine.events import NullReporter, Reporter
 from crlc_engine.features import (
     FeatureCache,
@@ -193,6 +194,7 @@ def run_quick(
                 "phase": "heads",
             },
         )
+        trainer.keep_resume_state = False  # a completed run is never resumed: no Adam state
         if phase == "heads":
             trainer.load()
             reporter.status(f"Resuming run {run.run_id} at epoch {trainer.epoch}")
@@ -218,6 +220,8 @@ def run_quick(
         features_computed=features.computed,
         features_s=features.seconds,
     )
+    if fit.state == "completed":
+        remember_run(run)  # its real speed, for later estimates of these settings
     return fit
 
 

@@ -2,7 +2,14 @@
 
 Rows are :class:`crlc_engine.groups.GroupSummary` records: a run's group view, where a merge
 (one name on several clusters) is one row and pictures labelled or moved into a group count
-in it. The model never writes: a name typed into the view is announced with
+in it. Each row can also show a cover (:data:`GroupListModel.CoverRole`): the group's most
+probable picture, or a 2x2 mosaic of its four most probable ones, composed from the thumbnails of a
+:class:`~app.models.thumbnail_cache.ThumbnailCache` given with
+:meth:`GroupListModel.set_thumbnail_source`. Covers are asked for lazily: only a row that is
+painted requests its thumbnails, and when the last of them arrives the cover is composed
+once (kept per group key, pictures, side and pixel ratio) and the row is repainted.
+
+The model never writes: a name typed into the view is announced with
 ``renameRequested(key, name)`` and images dropped on a group with ``moveRequested(image_ids,
 key)``, so the application can route both through the undoable
 :class:`crlc_engine.annotations.Annotations` and then hand the new groups back with
@@ -11,7 +18,9 @@ key)``, so the application can route both through the undoable
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import math
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from PySide6.QtCore import (
@@ -23,9 +32,12 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     Qt,
     Signal,
+    Slot,
 )
-from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QImage, QPalette, QPixmap
 
+from app.models.covers import COVER_SIDE, CoverKey, CoverStore, compose_cover, cover_ids
+from app.models.thumbnail_cache import ThumbnailCache
 from app.models.thumbnails import IMAGE_IDS_MIME, decode_image_ids
 from app.theme import swatch_pixmap
 from crlc_engine.groups import GroupSummary
@@ -84,6 +96,30 @@ _DECORATION = int(Qt.ItemDataRole.DecorationRole)
 _TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
 #: Shown after the size of a flagged group (it changed a lot with the run).
 FLAG_MARK = " \u26a0"
+#: Separates the size and the mean confidence in :func:`stats_text`.
+STATS_SEPARATOR = " \u00b7 "
+
+
+def stats_text(size: int, mean_confidence: float) -> str:
+    """A group's size and mean confidence in words, e.g. ``80 photos · 91 %``."""
+    photos = f"{size} photo" if size == 1 else f"{size} photos"
+    if not math.isfinite(mean_confidence) or size == 0:
+        return photos
+    return f"{photos}{STATS_SEPARATOR}{round(100 * mean_confidence)} %"
+
+
+_ROLE_VALUES: dict[int, Callable[[GroupSummary], Any]] = {
+    _USER + 1: lambda g: g.key,
+    _USER + 2: lambda g: g.size,
+    _USER + 3: lambda g: g.mean_confidence,
+    _USER + 4: lambda g: g.name,
+    _USER + 5: lambda g: group_color(g.colour),
+    _USER + 6: lambda g: g.clusters,
+    _USER + 7: lambda g: g.flags,
+    _USER + 9: lambda g: cover_ids(g.top_image_ids),
+    _USER + 10: lambda g: stats_text(g.size, g.mean_confidence),
+}
+"""The plain roles of :class:`GroupListModel` (``KeyRole`` ... ``StatsRole``, not the cover)."""
 
 
 class GroupListModel(QAbstractListModel):
@@ -96,7 +132,11 @@ class GroupListModel(QAbstractListModel):
     labelled pictures, mean confidence, clusters and flags; :attr:`KeyRole` (str),
     :attr:`ClustersRole` (tuple of ints), :attr:`SizeRole` (int), :attr:`MeanConfidenceRole`
     (float), :attr:`NameRole` (the name, or None for an unnamed cluster), :attr:`ColorRole`
-    (the plain :class:`QColor`), :attr:`FlagsRole` (tuple of str).
+    (the plain :class:`QColor`), :attr:`FlagsRole` (tuple of str), :attr:`CoverRole` (the
+    cover ``QPixmap`` of :data:`~app.models.covers.COVER_SIDE` at the application's pixel
+    ratio, or None while its thumbnails load or without a thumbnail source or pictures; see
+    :meth:`cover`), :attr:`CoverIdsRole` (the ids the cover shows), :attr:`StatsRole`
+    ("80 photos · 91 %").
 
     Signals:
         renameRequested(str key, str name): the user typed a new name ("" asks to clear
@@ -111,6 +151,9 @@ class GroupListModel(QAbstractListModel):
     ColorRole: ClassVar[int] = _USER + 5
     ClustersRole: ClassVar[int] = _USER + 6
     FlagsRole: ClassVar[int] = _USER + 7
+    CoverRole: ClassVar[int] = _USER + 8
+    CoverIdsRole: ClassVar[int] = _USER + 9
+    StatsRole: ClassVar[int] = _USER + 10
     #: Edge of the colour swatch, in logical pixels.
     SWATCH_SIZE: ClassVar[int] = 16
 
@@ -121,6 +164,12 @@ class GroupListModel(QAbstractListModel):
         super().__init__(parent)
         self._groups: list[GroupSummary] = []
         self._swatches: dict[tuple[int, int, int], QIcon] = {}  # colour, text, highlighted
+        self._rows: dict[str, int] = {}  # group key -> row
+        self._source: ThumbnailCache | None = None
+        self._covers = CoverStore()
+        # covers waiting for thumbnails: cover -> image id -> image (None until it came)
+        self._pending: dict[CoverKey, dict[int, QImage | None]] = {}
+        self._wanted_by: dict[int, set[CoverKey]] = {}  # image id -> covers waiting for it
 
     # ------------------------------------------------------------------ contents
     def set_groups(self, groups: Sequence[GroupSummary]) -> None:
@@ -133,6 +182,8 @@ class GroupListModel(QAbstractListModel):
         if [g.key for g in new] != [g.key for g in self._groups]:
             self.beginResetModel()
             self._groups = new
+            self._rows = {g.key: row for row, g in enumerate(new)}
+            self._forget_pending()
             self.endResetModel()
             return
         changed = [row for row, (a, b) in enumerate(zip(self._groups, new, strict=True)) if a != b]
@@ -192,10 +243,116 @@ class GroupListModel(QAbstractListModel):
 
     def row_of(self, key: str) -> int:
         """The row of a group's key, or -1."""
-        for row, group in enumerate(self._groups):
-            if group.key == key:
-                return row
-        return -1
+        return self._rows.get(key, -1)
+
+    # ------------------------------------------------------------------ covers
+    def set_thumbnail_source(self, cache: ThumbnailCache | None) -> None:
+        """Take covers from this cache (the grid's; None shows no covers). Covers composed
+        from another cache are forgotten and every row repaints."""
+        if cache is self._source:
+            return
+        if self._source is not None:
+            with contextlib.suppress(RuntimeError, TypeError):  # the cache is gone already
+                self._source.loaded.disconnect(self._on_thumbnail_loaded)
+        self._source = cache
+        self._covers.clear()
+        self._forget_pending()
+        if cache is not None:
+            cache.loaded.connect(self._on_thumbnail_loaded)
+        if self._groups:
+            self.dataChanged.emit(
+                self.index(0), self.index(len(self._groups) - 1), [self.CoverRole]
+            )
+
+    @property
+    def thumbnail_source(self) -> ThumbnailCache | None:
+        """Where covers come from."""
+        return self._source
+
+    @property
+    def cover_store(self) -> CoverStore:
+        """The composed covers (for tests and benchmarks)."""
+        return self._covers
+
+    def cover(self, row: int, side: int = COVER_SIDE, dpr: float | None = None) -> QPixmap | None:
+        """A row's cover, ``side`` logical pixels square at pixel ratio ``dpr`` (default: the
+        application's), or None while it loads (or without a thumbnail source or pictures).
+
+        Never decodes: thumbnails not in the cache are requested, and when the last one
+        arrives the cover is composed and ``dataChanged`` (:attr:`CoverRole`) repaints the
+        row. A composed cover is kept, so painting a row again only draws it.
+        """
+        source = self._source
+        if source is None or not 0 <= row < len(self._groups):
+            return None
+        group = self._groups[row]
+        ids = cover_ids(group.top_image_ids)
+        if not ids:
+            return None
+        if dpr is None:
+            app = QGuiApplication.instance()
+            dpr = float(app.devicePixelRatio()) if isinstance(app, QGuiApplication) else 1.0
+        key: CoverKey = (group.key, ids, int(side), float(dpr))
+        made = self._covers.get(key)
+        if made is not None:
+            return made
+        parts = self._pending.get(key)
+        if parts is None:
+            if len(self._pending) > 4 * max(64, len(self._groups)):
+                self._forget_pending()  # requests the cache dropped: ask again below
+            parts = self._pending[key] = dict.fromkeys(ids)
+        for image_id, image in parts.items():
+            if image is not None:
+                continue
+            image = source.get(image_id)
+            if image is None:
+                self._wanted_by.setdefault(image_id, set()).add(key)
+                source.request(image_id)  # again each paint: rows on screen come first
+            else:
+                parts[image_id] = image
+        return self._compose(key, parts)
+
+    def _compose(self, key: CoverKey, parts: dict[int, QImage | None]) -> QPixmap | None:
+        """Compose and keep a cover whose thumbnails all came; None while some are missing."""
+        images = [image for image in parts.values() if image is not None]
+        if len(images) < len(parts):
+            return None
+        del self._pending[key]
+        for image_id in parts:
+            waiting = self._wanted_by.get(image_id)
+            if waiting is not None:
+                waiting.discard(key)
+                if not waiting:
+                    del self._wanted_by[image_id]
+        cover = compose_cover(images, key[2], key[3])
+        self._covers.put(key, cover)
+        return cover
+
+    def _forget_pending(self) -> None:
+        self._pending.clear()
+        self._wanted_by.clear()
+
+    @Slot(int)
+    def _on_thumbnail_loaded(self, image_id: int) -> None:
+        waiting = self._wanted_by.pop(image_id, None)
+        if not waiting or self._source is None:
+            return
+        image = self._source.get(image_id)
+        if image is None:
+            return
+        rows: set[int] = set()
+        for key in waiting:
+            parts = self._pending.get(key)
+            if parts is None or image_id not in parts:
+                continue
+            parts[image_id] = image
+            if self._compose(key, parts) is not None:
+                row = self._rows.get(key[0], -1)
+                if row >= 0 and cover_ids(self._groups[row].top_image_ids) == key[1]:
+                    rows.add(row)
+        for row in sorted(rows):
+            index = self.index(row)
+            self.dataChanged.emit(index, index, [self.CoverRole])
 
     @staticmethod
     def tooltip(group: GroupSummary) -> str:
@@ -231,16 +388,10 @@ class GroupListModel(QAbstractListModel):
             return self.swatch(group.colour)
         if role == _TOOLTIP:
             return self.tooltip(group)
-        values = {
-            self.KeyRole: group.key,
-            self.ColorRole: group_color(group.colour),
-            self.SizeRole: group.size,
-            self.MeanConfidenceRole: group.mean_confidence,
-            self.NameRole: group.name,
-            self.ClustersRole: group.clusters,
-            self.FlagsRole: group.flags,
-        }
-        return values.get(role)
+        if role == self.CoverRole:
+            return self.cover(row)
+        getter = _ROLE_VALUES.get(role)
+        return None if getter is None else getter(group)
 
     def setData(self, index: Index, value: Any, role: int = _EDIT) -> bool:
         """Announce a rename with :attr:`renameRequested`; the model itself is unchanged.
@@ -283,6 +434,9 @@ class GroupListModel(QAbstractListModel):
             (self.ColorRole, b"color"),
             (self.ClustersRole, b"clusters"),
             (self.FlagsRole, b"flags"),
+            (self.CoverRole, b"cover"),
+            (self.CoverIdsRole, b"coverIds"),
+            (self.StatsRole, b"stats"),
         ):
             names[role] = QByteArray(name)
         return names

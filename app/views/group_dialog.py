@@ -3,8 +3,17 @@
 :class:`GroupDialog` collects the settings of a training run and turns them into a
 :class:`~crlc_engine.config.TrainConfig` with :func:`~crlc_engine.presets.resolve_train_config`,
 passing as overrides only the values the user changed from the chosen preset (so that the
-run records the preset plus exactly what was different). Before starting it shows a rough
-estimate of the training time and the disk space (:func:`estimate_training`).
+run records the preset plus exactly what was different). Before starting it shows an
+estimate of the time and the disk space (:func:`crlc_engine.estimate.estimate_training`).
+
+The time is first a rough guess from typical speeds. When the dialog opens (and after each
+change of the settings), a few real training steps of the chosen settings are timed on a
+worker thread (:meth:`crlc_engine.estimate.SpeedCache.measure`, 1-4 s, cancelled when the
+dialog closes or the settings change again) and the estimate is redrawn with this
+computer's speed. Speeds are kept per computer and settings in the user cache folder (the
+speed of a finished run of the same settings first), so a second opening shows them at once.
+The disk line counts what a checkpoint of the settings really holds: the one a finished run
+keeps, and the larger one (with the optimiser state) while it trains.
 
 The dialog does no blocking work: it asks the device probe (by default
 :func:`crlc_engine.device.resolve_device`) which devices exist, once, when it is built.
@@ -12,13 +21,14 @@ The dialog does no blocking work: it asks the device probe (by default
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+import contextlib
+import threading
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Literal
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QStandardItemModel
+import shiboken6
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QShowEvent, QStandardItemModel
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -48,8 +58,21 @@ from crlc_engine.config import (
     STAGE_OPTIMS,
     TrainConfig,
 )
+from crlc_engine.control import JobControl
 from crlc_engine.device import DeviceChoice, resolve_device
 from crlc_engine.errors import CRLCError, InvalidSettingError
+from crlc_engine.estimate import (
+    CPU_IMAGES_PER_S,
+    MODEL_PARAMETERS,
+    Calibration,
+    SpeedCache,
+    TrainingEstimate,
+    estimate_training,
+    format_bytes,
+    format_duration,
+    images_per_second,
+    speed_key,
+)
 from crlc_engine.presets import (
     PRESETS,
     PRETRAINED_HINT,
@@ -62,8 +85,11 @@ __all__ = [
     "CPU_IMAGES_PER_S",
     "DEVICE_OPTIONS",
     "MODEL_PARAMETERS",
+    "WINDOW_SCAN_SIZE",
+    "Calibration",
     "DeviceProbe",
     "GroupDialog",
+    "SpeedCache",
     "TrainingEstimate",
     "estimate_training",
     "format_bytes",
@@ -83,67 +109,13 @@ DEVICE_OPTIONS: dict[str, str] = {
 }
 _DEVICE_WORDS = {"cpu": "the CPU", "cuda": "the GPU", "mps": "the Apple GPU"}
 
-#: Images per second (two augmented views each) of a training step at 32 px on 2 CPU cores,
-#: per (backbone, resolved stem). ``small`` and ``resnet18`` were measured
-#: (docs/benchmarks.md, 2026-11-26); ``resnet34`` and ``resnet50`` are ``resnet18`` scaled by
-#: their compute (about 2x and 2.3x ResNet-18's), not measured.
-CPU_IMAGES_PER_S: dict[tuple[str, str], float] = {
-    ("small", "imagenet"): 1300.0,
-    ("small", "cifar"): 315.0,
-    ("resnet18", "imagenet"): 315.0,
-    ("resnet18", "cifar"): 21.0,
-    ("resnet34", "imagenet"): 158.0,
-    ("resnet34", "cifar"): 10.5,
-    ("resnet50", "imagenet"): 137.0,
-    ("resnet50", "cifar"): 9.1,
-    # 0.4 x ResNet-18 (ImageNet stem) in one run of benchmarks/train_throughput.py on a loaded
-    # machine (ratio only, absolute figures of that run were not usable).
-    ("efficientnet_lite0", "imagenet"): 125.0,
-    ("efficientnet_lite0", "cifar"): 125.0,
-}
-#: ResNet-18 with the CIFAR stem at 32 px on a current CUDA GPU (CRLC_NOTES.md: H200 run).
-CUDA_RESNET18_IMAGES_PER_S = 18500.0
-#: Speed of each backbone on a GPU relative to ResNet-18 (rough, not measured).
-CUDA_BACKBONE_FACTOR: dict[str, float] = {
-    "small": 3.0,
-    "resnet18": 1.0,
-    "resnet34": 0.5,
-    "resnet50": 0.4,
-    "efficientnet_lite0": 0.5,
-}
-#: The ImageNet stem works on 16x fewer positions; on a GPU that buys much less than on a CPU.
-CUDA_IMAGENET_STEM_FACTOR = 4.0
-#: An Apple GPU relative to a current CUDA GPU (rough, not measured).
-MPS_FACTOR = 1.0 / 6.0
-#: Trainable parameters of the whole CRLC model (backbone + heads, 10 clusters).
-MODEL_PARAMETERS: dict[str, float] = {
-    "small": 1.32e6,
-    "resnet18": 14.2e6,
-    "resnet34": 24.3e6,
-    "resnet50": 70.1e6,
-    "efficientnet_lite0": 5.0e6,
-}
-#: Step time of the MemoryBank framework relative to SimCLR at the same batch (one view per
-#: image instead of two; docs/benchmarks.md, CPU: 0.53-0.55).
-MEMORYBANK_TIME_FACTOR = 0.55
 #: Why the quick preset cannot be chosen without the ``pretrained`` extra, and the fix.
 QUICK_MISSING = "Not installed. " + PRETRAINED_HINT
-#: The quick preset on a 2-core CPU (benchmarks/imagenette_quick.py, quiet machine, bf16):
-#: EfficientNet-Lite0 features at 224 px per second, and seconds per head-training step.
-QUICK_CPU_FEATURES_PER_S = 126.0
-QUICK_CPU_STEP_S = 0.1
-#: A GPU relative to those CPU figures (rough, not measured).
-QUICK_GPU_FACTOR = 20.0
-#: The quick preset trains at least this many steps (crlc_engine.training.feature_trainer).
-QUICK_MIN_STEPS = 300
-#: A frozen stage-2 backbone only runs forward (about a third of a training step).
-FROZEN_STAGE2_FACTOR = 1.0 / 3.0
-#: float32 weights plus the SGD momentum saved with them in every checkpoint.
-CHECKPOINT_BYTES_PER_PARAMETER = 8
-#: Rates above are for 32 px images; the cost grows with the pixel count.
-_REFERENCE_SIZE = 32
-#: A CPU run longer than this gets a hint to pick a lighter setting.
-_SLOW_CPU_S = 3 * 3600
+#: The size the main window scans (caches) a library's pixels at: other training sizes read
+#: every photo again first (app.views.main_window.SCAN_SIZE).
+WINDOW_SCAN_SIZE = 32
+#: Wait this long after the last change of the settings before measuring their speed.
+_MEASURE_DELAY_MS = 400
 
 _BACKBONE_TEXT = {
     "small": "Small CNN (fast on a CPU)",
@@ -173,178 +145,62 @@ _CRITIC_TEXT = {
 
 
 # ------------------------------------------------------------------------------ estimate
-@dataclass(frozen=True)
-class TrainingEstimate:
-    """A rough cost of a run, before it starts.
+class _SpeedMeasurer(QObject):
+    """Measures the speed of one setting at a time on a worker thread.
 
-    Attributes:
-        seconds: Training time (the budget itself for a time-budget run).
-        images_per_s: Assumed training speed.
-        epochs: Planned epochs, or the epochs that fit in the time budget.
-        budget: Whether the time is a budget (``minutes``) rather than a prediction.
-        pixel_cache_bytes: Size of the ``N x S x S x 3`` uint8 pixel cache.
-        checkpoint_bytes: Size of one checkpoint.
-        device_kind: ``cpu``, ``cuda`` or ``mps``.
-        images: Number of photos.
-        download_bytes: Weights to download first (0: none).
-        head_steps: Quick preset: training steps of the heads after the features (``None``
-            for training on the pixels, where ``images_per_s`` is the training speed).
+    :meth:`start` cancels the measurement in progress (its result is dropped) and starts a
+    new one; the results come back on the GUI thread through :attr:`measured` and
+    :attr:`failed` (with the measured setting's key).
     """
 
-    seconds: float
-    images_per_s: float
-    epochs: float
-    budget: bool
-    pixel_cache_bytes: int
-    checkpoint_bytes: int
-    device_kind: str
-    images: int
-    download_bytes: int = 0
-    head_steps: int | None = None
+    measured = Signal(str, object)
+    failed = Signal(str, str)
 
-    def text(self) -> str:
-        """Two lines for the dialog: time, then disk."""
-        where = _DEVICE_WORDS.get(self.device_kind, self.device_kind)
-        rate = f"~{self.images_per_s:,.0f} photos/s on {where}"
-        duration = format_duration(self.seconds, self.device_kind)
-        if self.head_steps is not None:
-            head = (
-                f"About {duration}: pretrained features of {self.images:,} photos, once, at "
-                f"{rate}, then {self.head_steps:,} quick steps of the grouping heads."
-            )
-        elif self.budget:
-            head = (
-                f"Time budget {duration}: about {self.epochs:,.0f} epochs of "
-                f"{self.images:,} photos at {rate}."
-            )
-        else:
-            head = (
-                f"About {duration} of training ({self.images:,} photos × "
-                f"{self.epochs:,.0f} epochs at {rate})."
-            )
-        disk = (
-            f"\nDisk: {format_bytes(self.pixel_cache_bytes)} pixel cache + "
-            f"{format_bytes(self.checkpoint_bytes)} per checkpoint."
+    def __init__(self, speeds: SpeedCache, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.speeds = speeds
+        self._control: JobControl | None = None
+        self.key: str | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether a measurement is in progress."""
+        return self._control is not None
+
+    def start(self, key: str, config: TrainConfig, device_kind: str) -> None:
+        """Measure ``config`` on ``device_kind`` (``key``: its speed key)."""
+        self.cancel()
+        control = JobControl()
+        self._control, self.key = control, key
+        thread = threading.Thread(
+            target=self._run,
+            args=(key, config, device_kind, control),
+            name="crlc-speed-measure",
+            daemon=True,
         )
-        if self.download_bytes:
-            disk += f" First a {format_bytes(self.download_bytes)} download of ImageNet weights."
-        hint = ""
-        if self.device_kind == "cpu" and not self.budget and self.seconds > _SLOW_CPU_S:
-            hint = " That is slow: try the cpu preset, fewer epochs or a time budget."
-        return head + hint + disk
+        thread.start()
 
+    def cancel(self) -> None:
+        """Stop the measurement in progress; its result is dropped."""
+        if self._control is not None:
+            self._control.cancel()
+        self._control, self.key = None, None
 
-def images_per_second(backbone: str, stem: str, size: int, device_kind: str) -> float:
-    """Assumed training speed (images/s) for a backbone, resolved stem, size and device."""
-    scale = (_REFERENCE_SIZE / max(1, size)) ** 2
-    if device_kind == "cpu":
-        rate = CPU_IMAGES_PER_S.get((backbone, stem), CPU_IMAGES_PER_S[("resnet18", "cifar")])
-        return rate * scale
-    rate = CUDA_RESNET18_IMAGES_PER_S * CUDA_BACKBONE_FACTOR.get(backbone, 1.0) * scale
-    if stem == "imagenet":
-        rate *= CUDA_IMAGENET_STEM_FACTOR
-    if device_kind == "mps":
-        rate *= MPS_FACTOR
-    return rate
+    def _run(self, key: str, config: TrainConfig, kind: str, control: JobControl) -> None:
+        try:
+            calibration = self.speeds.measure(config, kind, control)
+        except InterruptedError:
+            return
+        except Exception as error:  # any failure only leaves the rough estimate
+            self._emit(control, self.failed, key, str(error) or type(error).__name__)
+            return
+        self._emit(control, self.measured, key, calibration)
 
-
-def _estimate_quick(config: TrainConfig, count: int, device_kind: str) -> TrainingEstimate:
-    """The quick preset: features once per photo, then the heads' steps."""
-    speed = 1.0 if device_kind == "cpu" else QUICK_GPU_FACTOR
-    feature_rate = QUICK_CPU_FEATURES_PER_S * speed * (224.0 / config.image_size) ** 2
-    epochs = float(config.epochs or 20)
-    steps = max(QUICK_MIN_STEPS, epochs * max(1, count // max(1, config.batch_size)))
-    seconds = count / feature_rate + steps * QUICK_CPU_STEP_S / speed
-    return TrainingEstimate(
-        seconds=seconds,
-        images_per_s=feature_rate,
-        epochs=epochs,
-        budget=False,
-        pixel_cache_bytes=count * config.image_size**2 * 3 + count * 1280 * 2,
-        checkpoint_bytes=int(MODEL_PARAMETERS["efficientnet_lite0"] * 0.4),
-        device_kind=device_kind,
-        images=count,
-        head_steps=int(steps),
-    )
-
-
-def estimate_training(config: TrainConfig, images: int, device_kind: str) -> TrainingEstimate:
-    """Time and disk a run of ``config`` over ``images`` photos needs on ``device_kind``."""
-    if config.preset == "quick":
-        return _estimate_quick(config, max(0, images), device_kind)
-    size = config.image_size
-    rate = images_per_second(config.backbone, config.resolved_stem(), size, device_kind)
-    if config.framework == "memorybank":
-        rate /= MEMORYBANK_TIME_FACTOR
-    count = max(0, images)
-    if config.epochs is None and config.minutes is not None:
-        seconds = config.minutes * 60.0
-        epochs = seconds * rate / max(1, count)
-        budget = True
-    else:
-        epochs = float(config.epochs or 0)
-        seconds = count * epochs / rate
-        if config.stage == "two_stage":  # stage 1 (features only), then stage 2
-            stage1 = float(config.stage1_epochs or epochs)
-            stage2_cost = FROZEN_STAGE2_FACTOR if config.freeze_backbone else 1.0
-            seconds = count * (stage1 + epochs * stage2_cost) / rate
-            epochs += stage1
-        budget = False
-    params = MODEL_PARAMETERS.get(config.backbone, MODEL_PARAMETERS["resnet18"])
-    return TrainingEstimate(
-        seconds=seconds,
-        images_per_s=rate,
-        epochs=epochs,
-        budget=budget,
-        pixel_cache_bytes=count * size * size * 3,
-        checkpoint_bytes=int(params * CHECKPOINT_BYTES_PER_PARAMETER),
-        device_kind=device_kind,
-        images=count,
-        download_bytes=_download_bytes(config),
-    )
-
-
-def _download_bytes(config: TrainConfig) -> int:
-    """Bytes of pretrained weights the run must download first (0 when cached or none)."""
-    if not config.pretrained:
-        return 0
-    from crlc_engine.weights import WEIGHTS, weights_cached
-
-    spec = WEIGHTS.get(config.backbone)
-    if spec is None or weights_cached(config.backbone):
-        return 0
-    return int(spec.size or 0)
-
-
-def format_duration(seconds: float, device_kind: str = "cpu") -> str:
-    """A duration in words; GPU runs are counted in minutes."""
-    if device_kind != "cpu":
-        minutes = seconds / 60.0
-        if minutes < 1.0:
-            return "under a minute"
-        text = f"{math.ceil(minutes):,} minute{'s' if math.ceil(minutes) != 1 else ''}"
-        if minutes >= 180.0:
-            text += f" ({minutes / 60.0:,.0f} hours)"
-        return text
-    if seconds < 10.0:
-        return "a few seconds"
-    if seconds < 90.0:
-        return f"{seconds:.0f} seconds"
-    if seconds < 90 * 60.0:
-        return f"{seconds / 60.0:.0f} minutes"
-    hours = seconds / 3600.0
-    if hours < 48.0:
-        return f"{hours:.1f} hours" if hours < 10.0 else f"{hours:.0f} hours"
-    return f"{hours / 24.0:,.0f} days"
-
-
-def format_bytes(size: float) -> str:
-    """A byte count in decimal units (kB, MB, GB)."""
-    for unit, factor in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= factor:
-            value = size / factor
-            return f"{value:.1f} {unit}" if value < 10 else f"{value:,.0f} {unit}"
-    return f"{size:.0f} bytes"
+    def _emit(self, control: JobControl, signal: Any, key: str, value: object) -> None:
+        if control.cancelled or not shiboken6.isValid(self):
+            return
+        with contextlib.suppress(RuntimeError):  # the dialog went away meanwhile
+            signal.emit(key, value)
 
 
 # -------------------------------------------------------------------------------- dialog
@@ -387,8 +243,16 @@ class GroupDialog(QDialog):
         default_clusters: The user's default number of groups (settings), else 10.
         default_preset: The user's default preset (settings), else the device's default.
         default_device: The user's default device request (settings), if available.
+        quick_available: Whether the ``pretrained`` extra is installed (default: looked up).
+        speeds: Where this computer's speeds come from and are measured: a
+            :class:`~crlc_engine.estimate.SpeedCache` (default: the user cache folder's);
+            ``None``: no measurement, the rough estimate stays.
+        cached_sizes: Training sizes the library's pixel cache already holds (the window
+            scans at :data:`WINDOW_SCAN_SIZE`); other sizes read every photo again first.
 
-    After ``exec()`` returns ``Accepted``, :meth:`config` is the run's settings.
+    After ``exec()`` returns ``Accepted``, :meth:`config` is the run's settings. While the
+    dialog is shown, the speed of the settings is measured off the GUI thread (see the
+    module's description); closing it cancels the measurement.
     """
 
     #: Fields of :class:`TrainConfig` the dialog edits, besides ``clusters`` and ``preset``.
@@ -428,9 +292,20 @@ class GroupDialog(QDialog):
         default_preset: str | None = None,
         default_device: str | None = None,
         quick_available: bool | None = None,
+        speeds: SpeedCache | Literal["default"] | None = "default",
+        cached_sizes: Collection[int] = (WINDOW_SCAN_SIZE,),
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Group images")
+        self._speeds = SpeedCache() if speeds == "default" else speeds
+        self._cached_sizes = frozenset(int(size) for size in cached_sizes)
+        #: Speeds known in this dialog, per speed key (measured here or read from the cache).
+        self._calibrations: dict[str, Calibration] = {}
+        self._measure_errors: dict[str, str] = {}
+        self._measurer = _SpeedMeasurer(self._speeds, self) if self._speeds is not None else None
+        self._measure_timer = QTimer(self)
+        self._measure_timer.setSingleShot(True)
+        self._measure_timer.setInterval(_MEASURE_DELAY_MS)
         self._quick_available = (
             quick_preset_available() if quick_available is None else quick_available
         )
@@ -575,7 +450,10 @@ class GroupDialog(QDialog):
         self.estimate_label = QLabel()
         self.estimate_label.setWordWrap(True)
         self.estimate_label.setToolTip(
-            "A rough guess from measured speeds; the real time depends on your computer."
+            "First a rough guess from typical speeds, then this computer's speed, measured "
+            "with a few real training steps of these settings. Disk: the pixel cache at the "
+            "training size and the checkpoint each run keeps (larger while it trains: it "
+            "also holds the optimiser state)."
         )
         layout.addWidget(self.estimate_label)
         self.error_label = QLabel()
@@ -740,6 +618,11 @@ class GroupDialog(QDialog):
         )
         self.button_box.accepted.connect(self.accept)
         self.button_box.rejected.connect(self.reject)
+        self._measure_timer.timeout.connect(self._measure_speed)
+        if self._measurer is not None:
+            self._measurer.measured.connect(self._on_speed_measured)
+            self._measurer.failed.connect(self._on_speed_failed)
+        self.finished.connect(self._stop_measuring)
 
     def _device_tip(self, request: str) -> str:
         if request == "auto":
@@ -989,11 +872,55 @@ class GroupDialog(QDialog):
         self.error_label.setText(error or "")
         self.error_label.setVisible(error is not None)
         self.ok_button.setEnabled(error is None)
-        if config is not None:
-            estimate = estimate_training(config, self._images, self.device_kind())
-            self.estimate_label.setText(estimate.text())
-        else:
+        self._show_estimate(config)
+        if config is not None and self.isVisible():
+            self._schedule_measurement()
+
+    # -- estimate ------------------------------------------------------------------------------
+    def _speed_key(self, config: TrainConfig) -> str:
+        return speed_key(config, self.device_kind())
+
+    def calibration(self, config: TrainConfig | None = None) -> Calibration | None:
+        """This computer's speed for ``config`` (default: the current settings), if known:
+        measured in this dialog, else from the speed cache; ``None`` before that."""
+        if config is None:
+            try:
+                config = self.config()
+            except InvalidSettingError:
+                return None
+        key = self._speed_key(config)
+        known = self._calibrations.get(key)
+        if known is None and self._speeds is not None:
+            known = self._speeds.get(config, self.device_kind())
+            if known is not None:
+                self._calibrations[key] = known
+        return known
+
+    def _estimate_for(self, config: TrainConfig) -> TrainingEstimate:
+        decode = 0 if config.image_size in self._cached_sizes else self._images
+        return estimate_training(
+            config,
+            self._images,
+            self.device_kind(),
+            self.calibration(config),
+            decode_images=decode,
+        )
+
+    def _show_estimate(self, config: TrainConfig | None) -> None:
+        if config is None:
             self.estimate_label.setText("No estimate: fix the settings first.")
+            return
+        estimate = self._estimate_for(config)
+        text = estimate.text()
+        if estimate.rough and self._speeds is not None:
+            key = self._speed_key(config)
+            if key in self._measure_errors:
+                text += (
+                    f"\n(This computer's speed could not be measured: {self._measure_errors[key]})"
+                )
+            else:
+                text += "\nMeasuring this computer's speed…"
+        self.estimate_label.setText(text)
 
     def estimate(self) -> TrainingEstimate | None:
         """The estimate shown, or ``None`` while the settings are invalid."""
@@ -1001,7 +928,64 @@ class GroupDialog(QDialog):
             config = self.config()
         except InvalidSettingError:
             return None
-        return estimate_training(config, self._images, self.device_kind())
+        return self._estimate_for(config)
+
+    @property
+    def measuring(self) -> bool:
+        """Whether this computer's speed is being measured (or about to be)."""
+        running = self._measurer is not None and self._measurer.running
+        return running or self._measure_timer.isActive()
+
+    def _schedule_measurement(self) -> None:
+        """Measure the current settings' speed once they stop changing (when not known)."""
+        if self._measurer is None:
+            return
+        try:
+            config = self.config()
+        except InvalidSettingError:
+            return
+        key = self._speed_key(config)
+        if self.calibration(config) is not None or key in self._measure_errors:
+            self._measure_timer.stop()
+            if self._measurer.key not in (None, key):
+                self._measurer.cancel()
+            return
+        if self._measurer.key != key:
+            self._measure_timer.start()
+
+    def _measure_speed(self) -> None:
+        if self._measurer is None or not self.isVisible():
+            return
+        try:
+            config = self.config()
+        except InvalidSettingError:
+            return
+        key = self._speed_key(config)
+        if self.calibration(config) is None and self._measurer.key != key:
+            self._measurer.start(key, config, self.device_kind())
+
+    def _on_speed_measured(self, key: str, calibration: object) -> None:
+        if self._measurer is not None and self._measurer.key == key:
+            self._measurer.cancel()  # done: nothing left to stop
+        if isinstance(calibration, Calibration):
+            self._calibrations[key] = calibration
+        self._revalidate()
+
+    def _on_speed_failed(self, key: str, message: str) -> None:
+        if self._measurer is not None and self._measurer.key == key:
+            self._measurer.cancel()
+        self._measure_errors[key] = message
+        self._revalidate()
+
+    def _stop_measuring(self, *_args: object) -> None:
+        self._measure_timer.stop()
+        if self._measurer is not None:
+            self._measurer.cancel()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Start measuring this computer's speed for the settings shown."""
+        super().showEvent(event)
+        self._schedule_measurement()
 
     def accept(self) -> None:
         """Close with ``Accepted`` only while the settings are valid."""

@@ -116,6 +116,10 @@ class JobPanel(QWidget):
         self.worker: JobWorker | None = None
         self.unit: str | None = None
         self.meter = RateMeter()
+        self._clock: Callable[[], float] = time.monotonic
+        self._job_title = ""
+        self._started_at = 0.0
+        self._progress_text = ""  # the detail line the job itself wrote last
         self.pause_button.clicked.connect(self._toggle_pause)
         self.cancel_button.clicked.connect(self._cancel)
         self.show_plots(False)
@@ -134,7 +138,7 @@ class JobPanel(QWidget):
         self.worker = worker
         self.begin(title, unit)
         worker.progressChanged.connect(self._on_progress)
-        worker.statusChanged.connect(self.detail.setText)
+        worker.statusChanged.connect(self._on_status)
         worker.eventEmitted.connect(self._on_event)
         worker.done.connect(self._on_done)
 
@@ -142,12 +146,16 @@ class JobPanel(QWidget):
         """Reset the panel for a new job (see :meth:`attach`, which calls it)."""
         self.unit = unit
         self.meter.reset()
+        self._job_title = title
+        self._started_at = self._clock()
+        self._progress_text = "Starting…"
         self.title.setText(title)
         self.rate.setText("")
         for widget in (self.bar, self.pause_button, self.cancel_button):
             widget.setVisible(True)
         self.bar.setValue(0)
-        self.detail.setText("Starting…")
+        self.bar.setEnabled(True)
+        self.detail.setText(self._progress_text)
         self.show_plots(False)
         self._show_paused(False)
         self.pause_button.setEnabled(True)
@@ -174,9 +182,13 @@ class JobPanel(QWidget):
                 parts.append(f"about {format_duration(eta)} left")
         self.rate.setText(" · ".join(parts))
 
+    def _on_status(self, text: str) -> None:
+        self._progress_text = text
+        self.detail.setText(text)
+
     def _on_event(self, event: object) -> None:
         if isinstance(event, TrainingStarted):
-            self.detail.setText(f"Training on {event.images} images, device {event.device}")
+            self._on_status(f"Training on {event.images} images, device {event.device}")
             self.loss_plot.clear()
             self.size_bars.set_sizes([])
             self.show_plots(True)
@@ -188,7 +200,7 @@ class JobPanel(QWidget):
             self.loss_plot.add(event.losses["total"])
             self.size_bars.set_sizes(event.cluster_sizes)
             self.rate.setText(f"{event.samples_per_s:,.0f} images/s{eta}")
-            self.detail.setText(
+            self._on_status(
                 f"Epoch {event.epoch}: loss {event.losses['total']:.3f}; cluster sizes {sizes}"
             )
 
@@ -210,9 +222,20 @@ class JobPanel(QWidget):
     def _cancel(self) -> None:
         if self.worker is not None:
             self.worker.cancel()
-            self.detail.setText("Cancelling after the current step…")
+            self._on_status("Cancelling after the current step…")
 
     def _on_done(self) -> None:
-        self.worker = None
-        self.pause_button.setEnabled(False)
-        self.cancel_button.setEnabled(False)
+        """Back to idle: no progress bar, rate, time left or buttons; one line on how the job
+        ended, unless the window already wrote its own summary (e.g. "Scan finished")."""
+        worker, self.worker = self.worker, None
+        outcome = worker.outcome if worker is not None else None
+        took = format_duration(self._clock() - self._started_at)
+        self.rate.setText("")
+        for widget in (self.bar, self.pause_button, self.cancel_button):
+            widget.setEnabled(False)
+            widget.setVisible(False)
+        if self.title.text() == self._job_title:  # nobody summed the job up
+            ended = {"cancelled": "stopped", "failed": "failed"}.get(outcome or "", "done")
+            self.title.setText(f"{self._job_title}: {ended} after {took}")
+        if self.detail.text() == self._progress_text:  # a progress line, now stale
+            self.detail.setText("No job running.")

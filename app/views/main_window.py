@@ -39,8 +39,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, QSettings, QSize, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
+from PySide6.QtCore import (
+    QEvent,
+    QItemSelectionModel,
+    QModelIndex,
+    QObject,
+    QPoint,
+    QSettings,
+    QSize,
+    QStandardPaths,
+    Qt,
+    QUrl,
+)
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDesktopServices,
+    QIcon,
+    QKeyEvent,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -72,11 +90,13 @@ from app.settings_store import Settings, SettingsStore
 from app.theme import apply_theme
 from app.views.detail_panel import DetailPanel
 from app.views.error_dialog import show_error
+from app.views.group_delegate import GroupDelegate
 from app.views.job_panel import JobPanel
 from app.views.notice_bar import NoticeBar
 from app.views.runs_menu import RunsMenu
 from app.views.skipped_dialog import FileListDialog, skipped_files_dialog
 from app.views.thumbnail_delegate import ThumbnailDelegate
+from app.views.viewer import PhotoViewer
 from app.workers import (
     JobRunner,
     JobWorker,
@@ -93,6 +113,7 @@ from crlc_engine.errors import CRLCError
 
 if TYPE_CHECKING:
     from app.views.about_dialog import AboutDialog
+    from app.views.refine_dialog import RefineDialog
     from app.views.settings_dialog import SettingsDialog
 
 __all__ = ["SCAN_SIZE", "DetailPanel", "JobPanel", "MainWindow", "log_file", "settings"]
@@ -137,6 +158,19 @@ def log_file() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_log_dir("crlc-organizer")) / "crlc-organizer.log"
+
+
+def open_folder(folder: Path) -> bool:
+    """Show ``folder`` in the system's file manager."""
+    return QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+
+def start_folder() -> str:
+    """Where the open dialog starts: the pictures folder, else home."""
+    pictures = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+    if pictures and Path(pictures).is_dir():
+        return pictures
+    return str(Path.home())
 
 
 def _plural(count: int, word: str) -> str:
@@ -211,6 +245,8 @@ class MainWindow(QMainWindow):
         self.set_thumbnail_size(settings.thumbnail_size)
         self.low_first.setChecked(settings.low_confidence_first)
         self.low_first.toggled.connect(self._remember_low_first)
+        self.show_confidence_action.setChecked(settings.show_confidence)
+        self.grid_delegate.set_show_confidence(settings.show_confidence)
         self.resize(1280, 800)
         if persist:
             self._restore_layout()
@@ -225,6 +261,8 @@ class MainWindow(QMainWindow):
         self.group_model.moveRequested.connect(self._move_dropped)
         self.group_list = QListView()
         self.group_list.setModel(self.group_model)
+        self.group_list.setItemDelegate(GroupDelegate(self.group_list))  # covers, size, conf.
+        self.group_list.setUniformItemSizes(True)
         self.group_list.setEditTriggers(
             QAbstractItemView.EditTrigger.EditKeyPressed
             | QAbstractItemView.EditTrigger.DoubleClicked
@@ -252,7 +290,9 @@ class MainWindow(QMainWindow):
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.grid.setDragEnabled(True)  # drag images onto a group to move them
         self.grid.setMovement(QListView.Movement.Static)
-        self.grid.setItemDelegate(ThumbnailDelegate(self.grid))  # marks labelled pictures
+        # a mark on labelled pictures, a confidence bar (View > Show confidence)
+        self.grid_delegate = ThumbnailDelegate(self.grid)
+        self.grid.setItemDelegate(self.grid_delegate)
         self.grid_title = QLabel("")
         self.low_first = QCheckBox("Least confident first")
         self.low_first.toggled.connect(self._show_selected_group)
@@ -264,6 +304,19 @@ class MainWindow(QMainWindow):
         middle_layout.setContentsMargins(0, 0, 0, 0)
         middle_layout.addLayout(header)
         middle_layout.addWidget(self.grid)
+        self.middle = middle
+        # the viewer takes the grid's place (Double-click or Space; Esc returns)
+        self.viewer = PhotoViewer()
+        self.viewer.set_placeholder_source(
+            lambda image_id: self.cache.get(image_id) if self.cache is not None else None
+        )
+        self.viewer.currentChanged.connect(self._viewer_moved)
+        self.viewer.closed.connect(self.close_viewer)
+        self.center = QStackedWidget()
+        self.center.addWidget(middle)
+        self.center.addWidget(self.viewer)
+        self.grid.doubleClicked.connect(lambda _index: self.open_viewer())
+        self.grid.installEventFilter(self)  # Space opens the viewer
 
         self.detail = DetailPanel()
         self.detail.neighbors.itemClicked.connect(self._neighbor_clicked)
@@ -274,7 +327,7 @@ class MainWindow(QMainWindow):
 
         splitter = QSplitter()
         splitter.addWidget(self.left)
-        splitter.addWidget(middle)
+        splitter.addWidget(self.center)
         splitter.addWidget(self.detail)
         splitter.setSizes([220, 700, 320])
         splitter.setStretchFactor(1, 1)
@@ -320,6 +373,9 @@ class MainWindow(QMainWindow):
         menus["&File"].addMenu(self.recent_menu)
         self.export_action = action("Export...", self._export, "Ctrl+E", icon_name="export")
         self.undo_export_action = action("Undo an export...", self._undo_export, icon_name="undo")
+        menus["&File"].addSeparator()
+        self.quit_action = action("Quit", self.close, "Ctrl+Q", icon_name="quit")  # Cmd+Q on a Mac
+        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
         # Images
         self.group_action = action("Group images...", self._group, "Ctrl+G", "&Images", "group")
         self.refine_action = action(
@@ -365,6 +421,14 @@ class MainWindow(QMainWindow):
         self.runs_menu.showRun.connect(self.show_run)
         self.runs_menu.resumeRun.connect(self.resume_run)
         self.runs_menu.discardRun.connect(self.discard_run)
+        # View
+        self.view_action = action(
+            "View photo (Space, double-click)", self.open_viewer, None, "&View", "view"
+        )
+        self.show_confidence_action = action(
+            "Show confidence on thumbnails", self._show_confidence, None, "&View", "confidence"
+        )
+        self.show_confidence_action.setCheckable(True)
         # Help
         self.about_action = action("About CRLC Organizer", self.show_about, None, "&Help", "about")
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
@@ -418,7 +482,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ library
     def _choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of photos")
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of photos", start_folder())
         if folder:
             self.open_folders([folder])
 
@@ -469,6 +533,7 @@ class MainWindow(QMainWindow):
             session.thumbnail_path, max_side=self.settings.thumbnail_size, parent=self
         )
         self.grid_model = ThumbnailGridModel(self.cache, self)
+        self.group_model.set_thumbnail_source(self.cache)  # the groups' covers
         self.grid.setModel(self.grid_model)
         self.grid.selectionModel().currentChanged.connect(self._show_selected_image)
         self.scan_watcher = ScanWatcher(session.library.workspace, self.scan_poll_ms, self)
@@ -485,9 +550,12 @@ class MainWindow(QMainWindow):
         return True
 
     def _close_session(self) -> None:
+        self.close_viewer()
+        self.viewer.clear()
         if self.scan_watcher is not None:
             self.scan_watcher.shutdown()
             self.scan_watcher = None
+        self.group_model.set_thumbnail_source(None)
         if self.cache is not None:
             self.cache.shutdown()
         if self.session is not None:
@@ -512,6 +580,7 @@ class MainWindow(QMainWindow):
         if self.session is None:
             return
         current = self._current_group() if run_id is None else None
+        viewed = self.viewer.current_image_id() if self.viewer_shown() else None
         was_all_images = self.all_images_mode
         if reload or run_id is not None:
             self.session.reload(run_id)
@@ -532,6 +601,15 @@ class MainWindow(QMainWindow):
             )
             self._show_selected_group()
         self._select_first_image()
+        if self.viewer_shown():  # the viewer and the grid stay on the same photo
+            if viewed is not None and self.grid_model is not None:
+                row = self.grid_model.row_of(viewed)
+                if row >= 0:
+                    self.grid.selectionModel().setCurrentIndex(
+                        self.grid_model.index(row),
+                        QItemSelectionModel.SelectionFlag.ClearAndSelect,
+                    )
+            self._fill_viewer()
         self._update_state()
 
     def _select_first_image(self) -> None:
@@ -809,8 +887,15 @@ class MainWindow(QMainWindow):
             self._shown_group = key
             self.detail.clear()
             self.shown_image = None
+            if self.viewer_shown():  # the viewer shows the new group from its start
+                self._fill_viewer()
 
     def _selected_ids(self) -> list[int]:
+        """The pictures L, M and Delete act on: the viewer's photo while it is shown, else
+        the grid's selection."""
+        if self.viewer_shown():
+            shown = self.viewer.current_image_id()
+            return [] if shown is None else [shown]
         if self.grid_model is None:
             return []
         rows = sorted(i.row() for i in self.grid.selectionModel().selectedIndexes())
@@ -861,7 +946,112 @@ class MainWindow(QMainWindow):
         return str(self.grid_model.data(self.grid_model.index(row), ThumbnailGridModel.PathRole))
 
     def _neighbor_clicked(self, item: QListWidgetItem) -> None:
-        self.show_image(int(item.data(Qt.ItemDataRole.UserRole)))
+        self.select_image(int(item.data(Qt.ItemDataRole.UserRole)))
+
+    def select_image(self, image_id: int) -> bool:
+        """Make ``image_id`` the grid's current image, switching to its group if needed (so
+        M, L and Delete act on the picture shown). False (and a status message) when no
+        group shows it: the picture is ignored."""
+        if self.session is None or self.grid_model is None:
+            return False
+        if not self.all_images_mode and self.grid_model.row_of(image_id) < 0:
+            key = self.session.detail(image_id).group
+            if key is None or self.group_model.row_of(key) < 0:
+                self.show_image(image_id)
+                self.statusBar().showMessage(
+                    "This picture is ignored, so no group shows it (Edit > Undo brings it "
+                    "back if you just ignored it).",
+                    8000,
+                )
+                return False
+            self._select_group(key)
+        row = self.grid_model.row_of(image_id)
+        if row < 0:
+            return False
+        index = self.grid_model.index(row)
+        self.grid.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+        )
+        self.grid.scrollTo(index)
+        if self.viewer_shown():
+            self._fill_viewer()
+        return True
+
+    # ------------------------------------------------------------------ viewer
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Space in the grid opens the viewer (instead of toggling the selection)."""
+        if (
+            watched is self.grid
+            and event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Space
+            and event.modifiers() == Qt.KeyboardModifier.NoModifier
+        ):
+            return self.open_viewer()
+        return super().eventFilter(watched, event)
+
+    def viewer_shown(self) -> bool:
+        """Whether the viewer has the grid's place."""
+        return self.center.currentWidget() is self.viewer
+
+    def open_viewer(self) -> bool:
+        """Show the grid's current picture large; the arrow keys step through the group's
+        order and L, M, Delete and undo act on the picture shown. False: nothing to show."""
+        if self.grid_model is None or self.grid_model.rowCount() == 0:
+            return False
+        current = self.grid.currentIndex()
+        if not current.isValid():
+            current = self.grid_model.index(0)
+        self.grid.selectionModel().setCurrentIndex(  # the grid selects the photo shown
+            current, QItemSelectionModel.SelectionFlag.ClearAndSelect
+        )
+        self._fill_viewer()  # before it shows: it never starts on an old sequence
+        self.center.setCurrentWidget(self.viewer)
+        self.viewer.setFocus()
+        return True
+
+    def close_viewer(self) -> None:
+        """Back to the grid, on the picture the viewer showed last."""
+        if not self.viewer_shown():
+            return
+        self.center.setCurrentWidget(self.middle)
+        self.grid.scrollTo(self.grid.currentIndex())
+        self.grid.setFocus()
+
+    def _fill_viewer(self) -> None:
+        """Give the viewer the grid's order, on the grid's current picture (closed when the
+        group is empty)."""
+        model = self.grid_model
+        if model is None or model.rowCount() == 0:
+            self.close_viewer()
+            return
+        paths = [
+            str(model.data(model.index(row), ThumbnailGridModel.PathRole))
+            for row in range(model.rowCount())
+        ]
+        ids = [int(i) for i in model.image_ids()]
+        self.viewer.set_sequence(ids, paths, max(0, self.grid.currentIndex().row()))
+        self._caption_viewer()
+
+    def _caption_viewer(self) -> None:
+        image_id = self.viewer.current_image_id()
+        if image_id is None or self.session is None:
+            return
+        if self.all_images_mode or not self.session.has_results:
+            self.viewer.set_caption("All images")
+            return
+        detail = self.session.detail(image_id)
+        label = f" · labelled {detail.label}" if detail.label else ""
+        self.viewer.set_caption(f"{detail.group_name} · {detail.confidence * 100:.0f} %{label}")
+
+    def _viewer_moved(self, image_id: int) -> None:
+        """The viewer stepped: the grid's selection (and the detail panel) follow."""
+        if self.grid_model is not None and (row := self.grid_model.row_of(image_id)) >= 0:
+            index = self.grid_model.index(row)
+            self.grid.selectionModel().setCurrentIndex(
+                index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+            )
+        self._caption_viewer()
 
     # ------------------------------------------------------------------ corrections
     def _after_change(self, message: str | None) -> None:
@@ -877,6 +1067,8 @@ class MainWindow(QMainWindow):
         if self.grid_model is not None and count and row >= 0:
             self.grid.setCurrentIndex(self.grid_model.index(min(row, count - 1)))
             self.grid.verticalScrollBar().setValue(scroll)
+        if self.viewer_shown():  # the viewer follows: the picture that took the place
+            self._fill_viewer()
 
     def _rename(self, key: str, name: str) -> None:
         if self.session is None or self.session.run_id is None or not name.strip():
@@ -974,8 +1166,12 @@ class MainWindow(QMainWindow):
         if self.session is None or not ids:
             return
         menu = self.move_menu()
-        rect = self.grid.visualRect(self.grid.currentIndex())
-        chosen = popup(menu, self.grid.viewport().mapToGlobal(rect.center()))
+        if self.viewer_shown():
+            where = self.viewer.canvas.mapToGlobal(self.viewer.canvas.rect().center())
+        else:
+            rect = self.grid.visualRect(self.grid.currentIndex())
+            where = self.grid.viewport().mapToGlobal(rect.center())
+        chosen = popup(menu, where)
         if chosen is not None:
             self.move_to(ids, str(chosen.data()))
 
@@ -1086,11 +1282,50 @@ class MainWindow(QMainWindow):
             worker.cancelled.connect(self._on_training_stopped)
             self._start("Grouping images", worker)
 
-    def _refine(self) -> None:
+    def refine_dialog(self) -> RefineDialog | None:
+        """The Refine dialog for the shown run (what it will do, length, device, estimate)."""
+        from app.views.refine_dialog import RefineDialog
+        from crlc_engine.estimate import SpeedCache, estimate_training
+        from crlc_engine.quick import is_quick
+
         if self.session is None or self.session.run_id is None:
+            return None
+        setup = self.session.refine_setup()
+        speeds = SpeedCache()
+        # a quick run's features are cached: its refinement trains the heads only
+        cached = setup.images if is_quick(setup.base) else 0
+
+        def estimate(epochs: int | None, minutes: float | None, kind: str) -> Any:
+            config = setup.config(epochs, minutes)
+            return estimate_training(
+                config,
+                setup.images,
+                kind,
+                speeds.get(config, kind) or speeds.get(setup.base, kind),
+                cached_features=cached,
+            )
+
+        return RefineDialog(
+            setup.labels,
+            setup.groups,
+            setup.default_epochs,
+            estimate,
+            self,
+            default_device=self.settings.default_device,
+        )
+
+    def _refine(self) -> None:
+        dialog = self.refine_dialog()
+        if dialog is None or self.session is None or not dialog.exec():
             return
+        choice = dialog.choice()
         worker = refine_job(
-            list(self.session.folders), self.session.run_id, None, None, self._library_workspace()
+            list(self.session.folders),
+            self.session.run_id,
+            choice.epochs,
+            choice.minutes,
+            self._library_workspace(),
+            device=choice.device,
         )
         worker.finished.connect(self._on_trained)
         worker.cancelled.connect(self._on_training_stopped)
@@ -1133,12 +1368,20 @@ class MainWindow(QMainWindow):
             self._start(f"Exporting to {opts.dest}", worker, unit="photos")
 
     def _on_exported(self, result: Any) -> None:
-        """Say what the export did, counts included; list the failed and missing photos."""
+        """Say what the export did, counts included, with "Open folder"; list the failed and
+        missing photos."""
         folders = len(result.folders)
         self.statusBar().showMessage(
             f"Exported {_plural(result.done, 'photo')} into {_plural(folders, 'folder')}; "
             f"{result.counts_text()}. The list is in {result.manifest}",
             30000 if result.failed or result.missing else 15000,
+        )
+        destination = Path(result.manifest).parent
+        self.notice.show_notice(
+            f"Exported {_plural(result.done, 'photo')} into {_plural(folders, 'folder')} "
+            f"in <b>{_escape(str(destination))}</b>.",
+            [("Open folder", lambda: self._open_folder(destination)), ("Close", lambda: None)],
+            key="export-done",
         )
         if not result.failed and not result.missing:
             return
@@ -1163,6 +1406,15 @@ class MainWindow(QMainWindow):
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
+
+    def _open_folder(self, folder: Path) -> None:
+        """Show ``folder`` in the file manager, or say where it is when none can be started."""
+        if not open_folder(folder):
+            self.statusBar().showMessage(
+                f"No file manager could be started to show {folder}; open it from your file "
+                "manager.",
+                15000,
+            )
 
     def _undo_export(self) -> None:
         manifest, _ = QFileDialog.getOpenFileName(
@@ -1274,6 +1526,9 @@ class MainWindow(QMainWindow):
             self.set_thumbnail_size(new.thumbnail_size)
         if new.low_confidence_first != self.low_first.isChecked():
             self.low_first.setChecked(new.low_confidence_first)
+        if new.show_confidence != self.show_confidence_action.isChecked():
+            self.show_confidence_action.setChecked(new.show_confidence)
+            self.grid_delegate.set_show_confidence(new.show_confidence)
         if new.neighbors != old.neighbors and self.shown_image is not None:
             self.show_image(self.shown_image)
         if new.default_device != old.default_device:
@@ -1286,10 +1541,20 @@ class MainWindow(QMainWindow):
         if self.grid_model is not None:
             self.grid_model.set_thumbnail_side(side)
 
+    def _show_confidence(self, checked: bool) -> None:
+        """Show or hide the thumbnails' confidence bars (a setting, saved at once)."""
+        self.grid_delegate.set_show_confidence(checked)
+        if checked != self.settings.show_confidence:
+            self.settings = self.settings.replace(show_confidence=checked)
+            if self.persist:
+                self._save_settings()
+
     def _remember_low_first(self, checked: bool) -> None:
-        """The grid's sort order is a setting too (saved with the layout on closing)."""
+        """The grid's sort order is a setting too, saved at once (a crash keeps it)."""
         if checked != self.settings.low_confidence_first:
             self.settings = self.settings.replace(low_confidence_first=checked)
+            if self.persist:
+                self._save_settings()
 
     def _save_settings(self) -> None:
         """Save the settings if the window changed them since they were loaded or saved."""
@@ -1345,4 +1610,5 @@ class MainWindow(QMainWindow):
             self.save_layout()
         self.runner.shutdown()
         self._close_session()
+        self.viewer.shutdown()
         event.accept()

@@ -1,7 +1,8 @@
 """A dialog listing files with a reason each (skipped by a scan, failed in an export).
 
 The table is a small read-only model (fast for thousands of rows), sortable by either
-column; "Copy list" puts every row on the clipboard as tab-separated text.
+column; long paths are shortened in the middle (the file name stays readable) with the full
+path in the tooltip; "Copy list" puts every row on the clipboard as tab-separated text.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ class FileListDialog(QDialog):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a file's name stays seen
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)

@@ -1,4 +1,12 @@
-"""Atomic training checkpoints (model, optimiser, RNG states, data-order position, config)."""
+"""Atomic training checkpoints (model, optimiser, RNG states, data-order position, config).
+
+While a run trains, its checkpoint holds everything needed to continue it exactly, the
+optimiser state included (SGD momentum: one more copy of the weights; Adam: two). When the
+run finishes, its final checkpoint can leave out what only continuing the training needs
+(:data:`RESUME_ONLY_KEYS`, see :func:`finished_state`): a finished run is never resumed, and
+what starts from it (refine, stage 2, assigning again) reads only the network weights and
+the input statistics. For the quick preset's heads that is 29 MB instead of 88 MB.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,29 @@ from crlc_engine.errors import CheckpointError
 from crlc_engine.fileio import atomic_write
 
 CHECKPOINT_FORMAT = 1
+
+#: Entries only continuing a run's training reads: the optimiser state and the MemoryBank
+#: framework's banks. A finished run's final checkpoint stores ``None`` for them and
+#: ``finished: True`` (:func:`finished_state`).
+RESUME_ONLY_KEYS = ("optimizer", "memory_bank")
+
+#: Why a finished run's checkpoint cannot continue training, for error messages.
+FINISHED_NOTE = (
+    "is the final checkpoint of a finished run, saved without the optimiser state, so its "
+    "training cannot continue; start a new run, or refine this one"
+)
+
+
+def finished_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` without the entries only continuing the training needs (set to ``None``),
+    marked ``finished``."""
+    return {**state, **{key: None for key in RESUME_ONLY_KEYS if key in state}, "finished": True}
+
+
+def has_resume_state(state: dict[str, Any]) -> bool:
+    """Whether a checkpoint can continue training (it was not stripped by
+    :func:`finished_state`)."""
+    return state.get("optimizer") is not None
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -63,7 +63,14 @@ from crlc_engine.losses import (
 from crlc_engine.losses.group_cross_entropy import group_cross_entropy
 from crlc_engine.losses.memory_bank import MemoryBank, bank_feature_loss, memory_bank_crlc_loss
 from crlc_engine.models import CRLCModel
-from crlc_engine.training.checkpoint import load_checkpoint, restore_generator, save_checkpoint
+from crlc_engine.training.checkpoint import (
+    FINISHED_NOTE,
+    finished_state,
+    has_resume_state,
+    load_checkpoint,
+    restore_generator,
+    save_checkpoint,
+)
 from crlc_engine.training.epoch_stats import (
     LOSS_PARTS,
     add_step_sums,
@@ -243,6 +250,11 @@ class CRLCTrainer:
         self._sums = self._zero_sums()
         #: Monotonic seconds for training time and speed (tests substitute a fake clock).
         self.clock: Callable[[], float] = time.monotonic
+        #: Whether the checkpoint written when the training is done keeps the optimiser state
+        #: and memory bank (needed only to train on; ``False``: :func:`finished_state`, what
+        #: a job does for its runs, which are never resumed once completed).
+        self.keep_resume_state = True
+        self._loaded_finished = False  # restored from a finished run's checkpoint
 
     def set_neighbors(self, table: np.ndarray | Tensor) -> None:
         """Stage 2: the kNN table [N, K] (row indices) the positives are drawn from.
@@ -284,9 +296,13 @@ class CRLCTrainer:
         return minutes is not None and self.elapsed_s >= minutes * 60.0
 
     def _training_done(self) -> bool:
-        if self.config.epochs is not None and self.epoch >= self.config.epochs:
+        return self._done_at(self.epoch, self.elapsed_s)
+
+    def _done_at(self, epoch: int, elapsed_s: float) -> bool:
+        """Whether the training is done after ``epoch`` epochs and ``elapsed_s`` seconds."""
+        if self.config.epochs is not None and epoch >= self.config.epochs:
             return True
-        return self.config.minutes is not None and self.elapsed_s >= self.config.minutes * 60.0
+        return self.config.minutes is not None and elapsed_s >= self.config.minutes * 60.0
 
     def _eta(self, rate_steps_per_s: float) -> float | None:
         """Seconds left: the time budget's rest, or the remaining steps at this rate
@@ -579,10 +595,20 @@ class CRLCTrainer:
         }
 
     def save(self, reporter: Reporter | None = None) -> None:
-        """Write a checkpoint atomically (no-op without a checkpoint path)."""
+        """Write a checkpoint atomically (no-op without a checkpoint path).
+
+        Once the training is done, without :attr:`keep_resume_state` (or when this trainer
+        was restored from such a checkpoint) the optimiser state and memory bank are left out
+        (:func:`~crlc_engine.training.checkpoint.finished_state`): that is the run's final
+        checkpoint, and no step follows it.
+        """
         if self.checkpoint_path is None:
             return
-        save_checkpoint(self.checkpoint_path, self.state_dict())
+        state = self.state_dict()
+        dropped = not self.keep_resume_state or self._loaded_finished
+        if dropped and self._training_done():
+            state = finished_state(state)
+        save_checkpoint(self.checkpoint_path, state)
         if reporter is not None:
             reporter.event(
                 CheckpointSaved(str(self.checkpoint_path), self.epoch, self.step_in_epoch)
@@ -668,8 +694,13 @@ class CRLCTrainer:
                 f"checkpoint {source} was trained with the {kind} optimiser, these settings "
                 f"use {self.config.optimizer}; resume it with its own settings"
             )
+        resumable = has_resume_state(state)
+        if not resumable and not self._done_at(int(state["epoch"]), float(state["elapsed_s"])):
+            raise CheckpointError(f"checkpoint {source} {FINISHED_NOTE}")
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self._loaded_finished = not resumable
+        if resumable:  # a finished run's checkpoint has none: no step follows
+            self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
         self.step_in_epoch = int(state["step_in_epoch"])
         self.total_steps = int(state["total_steps"])
@@ -680,7 +711,7 @@ class CRLCTrainer:
         restore_generator(self.augment_generator, state["augment_generator"], source, self.device)
         norm = state["normalization"]
         self._set_normalization(tuple(norm["mean"]), tuple(norm["std"]))
-        if self.bank is not None:
+        if self.bank is not None and resumable:
             saved_bank = state.get("memory_bank")
             if saved_bank is None:
                 raise CheckpointError(f"checkpoint {source} has no memory bank")

@@ -71,3 +71,53 @@ def test_training_shows_epochs_and_plots(qtbot: QtBot) -> None:
     assert panel.loss_plot.isVisibleTo(panel) and panel.size_bars.sizes == [30, 20]
     assert panel.rate.text() == "800 images/s · about 1:05 left"
     assert panel.detail.text() == "Epoch 4: loss 2.500; cluster sizes 30, 20"
+
+
+@pytest.mark.parametrize(
+    ("job", "ended"),
+    [
+        (lambda reporter, control: reporter.status("Computing assignments…"), "done"),
+        (lambda reporter, control: 1 / 0, "failed"),
+    ],
+)
+def test_the_panel_returns_to_idle_when_a_job_ends(qtbot: QtBot, job: object, ended: str) -> None:
+    panel = JobPanel()
+    qtbot.addWidget(panel)
+    clock = Clock()
+    panel._clock = clock
+    worker = JobWorker(job, "assign")  # type: ignore[arg-type]
+    panel.attach("Computing assignments", worker, unit="images")
+    worker.statusChanged.emit("Computing assignments…")
+    worker.progressChanged.emit(9.0, 10.0)
+    clock.now = 65.0
+    worker.run()
+    assert panel.title.text() == f"Computing assignments: {ended} after 1:05"
+    assert panel.detail.text() == "No job running."  # not the stale "about 0 s left"
+    assert panel.rate.text() == ""
+    assert not panel.bar.isVisibleTo(panel) and not panel.cancel_button.isVisibleTo(panel)
+
+
+def test_a_summary_the_window_wrote_is_kept(qtbot: QtBot) -> None:
+    panel = JobPanel()
+    qtbot.addWidget(panel)
+    worker = JobWorker(lambda reporter, control: None, "scan")
+    panel.attach("Scanning images", worker, unit="files")
+    worker.finished.connect(lambda _: panel.title.setText("Scan finished"))
+    worker.finished.connect(lambda _: panel.detail.setText("24 usable images"))
+    worker.run()
+    assert (panel.title.text(), panel.detail.text()) == ("Scan finished", "24 usable images")
+
+
+def test_a_second_job_and_a_cancel_leave_no_stale_state(qtbot: QtBot) -> None:
+    panel = JobPanel()
+    qtbot.addWidget(panel)
+    first = JobWorker(lambda reporter, control: None, "scan")
+    panel.attach("Scanning images", first, unit="files")
+    first.run()
+    second = JobWorker(lambda reporter, control: None, "train")
+    panel.attach("Grouping images", second)
+    assert panel.bar.isEnabled() and panel.bar.isVisibleTo(panel)  # not greyed from before
+    panel.cancel_button.click()
+    assert panel.detail.text() == "Cancelling after the current step…"
+    second.run()
+    assert panel.detail.text() == "No job running."

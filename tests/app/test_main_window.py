@@ -19,7 +19,14 @@ from pytestqt.qtbot import QtBot
 import crlc_engine.library.library as library_module
 from app import recent
 from app.main import main
-from app.screenshots import SCREENSHOT_STATES, prepare_scan_workspace, replay_scan, show_export
+from app.screenshots import (
+    SCREENSHOT_STATES,
+    prepare_scan_workspace,
+    replay_scan,
+    show_export,
+    show_viewer,
+    wait_for_viewer,
+)
 from app.views.main_window import MainWindow, settings
 from crlc_engine.library import ImageLibrary
 from crlc_engine.library.decode import DecodeResult, decode_file
@@ -208,6 +215,25 @@ def test_screenshot_replays_show_a_scan_and_the_export_preview(
         assert dialog.preview is not None and dialog.preview.files == 48
     finally:
         dialog.reject()
+
+
+def test_the_viewer_state_shows_the_newest_runs_first_group_and_picture(
+    window: MainWindow, library: tuple[Path, Path]
+) -> None:
+    folder, ws = library
+    newest = write_run(ws, folder, clusters=2)
+    window.workspace = ws
+    window.open_folders([folder], scan=False)
+    assert window.session is not None and len(window.session.runs()) == 2
+    window.show_run(window.session.runs()[0])  # an older run shown
+    show_viewer(window)
+    wait_for_viewer(window)
+    assert window.session is not None and window.session.run_id == newest
+    first_group = window.session.groups()[0].key
+    assert window._current_group() == first_group
+    assert window.viewer_shown() and not window.viewer.is_loading()
+    assert window.viewer.current_image_id() == window.session.images_of(first_group).image_ids[0]
+    assert window.viewer.canvas.image is not None  # decoded in full, not the thumbnail
 
 
 # ---------------------------------------------------------------------- the features

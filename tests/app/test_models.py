@@ -185,9 +185,13 @@ def test_group_roles(qtbot: QtBot, checked: Callable[[Any], None]) -> None:
     assert model.data(idx[0], GroupListModel.NameRole) == "Beach"
     assert model.data(idx[1], GroupListModel.NameRole) is None
     assert model.data(idx[2], GroupListModel.FlagsRole) == ("changed: only 5 of 10",)
+    assert model.data(idx[0], GroupListModel.StatsRole) == "812 photos \u00b7 87 %"
+    assert model.data(idx[0], GroupListModel.CoverIdsRole) == ()  # no top pictures
+    assert model.data(idx[0], GroupListModel.CoverRole) is None  # no thumbnail source
     assert model.flags(idx[0]) & Qt.ItemFlag.ItemIsEditable
     names = model.roleNames()
     assert bytes(names[GroupListModel.MeanConfidenceRole].data()) == b"meanConfidence"
+    assert bytes(names[GroupListModel.CoverRole].data()) == b"cover"
     assert model.row_of("group:Food") == 2 and model.row_of("cluster:9") == -1
     assert model.summary(0).name == "Beach"
 

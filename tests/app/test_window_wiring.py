@@ -252,12 +252,22 @@ def test_the_same_name_on_two_groups_merges_them_into_one_row(
     assert second in rows(window) and session.group_name(second) == f"Cluster {second[8:]}"
 
 
-def test_after_a_correction_the_next_image_takes_the_selection(opened: MainWindow) -> None:
+def test_after_a_correction_the_next_image_takes_the_selection(
+    opened: MainWindow, qtbot: QtBot
+) -> None:
     window = opened
+    window.resize(700, 420)
+    window.set_thumbnail_size(160)
+    window.show()
+    qtbot.waitExposed(window)
     assert window.grid_model is not None and window.grid_model.rowCount() > 5
     window.grid.setCurrentIndex(window.grid_model.index(3))
+    bar = window.grid.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 40)  # the grid scrolls: the check can fail
+    bar.setValue(bar.maximum() // 2)
     fifth = window.grid_model.image_id(4)
-    scroll = window.grid.verticalScrollBar().value()
+    scroll = bar.value()
+    assert scroll > 0
     window.ignore_action.trigger()  # Delete
     assert window.grid.currentIndex().row() == 3
     assert window.grid_model.image_id(3) == fifth and window.shown_image == fifth
@@ -610,3 +620,173 @@ def test_a_dark_screenshot_leaves_the_application_as_it_was(
     assert np.median(lightness) < 80  # a dark window
     assert app.palette().color(QPalette.ColorRole.Window) == before
     assert (user_file.read_bytes() if user_file.exists() else None) == stored  # not touched
+
+
+# ---------------------------------------------------------------------- panels, small things
+def test_clicking_a_similar_image_selects_it_in_its_group(opened: MainWindow) -> None:
+    window = opened
+    session = window.session
+    assert session is not None and window.grid_model is not None
+    here = window._current_group()
+    elsewhere = next(k for k in rows(window) if k != here)
+    target = int(session.images_of(elsewhere).image_ids[2])
+    window.detail.show_neighbors([(target, 0.9, session.thumbnail_path(target))])
+    item = window.detail.neighbors.item(0)
+    window.detail.neighbors.itemClicked.emit(item)
+    assert window._current_group() == elsewhere  # switched group
+    assert window.grid_model.image_id(window.grid.currentIndex().row()) == target
+    assert window._selected_ids() == [target] and window.shown_image == target
+    window.ignore_action.trigger()  # Delete acts on the picture shown
+    assert session.detail(target).ignored
+    assert not window.select_image(target)  # an ignored picture: shown, and said
+    assert "ignored" in window.statusBar().currentMessage()
+
+
+def test_quit_open_dialog_start_and_sort_order_saved_at_once(
+    make_window: Callable[..., MainWindow],
+    store: SettingsStore,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    window = make_window()
+    assert window.quit_action.shortcut().toString() == "Ctrl+Q"
+    assert window.quit_action in window.menuBar().actions()[0].menu().actions()
+    started: list[str] = []
+    monkeypatch.setattr(
+        main_window_module.QFileDialog,
+        "getExistingDirectory",
+        lambda parent, title, start: started.append(start) or "",
+    )
+    pictures = tmp_path / "Pictures"
+    monkeypatch.setattr(
+        main_window_module.QStandardPaths, "writableLocation", lambda kind: str(pictures)
+    )
+    window._choose_folder()  # no Pictures folder yet: home
+    pictures.mkdir()
+    window._choose_folder()
+    assert started == [str(Path.home()), str(pictures)]
+
+    window.low_first.setChecked(True)  # saved now, not only on a normal close
+    assert json.loads(store.path.read_text())["low_confidence_first"] is True
+    window.quit_action.trigger()
+    assert not window.isVisible()
+
+
+def test_an_export_offers_to_open_its_folder(
+    opened: MainWindow, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from crlc_engine.export import ExportResult
+
+    shown: list[Path] = []
+    monkeypatch.setattr(main_window_module, "open_folder", lambda f: shown.append(f) or False)
+    dest = tmp_path / "sorted"
+    result = ExportResult(
+        manifest=dest / ".crlc-export-1.csv",
+        mode="copy",
+        files=3,
+        folders={"A": 2, "B": 1},
+        skipped=[],
+        dry_run=False,
+        already_done=0,
+    )
+    opened._on_exported(result)
+    notice = opened.notice
+    assert notice.key == "export-done" and "3 photos into 2 folders" in notice.text.text()
+    button = notice.button("Open folder")
+    assert button is not None
+    button.click()
+    assert shown == [dest] and not notice.isVisibleTo(opened)
+    # no file manager here (the stand-in says so): the window says where the folder is
+    assert "No file manager could be started" in opened.statusBar().currentMessage()
+
+
+def test_long_skipped_paths_keep_their_file_name(qtbot: QtBot) -> None:
+    from app.views.skipped_dialog import skipped_files_dialog
+
+    path = "/photos/" + "very-long-folder-name/" * 12 + "IMG_0042.jpg"
+    dialog = skipped_files_dialog([(path, "not an image")])
+    qtbot.addWidget(dialog)
+    assert dialog.table.textElideMode() == Qt.TextElideMode.ElideMiddle
+    index = dialog.model.index(0, 0)
+    assert dialog.model.data(index, Qt.ItemDataRole.ToolTipRole) == path
+
+
+def test_the_viewer_steps_corrects_and_returns_to_the_grid(
+    opened: MainWindow, qtbot: QtBot
+) -> None:
+    window = opened
+    model = window.grid_model
+    assert model is not None and model.rowCount() > 4
+    window.grid.setCurrentIndex(model.index(1))
+    window.grid.setFocus()
+    qtbot.keyClick(window.grid, Qt.Key.Key_Space)  # Space opens the picture large
+    assert window.viewer_shown() and window.viewer.current_image_id() == model.image_id(1)
+    assert window.viewer.count() == model.rowCount()
+    qtbot.keyClick(window.viewer, Qt.Key.Key_Right)  # the grid and the detail follow
+    third = model.image_id(2)
+    assert window.viewer.current_image_id() == third
+    assert window._selected_ids() == [third] and window.shown_image == third
+    assert window.session is not None
+    assert window.session.detail(third).group_name in window.viewer.caption()
+    fourth = model.image_id(3)
+    window.ignore_action.trigger()  # Delete ignores the picture shown; the next takes its place
+    assert window.session.detail(third).ignored
+    assert window.viewer_shown() and window.viewer.current_image_id() == fourth
+    window.undo_action.trigger()  # the picture comes back in its place, in the viewer too
+    assert not window.session.detail(third).ignored
+    assert window.viewer.current_image_id() == third
+    qtbot.keyClick(window.viewer, Qt.Key.Key_Right)
+    qtbot.keyClick(window.viewer, Qt.Key.Key_Escape)  # back to the grid, on the last picture
+    assert not window.viewer_shown()
+    assert window.grid_model is not None
+    assert window.grid_model.image_id(window.grid.currentIndex().row()) == fourth
+    window.grid.doubleClicked.emit(window.grid.currentIndex())  # a double-click opens it too
+    assert window.viewer_shown()
+    other = next(k for k in rows(window) if k != window._current_group())
+    select_group(window, other)  # another group: the viewer shows it from its start
+    assert window.viewer.current_image_id() == window.grid_model.image_id(0)
+
+
+def test_covers_in_the_group_list_and_the_confidence_toggle(
+    opened: MainWindow, store: SettingsStore, make_window: Callable[..., MainWindow]
+) -> None:
+    from app.views.group_delegate import GroupDelegate
+
+    window = opened
+    assert isinstance(window.group_list.itemDelegate(), GroupDelegate)
+    assert window.group_model.thumbnail_source is window.cache  # covers from the grid's cache
+    assert window.grid_delegate.show_confidence and window.show_confidence_action.isChecked()
+    window.show_confidence_action.trigger()  # View > Show confidence: off, saved at once
+    assert not window.grid_delegate.show_confidence
+    assert json.loads(store.path.read_text())["show_confidence"] is False
+    again = make_window()
+    assert not again.grid_delegate.show_confidence
+    assert not again.show_confidence_action.isChecked()
+    window._close_session()
+    assert window.group_model.thumbnail_source is None
+
+
+def test_the_viewer_acts_on_its_photo_and_follows_refreshes_and_clicks(
+    opened: MainWindow, qtbot: QtBot
+) -> None:
+    window = opened
+    model = window.grid_model
+    assert model is not None and window.session is not None
+    window.grid.setCurrentIndex(model.index(2))
+    window.grid.selectAll()  # many selected in the grid...
+    assert window.open_viewer()
+    shown = window.viewer.current_image_id()
+    assert shown == model.image_id(2) and window._selected_ids() == [shown]
+    size = model.rowCount()
+    window.ignore_action.trigger()  # ...Delete ignores the photo shown, only
+    assert model.rowCount() == size - 1 and window.session.detail(shown).ignored
+    window.undo_action.trigger()
+    qtbot.keyClick(window.viewer, Qt.Key.Key_Right)
+    viewed = window.viewer.current_image_id()
+    window.refresh()  # e.g. a finished job: the viewer and the grid stay on the photo
+    assert window.viewer.current_image_id() == viewed == window._selected_ids()[0]
+    assert model.image_id(window.grid.currentIndex().row()) == viewed
+    other = next(k for k in rows(window) if k != window._current_group())
+    target = int(window.session.images_of(other).image_ids[1])
+    assert window.select_image(target)  # a similar picture clicked: the viewer shows it
+    assert window._current_group() == other and window.viewer.current_image_id() == target

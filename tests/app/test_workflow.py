@@ -62,8 +62,17 @@ def test_open_group_correct_refine_export_reopen(
     assert window.session.detail(first).label is None
     window._redo()
 
+    from app.views import refine_dialog
+
+    dialog = window.refine_dialog()
+    assert dialog is not None
+    assert dialog.what.text().startswith("1 labelled picture in 1 group: Special (1)")
+    assert dialog.epochs_spin.value() == 1 and "About" in dialog.estimate_label.text()
+    monkeypatch.setattr(refine_dialog.RefineDialog, "exec", lambda self: 1)
     window._refine()
     wait_idle(window, qtbot)
+    assert window.jobs.title.text().startswith("Refining with your labels: done after")
+    assert not window.jobs.bar.isVisible() and window.jobs.rate.text() == ""
     refined = window.session.run_id
     runs = window.session.library.runs.all()
     assert len(runs) == 2 and runs[-1].read_config()["parent"] == runs[0].run_id

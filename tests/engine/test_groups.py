@@ -122,6 +122,15 @@ def test_labels_are_origins_first_and_name_where_they_went() -> None:
     # a label moved into a cluster full of another named group does not rename it
     reference = dict.fromkeys(range(1, 6), "Cat")
     assert attach_names(reference, {1: "Dog"}, dict.fromkeys(range(1, 6), 0)) == {0: "Cat"}
+    # one label does not name a cluster whose other pictures came from named groups
+    reference = {i: "Dog" for i in range(1, 41)} | {i: None for i in range(41, 82)}
+    assert attach_names(reference, {81: "Bird"}, dict.fromkeys(range(1, 82), 0)) == {}
+
+
+def test_new_pictures_count_against_a_name() -> None:
+    reference = {1: "Dog", 2: "Dog", 3: "Cat", 4: "Cat"}
+    new = {1: 0, 2: 0} | dict.fromkeys(range(100, 196), 0) | {3: 1, 4: 1}
+    assert attach_names(reference, {}, new) == {1: "Cat"}  # 2 Dogs among 96 new: unnamed
 
 
 def test_checks_count_the_pictures_that_stayed() -> None:
@@ -180,6 +189,54 @@ def test_move_to_a_group_labels_and_to_an_unnamed_cluster_names_it(catalog: Cata
     view = GroupStore(catalog).view("r")
     assert view.key_of(5) == named_key("Dog") and view.key_of(6) == named_key("Cluster 3")
     assert view.group(named_key("Dog")).size == 3
+
+
+def test_a_cluster_n_group_elsewhere_never_takes_an_unnamed_cluster_n(catalog: Catalog) -> None:
+    store, groups = ResultStore(catalog), GroupStore(catalog)
+    write_run(store, "old", [0, 0, 1, 1, 2, 2, 3, 3, 3, 3])
+    notes = Annotations(catalog)
+    notes.move_to_group("old", [1], unnamed_key(3))  # names cluster 3 "Cluster 3"
+    write_run(store, "new", [2, 2, 1, 1, 3, 3, 2, 2, 2, 2])  # "Cluster 3" went to cluster 2
+    groups.attach("new", groups.reference("old"), "old")
+    view = groups.view("new")
+    titles = [g.title for g in view.groups]
+    assert "Cluster 3" in titles and "Cluster 3 (2)" in titles  # two rows, two titles
+    assert view.group(named_key("Cluster 3")).clusters == (2,)
+    # moving into the unnamed cluster 3 names it apart, not into the other group
+    assert notes.move_to_group("new", [5], unnamed_key(3)) == "Cluster 3 (2)"
+    assert groups.view("new").group(named_key("Cluster 3")).size == 6
+
+
+def test_a_group_that_lost_every_picture_keeps_a_flagged_row(catalog: Catalog) -> None:
+    store, groups = ResultStore(catalog), GroupStore(catalog)
+    write_run(store, "old", [0, 0, 1, 1, 2, 2, 3, 3, 3, 3])
+    notes = Annotations(catalog)
+    notes.name_cluster("old", 0, "Dog")
+    notes.name_cluster("old", 1, "Cat")
+    write_run(store, "new", [1, 2, 1, 1, 2, 2, 3, 3, 3, 3])  # the Dogs spread out
+    groups.attach("new", groups.reference("old"), "old")
+    dog = groups.view("new").group(named_key("Dog"))
+    assert dog is not None and dog.size == 0 and dog.clusters == ()
+    assert dog.flags and "only 0 of its 2 pictures" in dog.flags[0]
+    notes.rename_group("Dog", "Puppy")  # the warning follows a rename, and its undo
+    assert groups.view("new").group(named_key("Puppy")).flags
+    notes.undo()
+    assert groups.view("new").group(named_key("Dog")).flags
+    notes.rename_group("Dog", "Cat")  # a merge keeps both groups' checks apart
+    assert {c.name for c in groups.checks("new")} == {"Dog", "Cat"}
+    notes.undo()
+    assert {c.name for c in groups.checks("new")} == {"Dog", "Cat"}
+
+
+def test_an_undone_name_is_free_again(catalog: Catalog) -> None:
+    write_run(ResultStore(catalog), "r", [0, 0, 1, 1, 2, 2, 3, 3, 3, 3])
+    notes = Annotations(catalog)
+    notes.name_cluster("r", 0, "Dog")
+    notes.name_cluster("r", 1, "Dog")
+    notes.name_cluster("r", 2, "Dog")
+    assert notes.separate_clusters("r", "Dog", [0, 1, 2]) == ["Dog", "Dog 2", "Dog 3"]
+    notes.undo()
+    assert notes.separate_clusters("r", "Dog", [0, 1, 2]) == ["Dog", "Dog 2", "Dog 3"]
 
 
 # ------------------------------------------------------------------------ refine targets

@@ -217,6 +217,11 @@ def test_groups_in_clusters_and_export_with_flags_and_old_runs(
         c["size"] for c in shown["clusters"] if c["cluster"] in (one, two)
     )
     assert merged["flags"] == [GroupCheck("Shapes", 10, 3, "older").flag_text()]
+    code = main(["clusters", str(photos), "--workspace", ws, "--top", "1"])
+    (header,) = [line for line in capsys.readouterr().out.splitlines() if "Shapes" in line]
+    clusters_text = ", ".join(map(str, merged["clusters"]))
+    assert header.startswith(f"# Shapes (clusters {clusters_text}): {merged['size']} images")
+    assert header.endswith(f"  ! {merged['flags'][0]}")
     code, exported = run(
         ["export", str(photos), str(tmp_path / "out"), "--dry-run", "--workspace", ws], capsys
     )
@@ -227,3 +232,79 @@ def test_groups_in_clusters_and_export_with_flags_and_old_runs(
     code, old = run(["clusters", str(photos), "--run", first, "--workspace", ws], capsys)
     assert code == 0 and old["run_id"] == first  # each run keeps its own names
     assert [g["clusters"] for g in old["groups"] if g["name"] == "Shapes"] == [merged["clusters"]]
+
+
+def _text(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str], str]:
+    """Exit status, stdout lines and stderr of a command run without ``--json``."""
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
+
+
+def _expected_lines(groups: list[dict], with_paths: bool = True) -> list[tuple[str, str]]:
+    """("header", title) and ("path", path) rows that the text output must show, in order."""
+    rows = []
+    for g in groups:
+        rows.append(("header", g["name"] or f"Cluster {g['clusters'][0]}"))
+        rows.extend(("path", p) for p in g["top"] if with_paths)
+    return rows
+
+
+def _shown(lines: list[str]) -> list[tuple[str, str]]:
+    rows = []
+    for line in lines:
+        if line.startswith("# "):
+            rows.append(("header", line[2:].split(" (")[0].split(":")[0]))
+        else:
+            assert Path(line).is_absolute() and Path(line).is_file(), line  # nothing else
+            rows.append(("path", line))
+    return rows
+
+
+def test_clusters_text_prints_a_header_and_the_top_paths_per_group(
+    library: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, ws = library
+    disc = sorted((photos / "disc").iterdir())
+    code, shown = run(["clusters", str(photos), "--workspace", ws], capsys)
+    run_id, first = shown["run_id"], shown["groups"][0]["clusters"][0]
+    # options among the positional arguments of name and move
+    assert main(["name", str(photos), "--workspace", ws, str(first), "--run", run_id, "Dots"]) == 0
+    assert main(["move", str(photos), "--to", str(first), str(disc[0]), "--workspace", ws]) == 0
+    capsys.readouterr()
+
+    for top, flag in ((2, ["--top", "2"]), (5, [])):  # 5: the default
+        code, json_out = run(["clusters", str(photos), "--workspace", ws, *flag], capsys)
+        code, lines, err = _text(["clusters", *flag, str(photos), "--workspace", ws], capsys)
+        assert code == 0, err
+        assert _shown(lines) == _expected_lines(json_out["groups"])
+        for g in json_out["groups"]:
+            assert len(g["top"]) == min(top, g["size"])
+        assert not any(line.startswith("/") for line in err.splitlines())  # paths: stdout
+    (dots,) = [line for line in lines if line.startswith("# Dots")]
+    assert dots.startswith(f"# Dots (cluster {first}): ") and " labelled" in dots
+    assert "mean confidence" in dots
+
+    code, lines, err = _text(["clusters", str(photos), "--top", "0", "--workspace", ws], capsys)
+    assert code == 0, err
+    assert _shown(lines) == _expected_lines(json_out["groups"], with_paths=False)
+    assert all(line.startswith("# ") for line in lines)
+
+    code, lines, err = _text(["assign", str(photos), "--workspace", ws, "--top", "1"], capsys)
+    assert code == 0, err
+    code, json_out = run(["clusters", str(photos), "--workspace", ws, "--top", "1"], capsys)
+    assert _shown(lines) == _expected_lines(json_out["groups"])  # as clusters does
+
+
+def test_clusters_json_keeps_stdout_for_the_json_object(
+    library: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, ws = library
+    code = main(["clusters", str(photos), "--top", "1", "--workspace", ws, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0 and len(captured.out.strip().splitlines()) == 1
+    payload = json.loads(captured.out)
+    assert set(payload) == {"run_id", "clusters", "groups"}
+    assert set(payload["clusters"][0]) == {"cluster", "name", "size", "mean_confidence", "top"}
+    headers = [line for line in captured.err.splitlines() if line.startswith("# ")]
+    assert len(headers) == len(payload["groups"])  # the headers on stderr, for a person
