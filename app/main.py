@@ -107,16 +107,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     from PySide6.QtWidgets import QApplication
 
+    from app.gc_guard import GuiGarbageCollector
+
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
     assert isinstance(app, QApplication)
+    collector = GuiGarbageCollector(app)  # cycles holding Qt objects die on the GUI thread
 
     if args.screenshot:
         from app.screenshots import save_screenshot
 
         state = args.state or ("clusters" if args.folders else "start")
-        ok = save_screenshot(
-            args.screenshot, state, list(args.folders), args.workspace, theme=args.theme
-        )
+        try:
+            ok = save_screenshot(
+                args.screenshot, state, list(args.folders), args.workspace, theme=args.theme
+            )
+        finally:
+            collector.stop()
         return 0 if ok else 1
 
     from app.views.main_window import log_file
@@ -131,7 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     window = open_main_window(app, list(args.folders), args.workspace)
     install_excepthook(window)
     window.show()
-    return int(app.exec())
+    try:
+        return int(app.exec())
+    finally:
+        collector.stop()
 
 
 def open_main_window(

@@ -112,10 +112,10 @@ class RefineSetup:
         return max(1, (self.base.epochs or 50) // 4)
 
     def config(self, epochs: int | None, minutes: float | None) -> TrainConfig:
-        """The settings the refinement trains with, as far as time and disk go."""
-        return self.base.replace(
-            epochs=epochs, minutes=minutes, stage="end_to_end", freeze_backbone=False
-        )
+        """The settings the refinement trains with (CRLC-semi's, labelled images included)."""
+        from crlc_engine.jobs import refine_settings
+
+        return refine_settings(self.base, self.base.clusters, epochs, minutes, None)
 
 
 @dataclass(frozen=True)

@@ -33,17 +33,13 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
-import PySide6
-from PIL import Image
-from PySide6.QtCore import QEventLoop, qVersion
-from PySide6.QtGui import QPaintEvent
+from _gui_bench import TimedListView, make_thumbnails, pump, qt_machine, stats
 from PySide6.QtWidgets import QApplication, QListView
 
 from app.models import GroupListModel, ThumbnailCache
@@ -53,34 +49,6 @@ from crlc_engine.groups import GroupSummary
 
 BENCHMARK = "cover_list_paint"
 GOAL_MS = 16.0
-
-
-class TimedListView(QListView):
-    """A QListView that records how long each of its paint events takes, by phase."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.phase = "layout"
-        self.paint_ms: dict[str, list[float]] = {}
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        start = time.perf_counter()
-        super().paintEvent(event)
-        self.paint_ms.setdefault(self.phase, []).append((time.perf_counter() - start) * 1e3)
-
-
-def make_thumbnails(folder: Path, count: int, seed: int = 0) -> None:
-    """``count`` distinct 256 x 192 JPEGs (quality 85) that compress like photos."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:192, 0:256].astype(np.float32)
-    for k in range(count):
-        base = rng.uniform(30, 220, size=3)
-        slope = rng.uniform(-0.5, 0.5, size=(3, 2))
-        pixels = np.stack([base[c] + slope[c, 0] * x + slope[c, 1] * y for c in range(3)], axis=-1)
-        pixels += rng.normal(0, 12, size=pixels.shape)
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
-            folder / f"{k}.jpg", quality=85
-        )
 
 
 def make_groups(count: int, single_every: int) -> list[GroupSummary]:
@@ -103,31 +71,6 @@ def make_groups(count: int, single_every: int) -> list[GroupSummary]:
             )
         )
     return groups
-
-
-def stats(values: list[float]) -> dict[str, float | int]:
-    """count, p50 (median), p95, max (ms, rounded)."""
-    if not values:
-        return {"count": 0}
-    array = np.asarray(values)
-    return {
-        "count": int(array.size),
-        "p50": round(float(np.percentile(array, 50)), 3),
-        "p95": round(float(np.percentile(array, 95)), 3),
-        "max": round(float(array.max()), 3),
-    }
-
-
-def pump(app: QApplication, until: Callable[[], bool], timeout_s: float = 60.0) -> float:
-    """Process events until ``until()`` is true; returns the seconds it took."""
-    start = time.perf_counter()
-    while not until():
-        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
-        if time.perf_counter() - start > timeout_s:
-            raise TimeoutError("gave up waiting")
-        if not until():
-            time.sleep(0.0005)
-    return time.perf_counter() - start
 
 
 def visible_rows(view: QListView, model: GroupListModel) -> list[int]:
@@ -227,13 +170,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": BENCHMARK,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": platform.node(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
+        **qt_machine(),
         "load_average_1min": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "qt": qVersion(),
-        "pyside6": PySide6.__version__,
-        "qpa": os.environ.get("QT_QPA_PLATFORM", ""),
         "device_pixel_ratio": dpr,
         "config": {
             "groups": args.groups,
@@ -250,7 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "page_scroll_ms": scroll,
         "cold_placeholder_paint_ms": stats(placeholder_ms),
         "cold_wait_for_page_covers_ms": stats(wait_ms),
-        "paint_events_ms": {phase: stats(v) for phase, v in view.paint_ms.items()},
+        "paint_events_ms": {phase: stats(v) for phase, v in view.by_phase().items()},
         "decodes": decodes,
         "decodes_after_loading": extra_decodes,
         "covers_composed": model.cover_store.composed,

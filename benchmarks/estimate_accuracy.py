@@ -31,15 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from _imagenette import IMAGE_SUFFIXES, machine, unpack
 
 from crlc_engine.estimate import (
     checkpoint_size,
@@ -54,7 +52,6 @@ from crlc_engine.presets import resolve_train_config
 
 #: The size the window scans at (app.views.main_window.SCAN_SIZE).
 WINDOW_SCAN_SIZE = 32
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 
 
 class TimedReporter:
@@ -90,9 +87,7 @@ def _photos(source: Path, workdir: Path) -> Path:
     else:
         root = workdir / "imagenette"
         if not (root / "val").is_dir():
-            root.mkdir(parents=True, exist_ok=True)
-            with tarfile.open(source) as tar:
-                tar.extractall(root, filter="data")
+            unpack(source, root)
     return root / "val" if (root / "val").is_dir() else root
 
 
@@ -207,24 +202,6 @@ def run_case(
     }
 
 
-def _machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model or platform.processor(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="imagenette-224.tar.gz or an unpacked copy")
@@ -253,7 +230,7 @@ def main() -> int:
     report = {
         "benchmark": "estimate_accuracy",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": _machine(),
+        "machine": machine(),
         "cases": results,
         "worst_error_pct": max(errors) if errors else None,
         "within_30_pct": all(e <= 30.0 for e in errors),

@@ -33,88 +33,24 @@ import platform
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import _gui_bench
 import numpy as np
-import PySide6
-from PIL import Image
-from PySide6.QtCore import QEventLoop, QSize, qVersion
-from PySide6.QtGui import QPaintEvent
+from _gui_bench import TimedListView, make_thumbnails, qt_machine
+from PySide6.QtCore import QSize
 from PySide6.QtWidgets import QApplication, QListView
 
 from app.models import ThumbnailCache, ThumbnailGridModel
 
 BENCHMARK = "gui_grid_paint"
 
-
-class TimedListView(QListView):
-    """A QListView that records how long each of its paint events takes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paint_ms: list[float] = []
-        self.phase = "layout"
-        self.phases: list[str] = []
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        start = time.perf_counter()
-        super().paintEvent(event)
-        self.paint_ms.append((time.perf_counter() - start) * 1000.0)
-        self.phases.append(self.phase)
-
-    def reset_timings(self) -> None:
-        self.paint_ms.clear()
-        self.phases.clear()
-
-    def slowest(self, count: int = 5) -> list[tuple[str, float]]:
-        """The slowest paint events: (phase, ms)."""
-        order = np.argsort(self.paint_ms)[::-1][:count]
-        return [(self.phases[i], round(self.paint_ms[i], 2)) for i in order.tolist()]
-
-
-def make_thumbnails(folder: Path, count: int, seed: int = 0) -> list[Path]:
-    """``count`` distinct 256 x 192 JPEGs (quality 85) that compress like photos."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:192, 0:256].astype(np.float32)
-    paths = []
-    for k in range(count):
-        base = rng.uniform(30, 220, size=3)
-        slope = rng.uniform(-0.5, 0.5, size=(3, 2))
-        pixels = np.stack([base[c] + slope[c, 0] * x + slope[c, 1] * y for c in range(3)], axis=-1)
-        pixels += rng.normal(0, 12, size=pixels.shape)
-        path = folder / f"{k}.jpg"
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=85)
-        paths.append(path)
-    return paths
-
-
-def stats(values: list[float]) -> dict[str, float | int]:
-    """count, mean, p50, p95, max (ms, rounded)."""
-    if not values:
-        return {"count": 0}
-    array = np.asarray(values)
-    return {
-        "count": int(array.size),
-        "mean": round(float(array.mean()), 3),
-        "p50": round(float(np.percentile(array, 50)), 3),
-        "p95": round(float(np.percentile(array, 95)), 3),
-        "max": round(float(array.max()), 3),
-    }
-
-
-def pump(app: QApplication, until: Any, timeout_s: float = 30.0) -> float:
-    """Process events until ``until()`` is true; returns the seconds it took."""
-    start = time.perf_counter()
-    while not until():
-        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
-        if time.perf_counter() - start > timeout_s:
-            raise TimeoutError("gave up waiting")
-        if not until():
-            time.sleep(0.0005)
-    return time.perf_counter() - start
+stats = partial(_gui_bench.stats, mean=True)
+pump = partial(_gui_bench.pump, timeout_s=30.0)
 
 
 def make_view(args: argparse.Namespace, model: ThumbnailGridModel) -> TimedListView:
@@ -179,7 +115,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         view.show()
         columns = max(1, view.viewport().width() // view.gridSize().width())
         content = -(-n // columns) * view.gridSize().height()
-        pump(app, lambda: bar.maximum() >= content - view.viewport().height(), 120)
+        pump(app, lambda: bar.maximum() >= content - view.viewport().height(), timeout_s=120)
         return view, columns, time.perf_counter() - started
 
     cache = new_cache()
@@ -216,9 +152,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     scroll_s = time.perf_counter() - started
     event_paints = list(view.paint_ms)
     decodes = cache.decode_count - decodes_before
+    phase_ms = view.by_phase()
     by_phase = {
-        phase: stats([ms for ms, p in zip(view.paint_ms, view.phases, strict=True) if p == phase])
-        for phase in ("scroll", "arrivals", "full repaint")
+        phase: stats(phase_ms.get(phase, [])) for phase in ("scroll", "arrivals", "full repaint")
     }
     steady = {
         "steps": len(values),
@@ -267,7 +203,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             flick_seen.update(visible_rows(view, flick_model, columns))
             jumps += 1
         flick_s = time.perf_counter() - started
-        pump(app, cache.is_idle, 300)
+        pump(app, cache.is_idle, timeout_s=300)
         idle_s = time.perf_counter() - started
         last = visible_rows(view, flick_model, columns)
         result = {
@@ -291,12 +227,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "benchmark": BENCHMARK,
         "date": dt.date.today().isoformat(),
         "machine": platform.node(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "pyside6": PySide6.__version__,
-        "qt": qVersion(),
-        "qpa": os.environ.get("QT_QPA_PLATFORM"),
+        **qt_machine(),
         "settings": {
             "items": n,
             "files": args.files,

@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +39,7 @@ from typing import Any
 import faiss
 import numpy as np
 import torch
+from _imagenette import IMAGE_SUFFIXES, machine, unpack
 
 from crlc_engine.config import TrainConfig
 from crlc_engine.features import (
@@ -70,17 +69,13 @@ QUICK_SETTINGS: dict[str, Any] = {
     "subheads": 10,
     "checkpoint_every": 10,
 }
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 
 
 def _unpack(archive: Path, data: Path | None, workdir: Path) -> tuple[Path, float]:
     if data is not None and data.is_dir():
         return data, 0.0
-    target = workdir / "imagenette"
     started = time.perf_counter()
-    target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(target, filter="data")
+    target = unpack(archive, workdir / "imagenette")
     return target, time.perf_counter() - started
 
 
@@ -135,25 +130,6 @@ def _kmeans(features: np.ndarray, truth: np.ndarray, seeds: list[int]) -> dict[s
         "runs": runs,
         **{m: _summary([r[m] for r in runs]) for m in ("acc", "nmi", "ari")},
         "seconds_each": round(statistics.fmean(r["seconds"] for r in runs), 2),
-    }
-
-
-def _machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model or platform.processor(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "faiss": faiss.__version__,
-        "python": platform.python_version(),
     }
 
 
@@ -284,7 +260,7 @@ def main() -> None:
         },
         "kmeans": kmeans,
         "quick": quick,
-        "machine": _machine(),
+        "machine": {**machine(), "faiss": faiss.__version__},
     }
     table = _table(result)
     result["table"] = table

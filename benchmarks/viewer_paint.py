@@ -37,15 +37,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import _gui_bench
 import numpy as np
-import PySide6
+from _gui_bench import qt_machine
 from PIL import Image
-from PySide6.QtCore import QEventLoop, qVersion
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPixmap
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -54,6 +55,8 @@ from app.views.viewer import PhotoViewer
 
 BENCHMARK = "viewer_paint"
 TARGET_MS = 16.0
+
+pump = partial(_gui_bench.pump, timeout_s=120.0)
 
 
 def make_photo(path: Path, width: int, height: int, seed: int = 0) -> Path:
@@ -75,18 +78,6 @@ def make_photo(path: Path, width: int, height: int, seed: int = 0) -> Path:
         pixels[top : top + band.shape[0]] = np.clip(band, 0, 255).astype(np.uint8)
     Image.fromarray(pixels).save(path, quality=90)
     return path
-
-
-def pump(app: QApplication, until: Callable[[], bool], timeout_s: float = 120.0) -> float:
-    """Process events until ``until()`` is true; returns the seconds it took."""
-    start = time.perf_counter()
-    while not until():
-        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
-        if time.perf_counter() - start > timeout_s:
-            raise TimeoutError("gave up waiting")
-        if not until():
-            time.sleep(0.0005)
-    return time.perf_counter() - start
 
 
 def summary(name: str, values: list[float]) -> dict[str, float]:
@@ -145,18 +136,6 @@ def baseline_repaints(app: QApplication, width: int, height: int, count: int) ->
         times.append((time.perf_counter() - start) * 1000.0)
     widget.close()
     return times
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "qt": qVersion(),
-        "pyside6": PySide6.__version__,
-        "qpa": os.environ.get("QT_QPA_PLATFORM", ""),
-    }
 
 
 def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -253,7 +232,10 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             "open_s": round(open_s, 3),
             "cached_mb": round(cached_mb, 1),
             "generate_s": round(generate_s, 2),
-            "machine": machine(),
+            "machine": {
+                **qt_machine(),
+                "processor": platform.processor() or platform.machine(),
+            },
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
     )

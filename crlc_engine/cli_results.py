@@ -619,6 +619,15 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
     def run_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--run", help="run id (default: the newest completed run)")
 
+    def top_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--top",
+            type=_count(0),
+            default=5,
+            metavar="N",
+            help="most confident images to list per group (default 5; 0: headers only)",
+        )
+
     runs = parser(
         "runs",
         "list (or delete) the runs of a library",
@@ -638,13 +647,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
     )
     assign.add_argument("folders", nargs="+", metavar="FOLDER")
     run_option(assign)
-    assign.add_argument(
-        "--top",
-        type=_count(0),
-        default=5,
-        metavar="N",
-        help="most confident images to list per group (default 5; 0: headers only)",
-    )
+    top_option(assign)
     common(assign)
 
     clusters = parser(
@@ -657,13 +660,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> dic
     )
     clusters.add_argument("folders", nargs="+", metavar="FOLDER")
     run_option(clusters)
-    clusters.add_argument(
-        "--top",
-        type=_count(0),
-        default=5,
-        metavar="N",
-        help="most confident images to list per group (default 5; 0: headers only)",
-    )
+    top_option(clusters)
     common(clusters)
 
     neighbors = parser(

@@ -951,7 +951,12 @@ class TrainingEstimate:
         rate = f"~{self.images_per_s:,.0f} photos/s on {where}"
         duration = format_duration(self.seconds, self.device_kind)
         basis = _BASIS_TEXT.get(self.basis, self.basis)
-        if self.head_steps is not None:
+        if self.head_steps is not None and self.parts.get("features", 1.0) <= 0.0:
+            head = (
+                f"About {duration}: the features of the {self.images:,} photos are computed "
+                f"already, then {self.head_steps:,} quick steps of the grouping heads ({basis})."
+            )
+        elif self.head_steps is not None:
             head = (
                 f"About {duration}: pretrained features of {self.images:,} photos, once, at "
                 f"{rate}, then {self.head_steps:,} quick steps of the grouping heads ({basis})."
@@ -1042,7 +1047,7 @@ def _estimate_quick(
         feature_rate = QUICK_CPU_FEATURES_PER_S * speed * (224.0 / config.image_size) ** 2
         steps = max(QUICK_MIN_STEPS, epochs * max(1, count // max(1, config.batch_size)))
         parts["features"] = new_features / feature_rate
-        parts["steps"] = steps * QUICK_CPU_STEP_S / speed
+        parts["steps"] = steps * QUICK_CPU_STEP_S / speed * _labelled_factor(config)
         basis = "rough"
     else:
         steps = planned * per_epoch

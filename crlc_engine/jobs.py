@@ -931,7 +931,7 @@ def refine_folder(
         parent_assign = ResultStore(library.catalog).load(parent.run_id).cluster_of()
         targets = group_targets(labels, notes.names(parent.run_id), parent_assign, base.clusters)
         width = max(base.clusters, 1 + max(c for group in targets.values() for c in group))
-        config = _refine_config(base, width, epochs, minutes, overrides)
+        config = refine_settings(base, width, epochs, minutes, overrides)
         device = resolve_device(config.device)
         scan = library.scan(config.image_size, None, reporter, control)
         with library.locked("refining with labels"):
@@ -988,14 +988,15 @@ def refine_folder(
     )
 
 
-def _refine_config(
+def refine_settings(
     base: TrainConfig,
     clusters: int,
     epochs: int | None,
     minutes: float | None,
     overrides: dict[str, Any] | None,
 ) -> TrainConfig:
-    """The settings of a refine run of a run with settings ``base`` (CRLC-semi's)."""
+    """The settings of a refine run of a run with settings ``base`` (CRLC-semi's): also what
+    the Refine dialog estimates."""
     budget: dict[str, Any] = {"epochs": epochs, "minutes": minutes}
     if epochs is None and minutes is None:
         budget["epochs"] = max(1, (base.epochs or 50) // 4)

@@ -936,15 +936,19 @@ class GroupDialog(QDialog):
         running = self._measurer is not None and self._measurer.running
         return running or self._measure_timer.isActive()
 
-    def _schedule_measurement(self) -> None:
-        """Measure the current settings' speed once they stop changing (when not known)."""
-        if self._measurer is None:
-            return
+    def _wanted_measurement(self) -> tuple[TrainConfig, str] | None:
+        """The settings to measure and their speed key (None: the settings are not valid)."""
         try:
             config = self.config()
         except InvalidSettingError:
+            return None
+        return config, self._speed_key(config)
+
+    def _schedule_measurement(self) -> None:
+        """Measure the current settings' speed once they stop changing (when not known)."""
+        if self._measurer is None or (wanted := self._wanted_measurement()) is None:
             return
-        key = self._speed_key(config)
+        config, key = wanted
         if self.calibration(config) is not None or key in self._measure_errors:
             self._measure_timer.stop()
             if self._measurer.key not in (None, key):
@@ -956,11 +960,9 @@ class GroupDialog(QDialog):
     def _measure_speed(self) -> None:
         if self._measurer is None or not self.isVisible():
             return
-        try:
-            config = self.config()
-        except InvalidSettingError:
+        if (wanted := self._wanted_measurement()) is None:
             return
-        key = self._speed_key(config)
+        config, key = wanted
         if self.calibration(config) is None and self._measurer.key != key:
             self._measurer.start(key, config, self.device_kind())
 

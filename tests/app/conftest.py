@@ -1,20 +1,28 @@
-"""Fixtures of the app tests: a scanned library with a written (fake) run, theme restore."""
+"""Fixtures of the app tests: a scanned library with a written (fake) run, theme restore;
+helpers for factory fixtures, solid-colour thumbnails and a thumbnail grid."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+from PIL import Image
+from PySide6.QtCore import QSize
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QApplication, QToolTip
+from PySide6.QtWidgets import QApplication, QListView, QToolTip
 from pytestqt.qtbot import QtBot
 
+from app.models import ThumbnailCache
 from app.theme import ThemeController
+from app.views.thumbnail_delegate import ThumbnailDelegate
 from crlc_engine.library import ImageLibrary
 from crlc_engine.results import ResultStore
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -67,3 +75,65 @@ def restore_theme(qtbot: QtBot) -> Iterator[QApplication]:
     app.setStyle(style)
     app.setPalette(palette)
     QToolTip.setPalette(palette)
+
+
+# ---------------------------------------------------------------------- factory fixtures
+def made_then_torn_down(
+    make: Callable[..., T], teardown: Callable[[T], object]
+) -> Iterator[Callable[..., T]]:
+    """The body of a factory fixture (``yield from`` it): yields ``make``, keeping what it
+    made, and after the test calls ``teardown`` on each of those in turn."""
+    made: list[T] = []
+
+    def keep(*args: Any, **kwargs: Any) -> T:
+        thing = make(*args, **kwargs)
+        made.append(thing)
+        return thing
+
+    yield keep
+    for thing in made:
+        teardown(thing)
+
+
+def solid_thumbnails(
+    folder: Path, count: int, colour_of: Callable[[int], tuple[int, int, int]], quality: int
+) -> Path:
+    """``count`` solid-colour 256 x 192 JPEGs ``<k>.jpg`` of ``colour_of(k)`` in ``folder``."""
+    for k in range(count):
+        Image.new("RGB", (256, 192), colour_of(k)).save(folder / f"{k}.jpg", quality=quality)
+    return folder
+
+
+def shut_down_cache(cache: ThumbnailCache) -> None:
+    assert cache.shutdown(5000)
+
+
+def thumbnail_caches(
+    thumbnail_path: Callable[[int], Path],
+) -> Iterator[Callable[..., ThumbnailCache]]:
+    """The body of a factory fixture of :class:`ThumbnailCache`s reading ``thumbnail_path``
+    (unless given another), all shut down after the test."""
+
+    def make(**kwargs: Any) -> ThumbnailCache:
+        kwargs.setdefault("thumbnail_path", thumbnail_path)
+        return ThumbnailCache(**kwargs)
+
+    yield from made_then_torn_down(make, shut_down_cache)
+
+
+def thumbnail_grid(
+    qtbot: QtBot, model: Any, width: int, height: int, **delegate_options: Any
+) -> tuple[QListView, ThumbnailDelegate]:
+    """A shown ``width`` x ``height`` icon-mode list of ``model`` (96 px icons, the grid's
+    cells) painted by a :class:`ThumbnailDelegate` made with ``delegate_options``."""
+    view = QListView()
+    qtbot.addWidget(view)
+    view.setViewMode(QListView.ViewMode.IconMode)
+    view.setIconSize(QSize(96, 96))
+    view.setGridSize(QSize(106, 126))
+    view.setModel(model)
+    delegate = ThumbnailDelegate(view, **delegate_options)
+    view.setItemDelegate(delegate)
+    view.resize(width, height)
+    view.show()
+    return view, delegate

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 from PySide6.QtCore import QIdentityProxyModel, QModelIndex, QSize, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtTest import QAbstractItemModelTester
@@ -30,6 +29,7 @@ from app.models.covers import COVER_SIDE, compose_cover, cover_ids
 from app.views.group_delegate import GroupDelegate, row_rects
 from app.views.thumbnail_delegate import ThumbnailDelegate, confidence_color
 from crlc_engine.groups import GroupSummary
+from tests.app.conftest import solid_thumbnails, thumbnail_caches, thumbnail_grid
 
 N_COLOURS = 12
 GREY = (128, 128, 128)
@@ -54,23 +54,12 @@ def close(colour: QColor, rgb: tuple[int, int, int], tol: int = 12) -> bool:
 @pytest.fixture(scope="module")
 def thumbs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("cover-thumbs")
-    for k in range(N_COLOURS + 1):
-        Image.new("RGB", (256, 192), colour_of(k)).save(folder / f"{k}.jpg", quality=95)
-    return folder
+    return solid_thumbnails(folder, N_COLOURS + 1, colour_of, quality=95)
 
 
 @pytest.fixture
 def make_cache(qtbot: QtBot, thumbs: Path) -> Iterator[Callable[..., ThumbnailCache]]:
-    made: list[ThumbnailCache] = []
-
-    def make(**kwargs: Any) -> ThumbnailCache:
-        cache = ThumbnailCache(lambda i: thumbs / f"{min(i, N_COLOURS)}.jpg", **kwargs)
-        made.append(cache)
-        return cache
-
-    yield make
-    for cache in made:
-        assert cache.shutdown(5000)
+    yield from thumbnail_caches(lambda i: thumbs / f"{min(i, N_COLOURS)}.jpg")
 
 
 def summary(
@@ -311,16 +300,7 @@ def grid(qtbot: QtBot, cache: ThumbnailCache, show: bool) -> tuple[QListView, Th
     model = ThumbnailGridModel(cache)
     ids = [N_COLOURS + k for k in range(4)]  # grey thumbnails
     model.set_images(ids, [0.95, 0.65, 0.3, float("nan")], [f"{i}.jpg" for i in ids])
-    view = QListView()
-    qtbot.addWidget(view)
-    view.setViewMode(QListView.ViewMode.IconMode)
-    view.setIconSize(QSize(96, 96))
-    view.setGridSize(QSize(106, 126))
-    view.setModel(model)
-    delegate = ThumbnailDelegate(view, show_confidence=show)
-    view.setItemDelegate(delegate)
-    view.resize(500, 160)
-    view.show()
+    view, delegate = thumbnail_grid(qtbot, model, 500, 160, show_confidence=show)
     qtbot.waitUntil(lambda: all(i in cache for i in ids), timeout=5000)
     QApplication.processEvents()
     return view, delegate

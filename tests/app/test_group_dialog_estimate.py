@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,47 +11,47 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from app.views.group_dialog import GroupDialog
+from crlc_engine import estimate as estimate_module
 from crlc_engine.config import TrainConfig
 from crlc_engine.control import JobControl
 from crlc_engine.estimate import Calibration, SpeedCache, speed_key
 from tests.app.test_dialogs import fake_probe, select
 
 
-class FakeSpeeds(SpeedCache):
-    """A speed cache whose measurement waits for the test and returns a fixed speed."""
+class FakeMeasure:
+    """Stands in for :func:`crlc_engine.estimate.measure_speed` (what
+    :meth:`SpeedCache.measure` calls, keeping the result): waits for the test, then gives a
+    fixed speed or fails with ``error``."""
 
-    def __init__(self, path: Path, step_s: float = 0.02, error: str | None = None) -> None:
-        super().__init__(path)
+    def __init__(self, step_s: float = 0.02, error: str | None = None) -> None:
         self.step_s = step_s
         self.error = error
         self.release = threading.Event()
         self.calls: list[tuple[TrainConfig, str, JobControl]] = []
 
-    def measure(
-        self,
-        config: TrainConfig,
-        device_kind: str,
-        control: JobControl | None = None,
-        **options: Any,
-    ) -> Calibration:
-        assert control is not None
+    def __call__(self, config: TrainConfig, device_kind: str, control: JobControl) -> Calibration:
         self.calls.append((config, device_kind, control))
         while not self.release.wait(0.01):
             if control.cancelled:
                 raise InterruptedError("cancelled")
         if self.error is not None:
             raise RuntimeError(self.error)
-        calibration = Calibration(
+        return Calibration(
             speed_key(config, device_kind),
             device_kind,
             step_s=self.step_s,
             batch=config.batch_size,
             feature_images_per_s=50.0,
             save_bytes_per_s=1e9,
-            created=self.clock(),
+            created=time.time(),  # SpeedCache's clock
         )
-        self.put(calibration)
-        return calibration
+
+
+@pytest.fixture
+def measure(monkeypatch: pytest.MonkeyPatch) -> FakeMeasure:
+    fake = FakeMeasure()
+    monkeypatch.setattr(estimate_module, "measure_speed", fake)
+    return fake
 
 
 def shown(qtbot: QtBot, speeds: SpeedCache, images: int = 400, **kwargs: Any) -> GroupDialog:
@@ -61,14 +62,16 @@ def shown(qtbot: QtBot, speeds: SpeedCache, images: int = 400, **kwargs: Any) ->
     return dialog
 
 
-def test_the_rough_estimate_turns_into_the_measured_one(qtbot: QtBot, tmp_path: Path) -> None:
-    speeds = FakeSpeeds(tmp_path / "speeds.json")
+def test_the_rough_estimate_turns_into_the_measured_one(
+    qtbot: QtBot, tmp_path: Path, measure: FakeMeasure
+) -> None:
+    speeds = SpeedCache(tmp_path / "speeds.json")
     dialog = shown(qtbot, speeds)  # cpu preset: 100 epochs of 400 photos, 6 steps each
     text = dialog.estimate_label.text()
     assert "rough guess" in text and "Measuring this computer's speed" in text
     assert dialog.measuring
-    qtbot.waitUntil(lambda: len(speeds.calls) == 1, timeout=5000)
-    speeds.release.set()
+    qtbot.waitUntil(lambda: len(measure.calls) == 1, timeout=5000)
+    measure.release.set()
     qtbot.waitUntil(lambda: "measured on this computer" in dialog.estimate_label.text())
     assert not dialog.measuring
     estimate = dialog.estimate()
@@ -80,28 +83,31 @@ def test_the_rough_estimate_turns_into_the_measured_one(qtbot: QtBot, tmp_path: 
 
     again = shown(qtbot, speeds)  # the second time: at once, nothing measured
     assert "measured on this computer" in again.estimate_label.text()
-    assert not again.measuring and len(speeds.calls) == 1
+    assert not again.measuring and len(measure.calls) == 1
 
 
 def test_a_change_measures_the_new_settings_and_closing_cancels(
-    qtbot: QtBot, tmp_path: Path
+    qtbot: QtBot, tmp_path: Path, measure: FakeMeasure
 ) -> None:
-    speeds = FakeSpeeds(tmp_path / "speeds.json")
+    speeds = SpeedCache(tmp_path / "speeds.json")
     dialog = shown(qtbot, speeds)
-    qtbot.waitUntil(lambda: len(speeds.calls) == 1, timeout=5000)
-    first_control = speeds.calls[0][2]
+    qtbot.waitUntil(lambda: len(measure.calls) == 1, timeout=5000)
+    first_control = measure.calls[0][2]
     dialog.epochs_spin.setValue(50)  # same speed key: the measurement goes on
     assert not first_control.cancelled
     select(dialog, "backbone_combo", "resnet18")  # another network: measured anew
-    qtbot.waitUntil(lambda: len(speeds.calls) == 2, timeout=5000)
-    assert first_control.cancelled and speeds.calls[1][0].backbone == "resnet18"
+    qtbot.waitUntil(lambda: len(measure.calls) == 2, timeout=5000)
+    assert first_control.cancelled and measure.calls[1][0].backbone == "resnet18"
     dialog.reject()
-    assert speeds.calls[1][2].cancelled
+    assert measure.calls[1][2].cancelled
 
 
-def test_a_failed_measurement_keeps_the_rough_estimate(qtbot: QtBot, tmp_path: Path) -> None:
-    speeds = FakeSpeeds(tmp_path / "speeds.json", error="no memory left")
-    speeds.release.set()
+def test_a_failed_measurement_keeps_the_rough_estimate(
+    qtbot: QtBot, tmp_path: Path, measure: FakeMeasure
+) -> None:
+    speeds = SpeedCache(tmp_path / "speeds.json")
+    measure.error = "no memory left"
+    measure.release.set()
     dialog = shown(qtbot, speeds)
     qtbot.waitUntil(lambda: "could not be measured" in dialog.estimate_label.text())
     assert "no memory left" in dialog.estimate_label.text()

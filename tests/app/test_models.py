@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 from PySide6.QtCore import QMimeData, QModelIndex, QPersistentModelIndex, QSize, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QImage, QPalette
 from PySide6.QtTest import QAbstractItemModelTester
@@ -42,6 +41,7 @@ from app.models import (
 )
 from crlc_engine.groups import GroupSummary
 from crlc_engine.results import RunAssignments
+from tests.app.conftest import solid_thumbnails, thumbnail_caches, thumbnail_grid
 
 DISPLAY = Qt.ItemDataRole.DisplayRole
 EDIT = Qt.ItemDataRole.EditRole
@@ -58,26 +58,13 @@ def colour_of(k: int) -> tuple[int, int, int]:
 @pytest.fixture(scope="module")
 def thumbs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """N_FILES solid-colour 256 x 192 JPEG thumbnails named ``<k>.jpg``."""
-    folder = tmp_path_factory.mktemp("thumbs")
-    for k in range(N_FILES):
-        Image.new("RGB", (256, 192), colour_of(k)).save(folder / f"{k}.jpg", quality=90)
-    return folder
+    return solid_thumbnails(tmp_path_factory.mktemp("thumbs"), N_FILES, colour_of, quality=90)
 
 
 @pytest.fixture
 def make_cache(qtbot: QtBot, thumbs_dir: Path) -> Iterator[Callable[..., ThumbnailCache]]:
     """Caches mapping image id i to file ``i % N_FILES``; all shut down afterwards."""
-    made: list[ThumbnailCache] = []
-
-    def make(**kwargs: Any) -> ThumbnailCache:
-        kwargs.setdefault("thumbnail_path", lambda i: thumbs_dir / f"{i % N_FILES}.jpg")
-        cache = ThumbnailCache(**kwargs)
-        made.append(cache)
-        return cache
-
-    yield make
-    for cache in made:
-        assert cache.shutdown(5000)
+    yield from thumbnail_caches(lambda i: thumbs_dir / f"{i % N_FILES}.jpg")
 
 
 @pytest.fixture
@@ -757,18 +744,10 @@ def test_shutdown_leaves_no_running_threads(qtbot: QtBot, make_cache: Any) -> No
 def test_labelled_thumbnails_carry_a_mark(qtbot: QtBot, make_cache: Any) -> None:
     """The grid's delegate paints a round mark in the highlight colour on labelled (or moved)
     pictures, and nothing on the others."""
-    from app.views.thumbnail_delegate import ThumbnailDelegate, mark_rect
+    from app.views.thumbnail_delegate import mark_rect
 
     model = grid_with(make_cache())  # labels: 4 (Beach) and 2 (Food)
-    view = QListView()
-    qtbot.addWidget(view)
-    view.setViewMode(QListView.ViewMode.IconMode)
-    view.setIconSize(QSize(96, 96))
-    view.setGridSize(QSize(106, 126))
-    view.setModel(model)
-    view.setItemDelegate(ThumbnailDelegate(view))
-    view.resize(700, 200)
-    view.show()
+    view, _ = thumbnail_grid(qtbot, model, 700, 200)
     qtbot.waitUntil(lambda: model.cache.get(1) is not None, timeout=5000)
     shot = view.viewport().grab().toImage()
     highlight = view.palette().color(QPalette.ColorRole.Highlight)

@@ -12,11 +12,12 @@ from PIL import Image
 from PySide6.QtCore import QEvent, QPoint, QPointF, QSize, Qt
 from PySide6.QtGui import QAction, QColor, QImage, QKeySequence, QMouseEvent, QWheelEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QMainWindow
+from PySide6.QtWidgets import QApplication, QMainWindow, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.models.full_image import FullImageLoader, decode_full_image, describe_error
 from app.views.viewer import PhotoViewer
+from tests.app.conftest import made_then_torn_down
 
 WAIT_MS = 10_000
 Viewers = Callable[..., PhotoViewer]
@@ -48,7 +49,6 @@ def noise(tmp_path: Path) -> tuple[Path, np.ndarray]:
 @pytest.fixture
 def viewers(qtbot: QtBot) -> Iterator[Viewers]:
     """Makes shown 480 x 360 viewers; each is shut down after the test."""
-    made: list[PhotoViewer] = []
 
     def make(**kwargs: object) -> PhotoViewer:
         viewer = PhotoViewer(**kwargs)  # type: ignore[arg-type]
@@ -56,12 +56,9 @@ def viewers(qtbot: QtBot) -> Iterator[Viewers]:
         viewer.resize(480, 360)
         viewer.show()
         qtbot.waitExposed(viewer)
-        made.append(viewer)
         return viewer
 
-    yield make
-    for viewer in made:
-        viewer.shutdown()
+    yield from made_then_torn_down(make, PhotoViewer.shutdown)
 
 
 Wait = Callable[..., None]
@@ -75,6 +72,19 @@ def wait(qtbot: QtBot) -> Wait:
         qtbot.waitUntil(lambda: bool(condition()), timeout=timeout_ms)
 
     return until
+
+
+@pytest.fixture
+def open_photo(viewers: Viewers, wait: Wait) -> Callable[..., PhotoViewer]:
+    """Shows ``path`` (as image ``image_id``) in a new viewer; returns once it is decoded."""
+
+    def open_(path: Path, image_id: int = 1) -> PhotoViewer:
+        viewer = viewers()
+        viewer.set_sequence([image_id], [str(path)], 0)
+        wait(lambda: shown(viewer))
+        return viewer
+
+    return open_
 
 
 def press(
@@ -124,6 +134,37 @@ def ids_paths(photos: list[Path]) -> tuple[list[int], list[str]]:
     return [10 + k for k in range(len(photos))], [str(p) for p in photos]
 
 
+def give_photos(
+    viewer: PhotoViewer, photos: list[Path], index: int
+) -> tuple[list[int], list[str], list[int]]:
+    """Gives ``viewer`` the photos (ids from :func:`ids_paths`) at ``index``: (ids, paths,
+    the ids it announces as current, from just before)."""
+    ids, paths = ids_paths(photos)
+    changes = watch(viewer)
+    viewer.set_sequence(ids, paths, index)
+    return ids, paths, changes
+
+
+def watch(viewer: PhotoViewer) -> list[int]:
+    """The image ids ``viewer`` announces as current from now on."""
+    changes: list[int] = []
+    viewer.currentChanged.connect(changes.append)
+    return changes
+
+
+def send_mouse(canvas: QWidget, kind: QEvent.Type, point: QPointF, buttons: Qt.MouseButton) -> None:
+    """A mouse event of the left button at ``point`` (``canvas`` coordinates)."""
+    event = QMouseEvent(
+        kind,
+        point,
+        canvas.mapToGlobal(point),
+        Qt.MouseButton.LeftButton,
+        buttons,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(canvas, event)
+
+
 # ---------------------------------------------------------------------- decoding
 def test_decode_gives_opaque_rgb32_and_plain_reasons(tmp_path: Path) -> None:
     rgba = np.zeros((4, 6, 4), dtype=np.uint8)
@@ -145,12 +186,10 @@ def test_decode_gives_opaque_rgb32_and_plain_reasons(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- display
 def test_opens_fitted_then_100_percent_shows_the_real_pixels(
-    viewers: Viewers, noise: tuple[Path, np.ndarray], wait: Wait
+    open_photo: Callable[..., PhotoViewer], noise: tuple[Path, np.ndarray]
 ) -> None:
     path, pixels = noise
-    viewer = viewers()
-    viewer.set_sequence([7], [str(path)], 0)
-    wait(lambda: shown(viewer))
+    viewer = open_photo(path, 7)
     canvas = viewer.canvas
     assert viewer.is_fit() and viewer.zoom() < 1
     assert canvas.is_settled() and canvas.rescale_count == 0  # the worker made the fit copy
@@ -176,19 +215,13 @@ def test_opens_fitted_then_100_percent_shows_the_real_pixels(
     assert viewer.zoom() == 1.0
     press(viewer, Qt.Key.Key_0)
     assert viewer.is_fit()
-    double = QMouseEvent(
-        QEvent.Type.MouseButtonDblClick,
-        QPointF(40, 40),
-        canvas.mapToGlobal(QPointF(40, 40)),
-        Qt.MouseButton.LeftButton,
-        Qt.MouseButton.LeftButton,
-        Qt.KeyboardModifier.NoModifier,
-    )
-    QApplication.sendEvent(canvas, double)
+    send_mouse(canvas, QEvent.Type.MouseButtonDblClick, QPointF(40, 40), Qt.MouseButton.LeftButton)
     assert viewer.zoom() == 1.0 and not viewer.is_fit()
 
 
-def test_exif_orientation_is_applied(viewers: Viewers, tmp_path: Path, wait: Wait) -> None:
+def test_exif_orientation_is_applied(
+    open_photo: Callable[..., PhotoViewer], tmp_path: Path
+) -> None:
     stored = np.zeros((40, 60, 3), dtype=np.uint8)
     stored[:20] = (230, 20, 20)  # top half red
     stored[20:] = (20, 20, 230)  # bottom half blue
@@ -197,10 +230,7 @@ def test_exif_orientation_is_applied(viewers: Viewers, tmp_path: Path, wait: Wai
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     path = tmp_path / "rotated.jpg"
     picture.save(path, quality=95, exif=exif)
-    viewer = viewers()
-    viewer.set_sequence([1], [str(path)], 0)
-    wait(lambda: shown(viewer))
-    image = viewer.canvas.image()
+    image = open_photo(path).canvas.image()
     assert image is not None and image.size() == QSize(40, 60)  # upright: portrait
     right, left = rgb(image, 32, 30), rgb(image, 8, 30)  # the stored top is on the right
     assert right[0] > 180 and right[2] < 80
@@ -225,11 +255,8 @@ def test_a_broken_file_shows_a_plain_message(viewers: Viewers, tmp_path: Path, w
 def test_arrow_keys_home_end_and_space_step_through_the_sequence(
     viewers: Viewers, photos: list[Path], wait: Wait
 ) -> None:
-    ids, paths = ids_paths(photos)
     viewer = viewers()
-    changes: list[int] = []
-    viewer.currentChanged.connect(changes.append)
-    viewer.set_sequence(ids, paths, 1)
+    ids, paths, changes = give_photos(viewer, photos, 1)
     assert viewer.current_image_id() == ids[1] and changes == [ids[1]]
     assert viewer.position_label.text() == "2 / 5"
     assert viewer.name_label.toolTip() == paths[1]
@@ -318,11 +345,8 @@ def test_the_windows_actions_keep_their_keys_and_the_viewer_keeps_its_own(
 def test_a_new_order_after_a_removal_shows_the_photo_in_its_place(
     viewers: Viewers, photos: list[Path], wait: Wait
 ) -> None:
-    ids, paths = ids_paths(photos)
     viewer = viewers()
-    changes: list[int] = []
-    viewer.currentChanged.connect(changes.append)
-    viewer.set_sequence(ids, paths, 1)
+    ids, paths, changes = give_photos(viewer, photos, 1)
     wait(lambda: shown(viewer))
     viewer.set_sequence(ids, paths, 1)  # the same photo: nothing changes
     assert changes == [ids[1]] and shown(viewer)
@@ -409,8 +433,7 @@ def test_at_most_three_photos_stay_decoded(
     viewer.hide()  # back to the grid: the memory is freed
     assert viewer.loader.cached_ids == [] and viewer.canvas.image() is None
     decodes = viewer.loader.decode_count
-    changes: list[int] = []
-    viewer.currentChanged.connect(changes.append)
+    changes = watch(viewer)
     viewer.set_sequence(ids, paths, 0)  # hidden: announced, but nothing decoded yet
     assert changes == [ids[0]] and viewer.loader.is_idle()
     viewer.show()
@@ -432,12 +455,9 @@ def test_loader_requests_are_ignored_after_shutdown(qtbot: QtBot, photos: list[P
 
 # ---------------------------------------------------------------------- zoom, pan, painting
 def test_zoom_keys_ctrl_wheel_and_dragging(
-    viewers: Viewers, noise: tuple[Path, np.ndarray], wait: Wait
+    open_photo: Callable[..., PhotoViewer], noise: tuple[Path, np.ndarray]
 ) -> None:
-    path, _ = noise
-    viewer = viewers()
-    viewer.set_sequence([1], [str(path)], 0)
-    wait(lambda: shown(viewer))
+    viewer = open_photo(noise[0])
     canvas = viewer.canvas
     fit = viewer.zoom()
     viewer.setFocus()
@@ -465,21 +485,9 @@ def test_zoom_keys_ctrl_wheel_and_dragging(
     viewer.zoom_actual()
     before = canvas.photo_rect().topLeft()
 
-    def mouse(kind: QEvent.Type, x: float, buttons: Qt.MouseButton) -> None:
-        point = QPointF(x, 100)
-        event = QMouseEvent(
-            kind,
-            point,
-            canvas.mapToGlobal(point),
-            Qt.MouseButton.LeftButton,
-            buttons,
-            Qt.KeyboardModifier.NoModifier,
-        )
-        QApplication.sendEvent(canvas, event)
-
-    mouse(QEvent.Type.MouseButtonPress, 200, Qt.MouseButton.LeftButton)
-    mouse(QEvent.Type.MouseMove, 150, Qt.MouseButton.LeftButton)
-    mouse(QEvent.Type.MouseButtonRelease, 150, Qt.MouseButton.NoButton)
+    send_mouse(canvas, QEvent.Type.MouseButtonPress, QPointF(200, 100), Qt.MouseButton.LeftButton)
+    send_mouse(canvas, QEvent.Type.MouseMove, QPointF(150, 100), Qt.MouseButton.LeftButton)
+    send_mouse(canvas, QEvent.Type.MouseButtonRelease, QPointF(150, 100), Qt.MouseButton.NoButton)
     assert canvas.photo_rect().topLeft() == before + QPointF(-50, 0)
     for _ in range(40):  # panning stops at the photo's edge
         canvas.pan_by(500, 500)
@@ -490,12 +498,9 @@ def test_zoom_keys_ctrl_wheel_and_dragging(
 
 
 def test_a_resize_rescales_once_and_paints_never_do(
-    viewers: Viewers, noise: tuple[Path, np.ndarray], wait: Wait
+    open_photo: Callable[..., PhotoViewer], noise: tuple[Path, np.ndarray], wait: Wait
 ) -> None:
-    path, _ = noise
-    viewer = viewers()
-    viewer.set_sequence([1], [str(path)], 0)
-    wait(lambda: shown(viewer))
+    viewer = open_photo(noise[0])
     canvas = viewer.canvas
     for _ in range(5):
         canvas.repaint()

@@ -32,6 +32,7 @@ from app.views.settings_dialog import SettingsDialog
 from app.workers import JobWorker, scan_job
 from crlc_engine.control import JobControl
 from crlc_engine.events import Reporter
+from tests.app.conftest import made_then_torn_down
 
 
 @pytest.fixture
@@ -43,18 +44,17 @@ def store(tmp_path: Path) -> SettingsStore:
 @pytest.fixture
 def make_window(qtbot: QtBot, store: SettingsStore) -> Iterator[Callable[..., MainWindow]]:
     """Windows on the test's settings file; closed (no thread left) at the end."""
-    made: list[MainWindow] = []
 
     def make(**kwargs: Any) -> MainWindow:
         window = MainWindow(store=kwargs.pop("store", store), **kwargs)
         qtbot.addWidget(window)
-        made.append(window)
         return window
 
-    yield make
-    for window in made:
+    def close(window: MainWindow) -> None:
         window.close()
         assert not window.runner.running
+
+    yield from made_then_torn_down(make, close)
 
 
 @pytest.fixture

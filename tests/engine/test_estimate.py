@@ -295,3 +295,16 @@ def test_the_speed_cache_expires_measurements_and_survives_a_bad_file(tmp_path: 
     assert cache.get(config, "cpu") is None
     cache.put(Calibration(speed_key(config, "cpu"), "cpu", 0.5, 8, created=now[0]))
     assert cache.get(config, "cpu") is not None
+
+
+def test_a_refinement_of_a_quick_run_reuses_its_features_and_counts_labelled_rows() -> None:
+    from crlc_engine.jobs import refine_settings
+
+    base = resolve_train_config(5, "quick")
+    fresh = estimate_training(base, 400, "cpu")
+    refine = refine_settings(base, 5, 5, None, None)
+    cached = estimate_training(refine, 400, "cpu", cached_features=400)
+    assert cached.parts["features"] == 0.0 and "computed already" in cached.text()
+    assert "pretrained features of 400 photos" in fresh.text()
+    plain = estimate_training(refine.replace(lambda_xent=0.0), 400, "cpu", cached_features=400)
+    assert cached.parts["steps"] > plain.parts["steps"]  # the labelled images cost time too

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,27 @@ def assignments(clusters: list[int], head: int = 4) -> RunAssignments:
 def write_run(store: ResultStore, run: str, clusters: list[int], head: int = 4) -> None:
     data = assignments(clusters, head)
     store.write(run, data.image_ids, data.probabilities, data.features)
+
+
+def attach_old_to_new(
+    catalog: Catalog,
+    old: list[int],
+    new: list[int],
+    naming: dict[int, str] | Callable[[Annotations], object],
+) -> tuple[ResultStore, GroupStore, Annotations, dict[int, str]]:
+    """Run "old" (clusters ``old``), named by ``naming`` (cluster -> name, given in order,
+    or a function of the annotations), then run "new" (clusters ``new``) with the groups of
+    "old" attached: (results, groups, annotations, the names attached)."""
+    store, groups = ResultStore(catalog), GroupStore(catalog)
+    write_run(store, "old", old)
+    notes = Annotations(catalog)
+    if callable(naming):
+        naming(notes)
+    else:
+        for cluster, name in naming.items():
+            notes.name_cluster("old", cluster, name)
+    write_run(store, "new", new)
+    return store, groups, notes, groups.attach("new", groups.reference("old"), "old")
 
 
 # ------------------------------------------------------------------------ the group view
@@ -142,14 +164,12 @@ def test_checks_count_the_pictures_that_stayed() -> None:
 
 
 def test_attach_stores_names_checks_and_colours(catalog: Catalog) -> None:
-    store, groups = ResultStore(catalog), GroupStore(catalog)
-    write_run(store, "old", [0, 0, 0, 1, 1, 2, 2, 2, 3, 3])
-    notes = Annotations(catalog)
-    notes.name_cluster("old", 0, "Dog")
-    notes.name_cluster("old", 2, "Dog")
-    notes.name_cluster("old", 1, "Cat")
-    write_run(store, "new", [2, 2, 2, 0, 0, 1, 1, 1, 3, 3])
-    names = groups.attach("new", groups.reference("old"), "old")
+    store, groups, _, names = attach_old_to_new(
+        catalog,
+        [0, 0, 0, 1, 1, 2, 2, 2, 3, 3],
+        [2, 2, 2, 0, 0, 1, 1, 1, 3, 3],
+        {0: "Dog", 2: "Dog", 1: "Cat"},
+    )
     assert names == {2: "Dog", 1: "Dog", 0: "Cat"} == store.names("new")
     assert {c.name: (c.members, c.kept) for c in groups.checks("new")} == {
         "Dog": (6, 6),
@@ -192,12 +212,12 @@ def test_move_to_a_group_labels_and_to_an_unnamed_cluster_names_it(catalog: Cata
 
 
 def test_a_cluster_n_group_elsewhere_never_takes_an_unnamed_cluster_n(catalog: Catalog) -> None:
-    store, groups = ResultStore(catalog), GroupStore(catalog)
-    write_run(store, "old", [0, 0, 1, 1, 2, 2, 3, 3, 3, 3])
-    notes = Annotations(catalog)
-    notes.move_to_group("old", [1], unnamed_key(3))  # names cluster 3 "Cluster 3"
-    write_run(store, "new", [2, 2, 1, 1, 3, 3, 2, 2, 2, 2])  # "Cluster 3" went to cluster 2
-    groups.attach("new", groups.reference("old"), "old")
+    _, groups, notes, _ = attach_old_to_new(
+        catalog,
+        [0, 0, 1, 1, 2, 2, 3, 3, 3, 3],
+        [2, 2, 1, 1, 3, 3, 2, 2, 2, 2],  # "Cluster 3" went to cluster 2
+        lambda notes: notes.move_to_group("old", [1], unnamed_key(3)),  # names "Cluster 3"
+    )
     view = groups.view("new")
     titles = [g.title for g in view.groups]
     assert "Cluster 3" in titles and "Cluster 3 (2)" in titles  # two rows, two titles
@@ -208,13 +228,12 @@ def test_a_cluster_n_group_elsewhere_never_takes_an_unnamed_cluster_n(catalog: C
 
 
 def test_a_group_that_lost_every_picture_keeps_a_flagged_row(catalog: Catalog) -> None:
-    store, groups = ResultStore(catalog), GroupStore(catalog)
-    write_run(store, "old", [0, 0, 1, 1, 2, 2, 3, 3, 3, 3])
-    notes = Annotations(catalog)
-    notes.name_cluster("old", 0, "Dog")
-    notes.name_cluster("old", 1, "Cat")
-    write_run(store, "new", [1, 2, 1, 1, 2, 2, 3, 3, 3, 3])  # the Dogs spread out
-    groups.attach("new", groups.reference("old"), "old")
+    _, groups, notes, _ = attach_old_to_new(
+        catalog,
+        [0, 0, 1, 1, 2, 2, 3, 3, 3, 3],
+        [1, 2, 1, 1, 2, 2, 3, 3, 3, 3],  # the Dogs spread out
+        {0: "Dog", 1: "Cat"},
+    )
     dog = groups.view("new").group(named_key("Dog"))
     assert dog is not None and dog.size == 0 and dog.clusters == ()
     assert dog.flags and "only 0 of its 2 pictures" in dog.flags[0]

@@ -1,0 +1,47 @@
+"""Helpers shared by the Imagenette benchmarks (estimate_accuracy, imagenette_quick).
+
+Imported as ``_imagenette``: the benchmarks run as scripts (``python benchmarks/x.py``), which
+puts this folder first on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+
+
+def unpack(archive: Path, target: Path) -> Path:
+    """Unpack ``archive`` (a tar file, e.g. ``imagenette-224.tar.gz``) into ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo, else ``platform.processor()``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() or platform.processor()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def machine() -> dict[str, Any]:
+    """The CPU, its cores, torch's threads and the torch and Python versions."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
