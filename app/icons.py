@@ -14,6 +14,7 @@ same meaning, else to a drawn letter in a rounded square, and the problem is log
 from __future__ import annotations
 
 import logging
+import site
 import sys
 from functools import cache
 from importlib import resources
@@ -86,7 +87,8 @@ def icon_dirs() -> list[Path]:
     1. ``app/resources/icons`` inside the installed ``app`` package (wheels: see the
        packaging note in the report / pyproject ``package-data``);
     2. ``<repository>/resources/icons`` (a source checkout or an editable install);
-    3. ``<sys.prefix>/share/crlc-organizer/icons`` (data files of an installed wheel).
+    3. ``<sys.prefix>/share/crlc-organizer/icons`` (data files of an installed wheel);
+    4. ``<user base>/share/crlc-organizer/icons`` (``pip install --user``).
     """
     found: list[Path] = []
     try:
@@ -96,6 +98,7 @@ def icon_dirs() -> list[Path]:
         pass
     found.append(Path(__file__).resolve().parent.parent / "resources" / "icons")
     found.append(Path(sys.prefix) / "share" / "crlc-organizer" / "icons")
+    found.append(Path(site.getuserbase()) / "share" / "crlc-organizer" / "icons")  # --user
     return found
 
 

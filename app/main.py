@@ -47,6 +47,8 @@ __all__ = [
 
 SCREENSHOT_STATES = ("start", "scanning", "training", "clusters", "export", "viewer")
 SCREENSHOT_THEMES = ("light", "dark")
+#: The desktop id (packaging/linux/<APP_ID>.desktop and .metainfo.xml).
+APP_ID = "io.github.crlc_organizer.CRLCOrganizer"
 
 
 def install_excepthook(parent: QWidget) -> None:
@@ -111,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
     assert isinstance(app, QApplication)
+    app.setDesktopFileName(APP_ID)  # links the window to packaging/linux's .desktop entry
     collector = GuiGarbageCollector(app)  # cycles holding Qt objects die on the GUI thread
 
     if args.screenshot:

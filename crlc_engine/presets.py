@@ -6,7 +6,11 @@ user settings override it; fields it does not name take the dataclass defaults.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import importlib.util
+import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -232,6 +236,7 @@ def default_preset_name(
     device_kind: str,
     quick_available: bool | None = None,
     requested: Mapping[str, Any] | None = None,
+    torchvision_usable: bool | None = None,
 ) -> str:
     """The preset used without ``--preset`` (see :data:`DEFAULT_PRESET_RULE`).
 
@@ -239,15 +244,21 @@ def default_preset_name(
     photos). On a CPU, ``quick`` when its pretrained weights are installed: on Imagenette it
     groups 13,394 photos in under 5 minutes at ACC 96.9, where training from scratch
     (``cpu``) would take far longer and group by coarse shape and layout; otherwise, or
-    when a setting only pixel training has was asked for, ``cpu``.
+    when a setting only pixel training has was asked for, ``cpu``. On a GPU without a
+    working torchvision (``balanced`` trains a ResNet), the CPU's choice.
 
     Args:
         device_kind: ``cpu`` or a GPU kind (``cuda``).
         quick_available: Whether the ``pretrained`` extra is installed; ``None`` looks it up.
         requested: The settings given explicitly, name -> value (see :func:`quick_conflicts`).
+        torchvision_usable: Whether torchvision imports; ``None`` looks it up (on a GPU
+            only, see :func:`torchvision_problem`).
     """
     if device_kind != "cpu":
-        return "balanced"
+        if torchvision_usable is None:
+            torchvision_usable = torchvision_problem() is None
+        if torchvision_usable:
+            return "balanced"
     if quick_conflicts(requested or {}):
         return "cpu"
     if quick_available is None:
@@ -266,7 +277,8 @@ def resolve_train_config(
     (:data:`MEMORYBANK_LAMBDA_FC_LR`; e.g. 0.1 at lr 0.1).
 
     Raises:
-        InvalidSettingError: unknown preset or an invalid resulting setting.
+        InvalidSettingError: unknown preset, an invalid resulting setting, or a ResNet
+            without a working torchvision (:func:`torchvision_problem`).
     """
     settings: dict[str, Any] = dict(get_preset(preset).settings)
     explicit = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -284,6 +296,7 @@ def resolve_train_config(
             float(settings.get("lr", TrainConfig.lr)),
         )
     config = TrainConfig(clusters=clusters, **settings)
+    check_torchvision(config.backbone)
     if preset == "quick":
         conflicts = quick_conflicts(explicit)
         if conflicts:
@@ -322,3 +335,109 @@ def check_quick_settings(config: TrainConfig) -> None:
             f"the {config.framework!r} framework does not apply; choose the cpu or balanced "
             "preset for it"
         )
+
+
+#: Backbones built from torchvision's ResNets: the only part of the engine that needs
+#: torchvision (see :func:`torchvision_problem`).
+TORCHVISION_BACKBONES = ("resnet18", "resnet34", "resnet50")
+
+#: The PyTorch wheel index, for torch builds with a local version (``+cpu``, ``+cu126``).
+PYTORCH_INDEX = "https://download.pytorch.org/whl"
+
+
+def needs_torchvision(backbone: str) -> bool:
+    """Whether building ``backbone`` imports torchvision (the ResNets)."""
+    return backbone in TORCHVISION_BACKBONES
+
+
+def torchvision_presets() -> tuple[str, ...]:
+    """The presets that train a ResNet, i.e. need torchvision (``balanced``, ``paper``)."""
+    return tuple(
+        sorted(
+            name
+            for name, preset in PRESETS.items()
+            if needs_torchvision(str(preset.settings.get("backbone", TrainConfig.backbone)))
+        )
+    )
+
+
+def _installed_torch_version() -> str | None:
+    """The installed torch's version, without importing torch when it is not loaded yet."""
+    loaded = sys.modules.get("torch")
+    version = getattr(loaded, "__version__", None)
+    if isinstance(version, str) and version:
+        return version
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def torchvision_install_command(torch_version: str | None) -> str:
+    """The pip command that installs the torchvision made for ``torch_version``.
+
+    torch 2.N.P pairs with torchvision 0.(N+15).P (2.13.0 -> 0.28.0, 2.14.1 -> 0.29.1); a
+    local build (``+cpu``, ``+cu126``) adds the PyTorch index of that build.
+    """
+    match = re.fullmatch(r"2\.(\d+)\.(\d+)(?:\+([A-Za-z0-9.]+))?", torch_version or "")
+    if match is None:
+        return "pip install torchvision"
+    minor, patch, local = match.groups()
+    command = f"pip install torchvision==0.{int(minor) + 15}.{patch}"
+    if local:
+        command += f" --index-url {PYTORCH_INDEX}/{local}"
+    return command
+
+
+def torchvision_message(cause: str) -> str:
+    """The plain message for a ResNet without a usable torchvision, ``cause`` saying why."""
+    presets = " and ".join(torchvision_presets())
+    torch_version = _installed_torch_version()
+    matching = f"torch {torch_version}" if torch_version else "your torch"
+    return (
+        f"The {presets} presets and the ResNet networks need torchvision, which is not usable "
+        f"here ({cause}). Install the torchvision that matches {matching}: "
+        f"{torchvision_install_command(torch_version)}. The quick and cpu presets work "
+        "without it."
+    )
+
+
+@functools.cache
+def torchvision_problem() -> str | None:
+    """``None`` when torchvision imports, else the plain message of :func:`torchvision_message`.
+
+    Imports torchvision (and torch) once; the answer is cached. Catches not only a missing
+    torchvision (``ImportError``) but a broken one, e.g. a build for another torch
+    (``RuntimeError: operator torchvision::nms does not exist``) or a missing library
+    (``OSError``).
+    """
+    try:
+        import torchvision  # noqa: F401
+    except ImportError as error:
+        if getattr(error, "name", None) == "torchvision":
+            return torchvision_message("it is not installed")
+        return torchvision_message(_describe(error))
+    except Exception as error:  # a broken install: RuntimeError, OSError, AttributeError...
+        return torchvision_message(_describe(error))
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def check_torchvision(backbone: str) -> None:
+    """Refuse a ResNet ``backbone`` when torchvision is not usable.
+
+    Raises:
+        InvalidSettingError: ``backbone`` needs torchvision and :func:`torchvision_problem`
+            found one.
+    """
+    if needs_torchvision(backbone):
+        problem = torchvision_problem()
+        if problem is not None:
+            raise InvalidSettingError(problem)

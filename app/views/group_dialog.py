@@ -76,9 +76,12 @@ from crlc_engine.estimate import (
 from crlc_engine.presets import (
     PRESETS,
     PRETRAINED_HINT,
+    TORCHVISION_BACKBONES,
     default_preset_name,
     quick_preset_available,
     resolve_train_config,
+    torchvision_presets,
+    torchvision_problem,
 )
 
 __all__ = [
@@ -244,11 +247,16 @@ class GroupDialog(QDialog):
         default_preset: The user's default preset (settings), else the device's default.
         default_device: The user's default device request (settings), if available.
         quick_available: Whether the ``pretrained`` extra is installed (default: looked up).
+            Without it the quick preset is greyed out, its tooltip saying what to install.
         speeds: Where this computer's speeds come from and are measured: a
             :class:`~crlc_engine.estimate.SpeedCache` (default: the user cache folder's);
             ``None``: no measurement, the rough estimate stays.
         cached_sizes: Training sizes the library's pixel cache already holds (the window
             scans at :data:`WINDOW_SCAN_SIZE`); other sizes read every photo again first.
+
+    Without a working torchvision (:func:`~crlc_engine.presets.torchvision_problem`, looked
+    up when the dialog is built) the presets and networks that train a ResNet are greyed out,
+    with the message saying what to install as their tooltip.
 
     After ``exec()`` returns ``Accepted``, :meth:`config` is the run's settings. While the
     dialog is shown, the speed of the settings is measured off the GUI thread (see the
@@ -309,6 +317,8 @@ class GroupDialog(QDialog):
         self._quick_available = (
             quick_preset_available() if quick_available is None else quick_available
         )
+        #: Why the ResNet presets and networks cannot be chosen (None: torchvision works).
+        self._torchvision_problem = torchvision_problem()
         self._default_clusters = default_clusters
         self._default_preset = default_preset or None
         self._default_device = default_device or None
@@ -347,6 +357,14 @@ class GroupDialog(QDialog):
         """The device kind ``auto`` resolves to (``cpu`` when the probe failed)."""
         return self._auto.kind if self._auto is not None else "cpu"
 
+    def preset_problem(self, name: str) -> str | None:
+        """Why preset ``name`` cannot be chosen here (its greyed item's tooltip), or None."""
+        if name == "quick" and not self._quick_available:
+            return QUICK_MISSING
+        if self._torchvision_problem is not None and name in torchvision_presets():
+            return self._torchvision_problem
+        return None
+
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         form = QFormLayout()
@@ -375,13 +393,20 @@ class GroupDialog(QDialog):
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
         )
         self.preset_combo.setMinimumContentsLength(40)
-        if not self._quick_available:
-            row = self.preset_combo.findData("quick")
-            _set_item_enabled(self.preset_combo, row, False)
-            self.preset_combo.setItemData(row, QUICK_MISSING, Qt.ItemDataRole.ToolTipRole)
-        default = default_preset_name(self.detected_kind, self._quick_available)
-        if self._default_preset in PRESETS and (
-            self._default_preset != "quick" or self._quick_available
+        for name in PRESETS:
+            why_not = self.preset_problem(name)
+            if why_not is not None:
+                row = self.preset_combo.findData(name)
+                _set_item_enabled(self.preset_combo, row, False)
+                self.preset_combo.setItemData(row, why_not, Qt.ItemDataRole.ToolTipRole)
+        default = default_preset_name(
+            self.detected_kind,
+            self._quick_available,
+            torchvision_usable=self._torchvision_problem is None,
+        )
+        if (
+            self._default_preset in PRESETS
+            and self.preset_problem(str(self._default_preset)) is None
         ):
             default = str(self._default_preset)
             self._preset_chosen = True  # the user's own default does not follow the device
@@ -500,6 +525,13 @@ class GroupDialog(QDialog):
             "The network that looks at the photos. Bigger networks see finer differences but "
             "need a GPU.",
         )
+        if self._torchvision_problem is not None:
+            for name in TORCHVISION_BACKBONES:
+                row = self.backbone_combo.findData(name)
+                _set_item_enabled(self.backbone_combo, row, False)
+                self.backbone_combo.setItemData(
+                    row, self._torchvision_problem, Qt.ItemDataRole.ToolTipRole
+                )
         self._add_row(form, "&Network:", self.backbone_combo)
 
         self.pretrained_check = QCheckBox("Start from ImageNet &weights")
@@ -806,7 +838,12 @@ class GroupDialog(QDialog):
             return
         values = self._widget_values()
         requested = {name: values[name] for name in self._edited if name in values}
-        default = default_preset_name(self.device_kind(), self._quick_available, requested)
+        default = default_preset_name(
+            self.device_kind(),
+            self._quick_available,
+            requested,
+            torchvision_usable=self._torchvision_problem is None,
+        )
         row = self.preset_combo.findData(default)
         if row >= 0 and row != self.preset_combo.currentIndex():
             self._loading = True

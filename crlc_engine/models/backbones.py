@@ -2,17 +2,26 @@
 
 Backbones are torchvision ResNets (randomly initialised) with a choice of stem, and a small
 CNN for quick CPU runs and tests. Register new ones in :data:`BACKBONES`.
+
+torchvision is imported only when a ResNet is built: the quick preset (EfficientNet-Lite0,
+defined here) and the small CNN run without it, and a ResNet without a working torchvision
+is an :class:`~crlc_engine.errors.InvalidSettingError` saying what to install
+(:func:`crlc_engine.presets.torchvision_problem`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
-from torchvision import models as tv_models
 
 from crlc_engine.errors import InvalidSettingError
+from crlc_engine.presets import check_torchvision
+
+if TYPE_CHECKING:
+    from torchvision.models import ResNet
 
 
 class Backbone(nn.Module):
@@ -50,20 +59,36 @@ class Backbone(nn.Module):
 IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
-def _resnet(
-    factory: Callable[..., tv_models.ResNet], stem: str, pretrained: bool = False
-) -> Backbone:
+def resnet_factory(arch: str) -> Callable[..., ResNet]:
+    """torchvision's builder of ``arch`` (``resnet18``, ``resnet34``, ``resnet50``), imported
+    now.
+
+    Raises:
+        InvalidSettingError: torchvision is missing or broken (the message says what to
+            install).
+    """
+    check_torchvision(arch)
+    from torchvision import models as tv_models
+
+    factory: Callable[..., ResNet] = getattr(tv_models, arch)
+    return factory
+
+
+def _resnet(arch: str, stem: str, pretrained: bool = False) -> Backbone:
     """A torchvision ResNet without its classifier; ``pretrained`` loads ImageNet weights.
 
     The weights file is the whole classifier, loaded strictly before the CIFAR stem (which
     replaces the pretrained 7x7 first convolution by a fresh 3x3 one) and before the
     classifier is dropped.
+
+    Raises:
+        InvalidSettingError: torchvision is missing or broken.
     """
-    net = factory(weights=None)
+    net = resnet_factory(arch)(weights=None)
     if pretrained:
         from crlc_engine.weights import load_resnet_state_dict
 
-        net.load_state_dict(load_resnet_state_dict(factory.__name__), strict=True)
+        net.load_state_dict(load_resnet_state_dict(arch), strict=True)
     if stem == "cifar":
         net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
@@ -130,17 +155,17 @@ BACKBONES: dict[str, BackboneSpec] = {
     "small": BackboneSpec("small", _small, "small 5-layer CNN, 256-d features (fast on CPU)"),
     "resnet18": BackboneSpec(
         "resnet18",
-        lambda stem, pretrained: _resnet(tv_models.resnet18, stem, pretrained),
+        lambda stem, pretrained: _resnet("resnet18", stem, pretrained),
         "ResNet-18, 512-d",
     ),
     "resnet34": BackboneSpec(
         "resnet34",
-        lambda stem, pretrained: _resnet(tv_models.resnet34, stem, pretrained),
+        lambda stem, pretrained: _resnet("resnet34", stem, pretrained),
         "ResNet-34, 512-d",
     ),
     "resnet50": BackboneSpec(
         "resnet50",
-        lambda stem, pretrained: _resnet(tv_models.resnet50, stem, pretrained),
+        lambda stem, pretrained: _resnet("resnet50", stem, pretrained),
         "ResNet-50, 2048-d",
     ),
     "efficientnet_lite0": BackboneSpec(
@@ -157,7 +182,8 @@ def build_backbone(name: str, stem: str, pretrained: bool = False) -> Backbone:
     ``pretrained`` asks for ImageNet weights (see :mod:`crlc_engine.models.pretrained`).
 
     Raises:
-        InvalidSettingError: unknown backbone or stem.
+        InvalidSettingError: unknown backbone or stem, or a ResNet without a working
+            torchvision.
     """
     if stem not in ("cifar", "imagenet"):
         raise InvalidSettingError(f"stem must be cifar or imagenet here (got {stem!r})")
@@ -175,4 +201,11 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-__all__ = ["BACKBONES", "Backbone", "BackboneSpec", "build_backbone", "count_parameters"]
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "BackboneSpec",
+    "build_backbone",
+    "count_parameters",
+    "resnet_factory",
+]
