@@ -392,6 +392,12 @@ def torchvision_install_command(torch_version: str | None) -> str:
 def torchvision_message(cause: str) -> str:
     """The plain message for a ResNet without a usable torchvision, ``cause`` saying why."""
     presets = " and ".join(torchvision_presets())
+    if getattr(sys, "frozen", False):  # a bundle: nothing can be installed into it
+        return (
+            f"The {presets} presets and the ResNet networks need torchvision, which this CPU "
+            "bundle leaves out. Use the quick or cpu preset, or install the program with pip "
+            "(see the README) or a full bundle (packaging/README.md)."
+        )
     torch_version = _installed_torch_version()
     matching = f"torch {torch_version}" if torch_version else "your torch"
     return (

@@ -329,3 +329,11 @@ def test_resolving_a_resnet_setting_gives_the_message() -> None:
     assert str(error.value) == PROBLEM
     assert resolve_train_config(3, "cpu").backbone == "small"
     assert default_preset_name("cuda", quick_available=True) == "quick"
+
+
+def test_a_bundle_says_to_use_another_preset_not_pip(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # as in the PyInstaller bundle
+    text = presets.torchvision_message("No module named 'torchvision'")
+    assert "this CPU bundle leaves out" in text and "pip install torchvision" not in text
+    monkeypatch.delattr(sys, "frozen")
+    assert "pip install torchvision" in presets.torchvision_message("missing")
