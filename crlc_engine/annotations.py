@@ -291,6 +291,20 @@ class Annotations:
         self._transaction(lambda: self._step(int(row[0]), json.loads(row[2]), undone=False))
         return str(row[1])
 
+    def next_undo(self) -> str | None:
+        """What :meth:`undo` would revert (its description), or None."""
+        row = self.db.execute(
+            "SELECT description FROM history WHERE undone=0 ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def next_redo(self) -> str | None:
+        """What :meth:`redo` would re-apply (its description), or None."""
+        row = self.db.execute(
+            "SELECT description FROM history WHERE undone=1 ORDER BY seq LIMIT 1"
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def _step(self, seq: int, change: dict[str, Any], undone: bool) -> None:
         self._apply(change, 0 if undone else 1)
         self.db.execute("UPDATE history SET undone=? WHERE seq=?", (int(undone), seq))

@@ -637,12 +637,18 @@ class MainWindow(QMainWindow):
             self.move_action,
             self.label_action,
             self.ignore_action,
-            self.undo_action,
-            self.redo_action,
             self.rename_action,
             self.split_action,
         ):
             act.setEnabled(has_results)
+        notes = self.session.annotations if self.session is not None else None
+        for act, word, step in (
+            (self.undo_action, "Undo", notes.next_undo if notes else None),
+            (self.redo_action, "Redo", notes.next_redo if notes else None),
+        ):
+            what = step() if step is not None else None
+            act.setEnabled(has_results and what is not None)  # nothing to undo: greyed
+            act.setToolTip(f"{word}: {what}" if what else word)
         self._update_grid_title()
         if has_session and not has_results and not busy:
             self.statusBar().showMessage("No groups yet: Images > Group images... (Ctrl+G)")

@@ -790,3 +790,16 @@ def test_the_viewer_acts_on_its_photo_and_follows_refreshes_and_clicks(
     target = int(window.session.images_of(other).image_ids[1])
     assert window.select_image(target)  # a similar picture clicked: the viewer shows it
     assert window._current_group() == other and window.viewer.current_image_id() == target
+
+
+def test_undo_and_redo_are_greyed_when_there_is_nothing_to_do(opened: MainWindow) -> None:
+    window = opened
+    assert not window.undo_action.isEnabled() and not window.redo_action.isEnabled()
+    assert window.grid_model is not None
+    window.grid.setCurrentIndex(window.grid_model.index(0))
+    window.ignore_action.trigger()
+    assert window.undo_action.isEnabled() and not window.redo_action.isEnabled()
+    assert window.undo_action.toolTip() == "Undo: ignore 1 image(s)"
+    window.undo_action.trigger()
+    assert not window.undo_action.isEnabled() and window.redo_action.isEnabled()
+    assert window.redo_action.toolTip().startswith("Redo: ignore")
