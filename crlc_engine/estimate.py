@@ -690,17 +690,7 @@ def _measure_pixels(
 
     step_s, _ = timer.per_item(step, full, budget_s * 0.85)
     reporter.progress(0.9, 1.0)
-    save_rate = _save_rate(trainer.state_dict(), timer)
-    reporter.progress(1.0, 1.0)
-    return Calibration(
-        key=speed_key(config, dev.type),
-        device_kind=dev.type,
-        step_s=step_s,
-        batch=full,
-        save_bytes_per_s=save_rate,
-        source="measured",
-        created=time.time(),
-    )
+    return _measured(config, dev, trainer.state_dict(), timer, reporter, step_s, full)
 
 
 def _measure_quick(
@@ -747,13 +737,37 @@ def _measure_quick(
 
     step_s, _ = timer.per_item(step, settings.batch_size, budget_s * 0.5, first=16)
     reporter.progress(0.95, 1.0)
-    save_rate = _save_rate(trainer.state_dict(), timer)
+    return _measured(
+        config,
+        dev,
+        trainer.state_dict(),
+        timer,
+        reporter,
+        step_s,
+        settings.batch_size,
+        feature_rate,
+    )
+
+
+def _measured(
+    config: TrainConfig,
+    dev: torch.device,
+    state: dict[str, Any],
+    timer: _Timer,
+    reporter: Reporter,
+    step_s: float,
+    batch: int,
+    feature_rate: float | None = None,
+) -> Calibration:
+    """The calibration of a measurement: its step time, and how fast a checkpoint of
+    ``state`` is saved (timed now)."""
+    save_rate = _save_rate(state, timer)
     reporter.progress(1.0, 1.0)
     return Calibration(
         key=speed_key(config, dev.type),
         device_kind=dev.type,
         step_s=step_s,
-        batch=settings.batch_size,
+        batch=batch,
         feature_images_per_s=feature_rate,
         save_bytes_per_s=save_rate,
         source="measured",
