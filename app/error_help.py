@@ -1,6 +1,6 @@
 """Plain words for errors: a title, the message and what to do about it (no Qt).
 
-Engine errors (:class:`~crlc_engine.errors.CRLCError`) already carry a message fit for a
+Engine errors (:class:`~crlc_engine.core.errors.CRLCError`) already carry a message fit for a
 dialog and a ``kind``. Some failures reach the app as ordinary exceptions (out of memory, a
 full disk, a folder that may not be read or written); :func:`classify_exception` gives
 those a kind and a message of their own, so that they too appear as plain messages.
@@ -16,7 +16,7 @@ import re
 import socket
 from dataclasses import dataclass
 
-from crlc_engine.errors import as_user_error
+from crlc_engine.api import as_user_error
 
 __all__ = [
     "DISK_FULL",
@@ -30,7 +30,7 @@ __all__ = [
     "parse_lock_holder",
 ]
 
-#: Kinds given by :func:`classify_exception` (the engine's kinds are in crlc_engine.errors).
+#: Kinds given by :func:`classify_exception` (the engine's kinds are in crlc_engine.core.errors).
 OUT_OF_MEMORY = "out_of_memory"
 DISK_FULL = "disk_full"
 PERMISSION_DENIED = "permission_denied"

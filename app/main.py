@@ -57,7 +57,7 @@ def install_excepthook(parent: QWidget) -> None:
     def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         from app.error_help import classify_exception
         from app.views.error_dialog import show_error
-        from crlc_engine.errors import CRLCError
+        from crlc_engine.api import CRLCError
 
         details = "".join(traceback.format_exception(exc_type, exc, tb))
         logging.getLogger("crlc_organizer").error("uncaught: %s", details)

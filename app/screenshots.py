@@ -36,7 +36,7 @@ from app.main import SCREENSHOT_STATES
 from app.session import ScannedImages
 from app.views.job_panel import RateMeter
 from app.views.main_window import SCAN_SIZE, MainWindow
-from crlc_engine.events import EpochEnded
+from crlc_engine.api import EpochEnded
 
 __all__ = [
     "SCREENSHOT_STATES",
@@ -90,8 +90,7 @@ def replay_training(window: MainWindow) -> None:
 
 def prepare_scan_workspace(folders: list[str]) -> tempfile.TemporaryDirectory[str]:
     """Scan ``folders`` into a new temporary workspace base (no runs: a first opening)."""
-    from crlc_engine.errors import NoImagesFoundError
-    from crlc_engine.library import scan_folders
+    from crlc_engine.api import NoImagesFoundError, scan_folders
 
     base = tempfile.TemporaryDirectory(prefix="crlc-screenshot-")
     with contextlib.suppress(NoImagesFoundError):  # the window then shows an empty library
@@ -141,7 +140,7 @@ def show_export(window: MainWindow) -> Any:
     Returns the dialog (shown; the caller closes it).
     """
     from app.views.export_dialog import ExportDialog
-    from crlc_engine.cli_results import export_items
+    from crlc_engine.cli.results import export_items
 
     session = window.session
     if session is None or session.run_id is None:

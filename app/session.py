@@ -11,7 +11,8 @@ The only corrections that change assignments, :meth:`LibrarySession.split` and
 reload them themselves, so after any correction the session is current.
 
 The window shows groups, not clusters: :meth:`LibrarySession.view` is the run's group view
-(:mod:`crlc_engine.groups`), made again after every correction, and groups are named by their
+(:mod:`crlc_engine.results.groups`), made again after every correction, and groups are named by
+their
 key (``group:<name>``, ``cluster:<n>`` for an unnamed cluster).
 
 It also remembers, per library, which run and group the user was looking at
@@ -36,21 +37,26 @@ from typing import Any
 import numpy as np
 
 from app.state_file import read_state, write_state
-from crlc_engine.annotations import Annotations
-from crlc_engine.config import TrainConfig
-from crlc_engine.errors import InvalidSettingError, RunNotFoundError
-from crlc_engine.groups import (
+from crlc_engine.api import (
     NAMED_KEY,
     UNNAMED_KEY,
+    Annotations,
+    Catalog,
     GroupStore,
     GroupSummary,
     GroupView,
+    ImageLibrary,
+    ImageRecord,
+    InvalidSettingError,
+    ResultStore,
+    RunAssignments,
+    RunDir,
+    RunNotFoundError,
+    SkippedFile,
+    SplitPlan,
+    TrainConfig,
     named_key,
 )
-from crlc_engine.library import Catalog, ImageLibrary, ImageRecord, SkippedFile
-from crlc_engine.results import ResultStore, RunAssignments
-from crlc_engine.runs import RunDir
-from crlc_engine.split import SplitPlan
 
 #: The per-library file with the run and cluster shown last.
 VIEW_FILE = "app-view.json"
@@ -113,7 +119,7 @@ class RefineSetup:
 
     def config(self, epochs: int | None, minutes: float | None) -> TrainConfig:
         """The settings the refinement trains with (CRLC-semi's, labelled images included)."""
-        from crlc_engine.jobs import refine_settings
+        from crlc_engine.api import refine_settings
 
         return refine_settings(self.base, self.base.clusters, epochs, minutes, None)
 
@@ -424,7 +430,7 @@ class LibrarySession:
 
     # ------------------------------------------------------------------ reading
     def view(self) -> GroupView:
-        """The group view of the current run (see :mod:`crlc_engine.groups`), kept until the
+        """The group view of the current run (see :mod:`crlc_engine.results.groups`), kept until the
         next correction or reload."""
         if self._view is None:
             self._view = self.groups_store.view(self._run(), data=self._require())
@@ -512,7 +518,7 @@ class LibrarySession:
 
     def neighbors(self, image_id: int, k: int = 10) -> list[tuple[int, float]]:
         """The k most similar images (id, cosine similarity) by the run's features."""
-        from crlc_engine.neighbors import NeighborIndex
+        from crlc_engine.api import NeighborIndex
 
         data = self._require()
         if self._index is None:  # features change only with the run

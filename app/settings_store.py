@@ -22,10 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crlc_engine.device import DEVICE_CHOICES
-from crlc_engine.export import EXPORT_MODES
-from crlc_engine.fileio import atomic_write_json
-from crlc_engine.presets import PRESETS
+from crlc_engine.api import DEVICE_CHOICES, EXPORT_MODES, PRESETS, atomic_write_json
 
 APP_NAME = "crlc-organizer"
 SETTINGS_FILE = "settings.json"
@@ -70,7 +67,7 @@ class Settings:
         confirm_close_with_job: Ask before closing while a job runs.
         reopen_last_library: Open the last library at start-up.
         workspace: Where the libraries' workspaces live ("" = ``$CRLC_WORKSPACE``, else the
-            user data folder; see :func:`crlc_engine.runs.workspace_base`).
+            user data folder; see :func:`crlc_engine.library.runs.workspace_base`).
     """
 
     theme: str = "system"

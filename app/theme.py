@@ -8,7 +8,7 @@ native dialogs and title bars match).
 
 Colours are checked by contrast ratio (WCAG 2: (L1 + 0.05) / (L2 + 0.05) of relative
 luminances): text on its background >= 7, selected text and links >= 4.5. Cluster colours are
-fixed per cluster (:func:`app.models.clusters.group_color`) and some are too light for a
+fixed per cluster (:func:`app.itemmodels.clusters.group_color`) and some are too light for a
 white background or too dark for a dark one, so :func:`swatch_pixmap` draws a cluster's swatch
 with an outline in the palette's text colour and :func:`readable_color` adjusts a colour's
 lightness (keeping its hue) where it is used for text or thin lines.

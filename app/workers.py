@@ -17,7 +17,7 @@ undo). The pieces:
   A job counts as cancelled when it raised :class:`InterruptedError` or returned a result
   whose ``state`` is ``"cancelled"`` or whose ``cancelled`` attribute is ``True`` (the
   partial result stays readable as :attr:`JobWorker.result`). Exceptions never reach Qt:
-  :class:`~crlc_engine.errors.CRLCError` gives ``failed(error.kind, str(error), traceback)``;
+  :class:`~crlc_engine.core.errors.CRLCError` gives ``failed(error.kind, str(error), traceback)``;
   out of memory, a full disk and a missing permission give the kinds and plain messages of
   :func:`app.error_help.classify_exception`; anything else gives
   ``failed("internal", "Something went wrong: Type: msg", traceback)``.
@@ -48,14 +48,10 @@ import shiboken6
 from PySide6.QtCore import QDeadlineTimer, QEvent, QObject, QThread, Signal, Slot
 
 from app.error_help import classify_exception
-from crlc_engine.control import JobControl
-from crlc_engine.errors import CRLCError
+from crlc_engine.api import CRLCError, JobControl
 
 if TYPE_CHECKING:
-    from crlc_engine.config import TrainConfig
-    from crlc_engine.events import Reporter
-    from crlc_engine.export import ExportItem
-    from crlc_engine.library import ImageLibrary, ScanOptions
+    from crlc_engine.api import ExportItem, ImageLibrary, Reporter, ScanOptions, TrainConfig
 
 __all__ = [
     "INTERNAL_ERROR_KIND",
@@ -74,7 +70,7 @@ __all__ = [
     "undo_export_job",
 ]
 
-#: ``failed`` kind of an exception that is not a :class:`~crlc_engine.errors.CRLCError`.
+#: ``failed`` kind of an exception that is not a :class:`~crlc_engine.core.errors.CRLCError`.
 INTERNAL_ERROR_KIND = "internal"
 
 #: What a :class:`JobWorker` runs: ``fn(reporter, control) -> result``.
@@ -516,7 +512,7 @@ def scan_job(
     roots = _folder_list(folders)
 
     def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.library import scan_folders
+        from crlc_engine.api import scan_folders
 
         return scan_folders(roots, side, workspace, options, reporter, control, workers)
 
@@ -535,7 +531,7 @@ def train_job(
     run's clusters take their names from the groups of ``names_from`` (the run shown)."""
 
     def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.jobs import train_folder
+        from crlc_engine.api import train_folder
 
         return train_folder(
             folders,
@@ -564,7 +560,7 @@ def refine_job(
     overrides = {"device": device} if device is not None else None
 
     def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.jobs import refine_folder
+        from crlc_engine.api import refine_folder
 
         return refine_folder(
             folders, run_id, epochs, minutes, workspace, reporter, control, overrides
@@ -580,7 +576,7 @@ def assign_job(folders: Folders, run_id: str | None, workspace: str | Path | Non
     """
 
     def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.jobs import assign_run
+        from crlc_engine.api import assign_run
 
         return assign_run(folders, run_id, workspace, reporter)
 
@@ -609,7 +605,7 @@ def export_job(
     root_list = [Path(r) for r in roots]
 
     def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.export import export_images
+        from crlc_engine.api import export_images
 
         lock: AbstractContextManager[None] = nullcontext()
         if library is not None and not dry_run:
@@ -639,8 +635,8 @@ def undo_export_job(manifest: str | Path, workspace: str | Path | None = None) -
     """
 
     def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.cli_results import export_undo_checks
-        from crlc_engine.export import undo_export
+        from crlc_engine.api import undo_export
+        from crlc_engine.cli.results import export_undo_checks
 
         with export_undo_checks(workspace) as (roots, catalog):
             return undo_export(Path(manifest), roots, reporter, catalog)
@@ -660,9 +656,7 @@ def resume_job(
     """
 
     def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.config import TrainConfig
-        from crlc_engine.jobs import train_folder
-        from crlc_engine.library import ImageLibrary
+        from crlc_engine.api import ImageLibrary, TrainConfig, train_folder
 
         with ImageLibrary.open(_folder_list(folders), workspace) as library:
             stored = library.runs.get(run_id, state=None).read_config()
@@ -681,7 +675,7 @@ def delete_run_job(folders: Folders, run_id: str, workspace: str | Path | None) 
     """
 
     def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.jobs import delete_run
+        from crlc_engine.api import delete_run
 
         return delete_run(folders, run_id, workspace)
 
@@ -695,7 +689,7 @@ def relink_job(old: str | Path, new: str | Path, workspace: str | Path | None) -
     """
 
     def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.library import relink_root
+        from crlc_engine.api import relink_root
 
         reporter.status(f"Re-linking {old} to {new}")
         return relink_root(old, new, workspace)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from crlc_engine.cli import ConsoleReporter
-from crlc_engine.jobs import evaluate_folder, train_folder
-from crlc_engine.presets import resolve_train_config
+from crlc_engine.cli.main import ConsoleReporter
+from crlc_engine.pipeline.jobs import evaluate_folder, train_folder
+from crlc_engine.pipeline.presets import resolve_train_config
 
 
 def main() -> None:

@@ -1,12 +1,12 @@
 """Paint time of the group list with covers: 200 groups, real decoded thumbnails.
 
 A ``QListView`` (uniform item sizes, ``--width`` x ``--height``, default 300 x 900) shows a
-:class:`app.models.GroupListModel` of ``--groups`` groups through
+:class:`app.itemmodels.GroupListModel` of ``--groups`` groups through
 :class:`app.views.group_delegate.GroupDelegate`. Each group's cover is a 2x2 mosaic of four
 of its own thumbnails (every ``--single-every``-th group has fewer than four top pictures and
 shows one), so the list needs ``4 * groups`` distinct thumbnails: that many 256 x 192 JPEGs
 (smooth gradients plus noise, quality 85, like the library's) are generated in a temporary
-folder and decoded by a :class:`app.models.ThumbnailCache` (128 px, as the grid's).
+folder and decoded by a :class:`app.itemmodels.ThumbnailCache` (128 px, as the grid's).
 
 Phases (``QT_QPA_PLATFORM=offscreen`` unless set):
 
@@ -42,10 +42,10 @@ import numpy as np
 from _gui_bench import TimedListView, make_thumbnails, pump, qt_machine, stats
 from PySide6.QtWidgets import QApplication, QListView
 
-from app.models import GroupListModel, ThumbnailCache
-from app.models.covers import COVER_SIDE
+from app.itemmodels import GroupListModel, ThumbnailCache
+from app.itemmodels.covers import COVER_SIDE
 from app.views.group_delegate import GroupDelegate
-from crlc_engine.groups import GroupSummary
+from crlc_engine.results.groups import GroupSummary
 
 BENCHMARK = "cover_list_paint"
 GOAL_MS = 16.0

@@ -5,14 +5,14 @@ it works as the app does, in a fresh workspace:
 
 1. scans the photos at 32 px, untimed (the window scans at 32 px when a folder is opened);
 2. takes the dialog's estimates: ``rough`` (typical speeds, shown first) and ``measured``
-   (after :func:`crlc_engine.estimate.measure_speed`, timed: what the dialog waits for);
-3. runs the group job (:func:`crlc_engine.jobs.train_folder`: reading the photos at the
+   (after :func:`crlc_engine.pipeline.estimate.measure_speed`, timed: what the dialog waits for);
+3. runs the group job (:func:`crlc_engine.pipeline.jobs.train_folder`: reading the photos at the
    training size when it is not 32 px, the quick preset's features, training, checkpoints,
    assignments) and times it;
-4. reads the run's own speed back (:func:`crlc_engine.estimate.run_calibration`) and gives
+4. reads the run's own speed back (:func:`crlc_engine.pipeline.estimate.run_calibration`) and gives
    the estimate a later job of the same settings would get (``from_run``);
 5. compares the checkpoint the run kept, and a training checkpoint, with
-   :func:`crlc_engine.estimate.checkpoint_size`, and sums the workspace.
+   :func:`crlc_engine.pipeline.estimate.checkpoint_size`, and sums the workspace.
 
 Photos: the first ``N / 10`` of each class of Imagenette's ``val`` split (224 px JPEGs),
 copied into ``--workdir``. Prints one JSON object (also to ``--json``); exits 0 with
@@ -39,16 +39,16 @@ from typing import Any
 
 from _imagenette import IMAGE_SUFFIXES, machine, unpack
 
-from crlc_engine.estimate import (
+from crlc_engine.core.events import CheckpointSaved, Event
+from crlc_engine.library import scan_folders
+from crlc_engine.pipeline.estimate import (
     checkpoint_size,
     estimate_training,
     measure_speed,
     run_calibration,
 )
-from crlc_engine.events import CheckpointSaved, Event
-from crlc_engine.jobs import train_folder
-from crlc_engine.library import scan_folders
-from crlc_engine.presets import resolve_train_config
+from crlc_engine.pipeline.jobs import train_folder
+from crlc_engine.pipeline.presets import resolve_train_config
 
 #: The size the window scans at (app.views.main_window.SCAN_SIZE).
 WINDOW_SCAN_SIZE = 32

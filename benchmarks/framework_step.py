@@ -59,7 +59,7 @@ def measure_child(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from crlc_engine.config import TrainConfig
+    from crlc_engine.core.config import TrainConfig
     from crlc_engine.training.trainer import CRLCTrainer
 
     torch.set_num_threads(args.threads)

@@ -1,4 +1,4 @@
-"""How the share that names a cluster (``crlc_engine.groups.ATTACH_SHARE``) trades wrong
+"""How the share that names a cluster (``crlc_engine.results.groups.ATTACH_SHARE``) trades wrong
 names for unnamed clusters.
 
 For a library with a named reference run (e.g. the refine run left by
@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crlc_engine.groups import GroupStore, attach_names
-from crlc_engine.jobs import train_folder
 from crlc_engine.library import ImageLibrary
-from crlc_engine.presets import resolve_train_config
+from crlc_engine.pipeline.jobs import train_folder
+from crlc_engine.pipeline.presets import resolve_train_config
+from crlc_engine.results.groups import GroupStore, attach_names
 
 SHARES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 

@@ -31,14 +31,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from crlc_engine.annotations import Annotations
-from crlc_engine.cli_results import export_items
-from crlc_engine.device import resolve_device
-from crlc_engine.export import export_images
-from crlc_engine.jobs import refine_folder, train_folder
+from crlc_engine.cli.results import export_items
+from crlc_engine.core.device import resolve_device
 from crlc_engine.library import ImageLibrary
-from crlc_engine.presets import default_preset_name, resolve_train_config
-from crlc_engine.results import ResultStore
+from crlc_engine.pipeline.jobs import refine_folder, train_folder
+from crlc_engine.pipeline.presets import default_preset_name, resolve_train_config
+from crlc_engine.results.annotations import Annotations
+from crlc_engine.results.assignments import ResultStore
+from crlc_engine.results.export import export_images
 
 
 def make_flat_copy(
@@ -114,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moves", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--attach-share", type=float, default=None, help="crlc_engine.groups.ATTACH_SHARE"
+        "--attach-share", type=float, default=None, help="crlc_engine.results.groups.ATTACH_SHARE"
     )
     args = parser.parse_args(argv)
     if args.attach_share is not None:
-        import crlc_engine.groups as groups
+        import crlc_engine.results.groups as groups
 
         groups.ATTACH_SHARE = args.attach_share
     started = time.monotonic()

@@ -1,8 +1,8 @@
 """Paint time and thumbnail decodes of the thumbnail grid while scrolling 50,000 images.
 
 A ``QListView`` in IconMode (static movement, uniform item sizes, batched layout) shows a
-:class:`app.models.ThumbnailGridModel` of ``--items`` images whose thumbnails come from a
-:class:`app.models.ThumbnailCache`. ``--files`` distinct 256 x 192 JPEG thumbnails (smooth
+:class:`app.itemmodels.ThumbnailGridModel` of ``--items`` images whose thumbnails come from a
+:class:`app.itemmodels.ThumbnailCache`. ``--files`` distinct 256 x 192 JPEG thumbnails (smooth
 gradients plus noise, quality 85, like the library's) are generated in a temporary folder and
 the image ids are mapped onto them by the cache's thumbnail-path function, so every id is a
 separate cache entry and a separate decode.
@@ -45,7 +45,7 @@ from _gui_bench import TimedListView, make_thumbnails, qt_machine
 from PySide6.QtCore import QSize
 from PySide6.QtWidgets import QApplication, QListView
 
-from app.models import ThumbnailCache, ThumbnailGridModel
+from app.itemmodels import ThumbnailCache, ThumbnailGridModel
 
 BENCHMARK = "gui_grid_paint"
 

@@ -22,7 +22,7 @@ measurement into ``--workdir`` (reused when it already holds them) or a temporar
 The workspace is always new, so the scan really decodes every file.
 
 ``--preimport-freeze`` is a what-if, not the app's behaviour: before the phases it imports
-``crlc_engine.jobs`` and ``crlc_engine.neighbors`` on the GUI thread and calls
+``crlc_engine.pipeline.jobs`` and ``crlc_engine.core.neighbors`` on the GUI thread and calls
 ``gc.freeze()``, to show what the stalls are made of.
 
 Where the GUI thread goes (``--no-trace`` switches this off):
@@ -370,7 +370,7 @@ def stall_report(
 # --------------------------------------------------------------------------------- setup
 def make_images(folder: Path, per_class: int, size: int, seed: int) -> tuple[int, float]:
     """Generate the PNGs unless ``folder`` already holds them: (count, seconds)."""
-    from crlc_engine.synthetic import write_shapes_folder
+    from crlc_engine.library.synthetic import write_shapes_folder
 
     expected = per_class * len(SHAPES)
     existing = list(folder.rglob("*.png")) if folder.exists() else []
@@ -384,8 +384,8 @@ def make_images(folder: Path, per_class: int, size: int, seed: int) -> tuple[int
 
 
 def instrument(slots: SlotTimer) -> None:
-    from app.models.clusters import GroupListModel
-    from app.models.thumbnails import ThumbnailGridModel
+    from app.itemmodels.clusters import GroupListModel
+    from app.itemmodels.thumbnails import ThumbnailGridModel
     from app.session import LibrarySession
     from app.views.main_window import JobPanel, MainWindow
     from app.workers import JobRunner
@@ -502,8 +502,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     from app.views.main_window import MainWindow
     from app.workers import train_job
-    from crlc_engine.events import EpochEnded, TrainingFinished, TrainingStarted
-    from crlc_engine.presets import resolve_train_config
+    from crlc_engine.core.events import EpochEnded, TrainingFinished, TrainingStarted
+    from crlc_engine.pipeline.presets import resolve_train_config
 
     t0 = time.perf_counter()
     window = MainWindow(workspace=workspace)
@@ -515,8 +515,6 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         # what-if, not what the app does: import the training stack on the GUI thread
         # before any job, then move every object to gc's permanent generation
         t0 = time.perf_counter()
-        import crlc_engine.jobs
-        import crlc_engine.neighbors  # noqa: F401
 
         gc.collect()
         gc.freeze()
@@ -707,7 +705,7 @@ def main() -> None:
     parser.add_argument(
         "--preimport-freeze",
         action="store_true",
-        help="what-if: import crlc_engine.jobs/neighbors on the GUI thread, then gc.freeze()",
+        help="what-if: import the jobs and neighbours on the GUI thread, then gc.freeze()",
     )
     args = parser.parse_args()
     if args.workdir is not None:

@@ -20,7 +20,7 @@ Prints a Markdown table and writes one JSON object (``--json``). Exits 0 with
     python benchmarks/imagenette_quick.py ../shared/datasets/imagenette-224.tar.gz \
         --json /tmp/quick.json                            # all 13,394 images at 224 px
 
-The quick job runs through :func:`crlc_engine.quick.train_quick_folder` (what
+The quick job runs through :func:`crlc_engine.pipeline.quick.train_quick_folder` (what
 ``crlc train --preset quick`` runs once ``jobs.train_folder`` dispatches to it).
 """
 
@@ -41,23 +41,23 @@ import numpy as np
 import torch
 from _imagenette import IMAGE_SUFFIXES, machine, unpack
 
-from crlc_engine.config import TrainConfig
-from crlc_engine.features import (
+from crlc_engine.core.config import TrainConfig
+from crlc_engine.library import ImageLibrary, scan_folders
+from crlc_engine.pipeline.jobs import evaluate_folder
+from crlc_engine.pipeline.presets import PRESETS, resolve_train_config
+from crlc_engine.pipeline.quick import train_quick_folder
+from crlc_engine.results.groundtruth import class_indices, class_of
+from crlc_engine.results.metrics import score_clustering
+from crlc_engine.training.checkpoint import load_checkpoint
+from crlc_engine.training.frozen_features import (
     PRECISIONS,
     FeatureCache,
     FeatureSpec,
     lite0_extractor,
     resolve_precision,
 )
-from crlc_engine.groundtruth import class_indices, class_of
-from crlc_engine.jobs import evaluate_folder
-from crlc_engine.library import ImageLibrary, scan_folders
-from crlc_engine.metrics import score_clustering
-from crlc_engine.presets import PRESETS, resolve_train_config
-from crlc_engine.quick import train_quick_folder
-from crlc_engine.training.checkpoint import load_checkpoint
 
-#: The quick preset's settings (used while ``crlc_engine.presets`` has no ``quick`` entry).
+#: The quick preset's settings (used while ``crlc_engine.pipeline.presets`` has no ``quick`` entry).
 QUICK_SETTINGS: dict[str, Any] = {
     "backbone": "efficientnet_lite0",
     "pretrained": True,

@@ -33,12 +33,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from crlc_engine.config import TrainConfig
-from crlc_engine.events import NullReporter
-from crlc_engine.inference import predict
-from crlc_engine.metrics import cluster_accuracy, normalized_mutual_info
-from crlc_engine.presets import get_preset
-from crlc_engine.synthetic import make_shapes_dataset
+from crlc_engine.core.config import TrainConfig
+from crlc_engine.core.events import NullReporter
+from crlc_engine.library.synthetic import make_shapes_dataset
+from crlc_engine.pipeline.presets import get_preset
+from crlc_engine.results.metrics import cluster_accuracy, normalized_mutual_info
+from crlc_engine.training.inference import predict
 from crlc_engine.training.trainer import CRLCTrainer
 
 

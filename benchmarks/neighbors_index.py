@@ -1,7 +1,7 @@
 """Exact (IndexFlatIP) vs approximate (HNSW) nearest neighbours over 128-d unit features.
 
 For each size N, on clustered unit vectors (Gaussian clusters of unequal size and spread, like
-trained CRLC features) it times, for both index kinds of ``crlc_engine.neighbors``:
+trained CRLC features) it times, for both index kinds of ``crlc_engine.core.neighbors``:
 
 * build: ``NeighborIndex.build``;
 * single: median latency of one query (``neighbors_of`` of one random row, k = 10), one call
@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import faiss
 import numpy as np
 
-from crlc_engine.neighbors import (
+from crlc_engine.core.neighbors import (
     EXACT_MAX,
     HNSW_EF_CONSTRUCTION,
     HNSW_EF_SEARCH,

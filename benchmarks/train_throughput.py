@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from crlc_engine.config import TrainConfig
-from crlc_engine.device import resolve_device
+from crlc_engine.core.config import TrainConfig
+from crlc_engine.core.device import resolve_device
 from crlc_engine.training.trainer import CRLCTrainer
 
 

@@ -15,7 +15,7 @@ for until the first is decoded and the second prefetched. Then:
 - step_prefetched_ms: Right to the prefetched second photo, shown and painted;
 - baseline: the same repaints of a plain widget that copies one prepared pixmap of the
   view's size (what the machine and the platform cost whatever the viewer does);
-- decode_s: :func:`app.models.full_image.decode_full_image` alone (median of 3, off the
+- decode_s: :func:`app.itemmodels.full_image.decode_full_image` alone (median of 3, off the
   GUI thread in the app); open_s: ``set_sequence`` until the photo is shown (decode and
   fit copy in a worker, delivery to the GUI thread).
 
@@ -50,7 +50,7 @@ from PIL import Image
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPixmap
 from PySide6.QtWidgets import QApplication, QWidget
 
-from app.models.full_image import decode_full_image
+from app.itemmodels.full_image import decode_full_image
 from app.views.viewer import PhotoViewer
 
 BENCHMARK = "viewer_paint"

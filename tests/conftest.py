@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from crlc_engine.config import TrainConfig
-from crlc_engine.errors import InvalidSettingError
+from crlc_engine.core.config import TrainConfig
+from crlc_engine.core.errors import InvalidSettingError
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Keep settings, logs, recent libraries and default workspaces out of the user's folders.
@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def shapes_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of 4 x 12 generated 32 px PNGs in class sub-folders."""
-    from crlc_engine.synthetic import write_shapes_folder
+    from crlc_engine.library.synthetic import write_shapes_folder
 
     return write_shapes_folder(tmp_path_factory.mktemp("shapes"), per_class=12, size=32)
 
@@ -68,7 +68,7 @@ class CapturedError(InvalidSettingError):
 @pytest.fixture
 def captured_settings(monkeypatch: pytest.MonkeyPatch) -> list[CapturedError]:
     """Replace the training jobs with stand-ins that record what the CLI asked for."""
-    import crlc_engine.jobs as jobs
+    import crlc_engine.pipeline.jobs as jobs
 
     seen: list[CapturedError] = []
 

@@ -83,8 +83,7 @@ def device_rows(request: str = "auto") -> list[tuple[str, str]]:
     A device the settings ask for that this computer lacks is reported with the device
     "auto" picks instead. A CUDA device is named, with its memory.
     """
-    from crlc_engine.device import resolve_device
-    from crlc_engine.errors import CRLCError
+    from crlc_engine.api import CRLCError, resolve_device
 
     rows: list[tuple[str, str]] = []
     try:

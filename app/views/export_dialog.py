@@ -3,7 +3,7 @@
 :class:`ExportDialog` asks for the export folder, the mode (copy, hard link, symlink, move or
 CSV only), the confidence threshold below which photos go to ``_uncertain``, and whether to
 keep each photo's sub-folders. A preview (per-folder counts and the first files) comes from
-:func:`crlc_engine.export.plan_export`, which writes nothing: it is recomputed shortly after
+:func:`crlc_engine.results.export.plan_export`, which writes nothing: it is recomputed shortly after
 each change (debounced), on the GUI thread for up to
 :attr:`ExportDialog.BACKGROUND_PREVIEW_ITEMS` photos and on a worker thread above that. The
 engine's own checks decide whether the folder is usable (never inside a photo folder); the
@@ -48,7 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-import app.models  # noqa: F401  (pins None/True/False on affected PySide6 builds)
+import app.itemmodels  # noqa: F401  (pins None/True/False on affected PySide6 builds)
 from app.error_help import (
     DISK_FULL,
     INTERNAL,
@@ -59,14 +59,14 @@ from app.error_help import (
 )
 from app.theme import readable_color
 from app.workers import JobRunner, JobWorker
-from crlc_engine.control import JobControl
-from crlc_engine.errors import CRLCError
-from crlc_engine.events import Reporter
-from crlc_engine.export import (
+from crlc_engine.api import (
     EXPORT_MODES,
     MANIFEST_PREFIX,
+    CRLCError,
     ExportItem,
     ExportPlanEntry,
+    JobControl,
+    Reporter,
     plan_export,
 )
 
@@ -127,7 +127,7 @@ class ExportOptions:
 
     Attributes:
         dest: Export folder (absolute).
-        mode: One of :data:`crlc_engine.export.EXPORT_MODES`.
+        mode: One of :data:`crlc_engine.results.export.EXPORT_MODES`.
         min_confidence: Photos below it go to ``_uncertain``.
         keep_subfolders: Recreate each photo's folders below its library root.
     """
@@ -198,7 +198,7 @@ def summarize_plan(
 def preview_export(
     items: Sequence[ExportItem], roots: Sequence[Path], options: ExportOptions
 ) -> ExportPreview:
-    """Plan the export with :func:`~crlc_engine.export.plan_export` and summarise it.
+    """Plan the export with :func:`~crlc_engine.results.export.plan_export` and summarise it.
 
     Raises:
         ExportDestinationError: the folder is a file or inside a photo folder.

@@ -7,7 +7,7 @@
     | 2 x 2  |  80 photos · 91 %
     +--------+
 
-The cover comes from :meth:`app.models.clusters.GroupListModel.cover` (composed once, a
+The cover comes from :meth:`app.itemmodels.clusters.GroupListModel.cover` (composed once, a
 placeholder is drawn while its thumbnails load); the row only draws ready pixmaps and two
 lines of text, so a list of hundreds of groups paints quickly. Renaming in place puts a line
 edit over the name line; the typed name goes to the model's ``setData`` (which announces it
@@ -36,8 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.models.clusters import FLAG_MARK, GroupListModel, group_color, stats_text
-from app.models.covers import COVER_RADIUS, COVER_SIDE
+from app.itemmodels.clusters import FLAG_MARK, GroupListModel, group_color, stats_text
+from app.itemmodels.covers import COVER_RADIUS, COVER_SIDE
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -86,7 +86,7 @@ def elided_name(name: str, flagged: bool, metrics: QFontMetrics, width: int) -> 
 
 
 class GroupDelegate(QStyledItemDelegate):
-    """Paints a :class:`~app.models.clusters.GroupListModel` row with its cover (see the
+    """Paints a :class:`~app.itemmodels.clusters.GroupListModel` row with its cover (see the
     module docstring) and edits the name in place.
 
     Args:

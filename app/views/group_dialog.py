@@ -1,14 +1,15 @@
 """The "Group images" dialog: how many groups, which preset and device, and what it costs.
 
 :class:`GroupDialog` collects the settings of a training run and turns them into a
-:class:`~crlc_engine.config.TrainConfig` with :func:`~crlc_engine.presets.resolve_train_config`,
+:class:`~crlc_engine.core.config.TrainConfig` with
+:func:`~crlc_engine.pipeline.presets.resolve_train_config`,
 passing as overrides only the values the user changed from the chosen preset (so that the
 run records the preset plus exactly what was different). Before starting it shows an
-estimate of the time and the disk space (:func:`crlc_engine.estimate.estimate_training`).
+estimate of the time and the disk space (:func:`crlc_engine.pipeline.estimate.estimate_training`).
 
 The time is first a rough guess from typical speeds. When the dialog opens (and after each
 change of the settings), a few real training steps of the chosen settings are timed on a
-worker thread (:meth:`crlc_engine.estimate.SpeedCache.measure`, 1-4 s, cancelled when the
+worker thread (:meth:`crlc_engine.pipeline.estimate.SpeedCache.measure`, 1-4 s, cancelled when the
 dialog closes or the settings change again) and the estimate is redrawn with this
 computer's speed. Speeds are kept per computer and settings in the user cache folder (the
 speed of a finished run of the same settings first), so a second opening shows them at once.
@@ -16,7 +17,7 @@ The disk line counts what a checkpoint of the settings really holds: the one a f
 keeps, and the larger one (with the optimiser state) while it trains.
 
 The dialog does no blocking work: it asks the device probe (by default
-:func:`crlc_engine.device.resolve_device`) which devices exist, once, when it is built.
+:func:`crlc_engine.core.device.resolve_device`) which devices exist, once, when it is built.
 """
 
 from __future__ import annotations
@@ -49,37 +50,35 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-import app.models  # noqa: F401  (pins None/True/False on affected PySide6 builds)
-from crlc_engine.config import (
+import app.itemmodels  # noqa: F401  (pins None/True/False on affected PySide6 builds)
+from crlc_engine.api import (
     BACKBONE_NAMES,
+    CPU_IMAGES_PER_S,
     CRITIC_NAMES,
     FRAMEWORKS,
-    PRETRAINED_BACKBONES,
-    STAGE_OPTIMS,
-    TrainConfig,
-)
-from crlc_engine.control import JobControl
-from crlc_engine.device import DeviceChoice, resolve_device
-from crlc_engine.errors import CRLCError, InvalidSettingError
-from crlc_engine.estimate import (
-    CPU_IMAGES_PER_S,
     MODEL_PARAMETERS,
+    PRESETS,
+    PRETRAINED_BACKBONES,
+    PRETRAINED_HINT,
+    STAGE_OPTIMS,
+    TORCHVISION_BACKBONES,
     Calibration,
+    CRLCError,
+    DeviceChoice,
+    InvalidSettingError,
+    JobControl,
     SpeedCache,
+    TrainConfig,
     TrainingEstimate,
+    default_preset_name,
     estimate_training,
     format_bytes,
     format_duration,
     images_per_second,
-    speed_key,
-)
-from crlc_engine.presets import (
-    PRESETS,
-    PRETRAINED_HINT,
-    TORCHVISION_BACKBONES,
-    default_preset_name,
     quick_preset_available,
+    resolve_device,
     resolve_train_config,
+    speed_key,
     torchvision_presets,
     torchvision_problem,
 )
@@ -242,19 +241,19 @@ class GroupDialog(QDialog):
         images: Number of photos to group (bounds the number of groups, drives the estimate).
         parent: Parent widget.
         device_probe: ``probe(request) -> DeviceChoice`` (default
-            :func:`~crlc_engine.device.resolve_device`); raises for an unavailable device.
+            :func:`~crlc_engine.core.device.resolve_device`); raises for an unavailable device.
         default_clusters: The user's default number of groups (settings), else 10.
         default_preset: The user's default preset (settings), else the device's default.
         default_device: The user's default device request (settings), if available.
         quick_available: Whether the ``pretrained`` extra is installed (default: looked up).
             Without it the quick preset is greyed out, its tooltip saying what to install.
         speeds: Where this computer's speeds come from and are measured: a
-            :class:`~crlc_engine.estimate.SpeedCache` (default: the user cache folder's);
+            :class:`~crlc_engine.pipeline.estimate.SpeedCache` (default: the user cache folder's);
             ``None``: no measurement, the rough estimate stays.
         cached_sizes: Training sizes the library's pixel cache already holds (the window
             scans at :data:`WINDOW_SCAN_SIZE`); other sizes read every photo again first.
 
-    Without a working torchvision (:func:`~crlc_engine.presets.torchvision_problem`, looked
+    Without a working torchvision (:func:`~crlc_engine.pipeline.presets.torchvision_problem`, looked
     up when the dialog is built) the presets and networks that train a ResNet are greyed out,
     with the message saying what to install as their tooltip.
 

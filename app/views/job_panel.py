@@ -2,7 +2,7 @@
 
 Scans and exports count files: the panel measures their rate itself (over the last few
 seconds of progress) and shows ``done / total files · N files/s · about M left``. Training
-reports epochs (:class:`~crlc_engine.events.EpochEnded`): the panel shows the loss, the rate
+reports epochs (:class:`~crlc_engine.core.events.EpochEnded`): the panel shows the loss, the rate
 in images/s, the ETA and the cluster sizes, and draws the loss curve and the size bars.
 """
 
@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from app.icons import icon
 from app.views.plots import ClusterSizeBars, LossPlot
 from app.workers import JobWorker
-from crlc_engine.events import EpochEnded, TrainingStarted
+from crlc_engine.api import EpochEnded, TrainingStarted
 
 __all__ = ["JobPanel", "RateMeter", "format_duration"]
 

@@ -1,7 +1,7 @@
 """The main window: groups on the left, the selected group's thumbnails in the middle, the
 selected image with its probabilities and neighbours on the right, the job panel below.
 
-The left list is the run's group view (:mod:`crlc_engine.groups`): a merge (one name on
+The left list is the run's group view (:mod:`crlc_engine.results.groups`): a merge (one name on
 several clusters) is one row, and a picture labelled or moved into a group shows there at
 once (labelled thumbnails carry a mark).
 
@@ -80,10 +80,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.icons import app_icon, icon
-from app.models.clusters import GroupListModel
-from app.models.scan_watcher import ScanWatcher
-from app.models.thumbnail_cache import ThumbnailCache
-from app.models.thumbnails import ThumbnailGridModel
+from app.itemmodels.clusters import GroupListModel
+from app.itemmodels.scan_watcher import ScanWatcher
+from app.itemmodels.thumbnail_cache import ThumbnailCache
+from app.itemmodels.thumbnails import ThumbnailGridModel
 from app.recent import forget_recent, recent_libraries, remember_folders, replace_folder
 from app.session import LibrarySession, ScannedImages, UnfinishedRun
 from app.settings_store import Settings, SettingsStore
@@ -109,7 +109,7 @@ from app.workers import (
     train_job,
     undo_export_job,
 )
-from crlc_engine.errors import CRLCError
+from crlc_engine.api import CRLCError
 
 if TYPE_CHECKING:
     from app.views.about_dialog import AboutDialog
@@ -136,9 +136,6 @@ def warm_up_engine() -> None:
     if _warmed_up:
         return
     import gc
-
-    import crlc_engine.jobs
-    import crlc_engine.neighbors  # noqa: F401
 
     gc.collect()
     gc.freeze()
@@ -1291,8 +1288,7 @@ class MainWindow(QMainWindow):
     def refine_dialog(self) -> RefineDialog | None:
         """The Refine dialog for the shown run (what it will do, length, device, estimate)."""
         from app.views.refine_dialog import RefineDialog
-        from crlc_engine.estimate import SpeedCache, estimate_training
-        from crlc_engine.quick import is_quick
+        from crlc_engine.api import SpeedCache, estimate_training, is_quick
 
         if self.session is None or self.session.run_id is None:
             return None
@@ -1339,7 +1335,7 @@ class MainWindow(QMainWindow):
 
     def _export(self) -> None:
         from app.views.export_dialog import ExportDialog
-        from crlc_engine.cli_results import export_items
+        from crlc_engine.cli.results import export_items
 
         if self.session is None or self.session.run_id is None:
             return
@@ -1461,7 +1457,7 @@ class MainWindow(QMainWindow):
             self.refresh(run_id)
 
     def _delete_run(self) -> None:
-        from crlc_engine.jobs import delete_run
+        from crlc_engine.api import delete_run
 
         if self.session is None or self.session.run_id is None or self.runner.running:
             return

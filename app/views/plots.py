@@ -17,7 +17,7 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from app.models.clusters import group_color
+from app.itemmodels.clusters import group_color
 from app.theme import readable_color
 
 #: The loss curve's colour before it is made readable on the palette's window colour.

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.views.group_dialog import DeviceProbe, GroupDialog, TrainingEstimate, _set_item_enabled
-from crlc_engine.device import resolve_device
+from crlc_engine.api import resolve_device
 
 __all__ = ["RefineChoice", "RefineDialog", "RefineEstimator", "describe_labels"]
 

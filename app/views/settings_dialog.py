@@ -47,9 +47,7 @@ from app.settings_store import (
 )
 from app.theme import readable_color
 from app.views.export_dialog import MODE_HELP, MODE_NAMES
-from crlc_engine.device import DEVICE_CHOICES
-from crlc_engine.export import EXPORT_MODES
-from crlc_engine.presets import DEFAULT_PRESET_RULE, PRESETS
+from crlc_engine.api import DEFAULT_PRESET_RULE, DEVICE_CHOICES, EXPORT_MODES, PRESETS
 
 #: Colour of error messages (made readable on the palette's window colour).
 ERROR_RED = "#d32f2f"
@@ -78,7 +76,7 @@ def cache_folder() -> Path:
 
 def default_workspace() -> Path:
     """Where workspaces go without a setting: ``$CRLC_WORKSPACE``, else the user data folder."""
-    from crlc_engine.runs import workspace_base
+    from crlc_engine.api import workspace_base
 
     return workspace_base(None)
 

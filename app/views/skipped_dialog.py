@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-import app.models  # noqa: F401  (pins None/True/False on affected PySide6 builds)
+import app.itemmodels  # noqa: F401  (pins None/True/False on affected PySide6 builds)
 
 __all__ = ["FileListDialog", "FileListModel", "skipped_files_dialog"]
 

@@ -31,11 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.models.clusters import group_color
+from app.itemmodels.clusters import group_color
 from app.theme import readable_color, swatch_pixmap
-from crlc_engine.errors import CRLCError
-from crlc_engine.groups import default_cluster_name
-from crlc_engine.split import MAX_PARTS, SplitPlan
+from crlc_engine.api import MAX_PARTS, CRLCError, SplitPlan, default_cluster_name
 
 Planner = Callable[[int], SplitPlan]
 #: Milliseconds to wait after the last change of the number of parts before planning.

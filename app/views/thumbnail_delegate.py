@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.icons import icon
-from app.models.thumbnails import ThumbnailGridModel
+from app.itemmodels.thumbnails import ThumbnailGridModel
 from app.theme import readable_color
 
 #: Edge of the mark, as a share of the cell's width (between MIN and MAX pixels).

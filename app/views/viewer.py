@@ -10,7 +10,7 @@ Every other key is left to the window, so the main window's actions (L, M, Delet
 keep working; they act on :meth:`PhotoViewer.current_image_id`, which the viewer announces
 with ``currentChanged``.
 
-Decoding runs in a :class:`app.models.full_image.FullImageLoader` (a thread pool); the
+Decoding runs in a :class:`app.itemmodels.full_image.FullImageLoader` (a thread pool); the
 photo shown, the next and the previous one are kept decoded (at most three). While a photo
 decodes, its grid thumbnail is shown scaled up (from :meth:`set_placeholder_source` or the
 ``placeholder`` argument) with "Loading…", else "Loading…" alone; a photo that cannot be
@@ -46,7 +46,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
-from app.models.full_image import (
+from app.itemmodels.full_image import (
     DEFAULT_CAPACITY,
     Decoder,
     FullImage,
@@ -87,7 +87,7 @@ class PhotoCanvas(QWidget):
     """Draws one photo at a zoom, pans it, or shows a placeholder or a message.
 
     Zoom is in device pixels per photo pixel. In "fit" mode the zoom follows the widget's
-    size (:func:`app.models.full_image.fit_zoom`: never above 1).
+    size (:func:`app.itemmodels.full_image.fit_zoom`: never above 1).
 
     Signals:
         zoomChanged(): the zoom or the fit mode changed (also after a resize in fit mode).
@@ -602,7 +602,7 @@ class PhotoViewer(QWidget):
         capacity: Decoded photos kept (the one shown, the next, the previous).
         threads: Decoding threads (default: one or two).
         decode: path -> QImage, run in the decoding threads (default
-            :func:`app.models.full_image.decode_full_image`).
+            :func:`app.itemmodels.full_image.decode_full_image`).
         parent: Qt parent.
 
     Signals:

@@ -6,7 +6,7 @@ schema carries a version; :data:`MIGRATIONS` brings an older file up to date, ea
 one transaction.
 
 Every catalog carries a random ``catalog_id`` (in ``meta``) that runs record when they are
-made: a run whose id differs was made with another catalog (see :mod:`crlc_engine.runs`).
+made: a run whose id differs was made with another catalog (see :mod:`crlc_engine.library.runs`).
 Opening checks the file (``PRAGMA quick_check``) and names a damaged catalog with the way
 out instead of failing later. A read-only open (for commands that only read) writes
 nothing, so it works on a full disk and in a read-only workspace.
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from crlc_engine.errors import (
+from crlc_engine.core.errors import (
     CRLCError,
     DiskFullError,
     LibraryNotFoundError,
@@ -123,7 +123,7 @@ def _migrate_to_2(db: sqlite3.Connection) -> None:
 
 def _migrate_to_3(db: sqlite3.Connection) -> None:
     """Groups: the user's named groups with a colour each, and per run how each group fared
-    when the run's clusters were named (see :mod:`crlc_engine.groups`)."""
+    when the run's clusters were named (see :mod:`crlc_engine.results.groups`)."""
     _run_statements(
         db,
         """

@@ -37,8 +37,8 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.context import SpawnContext
 
-from crlc_engine.control import JobControl
-from crlc_engine.errors import CRLCError
+from crlc_engine.core.control import JobControl
+from crlc_engine.core.errors import CRLCError
 from crlc_engine.library.decode import (
     BIG_IMAGE_PIXELS,
     DecodeResult,

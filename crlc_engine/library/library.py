@@ -25,23 +25,23 @@ from typing import Any
 
 import numpy as np
 
-from crlc_engine.control import JobControl
-from crlc_engine.errors import (
+from crlc_engine.core.control import JobControl
+from crlc_engine.core.errors import (
     FolderNotFoundError,
     InvalidSettingError,
     NoImagesFoundError,
     TooManyFilesError,
     WorkspaceDamagedError,
 )
-from crlc_engine.events import NullReporter, Reporter
-from crlc_engine.fileio import atomic_write_json
+from crlc_engine.core.events import NullReporter, Reporter
+from crlc_engine.core.fileio import atomic_write_json
 from crlc_engine.library.catalog import REBUILD_ADVICE, Catalog, ImageRecord
 from crlc_engine.library.decode import DecodeResult, decode_file, heif_available
 from crlc_engine.library.decode_pool import available_cores, run_decoders
 from crlc_engine.library.lock import WorkspaceLock
 from crlc_engine.library.pixel_cache import PixelCache
+from crlc_engine.library.runs import RunStore, library_key, workspace_base
 from crlc_engine.library.walk import DEFAULT_MAX_FILES, ScanOptions, WalkResult, walk_root
-from crlc_engine.runs import RunStore, library_key, workspace_base
 
 COMMIT_EVERY_S = 1.0
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from crlc_engine.errors import NoPermissionError, WorkspaceDamagedError, WorkspaceLockedError
+from crlc_engine.core.errors import NoPermissionError, WorkspaceDamagedError, WorkspaceLockedError
 
 
 class WorkspaceLock:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crlc_engine.errors import WorkspaceDamagedError
+from crlc_engine.core.errors import WorkspaceDamagedError
 
 
 class PixelCache:

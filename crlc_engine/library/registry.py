@@ -11,17 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crlc_engine.errors import (
+from crlc_engine.core.errors import (
     CRLCError,
     FolderNotFoundError,
     InvalidSettingError,
     LibraryNotFoundError,
 )
-from crlc_engine.fileio import atomic_write_json
+from crlc_engine.core.fileio import atomic_write_json
 from crlc_engine.library.catalog import Catalog
 from crlc_engine.library.library import refuse_lost_catalog
 from crlc_engine.library.lock import WorkspaceLock
-from crlc_engine.runs import library_key, workspace_base
+from crlc_engine.library.runs import library_key, workspace_base
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ CNN for quick CPU runs and tests. Register new ones in :data:`BACKBONES`.
 
 torchvision is imported only when a ResNet is built: the quick preset (EfficientNet-Lite0,
 defined here) and the small CNN run without it, and a ResNet without a working torchvision
-is an :class:`~crlc_engine.errors.InvalidSettingError` saying what to install
-(:func:`crlc_engine.presets.torchvision_problem`).
+is an :class:`~crlc_engine.core.errors.InvalidSettingError` saying what to install
+(:func:`crlc_engine.pipeline.presets.torchvision_problem`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
-from crlc_engine.errors import InvalidSettingError
-from crlc_engine.presets import check_torchvision
+from crlc_engine.core.errors import InvalidSettingError
+from crlc_engine.pipeline.presets import check_torchvision
 
 if TYPE_CHECKING:
     from torchvision.models import ResNet
@@ -86,7 +86,7 @@ def _resnet(arch: str, stem: str, pretrained: bool = False) -> Backbone:
     """
     net = resnet_factory(arch)(weights=None)
     if pretrained:
-        from crlc_engine.weights import load_resnet_state_dict
+        from crlc_engine.models.weights import load_resnet_state_dict
 
         net.load_state_dict(load_resnet_state_dict(arch), strict=True)
     if stem == "cifar":

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from crlc_engine.errors import InvalidSettingError
-from crlc_engine.presets import PRETRAINED_HINT
+from crlc_engine.core.errors import InvalidSettingError
+from crlc_engine.pipeline.presets import PRETRAINED_HINT
 
 #: (repeats, kernel, stride, expansion, in channels, out channels) of the seven stages.
 LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (

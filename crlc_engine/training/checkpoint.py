@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from crlc_engine.errors import CheckpointError
-from crlc_engine.fileio import atomic_write
+from crlc_engine.core.errors import CheckpointError
+from crlc_engine.core.fileio import atomic_write
 
 CHECKPOINT_FORMAT = 1
 

@@ -2,7 +2,7 @@
 
 The sums live on the training device and are added to every step without a host sync; they
 are read once when an epoch closes, turned into a history record and an
-:class:`~crlc_engine.events.EpochEnded` event. The sums dict is part of both trainers'
+:class:`~crlc_engine.core.events.EpochEnded` event. The sums dict is part of both trainers'
 checkpoints (a partial epoch resumes with its sums).
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from crlc_engine.errors import TrainingDivergedError
-from crlc_engine.events import EpochEnded
+from crlc_engine.core.errors import TrainingDivergedError
+from crlc_engine.core.events import EpochEnded
 from crlc_engine.losses import CRLCLossOutput
 
 #: Loss parts summed per epoch (means of the sub-heads for the per-head parts).

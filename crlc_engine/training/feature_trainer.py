@@ -42,21 +42,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from crlc_engine.config import CRITIC_NAMES, TrainConfig
-from crlc_engine.control import JobControl
-from crlc_engine.errors import CheckpointError, InvalidSettingError
-from crlc_engine.events import (
+from crlc_engine.core.config import CRITIC_NAMES, TrainConfig
+from crlc_engine.core.control import JobControl
+from crlc_engine.core.errors import CheckpointError, InvalidSettingError
+from crlc_engine.core.events import (
     CheckpointSaved,
     NullReporter,
     Reporter,
     TrainingFinished,
     TrainingStarted,
 )
-from crlc_engine.features import PRECISIONS, resolve_precision
-from crlc_engine.inference import Predictions
+from crlc_engine.core.neighbors import all_pairs_knn
 from crlc_engine.losses import CRLCLossConfig, crlc_loss
 from crlc_engine.losses.group_cross_entropy import group_cross_entropy
-from crlc_engine.neighbors import all_pairs_knn
 from crlc_engine.training.checkpoint import (
     FINISHED_NOTE,
     finished_state,
@@ -74,6 +72,8 @@ from crlc_engine.training.epoch_stats import (
     zero_epoch_sums,
 )
 from crlc_engine.training.feature_heads import FeatureHeads
+from crlc_engine.training.frozen_features import PRECISIONS, resolve_precision
+from crlc_engine.training.inference import Predictions
 from crlc_engine.training.labelled import labelled_masks
 from crlc_engine.training.neighbor_positives import (
     check_neighbor_table,
@@ -94,7 +94,7 @@ __all__ = [
 CHECKPOINT_KIND = "feature_heads"
 _STD_FLOOR = 1e-6
 
-#: Fields a :class:`~crlc_engine.config.TrainConfig` shares with :class:`QuickSettings`.
+#: Fields a :class:`~crlc_engine.core.config.TrainConfig` shares with :class:`QuickSettings`.
 _SHARED_FIELDS = (
     "clusters",
     "seed",
@@ -153,7 +153,8 @@ class QuickSettings:
             few steps per epoch (500 images, batch 256: one), too few to converge.
         precision: Matrix products of the heads in ``float32`` or ``bfloat16`` (autocast;
             losses and optimiser state stay float32); ``auto`` picks bfloat16 where the
-            hardware runs it natively (see :func:`crlc_engine.features.resolve_precision`).
+            hardware runs it natively (see
+            :func:`crlc_engine.training.frozen_features.resolve_precision`).
     """
 
     clusters: int
@@ -281,7 +282,7 @@ def mine_neighbors(features: np.ndarray, k: int, threads: int | None = None) -> 
     """The K nearest other images of every image: int64 [N, min(K, N - 1)].
 
     Cosine similarity (inner product of L2-normalised rows) with FAISS, exact up to
-    :data:`crlc_engine.neighbors.EXACT_MAX` images, HNSW above. A row of zeros (possible after
+    :data:`crlc_engine.core.neighbors.EXACT_MAX` images, HNSW above. A row of zeros (possible after
     the backbone's final ReLU, e.g. for a blank image) has no direction: it is searched as the
     all-ones direction, i.e. next to the images whose features are most evenly spread.
     """

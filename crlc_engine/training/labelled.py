@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from crlc_engine.errors import InvalidSettingError
+from crlc_engine.core.errors import InvalidSettingError
 
 
 def labelled_masks(

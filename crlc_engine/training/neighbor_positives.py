@@ -2,7 +2,7 @@
 
 Stage 2 of two-stage CRLC (and the ``quick`` preset) replaces "the other augmented view of the
 same image" by "a view of a neighbour drawn uniformly from the image's K nearest neighbours"
-(FAISS cosine kNN on stage-1 features, see :func:`crlc_engine.neighbors.all_pairs_knn`).
+(FAISS cosine kNN on stage-1 features, see :func:`crlc_engine.core.neighbors.all_pairs_knn`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from crlc_engine.errors import InvalidSettingError
+from crlc_engine.core.errors import InvalidSettingError
 
 
 def check_neighbor_table(knn: Tensor, num_items: int) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn, optim
 
-from crlc_engine.config import TrainConfig
-from crlc_engine.errors import InvalidSettingError
+from crlc_engine.core.config import TrainConfig
+from crlc_engine.core.errors import InvalidSettingError
 
 
 def decay_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

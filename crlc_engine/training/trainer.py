@@ -2,7 +2,8 @@
 with checkpoints, cancel, pause and resume.
 
 The data set lives on the training device as a uint8 tensor [N, S, S, 3]; each step draws
-augmented views of a batch on that device (:class:`~crlc_engine.augment.BatchAugmenter`),
+augmented views of a batch on that device
+(:class:`~crlc_engine.augment.batch_augment.BatchAugmenter`),
 runs the network once on all of them (bf16 autocast and channels-last on CUDA, float32
 elsewhere), computes the loss in float32 and takes an optimiser step (SGD or Adam,
 ``config.optimizer``). Per-epoch statistics are summed on the device, so the step loop never
@@ -43,11 +44,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from crlc_engine.augment import AugmentConfig, BatchAugmenter, dataset_mean_std
-from crlc_engine.config import TrainConfig
-from crlc_engine.control import JobControl
-from crlc_engine.errors import CheckpointError, InvalidSettingError
-from crlc_engine.events import (
+from crlc_engine.augment.batch_augment import AugmentConfig, BatchAugmenter, dataset_mean_std
+from crlc_engine.core.config import TrainConfig
+from crlc_engine.core.control import JobControl
+from crlc_engine.core.errors import CheckpointError, InvalidSettingError
+from crlc_engine.core.events import (
     CheckpointSaved,
     NullReporter,
     Reporter,
@@ -164,7 +165,7 @@ class CRLCTrainer:
 
     Raises:
         InvalidSettingError: bad data or settings (``stage`` ``two_stage`` is two runs: see
-            :func:`crlc_engine.jobs.train_folder`).
+            :func:`crlc_engine.pipeline.jobs.train_folder`).
     """
 
     def __init__(

@@ -8,7 +8,7 @@ drawn uniformly from i's K, either fine-tuning the backbone with the C-head (the
 CIFAR/STL setting) or with the backbone frozen (its ImageNet setting).
 
 Optimisers (``stage_optim``): with ``paper`` (the default) each stage gets the paper's
-optimiser (Appdx. A.7, :data:`~crlc_engine.config.PAPER_STAGE_OPTIMIZERS`): stage 1 SGD lr
+optimiser (Appdx. A.7, :data:`~crlc_engine.core.config.PAPER_STAGE_OPTIMIZERS`): stage 1 SGD lr
 0.4 with cosine decay, momentum 0.9, wd 1e-4; stage 2 fine-tuned Adam lr 1e-4, wd 1e-4;
 stage 2 frozen SGD lr 5.0, momentum 0.9, wd 0 (C-head only). With ``run`` both stages use the
 request's own optimiser, learning rate, schedule, momentum and weight decay. Either way the
@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from crlc_engine.augment import AugmentConfig
-from crlc_engine.config import PAPER_STAGE_OPTIMIZERS, TrainConfig
-from crlc_engine.errors import InvalidSettingError
-from crlc_engine.events import Reporter
-from crlc_engine.fileio import atomic_write
-from crlc_engine.inference import predict
+from crlc_engine.augment.batch_augment import AugmentConfig
+from crlc_engine.core.config import PAPER_STAGE_OPTIMIZERS, TrainConfig
+from crlc_engine.core.errors import InvalidSettingError
+from crlc_engine.core.events import Reporter
+from crlc_engine.core.fileio import atomic_write
+from crlc_engine.core.neighbors import all_pairs_knn
 from crlc_engine.models import CRLCModel
-from crlc_engine.neighbors import all_pairs_knn
+from crlc_engine.training.inference import predict
 
 __all__ = [
     "NEIGHBORS_FILE",
@@ -70,7 +70,7 @@ def trainable_parts(config: TrainConfig) -> tuple[str, ...]:
         return ("c_head",) if config.freeze_backbone else ("backbone", "c_head")
     raise InvalidSettingError(
         "a two-stage request trains two runs (stage1, then stage2); start it with "
-        "crlc_engine.jobs.train_folder"
+        "crlc_engine.pipeline.jobs.train_folder"
     )
 
 

@@ -16,11 +16,11 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication, QListView, QToolTip
 from pytestqt.qtbot import QtBot
 
-from app.models import ThumbnailCache
+from app.itemmodels import ThumbnailCache
 from app.theme import ThemeController
 from app.views.thumbnail_delegate import ThumbnailDelegate
 from crlc_engine.library import ImageLibrary
-from crlc_engine.results import ResultStore
+from crlc_engine.results.assignments import ResultStore
 
 T = TypeVar("T")
 

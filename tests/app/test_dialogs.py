@@ -14,10 +14,10 @@ from pytestqt.qtbot import QtBot
 
 from app.views.export_dialog import ExportDialog, ExportOptions
 from app.views.group_dialog import GroupDialog, estimate_training, images_per_second
-from crlc_engine.device import DeviceChoice
-from crlc_engine.errors import DeviceUnavailableError
-from crlc_engine.export import UNCERTAIN_FOLDER, ExportItem
-from crlc_engine.presets import PRESETS, Preset, resolve_train_config
+from crlc_engine.core.device import DeviceChoice
+from crlc_engine.core.errors import DeviceUnavailableError
+from crlc_engine.pipeline.presets import PRESETS, Preset, resolve_train_config
+from crlc_engine.results.export import UNCERTAIN_FOLDER, ExportItem
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NO_CUDA = "CUDA was requested but no CUDA GPU is available to PyTorch on this machine"

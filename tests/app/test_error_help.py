@@ -13,9 +13,6 @@ from pathlib import Path
 
 import pytest
 
-import crlc_engine.cli
-import crlc_engine.export
-import crlc_engine.weights  # noqa: F401  (these register their error kinds)
 from app.error_help import (
     DISK_FULL,
     OUT_OF_MEMORY,
@@ -24,7 +21,7 @@ from app.error_help import (
     explain,
     parse_lock_holder,
 )
-from crlc_engine.errors import CRLCError, WorkspaceLockedError
+from crlc_engine.core.errors import CRLCError, WorkspaceLockedError
 from crlc_engine.library.lock import WorkspaceLock
 
 

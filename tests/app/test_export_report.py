@@ -15,14 +15,14 @@ import pytest
 from PySide6.QtWidgets import QFileDialog
 from pytestqt.qtbot import QtBot
 
-import crlc_engine.export as export_module
+import crlc_engine.results.export as export_module
 from app.settings_store import SettingsStore
 from app.views import export_dialog
 from app.views.error_dialog import ErrorDialog
 from app.views.main_window import MainWindow
 from app.views.skipped_dialog import FileListDialog
-from crlc_engine.export import CHANGED_REASON, export_images
 from crlc_engine.library.lock import WorkspaceLock
+from crlc_engine.results.export import CHANGED_REASON, export_images
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_a_second_export_of_the_library_is_refused(
 def test_undo_lists_the_files_it_kept(
     window: MainWindow, qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crlc_engine.cli_results import export_items
+    from crlc_engine.cli.results import export_items
 
     session = window.session
     assert session is not None and session.run_id is not None

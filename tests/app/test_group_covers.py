@@ -23,12 +23,12 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
-from app.models import GroupListModel, ThumbnailCache, ThumbnailGridModel
-from app.models.clusters import stats_text
-from app.models.covers import COVER_SIDE, compose_cover, cover_ids
+from app.itemmodels import GroupListModel, ThumbnailCache, ThumbnailGridModel
+from app.itemmodels.clusters import stats_text
+from app.itemmodels.covers import COVER_SIDE, compose_cover, cover_ids
 from app.views.group_delegate import GroupDelegate, row_rects
 from app.views.thumbnail_delegate import ThumbnailDelegate, confidence_color
-from crlc_engine.groups import GroupSummary
+from crlc_engine.results.groups import GroupSummary
 from tests.app.conftest import solid_thumbnails, thumbnail_caches, thumbnail_grid
 
 N_COLOURS = 12

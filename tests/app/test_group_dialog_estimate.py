@@ -11,15 +11,15 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from app.views.group_dialog import GroupDialog
-from crlc_engine import estimate as estimate_module
-from crlc_engine.config import TrainConfig
-from crlc_engine.control import JobControl
-from crlc_engine.estimate import Calibration, SpeedCache, speed_key
+from crlc_engine.core.config import TrainConfig
+from crlc_engine.core.control import JobControl
+from crlc_engine.pipeline import estimate as estimate_module
+from crlc_engine.pipeline.estimate import Calibration, SpeedCache, speed_key
 from tests.app.test_dialogs import fake_probe, select
 
 
 class FakeMeasure:
-    """Stands in for :func:`crlc_engine.estimate.measure_speed` (what
+    """Stands in for :func:`crlc_engine.pipeline.estimate.measure_speed` (what
     :meth:`SpeedCache.measure` calls, keeping the result): waits for the test, then gives a
     fixed speed or fails with ``error``."""
 

@@ -7,7 +7,7 @@ from pytestqt.qtbot import QtBot
 
 from app.views.job_panel import JobPanel, RateMeter, format_duration
 from app.workers import JobWorker
-from crlc_engine.events import EpochEnded
+from crlc_engine.core.events import EpochEnded
 
 
 class Clock:

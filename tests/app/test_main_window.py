@@ -30,7 +30,7 @@ from app.screenshots import (
 from app.views.main_window import MainWindow, settings
 from crlc_engine.library import ImageLibrary
 from crlc_engine.library.decode import DecodeResult, decode_file
-from crlc_engine.results import ResultStore
+from crlc_engine.results.assignments import ResultStore
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ def test_dropping_images_on_a_group_moves_them(
 
 
 def test_job_panel_plots_loss_and_cluster_sizes(window: MainWindow, tmp_path: Path) -> None:
-    from crlc_engine.events import EpochEnded, TrainingStarted
+    from crlc_engine.core.events import EpochEnded, TrainingStarted
 
     panel = window.jobs
     panel._on_event(TrainingStarted("r", "cpu", 100, 10, 10, 5, None, 0))
@@ -377,10 +377,10 @@ def test_a_moved_folder_is_located_and_relinked(
 
 def _cancelled_tiny_run(folder: Path, ws: Path) -> str:
     """Train the tiny config and cancel it after its first epoch (a checkpoint is kept)."""
-    from crlc_engine.config import TrainConfig
-    from crlc_engine.control import JobControl
-    from crlc_engine.events import EpochEnded, Event, RecordingReporter
-    from crlc_engine.jobs import train_folder
+    from crlc_engine.core.config import TrainConfig
+    from crlc_engine.core.control import JobControl
+    from crlc_engine.core.events import EpochEnded, Event, RecordingReporter
+    from crlc_engine.pipeline.jobs import train_folder
 
     control = JobControl()
 
@@ -560,7 +560,7 @@ def test_open_recent_lists_libraries_and_marks_moved_ones(
 
 def test_failed_exports_are_listed(window: MainWindow) -> None:
     from app.views.skipped_dialog import FileListDialog
-    from crlc_engine.export import ExportResult
+    from crlc_engine.results.export import ExportResult
 
     result = ExportResult(
         manifest=Path("/sorted/crlc-export-1.csv"),

@@ -23,8 +23,8 @@ from PySide6.QtTest import QAbstractItemModelTester
 from PySide6.QtWidgets import QApplication, QListView
 from pytestqt.qtbot import QtBot
 
-import app.models.thumbnail_cache as cache_module
-from app.models import (
+import app.itemmodels.thumbnail_cache as cache_module
+from app.itemmodels import (
     IMAGE_IDS_MIME,
     PALETTE,
     PYSIDE_REFCOUNT_WORKAROUND,
@@ -39,8 +39,8 @@ from app.models import (
     group_color,
     pin_python_singletons,
 )
-from crlc_engine.groups import GroupSummary
-from crlc_engine.results import RunAssignments
+from crlc_engine.results.assignments import RunAssignments
+from crlc_engine.results.groups import GroupSummary
 from tests.app.conftest import solid_thumbnails, thumbnail_caches, thumbnail_grid
 
 DISPLAY = Qt.ItemDataRole.DisplayRole
@@ -553,7 +553,7 @@ def test_a_list_view_decodes_only_visible_thumbnails(
 # ---------------------------------------------------------------------- the cache
 def test_binding_reference_bug_is_neutralised(qtbot: QtBot, make_cache: Any) -> None:
     """PySide6 6.12 on CPython 3.11 loses a reference to None per Python override returning
-    None to C++ and one to True per emit(); importing app.models pins both, so long
+    None to C++ and one to True per emit(); importing app.itemmodels pins both, so long
     sessions of painting and signalling do not abort the interpreter."""
     if binding_drops_references():
         assert PYSIDE_REFCOUNT_WORKAROUND

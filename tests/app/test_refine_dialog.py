@@ -9,7 +9,7 @@ from pytestqt.qtbot import QtBot
 
 from app.views.group_dialog import estimate_training
 from app.views.refine_dialog import CRLC_SEMI, RefineDialog, describe_labels
-from crlc_engine.config import TrainConfig
+from crlc_engine.core.config import TrainConfig
 from tests.app.test_dialogs import fake_probe
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pytestqt.qtbot import QtBot
 
-from app.models.scan_watcher import ScanWatcher
+from app.itemmodels.scan_watcher import ScanWatcher
 from app.session import ScannedImages
 from crlc_engine.library import ImageLibrary
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from app.session import LibrarySession
-from crlc_engine.errors import RunNotFoundError
+from crlc_engine.core.errors import RunNotFoundError
 from crlc_engine.library import ImageLibrary
-from crlc_engine.results import ResultStore
+from crlc_engine.results.assignments import ResultStore
 
 
 @pytest.fixture
@@ -272,7 +272,7 @@ def test_a_split_is_applied_reloaded_and_undone(session: LibrarySession) -> None
 
 
 def test_a_stale_split_plan_is_refused(session: LibrarySession) -> None:
-    from crlc_engine.errors import InvalidSettingError
+    from crlc_engine.core.errors import InvalidSettingError
 
     key = session.groups()[0].key
     plan = session.plan_split(key, parts=2)

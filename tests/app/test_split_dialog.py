@@ -10,11 +10,11 @@ from PySide6.QtWidgets import QDialogButtonBox, QLineEdit, QTableWidgetItem
 from pytestqt.qtbot import QtBot
 
 from app.views.split_dialog import SplitDialog
-from crlc_engine.annotations import Annotations
-from crlc_engine.errors import InvalidSettingError
+from crlc_engine.core.errors import InvalidSettingError
 from crlc_engine.library import Catalog
-from crlc_engine.results import ResultStore
-from crlc_engine.split import SplitPlan
+from crlc_engine.results.annotations import Annotations
+from crlc_engine.results.assignments import ResultStore
+from crlc_engine.results.cluster_split import SplitPlan
 
 #: Cluster 0: two tight sub-groups of 9 and 5 images; cluster 1: 4 images.
 SIZES = (9, 5, 4)

@@ -15,7 +15,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMainWindow, QWidget
 from pytestqt.qtbot import QtBot
 
-from app.models.full_image import FullImageLoader, decode_full_image, describe_error
+from app.itemmodels.full_image import FullImageLoader, decode_full_image, describe_error
 from app.views.viewer import PhotoViewer
 from tests.app.conftest import made_then_torn_down
 

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from app import main as app_main
+from app.itemmodels.clusters import GroupListModel
 from app.main import open_main_window
-from app.models.clusters import GroupListModel
 from app.settings_store import Settings, SettingsStore, settings_path
 from app.theme import DARK, contrast_ratio, is_dark, make_palette
 from app.views import export_dialog, group_dialog, main_window, split_dialog
@@ -30,8 +30,8 @@ from app.views.main_window import MainWindow
 from app.views.plots import ClusterSizeBars, LossPlot, chart_colors
 from app.views.settings_dialog import SettingsDialog
 from app.workers import JobWorker, scan_job
-from crlc_engine.control import JobControl
-from crlc_engine.events import Reporter
+from crlc_engine.core.control import JobControl
+from crlc_engine.core.events import Reporter
 from tests.app.conftest import made_then_torn_down
 
 
@@ -226,7 +226,7 @@ def test_a_split_planned_before_a_change_is_a_plain_error(
 def test_the_same_name_on_two_groups_merges_them_into_one_row(
     opened: MainWindow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crlc_engine.cli_results import export_items
+    from crlc_engine.cli.results import export_items
 
     window = opened
     session = window.session
@@ -675,7 +675,7 @@ def test_quit_open_dialog_start_and_sort_order_saved_at_once(
 def test_an_export_offers_to_open_its_folder(
     opened: MainWindow, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from crlc_engine.export import ExportResult
+    from crlc_engine.results.export import ExportResult
 
     shown: list[Path] = []
     monkeypatch.setattr(main_window_module, "open_folder", lambda f: shown.append(f) or False)

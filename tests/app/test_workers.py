@@ -35,9 +35,9 @@ from app.workers import (
     train_job,
     undo_export_job,
 )
-from crlc_engine.control import JobControl
-from crlc_engine.errors import CRLCError
-from crlc_engine.events import Reporter, TrainingFinished, TrainingStarted
+from crlc_engine.core.control import JobControl
+from crlc_engine.core.errors import CRLCError
+from crlc_engine.core.events import Reporter, TrainingFinished, TrainingStarted
 
 TIMEOUT_MS = 5000
 
@@ -562,7 +562,7 @@ def test_scan_job_on_a_small_folder(qtbot: QtBot, runner: JobRunner, tmp_path: P
 
 
 def test_export_and_undo_jobs(qtbot: QtBot, runner: JobRunner, tmp_path: Path) -> None:
-    from crlc_engine.export import ExportItem, ExportResult, UndoResult
+    from crlc_engine.results.export import ExportItem, ExportResult, UndoResult
 
     root = tmp_path / "photos"
     root.mkdir()
@@ -597,7 +597,7 @@ def test_export_and_undo_jobs(qtbot: QtBot, runner: JobRunner, tmp_path: Path) -
 def test_train_refine_and_assign_factories_pass_their_arguments(
     qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import crlc_engine.jobs as jobs
+    import crlc_engine.pipeline.jobs as jobs
 
     calls: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
 

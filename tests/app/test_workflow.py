@@ -10,8 +10,8 @@ from pytestqt.qtbot import QtBot
 
 from app.views import export_dialog, group_dialog
 from app.views.main_window import MainWindow
-from crlc_engine.config import TrainConfig
-from crlc_engine.synthetic import write_shapes_folder
+from crlc_engine.core.config import TrainConfig
+from crlc_engine.library.synthetic import write_shapes_folder
 
 TINY = TrainConfig(
     clusters=3,

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from crlc_engine.cli import main
+from crlc_engine.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 NOBODY = 65534
@@ -211,7 +211,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 Image.init()
-from crlc_engine.errors import CRLCError, NoImagesFoundError, WorkspaceLockedError
+from crlc_engine.core.errors import CRLCError, NoImagesFoundError, WorkspaceLockedError
 from crlc_engine.library import ImageLibrary, ScanOptions
 from crlc_engine.library import decode as _decode
 _decode.heif_available()

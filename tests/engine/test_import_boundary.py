@@ -9,8 +9,10 @@ import sys
 def test_engine_imports_no_qt_and_no_app() -> None:
     code = (
         "import sys\n"
-        "import crlc_engine, crlc_engine.cli, crlc_engine.jobs, crlc_engine.training.trainer\n"
-        "import crlc_engine.presets, crlc_engine.inference, crlc_engine.metrics\n"
+        "import crlc_engine, crlc_engine.cli.main, crlc_engine.pipeline.jobs\n"
+        "import crlc_engine.training.trainer\n"
+        "import crlc_engine.pipeline.presets, crlc_engine.training.inference\n"
+        "import crlc_engine.results.metrics\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'app'))\n"
         "print(','.join(bad))\n"
     )
@@ -23,7 +25,7 @@ def test_cli_and_library_import_without_torch() -> None:
     module: it must not pull in torch (about 400 MB and seconds per worker)."""
     code = (
         "import sys\n"
-        "import crlc_engine.cli, crlc_engine.library, crlc_engine.presets\n"
+        "import crlc_engine.cli.main, crlc_engine.library, crlc_engine.pipeline.presets\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -31,7 +33,7 @@ def test_cli_and_library_import_without_torch() -> None:
 
 
 def test_backbone_names_match_registry() -> None:
-    from crlc_engine.config import BACKBONE_NAMES
+    from crlc_engine.core.config import BACKBONE_NAMES
     from crlc_engine.models import BACKBONES
 
     assert set(BACKBONE_NAMES) == set(BACKBONES)

@@ -13,13 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from crlc_engine.cli import main
-from crlc_engine.config import TrainConfig
-from crlc_engine.control import JobControl
-from crlc_engine.events import RecordingReporter
+from crlc_engine.cli.main import main
+from crlc_engine.core.config import TrainConfig
+from crlc_engine.core.control import JobControl
+from crlc_engine.core.events import RecordingReporter
 from crlc_engine.library import ImageLibrary, relink_root
 from crlc_engine.library.catalog import Catalog
-from crlc_engine.runs import library_key
+from crlc_engine.library.runs import library_key
 from crlc_engine.training.trainer import CRLCTrainer
 
 

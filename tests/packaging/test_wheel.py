@@ -156,12 +156,12 @@ def test_archives_carry_the_icons_and_the_sources(installed: Installed) -> None:
         names = set(wheel.namelist())
     data = "-".join(installed.wheel.name.split("-")[:2]) + ".data"  # crlc_organizer-0.1.0.data
     assert {f"{data}/data/{ICON_DATA}/{n}" for n in icons} <= names
-    assert {"app/main.py", "app/icons.py", "crlc_engine/cli.py"} <= names
+    assert {"app/main.py", "app/icons.py", "crlc_engine/cli/main.py"} <= names
     assert not any(n.startswith(("tests/", "resources/")) for n in names)
 
     with tarfile.open(installed.sdist) as sdist:
         members = {m.split("/", 1)[1] for m in sdist.getnames() if "/" in m}
-    needed = {"pyproject.toml", "README.md", "PKG-INFO", "app/main.py", "crlc_engine/cli.py"}
+    needed = {"pyproject.toml", "README.md", "PKG-INFO", "app/main.py", "crlc_engine/cli/main.py"}
     assert needed | {f"resources/icons/{n}" for n in icons} <= members
     assert not any("__pycache__" in m for m in members)
 

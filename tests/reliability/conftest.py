@@ -43,7 +43,7 @@ def crlc_env(**extra: str) -> dict[str, str]:
 
 def crlc_command(*args: str) -> list[str]:
     """The argv of a child ``crlc`` (this interpreter, the checkout's engine)."""
-    return [sys.executable, "-m", "crlc_engine.cli", *args]
+    return [sys.executable, "-m", "crlc_engine.cli.main", *args]
 
 
 def run_crlc(*args: str, timeout: float = 120.0, **popen: Any) -> tuple[int, dict[str, Any], str]:
@@ -71,7 +71,7 @@ def crlc_here(*args: str) -> tuple[int, dict[str, Any], str]:
     For conditions that live in the file system (a full disk, damaged files); signals and
     killed processes need :func:`run_crlc`'s child.
     """
-    from crlc_engine.cli import main
+    from crlc_engine.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -159,7 +159,7 @@ def trained_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
 
     Shared by the suite: tests that change the library must work on a copy.
     """
-    from crlc_engine.synthetic import write_shapes_folder
+    from crlc_engine.library.synthetic import write_shapes_folder
 
     base = tmp_path_factory.mktemp("trained")
     photos = write_shapes_folder(base / "photos", per_class=12, size=32)

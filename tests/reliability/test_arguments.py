@@ -63,7 +63,7 @@ def test_bad_counts_of_the_result_commands_are_usage_errors(
 
 
 def test_a_remembered_pattern_that_leaves_nothing_is_named(tmp_path: Path) -> None:
-    from crlc_engine.synthetic import write_shapes_folder
+    from crlc_engine.library.synthetic import write_shapes_folder
 
     photos = write_shapes_folder(tmp_path / "photos", per_class=3, size=32)
     workspace = str(tmp_path / "ws")

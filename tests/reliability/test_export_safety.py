@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from crlc_engine.export import CHANGED_REASON, UNVERIFIED_REASON
 from crlc_engine.library import relink_root
+from crlc_engine.results.export import CHANGED_REASON, UNVERIFIED_REASON
 from tests.reliability.conftest import assert_plain_error, run_crlc
 
 STAMP = "20240102T030405Z"
@@ -308,7 +308,7 @@ def test_undo_checks_read_each_library_json_and_open_a_catalog_on_first_use(
     trained_library: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No catalog is opened and no workspace walked until a look-up needs that library."""
-    import crlc_engine.cli_results as cli_results
+    import crlc_engine.cli.results as cli_results
     from crlc_engine.library.catalog import Catalog
 
     photos, workspace = trained_library

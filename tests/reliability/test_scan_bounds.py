@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from crlc_engine.control import JobControl
-from crlc_engine.errors import CRLCError
+from crlc_engine.core.control import JobControl
+from crlc_engine.core.errors import CRLCError
 from crlc_engine.library import decode_pool
 from crlc_engine.library.decode import DecodeResult, decode_file
 from crlc_engine.library.decode_pool import Job, run_decoders

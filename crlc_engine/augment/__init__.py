@@ -1,0 +1,1 @@
+"""Batched two-view augmentation on the training device."""

@@ -1,0 +1,1 @@
+"""The `crlc` command line."""

@@ -1,0 +1,2 @@
+"""Foundations every room uses: errors, events, job control, devices, files, settings,
+neighbours."""

@@ -1,0 +1,314 @@
+"""The resolved settings of a training run.
+
+:class:`TrainConfig` is what a run stores in ``config.json``; it is built from a preset
+(:mod:`crlc_engine.pipeline.presets`) plus explicit overrides by :func:`resolve_train_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from crlc_engine.core.errors import InvalidSettingError
+
+#: Names in ``crlc_engine.models.BACKBONES`` (kept here so that settings, presets and the CLI
+#: import without torch: the scan's worker processes re-import the CLI module).
+BACKBONE_NAMES = ("small", "resnet18", "resnet34", "resnet50", "efficientnet_lite0")
+
+STEMS = ("auto", "cifar", "imagenet")
+#: Backbones with ImageNet weights (efficientnet_lite0 is always pretrained).
+PRETRAINED_BACKBONES = ("resnet18", "resnet50", "efficientnet_lite0")
+CRITIC_NAMES = ("log_dot", "dot", "neg_l2", "neg_js")
+FRAMEWORKS = ("simclr", "memorybank")
+#: ``end_to_end``: one run trains everything (CRLC). ``two_stage``: a request that
+#: :func:`crlc_engine.pipeline.jobs.train_folder` expands into a ``stage1`` run and a ``stage2``
+#: run.
+STAGES = ("end_to_end", "two_stage", "stage1", "stage2")
+#: ``sgd``: SGD with momentum (no Nesterov). ``adam``: Adam with L2 weight decay (the paper's
+#: fine-tuned stage 2); see :func:`crlc_engine.training.optim.make_optimizer`.
+OPTIMIZERS = ("sgd", "adam")
+#: How the stages of a two-stage request get their optimiser: ``paper`` (each stage the
+#: paper's, :data:`PAPER_STAGE_OPTIMIZERS`) or ``run`` (both stages the request's own).
+STAGE_OPTIMS = ("paper", "run")
+#: The longest time budget (a year, in minutes), the largest seed (what every random
+#: generator of torch and NumPy accepts) and the most epochs a run may ask for.
+MAX_MINUTES = 525_600
+MAX_SEED = 2**32 - 1
+MAX_EPOCHS = 1_000_000
+
+#: The optimiser settings of two-stage CRLC in the paper (Appdx. A.7), per stage: stage 1
+#: (SimCLR pre-training), stage 2 fine-tuning the backbone (its CIFAR/STL setting) and stage 2
+#: with a frozen backbone, C-head only (its ImageNet setting). The paper gives no final
+#: learning rate for stage 1's cosine decay; it uses "the same settings as SCAN", whose cosine
+#: schedule ends at lr x 0.1^3, hence 4e-4. Constant schedules set ``lr_min`` to ``lr``.
+#: These values were tuned for batch 512 on a GPU (ResNet-18/50). On 300 generated shape
+#: images with the ``cpu`` preset (small CNN, batch 64; two image sets, two seeds each) the
+#: fine-tuned stage 2 scored as well as the run's own SGD lr 0.1, the frozen one's lr 5.0 as
+#: well on one image set and about 10 ACC points worse on the other.
+PAPER_STAGE_OPTIMIZERS: dict[str, dict[str, Any]] = {
+    "stage1": {
+        "optimizer": "sgd",
+        "lr": 0.4,
+        "lr_schedule": "cosine",
+        "lr_min": 4e-4,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+    },
+    "stage2": {
+        "optimizer": "adam",
+        "lr": 1e-4,
+        "lr_schedule": "constant",
+        "lr_min": 1e-4,
+        "weight_decay": 1e-4,
+    },
+    "stage2_frozen": {
+        "optimizer": "sgd",
+        "lr": 5.0,
+        "lr_schedule": "constant",
+        "lr_min": 5.0,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+    },
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a CRLC run (end-to-end or one stage of two-stage CRLC).
+
+    Attributes:
+        clusters: Number of clusters C (>= 2).
+        preset: Name of the preset the run started from.
+        backbone: Registered backbone name (see ``crlc_engine.models.BACKBONES``).
+        pretrained: Start the backbone from ImageNet weights (ResNet-18/50: torchvision weights
+            downloaded once into the cache; ``efficientnet_lite0`` is always pretrained, its
+            weights come with the ``pretrained`` extra).
+        stem: ``cifar`` (3x3 conv stride 1, no max-pool), ``imagenet`` or ``auto`` (CIFAR
+            stem for inputs up to 64 px).
+        image_size: Side S of the square training images, in pixels.
+        batch_size: Images per step B (two views each with the SimCLR framework, one with
+            the MemoryBank framework); capped at the data set size.
+        epochs: Number of epochs, or ``None`` when a time budget is used.
+        minutes: Training time budget in minutes, or ``None``.
+        lr: Learning rate of the optimiser (the start of a cosine schedule).
+        momentum: SGD momentum (Adam does not use it; its betas are 0.9 and 0.999).
+        weight_decay: L2 weight decay on weight matrices and conv kernels only (with Adam
+            too: added to the gradient, not decoupled).
+        optimizer: ``sgd`` (SGD with momentum, no Nesterov) or ``adam`` (Adam, L2 weight
+            decay), see :data:`OPTIMIZERS`.
+        lambda_fc: Weight of the feature contrastive loss.
+        lambda_ent: Weight of the marginal entropy.
+        tau: Temperature of the feature contrastive loss.
+        gamma: Probability smoothing before the critic.
+        critic: Critic of the probability contrastive loss.
+        guard_weight: Weight of the logit guard.
+        guard_bound: Logits are pulled back into [-bound, bound].
+        subheads: Number of clustering sub-heads H.
+        feature_dim: Width of the RL-head output z.
+        blur: Whether views get a Gaussian blur.
+        crop_min_scale: Smallest area fraction of a random resized crop (official: 0.2).
+        lambda_xent: Weight of the cross-entropy on labelled images (CRLC-semi; 0: off).
+        labelled_batch: Labelled images per step in CRLC-semi (official: 64).
+        lr_schedule: ``constant`` (end-to-end CRLC) or ``cosine`` (decay to ``lr_min``,
+            CRLC-semi, stage 1 of two-stage CRLC).
+        lr_min: Final learning rate of the cosine schedule.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps`` as requested.
+        seed: Seed of every random number generator of the run.
+        checkpoint_every: Write a checkpoint every this many epochs (and at the end/cancel).
+        framework: How the contrastive losses get their positives and negatives: ``simclr``
+            (two views per image, the other rows of the batch are the negatives) or
+            ``memorybank`` (one view per image; positive and negatives are rows of a
+            memory bank of past outputs, paper Sec. 3.1).
+        bank_negatives: MemoryBank: negatives M drawn uniformly from the bank per step
+            (capped at N - 1).
+        bank_momentum: MemoryBank: alpha of the bank update ``q <- alpha q + (1-alpha) q_new``.
+        stage: ``end_to_end`` (CRLC), ``two_stage`` (stage 1 then stage 2, as two runs),
+            ``stage1`` (backbone + RL-head with L_FC only) or ``stage2`` (L_cluster with a
+            k-nearest-neighbour of each image as its positive, from a stage-1 run).
+        stage1_epochs: Two-stage: epochs of stage 1 (``None``: the same budget as stage 2).
+        neighbors: Two-stage: neighbours K per image mined after stage 1 (capped at N - 1).
+        freeze_backbone: Stage 2: train only the C-head; the backbone (weights and BatchNorm
+            statistics) stays exactly as stage 1 left it.
+        stage_optim: Two-stage: ``paper`` gives each stage the paper's optimiser, learning
+            rate, schedule, momentum and weight decay (:data:`PAPER_STAGE_OPTIMIZERS`;
+            :func:`crlc_engine.training.two_stage.stage_configs` writes them into the stage's
+            settings); ``run`` gives both stages this config's own values.
+    """
+
+    clusters: int
+    preset: str = "custom"
+    backbone: str = "small"
+    pretrained: bool = False
+    stem: str = "auto"
+    image_size: int = 32
+    batch_size: int = 128
+    epochs: int | None = 60
+    minutes: float | None = None
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lambda_fc: float = 10.0
+    lambda_ent: float = 2.0
+    tau: float = 0.1
+    gamma: float = 0.01
+    critic: str = "log_dot"
+    guard_weight: float = 0.01
+    guard_bound: float = 25.0
+    subheads: int = 10
+    feature_dim: int = 128
+    blur: bool = False
+    crop_min_scale: float = 0.2
+    lambda_xent: float = 0.0
+    labelled_batch: int = 64
+    lr_schedule: str = "constant"
+    lr_min: float = 0.001
+    device: str = "auto"
+    seed: int = 0
+    checkpoint_every: int = 10
+    framework: str = "simclr"
+    bank_negatives: int = 4096
+    bank_momentum: float = 0.5
+    stage: str = "end_to_end"
+    stage1_epochs: int | None = None
+    neighbors: int = 50
+    freeze_backbone: bool = False
+    optimizer: str = "sgd"
+    stage_optim: str = "paper"
+
+    def __post_init__(self) -> None:
+        not_finite = [
+            f"{f.name.replace('_', '-')} {value}"
+            for f in dataclasses.fields(self)
+            if isinstance(value := getattr(self, f.name), float) and not math.isfinite(value)
+        ]
+        checks: list[tuple[bool, str]] = [
+            (self.clusters >= 2, f"number of clusters must be at least 2 (got {self.clusters})"),
+            (
+                self.backbone in BACKBONE_NAMES,
+                f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONE_NAMES)}",
+            ),
+            (
+                not self.pretrained or self.backbone in PRETRAINED_BACKBONES,
+                f"{self.backbone} has no pretrained weights; pretrained works with "
+                f"{', '.join(PRETRAINED_BACKBONES)}",
+            ),
+            (self.stem in STEMS, f"unknown stem {self.stem!r}; choose one of {', '.join(STEMS)}"),
+            (
+                8 <= self.image_size <= 1024,
+                f"image size must be 8..1024 px (got {self.image_size})",
+            ),
+            (self.batch_size >= 2, f"batch size must be at least 2 (got {self.batch_size})"),
+            (
+                self.epochs is None or 1 <= self.epochs <= MAX_EPOCHS,
+                f"epochs must be 1 to {MAX_EPOCHS:,} (got {self.epochs})",
+            ),
+            (
+                self.minutes is None or 0 < self.minutes <= MAX_MINUTES,
+                f"minutes must be more than 0 and at most {MAX_MINUTES:,} (a year); got "
+                f"{self.minutes}",
+            ),
+            (
+                0 <= self.seed <= MAX_SEED,
+                f"seed must be a whole number from 0 to {MAX_SEED} (got {self.seed})",
+            ),
+            (
+                not not_finite,
+                f"number settings must be finite (no inf or nan): {', '.join(not_finite)}",
+            ),
+            (self.epochs is not None or self.minutes is not None, "give epochs or minutes"),
+            (self.lr > 0, f"learning rate must be > 0 (got {self.lr})"),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}",
+            ),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1) (got {self.momentum})"),
+            (self.weight_decay >= 0, "weight decay must be >= 0"),
+            (self.lambda_fc >= 0, f"lambda-fc must be >= 0 (got {self.lambda_fc})"),
+            (self.lambda_ent >= 0, f"lambda-ent must be >= 0 (got {self.lambda_ent})"),
+            (self.tau > 0, f"tau must be > 0 (got {self.tau})"),
+            (0 <= self.gamma <= 1, f"gamma must be in [0, 1] (got {self.gamma})"),
+            (
+                self.critic in CRITIC_NAMES,
+                f"unknown critic {self.critic!r}; choose one of {', '.join(CRITIC_NAMES)}",
+            ),
+            (self.guard_weight >= 0 and self.guard_bound > 0, "guard weight/bound out of range"),
+            (1 <= self.subheads <= 100, f"sub-heads must be 1..100 (got {self.subheads})"),
+            (
+                0 < self.crop_min_scale <= 1,
+                f"crop-min-scale must be in (0, 1] (got {self.crop_min_scale})",
+            ),
+            (self.lambda_xent >= 0, f"lambda-xent must be >= 0 (got {self.lambda_xent})"),
+            (self.labelled_batch >= 1, "labelled batch must be >= 1"),
+            (
+                self.lr_schedule in ("constant", "cosine"),
+                f"lr schedule must be constant or cosine (got {self.lr_schedule!r})",
+            ),
+            (
+                self.lr_schedule != "cosine" or 0 <= self.lr_min <= self.lr,
+                f"lr-min must be in [0, lr] for the cosine schedule (got {self.lr_min} with lr "
+                f"{self.lr})",
+            ),
+            (self.feature_dim >= 2, "feature dim must be >= 2"),
+            (self.checkpoint_every >= 1, "checkpoint-every must be >= 1"),
+            (
+                self.framework in FRAMEWORKS,
+                f"unknown framework {self.framework!r}; choose one of {', '.join(FRAMEWORKS)}",
+            ),
+            (
+                self.bank_negatives >= 1,
+                f"bank negatives must be >= 1 (got {self.bank_negatives})",
+            ),
+            (
+                0 <= self.bank_momentum <= 1,
+                f"bank momentum must be in [0, 1] (got {self.bank_momentum})",
+            ),
+            (
+                self.stage in STAGES,
+                f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}",
+            ),
+            (
+                self.stage1_epochs is None or 1 <= self.stage1_epochs <= MAX_EPOCHS,
+                f"stage-1 epochs must be 1 to {MAX_EPOCHS:,} (got {self.stage1_epochs})",
+            ),
+            (self.neighbors >= 1, f"neighbours must be >= 1 (got {self.neighbors})"),
+            (
+                self.stage_optim in STAGE_OPTIMS,
+                f"unknown stage optimiser choice {self.stage_optim!r}; choose one of "
+                f"{', '.join(STAGE_OPTIMS)}",
+            ),
+            (
+                not self.freeze_backbone or self.stage in ("two_stage", "stage2"),
+                "freezing the backbone only applies to stage 2 of two-stage training",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InvalidSettingError(message)
+
+    def resolved_stem(self) -> str:
+        """The stem actually used: ``auto`` picks ``cifar`` for inputs <= 64 px."""
+        if self.stem != "auto":
+            return self.stem
+        return "cifar" if self.image_size <= 64 else "imagenet"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored (forward compatibility).
+
+        Settings saved before ``stage_optim`` existed read as ``run``: those runs used
+        their own optimiser for both stages.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values.setdefault("stage_optim", "run")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)

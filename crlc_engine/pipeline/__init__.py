@@ -1,0 +1,1 @@
+"""Runs from request to stored results: presets, planning, the run driver, estimates."""

@@ -1,0 +1,1 @@
+"""What a finished run gives: assignments, groups, names, corrections, splits, metrics, export."""
