@@ -140,7 +140,7 @@ def show_export(window: MainWindow) -> Any:
     Returns the dialog (shown; the caller closes it).
     """
     from app.views.export_dialog import ExportDialog
-    from crlc_engine.cli.results import export_items
+    from crlc_engine.api import export_items
 
     session = window.session
     if session is None or session.run_id is None:

@@ -635,8 +635,7 @@ def undo_export_job(manifest: str | Path, workspace: str | Path | None = None) -
     """
 
     def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.api import undo_export
-        from crlc_engine.cli.results import export_undo_checks
+        from crlc_engine.api import export_undo_checks, undo_export
 
         with export_undo_checks(workspace) as (roots, catalog):
             return undo_export(Path(manifest), roots, reporter, catalog)

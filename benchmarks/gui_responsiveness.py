@@ -619,7 +619,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         )
         refreshed = phase_result(record, slots, "refresh", gui_ident, args.trace)
         refreshed["refresh_call_ms"] = round(refresh_ms[0], 1) if refresh_ms else None
-        refreshed["clusters_shown"] = window.cluster_model.rowCount()
+        refreshed["clusters_shown"] = window.group_model.rowCount()
         refreshed["grid_rows"] = window.grid_model.rowCount() if window.grid_model else 0
         # a second detail-panel update (a click on another image), now that the first
         # call has paid any one-off cost: how much of refresh() is per click

@@ -144,6 +144,7 @@ if TYPE_CHECKING:
         plan_export,
         undo_export,
     )
+    from crlc_engine.results.export_sources import export_items, export_undo_checks
     from crlc_engine.results.groups import (
         NAMED_KEY,
         UNNAMED_KEY,
@@ -235,6 +236,8 @@ _LOCATIONS: dict[str, str] = {
     "MAX_PARTS": "crlc_engine.results.cluster_split",
     "SplitPlan": "crlc_engine.results.cluster_split",
     "EXPORT_MODES": "crlc_engine.results.export",
+    "export_items": "crlc_engine.results.export_sources",
+    "export_undo_checks": "crlc_engine.results.export_sources",
     "ExportItem": "crlc_engine.results.export",
     "ExportPlanEntry": "crlc_engine.results.export",
     "ExportResult": "crlc_engine.results.export",
@@ -320,6 +323,8 @@ __all__ = [
     "estimate_training",
     "evaluate_folder",
     "export_images",
+    "export_items",
+    "export_undo_checks",
     "forget_library",
     "format_bytes",
     "format_duration",

@@ -1335,7 +1335,7 @@ class MainWindow(QMainWindow):
 
     def _export(self) -> None:
         from app.views.export_dialog import ExportDialog
-        from crlc_engine.cli.results import export_items
+        from crlc_engine.api import export_items
 
         if self.session is None or self.session.run_id is None:
             return

@@ -115,7 +115,7 @@ def test_a_second_export_of_the_library_is_refused(
 def test_undo_lists_the_files_it_kept(
     window: MainWindow, qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crlc_engine.cli.results import export_items
+    from crlc_engine.results.export_sources import export_items
 
     session = window.session
     assert session is not None and session.run_id is not None

@@ -226,7 +226,7 @@ def test_a_split_planned_before_a_change_is_a_plain_error(
 def test_the_same_name_on_two_groups_merges_them_into_one_row(
     opened: MainWindow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crlc_engine.cli.results import export_items
+    from crlc_engine.results.export_sources import export_items
 
     window = opened
     session = window.session

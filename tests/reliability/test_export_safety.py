@@ -308,7 +308,7 @@ def test_undo_checks_read_each_library_json_and_open_a_catalog_on_first_use(
     trained_library: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No catalog is opened and no workspace walked until a look-up needs that library."""
-    import crlc_engine.cli.results as cli_results
+    import crlc_engine.results.export_sources as cli_results
     from crlc_engine.library.catalog import Catalog
 
     photos, workspace = trained_library
@@ -323,7 +323,7 @@ def test_undo_checks_read_each_library_json_and_open_a_catalog_on_first_use(
         opened.append(path)
         real_init(self, path, read_only)
 
-    monkeypatch.setattr(cli_results, "list_libraries", heavy)
+    monkeypatch.setattr("crlc_engine.library.registry.list_libraries", heavy)
     monkeypatch.setattr(Catalog, "__init__", counting)
     photo = sorted((photos / "cross").iterdir())[0]
     with cli_results.export_undo_checks(workspace) as (roots, lookup):

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from crlc_engine.cli.main import main
-from crlc_engine.cli.results import export_items
 from crlc_engine.library import ImageLibrary
 from crlc_engine.pipeline.jobs import refine_folder, train_folder
 from crlc_engine.pipeline.presets import resolve_train_config
 from crlc_engine.results.export import export_images
+from crlc_engine.results.export_sources import export_items
 from tests.engine.library_helpers import run_cli
 from tests.engine.results import groups_scenario as scenario
 
