@@ -7,6 +7,7 @@ signal connections) is then destroyed on that thread, and Qt aborts or crashes (
 can only be used with threads started with QThread", a segmentation fault): seen with the
 export dialog while the export ran. :class:`GuiGarbageCollector` turns the automatic
 collection off and runs it from a timer on the GUI thread, with the same thresholds.
+:func:`freeze_startup_heap` keeps those collections short.
 """
 
 from __future__ import annotations
@@ -15,7 +16,26 @@ import gc
 
 from PySide6.QtCore import QObject, QTimer
 
-__all__ = ["GuiGarbageCollector"]
+__all__ = ["GuiGarbageCollector", "freeze_startup_heap"]
+
+_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Collect once, then move every object alive now out of the collector's reach (once
+    per process; the main window calls it when it is made).
+
+    Importing torch/torchvision the first time inside a worker thread creates ~150k objects
+    and triggers full garbage collections that hold the GIL for 110-190 ms, stalling the GUI
+    (measured in benchmarks/gui_responsiveness.py). With the heap of the start-up frozen
+    (``gc.freeze()``), later collections stay short.
+    """
+    global _frozen
+    if _frozen:
+        return
+    gc.collect()
+    gc.freeze()
+    _frozen = True
 
 
 class GuiGarbageCollector(QObject):

@@ -2,7 +2,7 @@
 
 ``crlc-organizer [FOLDER...]`` opens the main window (with the library of FOLDER(s), or the
 most recent library when the setting "reopen the last library" is on; a library whose folder
-has moved offers to locate it). The user's settings (:mod:`app.settings_store`) give the
+has moved offers to locate it). The user's settings (:mod:`app.core.settings_store`) give the
 theme (applied before the window appears), the workspace folder (``--workspace`` wins) and
 the window's defaults.
 ``--screenshot OUT.png [--state start|scanning|training|clusters|export|viewer] [--theme
@@ -10,7 +10,7 @@ light|dark]`` renders the window offscreen in that state and exits (see
 :mod:`app.screenshots`); it neither reads nor changes the user's settings and uses the light
 palette unless told otherwise, so documentation images do not depend on the desktop.
 On Linux, before Qt loads its X11 platform plugin, the libraries the plugin needs are
-checked (:mod:`app.system_check`): a missing one is one plain message naming the packages
+checked (:mod:`app.core.system_check`): a missing one is one plain message naming the packages
 to install, not Qt's abort.
 """
 
@@ -25,14 +25,15 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from app.recent import recent_folders, remember_folders
-from app.system_check import missing_libraries_message, missing_xcb_libraries, uses_xcb
+from app.core.recent import recent_folders, remember_folders
+from app.core.screenshot_states import SCREENSHOT_STATES, SCREENSHOT_THEMES
+from app.core.system_check import missing_libraries_message, missing_xcb_libraries, uses_xcb
 
 # Qt is imported inside the functions: the start-up check runs before Qt's libraries load
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QApplication, QWidget
 
-    from app.settings_store import SettingsStore
+    from app.core.settings_store import SettingsStore
     from app.views.main_window import MainWindow
 
 __all__ = [
@@ -45,8 +46,6 @@ __all__ = [
     "remember_folders",
 ]
 
-SCREENSHOT_STATES = ("start", "scanning", "training", "clusters", "export", "viewer")
-SCREENSHOT_THEMES = ("light", "dark")
 #: The desktop id (packaging/linux/<APP_ID>.desktop and .metainfo.xml).
 APP_ID = "io.github.crlc_organizer.CRLCOrganizer"
 
@@ -55,7 +54,7 @@ def install_excepthook(parent: QWidget) -> None:
     """Show an exception that escapes a slot as a plain error message (and log it)."""
 
     def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-        from app.error_help import classify_exception
+        from app.core.error_help import classify_exception
         from app.views.error_dialog import show_error
         from crlc_engine.api import CRLCError
 
@@ -161,8 +160,8 @@ def open_main_window(
         workspace: ``--workspace`` (wins over the settings' workspace folder).
         store: The settings file (default: the user's).
     """
+    from app.core.settings_store import SettingsStore
     from app.icons import app_icon
-    from app.settings_store import SettingsStore
     from app.theme import apply_theme
     from app.views.main_window import MainWindow
 

@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,14 @@ from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QApplication
 
-from app.main import SCREENSHOT_STATES
-from app.session import ScannedImages
+from app.controllers.scans import SCAN_SIZE
+from app.core.scanned_images import ScannedImages
+from app.core.screenshot_states import SCREENSHOT_STATES
+from app.theme import ThemeController, apply_theme
+from app.views.export_dialog import ExportDialog
 from app.views.job_panel import RateMeter
-from app.views.main_window import SCAN_SIZE, MainWindow
-from crlc_engine.api import EpochEnded
+from app.views.main_window import MainWindow
+from crlc_engine.api import EpochEnded, NoImagesFoundError, export_items, scan_folders
 
 __all__ = [
     "SCREENSHOT_STATES",
@@ -90,8 +94,6 @@ def replay_training(window: MainWindow) -> None:
 
 def prepare_scan_workspace(folders: list[str]) -> tempfile.TemporaryDirectory[str]:
     """Scan ``folders`` into a new temporary workspace base (no runs: a first opening)."""
-    from crlc_engine.api import NoImagesFoundError, scan_folders
-
     base = tempfile.TemporaryDirectory(prefix="crlc-screenshot-")
     with contextlib.suppress(NoImagesFoundError):  # the window then shows an empty library
         scan_folders(folders, SCAN_SIZE, base.name, workers=0)
@@ -139,9 +141,6 @@ def show_export(window: MainWindow) -> Any:
 
     Returns the dialog (shown; the caller closes it).
     """
-    from app.views.export_dialog import ExportDialog
-    from crlc_engine.api import export_items
-
     session = window.session
     if session is None or session.run_id is None:
         return None
@@ -206,8 +205,6 @@ def show_viewer(window: MainWindow) -> None:
 
 def wait_for_viewer(window: MainWindow, seconds: float = 20.0) -> None:
     """Let the viewer's picture be decoded and scaled (or give up after ``seconds``)."""
-    import time
-
     deadline = time.monotonic() + seconds
     while window.viewer.is_loading() and time.monotonic() < deadline:
         QApplication.processEvents()
@@ -218,8 +215,6 @@ def wait_for_viewer(window: MainWindow, seconds: float = 20.0) -> None:
 
 def wait_for_thumbnails(window: MainWindow, seconds: float = 3.0) -> None:
     """Let the visible thumbnails arrive (or give up after ``seconds``)."""
-    import time
-
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         QApplication.processEvents()
@@ -233,8 +228,6 @@ def wait_for_thumbnails(window: MainWindow, seconds: float = 3.0) -> None:
 def themed(theme: str) -> Iterator[None]:
     """Apply the ``light`` or ``dark`` palette for a while, then put back the application's
     palette and style (and take away a theme controller that was not there before)."""
-    from app.theme import ThemeController, apply_theme
-
     app = QApplication.instance()
     if not isinstance(app, QApplication):
         yield

@@ -23,7 +23,7 @@ from PySide6.QtCore import QObject, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QApplication, QToolTip
 
-from app.settings_store import Settings
+from app.core.settings_store import Settings
 
 # Qt's API is camelCase (signals).
 # ruff: noqa: N815
@@ -277,7 +277,7 @@ class ThemeController(QObject):
 
 
 def apply_theme(app: QApplication, settings: Settings | str = "system") -> ThemeController:
-    """Apply the theme of ``settings`` (a :class:`app.settings_store.Settings` or a theme
+    """Apply the theme of ``settings`` (a :class:`app.core.settings_store.Settings` or a theme
     name) to ``app`` and keep following the desktop when it is ``system``.
 
     Calling it again (e.g. after the settings dialog) reuses the app's controller.

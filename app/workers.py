@@ -1,7 +1,7 @@
 """Run long engine jobs off the GUI thread and report back through Qt signals.
 
-This module is the only way the GUI runs engine work (scan, train, refine, assign, export,
-undo). The pieces:
+This module (with the job factories of :mod:`app.engine_jobs`) is the only way the GUI runs
+engine work (scan, train, refine, assign, export, undo). The pieces:
 
 - :class:`QtReporter`: the engine's ``Reporter`` protocol as Qt signals, with progress
   throttled so that a fast engine cannot flood the event loop.
@@ -19,13 +19,14 @@ undo). The pieces:
   partial result stays readable as :attr:`JobWorker.result`). Exceptions never reach Qt:
   :class:`~crlc_engine.core.errors.CRLCError` gives ``failed(error.kind, str(error), traceback)``;
   out of memory, a full disk and a missing permission give the kinds and plain messages of
-  :func:`app.error_help.classify_exception`; anything else gives
+  :func:`app.core.error_help.classify_exception`; anything else gives
   ``failed("internal", "Something went wrong: Type: msg", traceback)``.
 - :class:`JobRunner`: owns the :class:`~PySide6.QtCore.QThread` of every running job.
   ``done()`` is emitted only after the job's thread has stopped; ``shutdown()`` cancels all
   jobs and waits for their threads (call it when the application closes).
-- Factories (:func:`scan_job`, :func:`train_job`, ...) wrap each engine job in a
-  :class:`JobWorker`; the engine modules are imported lazily, on the worker thread.
+
+The factories that wrap each engine job in a :class:`JobWorker` (:func:`scan_job`,
+:func:`train_job`, ...) are in :mod:`app.engine_jobs`.
 """
 
 # Qt names signals in mixedCase.
@@ -39,36 +40,20 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import shiboken6
 from PySide6.QtCore import QDeadlineTimer, QEvent, QObject, QThread, Signal, Slot
 
-from app.error_help import classify_exception
+from app.core.error_help import classify_exception
 from crlc_engine.api import CRLCError, JobControl
 
 if TYPE_CHECKING:
-    from crlc_engine.api import ExportItem, ImageLibrary, Reporter, ScanOptions, TrainConfig
+    from crlc_engine.api import Reporter
 
-__all__ = [
-    "INTERNAL_ERROR_KIND",
-    "JobFunction",
-    "JobRunner",
-    "JobWorker",
-    "QtReporter",
-    "assign_job",
-    "delete_run_job",
-    "export_job",
-    "refine_job",
-    "relink_job",
-    "resume_job",
-    "scan_job",
-    "train_job",
-    "undo_export_job",
-]
+__all__ = ["INTERNAL_ERROR_KIND", "JobFunction", "JobRunner", "JobWorker", "QtReporter"]
 
 #: ``failed`` kind of an exception that is not a :class:`~crlc_engine.core.errors.CRLCError`.
 INTERNAL_ERROR_KIND = "internal"
@@ -491,206 +476,3 @@ class JobRunner(QObject):
         worker.deleteLater()
         if not self._jobs:
             self.runningChanged.emit(False)
-
-
-# ---------------------------------------------------------------------------- factories
-Folders = str | Path | Sequence[str | Path]
-
-
-def _folder_list(folders: Folders) -> list[str | Path]:
-    return [folders] if isinstance(folders, str | Path) else list(folders)
-
-
-def scan_job(
-    folders: Folders,
-    side: int,
-    workspace: str | Path | None,
-    options: ScanOptions | None = None,
-    workers: int | None = None,
-) -> JobWorker:
-    """Scan the library of ``folders`` at size ``side``; the result is a ``ScanSummary``."""
-    roots = _folder_list(folders)
-
-    def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.api import scan_folders
-
-        return scan_folders(roots, side, workspace, options, reporter, control, workers)
-
-    return JobWorker(job, "scan")
-
-
-def train_job(
-    folders: Folders,
-    config: TrainConfig,
-    workspace: str | Path | None,
-    resume: str | None = None,
-    workers: int | None = None,
-    names_from: str | None = None,
-) -> JobWorker:
-    """Scan and train (or resume run ``resume``); the result is a ``TrainOutcome``. The new
-    run's clusters take their names from the groups of ``names_from`` (the run shown)."""
-
-    def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.api import train_folder
-
-        return train_folder(
-            folders,
-            config,
-            workspace,
-            reporter,
-            control,
-            resume=resume,
-            workers=workers,
-            names_from=names_from,
-        )
-
-    return JobWorker(job, "train")
-
-
-def refine_job(
-    folders: Folders,
-    run_id: str | None,
-    epochs: int | None,
-    minutes: float | None,
-    workspace: str | Path | None,
-    device: str | None = None,
-) -> JobWorker:
-    """Refine run ``run_id`` with the user's labels; the result is a ``TrainOutcome``.
-    ``device``: ``auto``, ``cpu``, ``cuda`` or ``mps`` (``None``: the run's)."""
-    overrides = {"device": device} if device is not None else None
-
-    def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.api import refine_folder
-
-        return refine_folder(
-            folders, run_id, epochs, minutes, workspace, reporter, control, overrides
-        )
-
-    return JobWorker(job, "refine")
-
-
-def assign_job(folders: Folders, run_id: str | None, workspace: str | Path | None) -> JobWorker:
-    """Recompute run ``run_id``'s assignments; the result is its ``RunDir``.
-
-    The engine job takes no cancel token: cancelling it has no effect.
-    """
-
-    def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.api import assign_run
-
-        return assign_run(folders, run_id, workspace, reporter)
-
-    return JobWorker(job, "assign")
-
-
-def export_job(
-    items: Sequence[ExportItem],
-    dest: str | Path,
-    mode: str,
-    roots: Sequence[str | Path],
-    min_confidence: float,
-    keep_subfolders: bool,
-    dry_run: bool,
-    library: ImageLibrary | None = None,
-) -> JobWorker:
-    """Export photos into one folder per cluster; the result is an ``ExportResult``.
-
-    A cancelled export emits ``cancelled()``; its partial ``ExportResult`` (with the
-    manifest to resume or undo) is :attr:`JobWorker.result`. With ``library``, the export
-    holds the library's ``export.lock`` (not for a dry run), so that a second export of the
-    library fails with a ``WorkspaceLockedError`` naming this one; only the lock is used on
-    the worker thread, never the library's catalog.
-    """
-    item_list = list(items)
-    root_list = [Path(r) for r in roots]
-
-    def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.api import export_images
-
-        lock: AbstractContextManager[None] = nullcontext()
-        if library is not None and not dry_run:
-            lock = library.locked(f"exporting to {dest}", name="export.lock")
-        with lock:
-            return export_images(
-                item_list,
-                Path(dest),
-                mode,
-                root_list,
-                min_confidence,
-                keep_subfolders,
-                dry_run,
-                reporter,
-                control,
-            )
-
-    return JobWorker(job, "export")
-
-
-def undo_export_job(manifest: str | Path, workspace: str | Path | None = None) -> JobWorker:
-    """Undo an export; the result is an ``UndoResult``. Undo cannot be cancelled.
-
-    It checks against the libraries under the workspace base ``workspace`` (their folders
-    are protected, their catalogs vouch for moves of older exports), as ``crlc export
-    --undo`` does.
-    """
-
-    def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.api import export_undo_checks, undo_export
-
-        with export_undo_checks(workspace) as (roots, catalog):
-            return undo_export(Path(manifest), roots, reporter, catalog)
-
-    return JobWorker(job, "undo export")
-
-
-def resume_job(
-    folders: Folders,
-    run_id: str,
-    workspace: str | Path | None,
-    workers: int | None = None,
-) -> JobWorker:
-    """Continue the unfinished run ``run_id`` from its checkpoint, with its own settings.
-
-    The library is scanned first (as for a new run); the result is a ``TrainOutcome``.
-    """
-
-    def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.api import ImageLibrary, TrainConfig, train_folder
-
-        with ImageLibrary.open(_folder_list(folders), workspace) as library:
-            stored = library.runs.get(run_id, state=None).read_config()
-        config = TrainConfig.from_dict(stored["train"])  # the run's own settings are used
-        return train_folder(
-            folders, config, workspace, reporter, control, resume=run_id, workers=workers
-        )
-
-    return JobWorker(job, "resume")
-
-
-def delete_run_job(folders: Folders, run_id: str, workspace: str | Path | None) -> JobWorker:
-    """Delete run ``run_id`` (its folder, assignments and names; labels stay).
-
-    The result is the deleted run folder. Deleting cannot be cancelled.
-    """
-
-    def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.api import delete_run
-
-        return delete_run(folders, run_id, workspace)
-
-    return JobWorker(job, "delete run")
-
-
-def relink_job(old: str | Path, new: str | Path, workspace: str | Path | None) -> JobWorker:
-    """Point the libraries that have the (moved) root ``old`` at ``new``.
-
-    The result is the list of the re-linked workspace folders. It cannot be cancelled.
-    """
-
-    def job(reporter: Reporter, control: JobControl) -> Any:
-        from crlc_engine.api import relink_root
-
-        reporter.status(f"Re-linking {old} to {new}")
-        return relink_root(old, new, workspace)
-
-    return JobWorker(job, "relink")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from crlc_engine.cli.main import ConsoleReporter
+from crlc_engine.cli.output import ConsoleReporter
 from crlc_engine.pipeline.jobs import evaluate_folder, train_folder
 from crlc_engine.pipeline.presets import resolve_train_config
 

@@ -31,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from crlc_engine.cli.results import export_items
+from crlc_engine.api import export_items
 from crlc_engine.core.device import resolve_device
 from crlc_engine.library import ImageLibrary
 from crlc_engine.pipeline.jobs import refine_folder, train_folder
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.attach_share is not None:
-        import crlc_engine.results.groups as groups
+        import crlc_engine.results.groups.naming as groups
 
         groups.ATTACH_SHARE = args.attach_share
     started = time.monotonic()

@@ -384,9 +384,9 @@ def make_images(folder: Path, per_class: int, size: int, seed: int) -> tuple[int
 
 
 def instrument(slots: SlotTimer) -> None:
+    from app.core.session import LibrarySession
     from app.itemmodels.clusters import GroupListModel
     from app.itemmodels.thumbnails import ThumbnailGridModel
-    from app.session import LibrarySession
     from app.views.main_window import JobPanel, MainWindow
     from app.workers import JobRunner
 
@@ -500,8 +500,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     import torch
 
+    from app.engine_jobs import train_job
     from app.views.main_window import MainWindow
-    from app.workers import train_job
     from crlc_engine.core.events import EpochEnded, TrainingFinished, TrainingStarted
     from crlc_engine.pipeline.presets import resolve_train_config
 

@@ -20,7 +20,7 @@ Prints a Markdown table and writes one JSON object (``--json``). Exits 0 with
     python benchmarks/imagenette_quick.py ../shared/datasets/imagenette-224.tar.gz \
         --json /tmp/quick.json                            # all 13,394 images at 224 px
 
-The quick job runs through :func:`crlc_engine.pipeline.quick.train_quick_folder` (what
+The quick job runs through :func:`crlc_engine.pipeline.jobs.train_folder` (what
 ``crlc train --preset quick`` runs once ``jobs.train_folder`` dispatches to it).
 """
 
@@ -43,9 +43,9 @@ from _imagenette import IMAGE_SUFFIXES, machine, unpack
 
 from crlc_engine.core.config import TrainConfig
 from crlc_engine.library import ImageLibrary, scan_folders
-from crlc_engine.pipeline.jobs import evaluate_folder
+from crlc_engine.pipeline.feature_method import FeatureHeadsMethod
+from crlc_engine.pipeline.jobs import evaluate_folder, train_folder
 from crlc_engine.pipeline.presets import PRESETS, resolve_train_config
-from crlc_engine.pipeline.quick import train_quick_folder
 from crlc_engine.results.groundtruth import class_indices, class_of
 from crlc_engine.results.metrics import score_clustering
 from crlc_engine.training.checkpoint import load_checkpoint
@@ -199,7 +199,7 @@ def main() -> None:
     for seed in seeds:
         job_started = time.perf_counter()
         config = _config(args.size, seed, args.epochs, args.lambda_fc)
-        outcome = train_quick_folder(data, config, ws, extractor=extractor)
+        outcome = train_folder(data, config, ws, method=FeatureHeadsMethod(extractor))
         wall = time.perf_counter() - job_started
         status = outcome.run.read_status()
         scores = evaluate_folder(data, outcome.run.run_id, ws)

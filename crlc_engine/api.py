@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         STAGE_OPTIMS,
         STEMS,
         TrainConfig,
+        clusters_problem,
     )
     from crlc_engine.core.control import (
         JobControl,
@@ -97,6 +98,9 @@ if TYPE_CHECKING:
         images_per_second,
         speed_key,
     )
+    from crlc_engine.pipeline.feature_method import (
+        is_quick,
+    )
     from crlc_engine.pipeline.jobs import (
         TrainOutcome,
         assign_run,
@@ -119,8 +123,17 @@ if TYPE_CHECKING:
         torchvision_presets,
         torchvision_problem,
     )
-    from crlc_engine.pipeline.quick import (
-        is_quick,
+    from crlc_engine.pipeline.request import RunRequest, settings_of
+    from crlc_engine.pipeline.run_form import (
+        DEVICE_OPTIONS,
+        EDITED_FIELDS,
+        QUICK_MISSING,
+        DeviceOptions,
+        PresetChoices,
+        RunForm,
+        estimate_form,
+        preset_values,
+        pretrained_box,
     )
     from crlc_engine.results.annotations import (
         Annotations,
@@ -165,6 +178,9 @@ _LOCATIONS: dict[str, str] = {
     "STAGE_OPTIMS": "crlc_engine.core.config",
     "STEMS": "crlc_engine.core.config",
     "TrainConfig": "crlc_engine.core.config",
+    "clusters_problem": "crlc_engine.core.config",
+    "RunRequest": "crlc_engine.pipeline.request",
+    "settings_of": "crlc_engine.pipeline.request",
     "JobControl": "crlc_engine.core.control",
     "DEVICE_CHOICES": "crlc_engine.core.device",
     "DeviceChoice": "crlc_engine.core.device",
@@ -229,7 +245,16 @@ _LOCATIONS: dict[str, str] = {
     "resolve_train_config": "crlc_engine.pipeline.presets",
     "torchvision_presets": "crlc_engine.pipeline.presets",
     "torchvision_problem": "crlc_engine.pipeline.presets",
-    "is_quick": "crlc_engine.pipeline.quick",
+    "is_quick": "crlc_engine.pipeline.feature_method",
+    "DEVICE_OPTIONS": "crlc_engine.pipeline.run_form",
+    "EDITED_FIELDS": "crlc_engine.pipeline.run_form",
+    "QUICK_MISSING": "crlc_engine.pipeline.run_form",
+    "DeviceOptions": "crlc_engine.pipeline.run_form",
+    "PresetChoices": "crlc_engine.pipeline.run_form",
+    "RunForm": "crlc_engine.pipeline.run_form",
+    "estimate_form": "crlc_engine.pipeline.run_form",
+    "preset_values": "crlc_engine.pipeline.run_form",
+    "pretrained_box": "crlc_engine.pipeline.run_form",
     "Annotations": "crlc_engine.results.annotations",
     "ResultStore": "crlc_engine.results.assignments",
     "RunAssignments": "crlc_engine.results.assignments",
@@ -262,6 +287,8 @@ __all__ = [
     "DEFAULT_MAX_FILES",
     "DEFAULT_PRESET_RULE",
     "DEVICE_CHOICES",
+    "DEVICE_OPTIONS",
+    "EDITED_FIELDS",
     "EXPORT_MODES",
     "FRAMEWORKS",
     "HEIF_EXTENSIONS",
@@ -273,6 +300,7 @@ __all__ = [
     "PRESETS",
     "PRETRAINED_BACKBONES",
     "PRETRAINED_HINT",
+    "QUICK_MISSING",
     "STAGE_OPTIMS",
     "STEMS",
     "TORCHVISION_BACKBONES",
@@ -282,6 +310,7 @@ __all__ = [
     "Calibration",
     "Catalog",
     "DeviceChoice",
+    "DeviceOptions",
     "EpochEnded",
     "Event",
     "ExportItem",
@@ -298,11 +327,14 @@ __all__ = [
     "LibraryNotFoundError",
     "NeighborIndex",
     "NoImagesFoundError",
+    "PresetChoices",
     "Reporter",
     "ResultStore",
     "RunAssignments",
     "RunDir",
+    "RunForm",
     "RunNotFoundError",
+    "RunRequest",
     "ScanOptions",
     "SkippedFile",
     "SpeedCache",
@@ -317,9 +349,11 @@ __all__ = [
     "as_user_error",
     "assign_run",
     "atomic_write_json",
+    "clusters_problem",
     "default_cluster_name",
     "default_preset_name",
     "delete_run",
+    "estimate_form",
     "estimate_training",
     "evaluate_folder",
     "export_images",
@@ -336,6 +370,8 @@ __all__ = [
     "list_runs",
     "named_key",
     "plan_export",
+    "preset_values",
+    "pretrained_box",
     "quick_preset_available",
     "refine_folder",
     "refine_settings",
@@ -344,6 +380,7 @@ __all__ = [
     "resolve_train_config",
     "run_ablation",
     "scan_folders",
+    "settings_of",
     "speed_key",
     "stored_scan_options",
     "to_rgb",
@@ -357,13 +394,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import the module that holds ``name`` on first use and keep the value."""
+    """The value of ``name`` in the module that holds it (imported on first use)."""
     module = _LOCATIONS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    # not kept here: the module's current value is what callers get (tests replace some)
+    return getattr(importlib.import_module(module), name)
 
 
 def __dir__() -> list[str]:

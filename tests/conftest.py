@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,10 +14,17 @@ from crlc_engine.core.config import TrainConfig
 from crlc_engine.core.errors import InvalidSettingError
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-# Keep settings, logs, recent libraries and default workspaces out of the user's folders.
-_USER_DIRS = tempfile.mkdtemp(prefix="crlc-test-home-")
+# Everything the tests write goes under one folder, removed when the session ends: pytest's
+# tmp_path folders, temporary files (this process and the processes it starts) and the
+# settings, logs, recent libraries and default workspaces kept out of the user's folders.
+_SESSION_DIR = tempfile.mkdtemp(prefix="crlc-tests-")
+os.chmod(_SESSION_DIR, 0o755)  # tests that drop privileges reach their folders
+_USER_DIRS = os.path.join(_SESSION_DIR, "home")
 for _name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
     os.environ[_name] = os.path.join(_USER_DIRS, _name.lower())
+os.environ["TMPDIR"] = os.path.join(_SESSION_DIR, "tmp")
+os.makedirs(os.environ["TMPDIR"])
+tempfile.tempdir = os.environ["TMPDIR"]
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
@@ -37,6 +45,17 @@ TINY_TRAIN_FLAGS = [
     "--device",
     "cpu",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """tmp_path folders inside the session folder (unless --basetemp says otherwise)."""
+    if config.option.basetemp is None:
+        config.option.basetemp = os.path.join(_SESSION_DIR, "pytest")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave nothing behind in the temp folder."""
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -9,6 +9,8 @@
   argparse parsers.
 - ``app/`` and ``crlc_engine/cli/`` import the engine through ``crlc_engine.api`` only.
 - Every name of the facade resolves to the module it names.
+- Imports run down the data path (:data:`LAYERS`): core <- augment, losses <- library <- models
+  <- results, training <- pipeline <- api <- cli, app.
 """
 
 from __future__ import annotations
@@ -35,6 +37,18 @@ PARSER_CALLS = frozenset(
         "set_defaults",
         "ArgumentParser",
     }
+)
+#: The rooms of the code, from the bottom of the data path up: a module imports only from its
+#: own room or rooms below it (docs/architecture.md draws the path).
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("crlc_engine.core",),
+    ("crlc_engine.augment", "crlc_engine.losses"),
+    ("crlc_engine.library",),
+    ("crlc_engine.models",),
+    ("crlc_engine.results", "crlc_engine.training"),
+    ("crlc_engine.pipeline",),
+    ("crlc_engine.api",),
+    ("crlc_engine.cli", "app"),
 )
 #: Where the command line and the window may import the engine from.
 FACADE = "crlc_engine.api"
@@ -210,6 +224,31 @@ def test_no_function_over_the_line_limit() -> None:
             if lines > MAX_FUNCTION_LINES and not _is_parser_builder(node):
                 long.append(f"{name}.{node.name} ({lines} lines)")
     assert long == [], f"functions over {MAX_FUNCTION_LINES} lines: {sorted(long)}"
+
+
+def _room(module: str) -> str | None:
+    for rooms in LAYERS:
+        for room in rooms:
+            if module == room or module.startswith(room + "."):
+                return room
+    return None
+
+
+def _layer(room: str) -> int:
+    return next(k for k, rooms in enumerate(LAYERS) if room in rooms)
+
+
+def test_imports_run_down_the_data_path() -> None:
+    upward = []
+    for name, targets in import_graph().items():
+        source = _room(name)
+        for target in targets:
+            room = _room(target)
+            if source is None or room is None or room == source:
+                continue
+            if _layer(room) >= _layer(source):
+                upward.append(f"{name} imports {target}")
+    assert upward == [], "imports against the data path:\n" + "\n".join(sorted(upward))
 
 
 def test_app_and_cli_use_the_engine_facade_only() -> None:

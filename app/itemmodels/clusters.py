@@ -37,6 +37,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QImage, QPalette, QPixmap
 
 from app.itemmodels.covers import COVER_SIDE, CoverKey, CoverStore, compose_cover, cover_ids
+from app.itemmodels.item_flags import list_item_flags
 from app.itemmodels.thumbnail_cache import ThumbnailCache
 from app.itemmodels.thumbnails import IMAGE_IDS_MIME, decode_image_ids
 from app.theme import swatch_pixmap
@@ -414,15 +415,7 @@ class GroupListModel(QAbstractListModel):
         return True
 
     def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return (
-            Qt.ItemFlag.ItemIsEnabled
-            | Qt.ItemFlag.ItemIsSelectable
-            | Qt.ItemFlag.ItemIsEditable
-            | Qt.ItemFlag.ItemIsDropEnabled
-            | Qt.ItemFlag.ItemNeverHasChildren
-        )
+        return list_item_flags(index, Qt.ItemFlag.ItemIsEditable | Qt.ItemFlag.ItemIsDropEnabled)
 
     def roleNames(self) -> dict[int, QByteArray]:
         names = dict(super().roleNames())

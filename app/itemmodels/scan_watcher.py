@@ -17,7 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from app.session import ScannedImages, scanned_images
+from app.core.scanned_images import ScannedImages, scanned_images
 from app.workers import JobRunner, JobWorker
 from crlc_engine.api import JobControl, Reporter
 

@@ -33,6 +33,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 
+from app.itemmodels.item_flags import list_item_flags
 from app.itemmodels.thumbnail_cache import ThumbnailCache
 from crlc_engine.api import RunAssignments
 
@@ -386,14 +387,7 @@ class ThumbnailGridModel(QAbstractListModel):
         return None
 
     def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return (
-            Qt.ItemFlag.ItemIsEnabled
-            | Qt.ItemFlag.ItemIsSelectable
-            | Qt.ItemFlag.ItemIsDragEnabled
-            | Qt.ItemFlag.ItemNeverHasChildren
-        )
+        return list_item_flags(index, Qt.ItemFlag.ItemIsDragEnabled)
 
     def roleNames(self) -> dict[int, QByteArray]:
         names = dict(super().roleNames())

@@ -1,8 +1,9 @@
 """The error dialog: a plain message, what to do, and the details one click away.
 
 Never a traceback in the face of the user: the dialog shows the title and message of
-:func:`app.error_help.explain` and its advice; the technical details (the traceback and
-the versions) stay folded under "Show details" and go to the clipboard with "Copy details".
+:func:`app.core.error_help.explain` and its advice; the technical details (the traceback
+and the versions) stay folded under "Show details" and go to the clipboard with
+"Copy details".
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.error_help import ErrorHelp, explain
+from app.core.error_help import ErrorHelp, explain
 
 __all__ = ["ErrorDialog", "error_details_text", "show_error"]
 
@@ -55,7 +56,7 @@ class ErrorDialog(QDialog):
 
     Args:
         kind: The error's kind (engine ``CRLCError.kind`` or an
-            :mod:`app.error_help` kind).
+            :mod:`app.core.error_help` kind).
         message: What happened, in words (no traceback).
         details: Technical details (traceback); shown only on request.
         parent: Parent widget.

@@ -9,7 +9,8 @@ each change (debounced), on the GUI thread for up to
 engine's own checks decide whether the folder is usable (never inside a photo folder); the
 dialog shows their message and keeps OK disabled. A folder that cannot be read or written
 (an ``OSError`` such as "permission denied") is explained in plain words with what to do
-(:func:`preview_problem`, using :mod:`app.error_help`), never as a raw "[Errno 13] ...".
+(:func:`~app.views.export_preview.preview_problem`, using :mod:`app.core.error_help`), never
+as a raw "[Errno 13] ...". What the preview says comes from :mod:`app.views.export_preview`.
 Moving photos needs an explicit "yes". The mode and threshold start from the user's
 defaults (the settings' ``export_mode`` and ``export_min_confidence``) when given.
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,210 +49,25 @@ from PySide6.QtWidgets import (
 )
 
 import app.itemmodels  # noqa: F401  (pins None/True/False on affected PySide6 builds)
-from app.error_help import (
-    DISK_FULL,
-    INTERNAL,
-    OUT_OF_MEMORY,
-    PERMISSION_DENIED,
-    classify_exception,
-    explain,
-)
 from app.theme import readable_color
-from app.workers import JobRunner, JobWorker
-from crlc_engine.api import (
-    EXPORT_MODES,
-    MANIFEST_PREFIX,
-    CRLCError,
-    ExportItem,
-    ExportPlanEntry,
-    JobControl,
-    Reporter,
-    plan_export,
+from app.views.export_preview import (
+    MODE_HELP,
+    MODE_NAMES,
+    ExportOptions,
+    ExportPreview,
+    plural,
+    preview_export,
+    preview_problem,
+    problem_text,
+    summary_text,
 )
+from app.workers import JobRunner, JobWorker
+from crlc_engine.api import EXPORT_MODES, CRLCError, ExportItem, JobControl, Reporter
 
-__all__ = [
-    "MODE_HELP",
-    "MODE_NAMES",
-    "ExportDialog",
-    "ExportOptions",
-    "ExportPreview",
-    "preview_export",
-    "preview_problem",
-    "summarize_plan",
-]
+__all__ = ["ExportDialog", "ExportOptions"]
 
-#: How each export mode is listed.
-MODE_NAMES: dict[str, str] = {
-    "copy": "Copy",
-    "hardlink": "Hard link",
-    "symlink": "Symbolic link (shortcut)",
-    "move": "Move",
-    "csv": "CSV list only",
-}
-#: What each mode does, in a user's words.
-MODE_HELP: dict[str, str] = {
-    "copy": "Copies the photos; your photo folders stay as they are (uses extra disk space).",
-    "hardlink": (
-        "Adds a second name for each photo without using extra space. The export folder must "
-        "be on the same drive as the photos."
-    ),
-    "symlink": (
-        "Creates small shortcuts that point at the original photos; they stop working if "
-        "the originals are moved or deleted."
-    ),
-    "move": (
-        "Moves the photos out of your photo folders into the export folder. You will be "
-        "asked to confirm; the export can be undone later."
-    ),
-    "csv": (
-        f"Writes only a list ({MANIFEST_PREFIX}….csv) of which photo belongs to which group; "
-        "no photo is copied or moved."
-    ),
-}
-#: Files listed under each folder in the preview.
-PREVIEW_FILES_PER_FOLDER = 3
-_REASONS = {"ignored": "ignored", "duplicate": "listed twice", "missing": "missing"}
 #: Colour of the problem text (made readable on the palette's window colour).
 ERROR_RED = "#b00020"
-#: Kind of a preview failure that is an unrecognised ``OSError`` of the export folder.
-FOLDER_PROBLEM = "export_folder"
-#: Error kinds whose message the app writes itself (the engine's messages need no advice
-#: here: the dialog is where the user fixes them).
-_APP_KINDS = frozenset({OUT_OF_MEMORY, DISK_FULL, INTERNAL, PERMISSION_DENIED})
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """What the user chose.
-
-    Attributes:
-        dest: Export folder (absolute).
-        mode: One of :data:`crlc_engine.results.export.EXPORT_MODES`.
-        min_confidence: Photos below it go to ``_uncertain``.
-        keep_subfolders: Recreate each photo's folders below its library root.
-    """
-
-    dest: Path
-    mode: str
-    min_confidence: float
-    keep_subfolders: bool
-
-
-@dataclass(frozen=True)
-class ExportPreview:
-    """A dry run's summary.
-
-    Attributes:
-        options: The settings it was computed for.
-        files: Photos in the export (to write plus already there).
-        to_write: Photos the export would write (or move).
-        already: Photos found already exported earlier.
-        folders: Top folder -> photos, in layout order.
-        first_files: Top folder -> its first destinations, relative to the export folder.
-        left_out: Reason (``ignored``, ``missing``, ``listed twice``) -> photos left out.
-    """
-
-    options: ExportOptions
-    files: int
-    to_write: int
-    already: int
-    folders: dict[str, int]
-    first_files: dict[str, list[str]] = field(default_factory=dict)
-    left_out: dict[str, int] = field(default_factory=dict)
-
-
-def _relative(destination: Path, dest: Path) -> str:
-    try:
-        return destination.relative_to(dest).as_posix()
-    except ValueError:
-        return destination.name
-
-
-def summarize_plan(
-    entries: Sequence[ExportPlanEntry],
-    options: ExportOptions,
-    per_folder: int = PREVIEW_FILES_PER_FOLDER,
-) -> ExportPreview:
-    """Count a plan's photos per folder and keep the first ``per_folder`` files of each."""
-    dest = Path(os.path.abspath(options.dest)).resolve()
-    folders: dict[str, int] = {}
-    first: dict[str, list[str]] = {}
-    left_out: dict[str, int] = {}
-    to_write = already = 0
-    for entry in entries:
-        if entry.destination is None:
-            reason = _REASONS.get(entry.status, entry.status)
-            left_out[reason] = left_out.get(reason, 0) + 1
-            continue
-        folders[entry.folder] = folders.get(entry.folder, 0) + 1
-        names = first.setdefault(entry.folder, [])
-        if len(names) < per_folder:
-            names.append(_relative(entry.destination, dest))
-        if entry.status == "planned":
-            to_write += 1
-        else:
-            already += 1
-    return ExportPreview(options, to_write + already, to_write, already, folders, first, left_out)
-
-
-def preview_export(
-    items: Sequence[ExportItem], roots: Sequence[Path], options: ExportOptions
-) -> ExportPreview:
-    """Plan the export with :func:`~crlc_engine.results.export.plan_export` and summarise it.
-
-    Raises:
-        ExportDestinationError: the folder is a file or inside a photo folder.
-        InvalidSettingError: bad mode or threshold.
-    """
-    entries = plan_export(
-        items,
-        options.dest,
-        roots,
-        options.min_confidence,
-        options.keep_subfolders,
-        mode=options.mode,
-    )
-    return summarize_plan(entries, options)
-
-
-def preview_problem(error: BaseException) -> tuple[str, str]:
-    """(kind, plain text) for a preview that failed: the engine's own message, or for an
-    ordinary exception (e.g. ``PermissionError``) a plain message with what to do.
-
-    An ``OSError`` that :func:`app.error_help.classify_exception` does not know (a name too
-    long, a file where a folder is expected, ...) says which path and what went wrong,
-    without the ``[Errno n]`` prefix.
-    """
-    if isinstance(error, CRLCError):
-        return error.kind, str(error)
-    known = classify_exception(error)
-    if known is None and isinstance(error, OSError):
-        reason = (error.strerror or str(error)).strip().rstrip(".")
-        where = f" ({os.fsdecode(error.filename)})" if error.filename else ""
-        known = FOLDER_PROBLEM, f"the export folder cannot be used: {reason.lower()}{where}"
-    if known is None:
-        text = str(error).strip()
-        known = (
-            INTERNAL,
-            f"the preview failed: {type(error).__name__}" + (f": {text}" if text else ""),
-        )
-    return known
-
-
-def problem_text(kind: str, message: str) -> str:
-    """The text the dialog shows for a failed preview of ``kind``: the message, and for the
-    app's own kinds also what to do."""
-    if kind == FOLDER_PROBLEM:
-        help_ = explain(kind, message)
-        return f"{help_.message} Choose another export folder, or check that it can be written."
-    if kind in _APP_KINDS:
-        help_ = explain(kind, message)
-        return f"{help_.message} {help_.what_to_do}".strip()
-    return message
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 class ExportDialog(QDialog):
@@ -316,85 +131,10 @@ class ExportDialog(QDialog):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         layout.addLayout(form)
-
-        roots = "\n".join(os.fspath(r) for r in self._roots) or "(none)"
-        self.dest_edit = QLineEdit()
-        self.dest_edit.setPlaceholderText("A folder outside your photo folders")
-        self.dest_edit.setClearButtonEnabled(True)
-        self.dest_edit.setToolTip(
-            "The folder that receives one sub-folder per group. It must not be inside your "
-            f"photo folders:\n{roots}"
-        )
-        self.browse_button = QPushButton("&Browse…")
-        self.browse_button.setToolTip("Pick the export folder.")
-        dest_row = QWidget()
-        dest_layout = QHBoxLayout(dest_row)
-        dest_layout.setContentsMargins(0, 0, 0, 0)
-        dest_layout.addWidget(self.dest_edit, 1)
-        dest_layout.addWidget(self.browse_button)
-        dest_row.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        label = QLabel("&Export to:")
-        label.setBuddy(self.dest_edit)
-        form.addRow(label, dest_row)
-
-        self.mode_combo = QComboBox()
-        for mode in EXPORT_MODES:
-            self.mode_combo.addItem(MODE_NAMES.get(mode, mode), mode)
-            self.mode_combo.setItemData(
-                self.mode_combo.count() - 1, MODE_HELP.get(mode, ""), Qt.ItemDataRole.ToolTipRole
-            )
-        self.mode_combo.setCurrentIndex(max(0, self.mode_combo.findData("copy")))
-        self.mode_help = QLabel()
-        self.mode_help.setWordWrap(True)
-        self.mode_help.setStyleSheet("color: palette(placeholder-text);")
-        mode_box = QWidget()
-        mode_layout = QVBoxLayout(mode_box)
-        mode_layout.setContentsMargins(0, 0, 0, 0)
-        mode_layout.setSpacing(2)
-        mode_layout.addWidget(self.mode_combo)
-        mode_layout.addWidget(self.mode_help)
-        mode_box.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        label = QLabel("&How:")
-        label.setBuddy(self.mode_combo)
-        form.addRow(label, mode_box)
-
-        self.confidence_spin = QDoubleSpinBox()
-        self.confidence_spin.setRange(0.0, 1.0)
-        self.confidence_spin.setDecimals(2)
-        self.confidence_spin.setSingleStep(0.05)
-        self.confidence_spin.setToolTip(
-            "Photos the program is less sure about than this go to a separate _uncertain "
-            "folder instead of their group. 0 puts every photo in its group."
-        )
-        label = QLabel("&Uncertain below:")
-        label.setBuddy(self.confidence_spin)
-        form.addRow(label, self.confidence_spin)
-
-        self.keep_check = QCheckBox("&Keep sub-folders inside each group")
-        self.keep_check.setToolTip(
-            "Recreate each photo's folders (below your photo folder) inside its group folder, "
-            "instead of putting all of a group's photos side by side."
-        )
-        form.addRow("", self.keep_check)
-
-        preview_label = QLabel("&Preview (nothing is written yet):")
-        layout.addWidget(preview_label)
-        self.summary_label = QLabel()
-        self.summary_label.setWordWrap(True)
-        layout.addWidget(self.summary_label)
-        self.preview_tree = QTreeWidget()
-        self.preview_tree.setColumnCount(2)
-        self.preview_tree.setHeaderLabels(["Folder / first files", "Photos"])
-        self.preview_tree.setRootIsDecorated(True)
-        self.preview_tree.setUniformRowHeights(True)
-        self.preview_tree.setMinimumHeight(180)
-        header = self.preview_tree.header()
-        header.setStretchLastSection(False)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        self.preview_tree.setToolTip("The folders the export creates and the first files in each.")
-        preview_label.setBuddy(self.preview_tree)
-        layout.addWidget(self.preview_tree, 1)
+        self._build_destination(form)
+        self._build_mode(form)
+        self._build_options(form)
+        self._build_preview(layout)
 
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
@@ -416,6 +156,93 @@ class ExportDialog(QDialog):
         self.setTabOrder(self.keep_check, self.preview_tree)
         self.setTabOrder(self.preview_tree, self.ok_button)
         self.dest_edit.setFocus()
+
+    def _build_destination(self, form: QFormLayout) -> None:
+        """The export folder: typed, or picked with Browse."""
+        roots = "\n".join(os.fspath(r) for r in self._roots) or "(none)"
+        self.dest_edit = QLineEdit()
+        self.dest_edit.setPlaceholderText("A folder outside your photo folders")
+        self.dest_edit.setClearButtonEnabled(True)
+        self.dest_edit.setToolTip(
+            "The folder that receives one sub-folder per group. It must not be inside your "
+            f"photo folders:\n{roots}"
+        )
+        self.browse_button = QPushButton("&Browse…")
+        self.browse_button.setToolTip("Pick the export folder.")
+        dest_row = QWidget()
+        dest_layout = QHBoxLayout(dest_row)
+        dest_layout.setContentsMargins(0, 0, 0, 0)
+        dest_layout.addWidget(self.dest_edit, 1)
+        dest_layout.addWidget(self.browse_button)
+        dest_row.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        label = QLabel("&Export to:")
+        label.setBuddy(self.dest_edit)
+        form.addRow(label, dest_row)
+
+    def _build_mode(self, form: QFormLayout) -> None:
+        """The export mode, with a line saying what it does."""
+        self.mode_combo = QComboBox()
+        for mode in EXPORT_MODES:
+            self.mode_combo.addItem(MODE_NAMES.get(mode, mode), mode)
+            self.mode_combo.setItemData(
+                self.mode_combo.count() - 1, MODE_HELP.get(mode, ""), Qt.ItemDataRole.ToolTipRole
+            )
+        self.mode_combo.setCurrentIndex(max(0, self.mode_combo.findData("copy")))
+        self.mode_help = QLabel()
+        self.mode_help.setWordWrap(True)
+        self.mode_help.setStyleSheet("color: palette(placeholder-text);")
+        mode_box = QWidget()
+        mode_layout = QVBoxLayout(mode_box)
+        mode_layout.setContentsMargins(0, 0, 0, 0)
+        mode_layout.setSpacing(2)
+        mode_layout.addWidget(self.mode_combo)
+        mode_layout.addWidget(self.mode_help)
+        mode_box.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        label = QLabel("&How:")
+        label.setBuddy(self.mode_combo)
+        form.addRow(label, mode_box)
+
+    def _build_options(self, form: QFormLayout) -> None:
+        """The confidence threshold and the sub-folders box."""
+        self.confidence_spin = QDoubleSpinBox()
+        self.confidence_spin.setRange(0.0, 1.0)
+        self.confidence_spin.setDecimals(2)
+        self.confidence_spin.setSingleStep(0.05)
+        self.confidence_spin.setToolTip(
+            "Photos the program is less sure about than this go to a separate _uncertain "
+            "folder instead of their group. 0 puts every photo in its group."
+        )
+        label = QLabel("&Uncertain below:")
+        label.setBuddy(self.confidence_spin)
+        form.addRow(label, self.confidence_spin)
+
+        self.keep_check = QCheckBox("&Keep sub-folders inside each group")
+        self.keep_check.setToolTip(
+            "Recreate each photo's folders (below your photo folder) inside its group folder, "
+            "instead of putting all of a group's photos side by side."
+        )
+        form.addRow("", self.keep_check)
+
+    def _build_preview(self, layout: QVBoxLayout) -> None:
+        """The preview's summary and its tree of folders and first files."""
+        preview_label = QLabel("&Preview (nothing is written yet):")
+        layout.addWidget(preview_label)
+        self.summary_label = QLabel()
+        self.summary_label.setWordWrap(True)
+        layout.addWidget(self.summary_label)
+        self.preview_tree = QTreeWidget()
+        self.preview_tree.setColumnCount(2)
+        self.preview_tree.setHeaderLabels(["Folder / first files", "Photos"])
+        self.preview_tree.setRootIsDecorated(True)
+        self.preview_tree.setUniformRowHeights(True)
+        self.preview_tree.setMinimumHeight(180)
+        header = self.preview_tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.preview_tree.setToolTip("The folders the export creates and the first files in each.")
+        preview_label.setBuddy(self.preview_tree)
+        layout.addWidget(self.preview_tree, 1)
 
     def _connect(self) -> None:
         self.dest_edit.textChanged.connect(self._on_changed)
@@ -564,7 +391,16 @@ class ExportDialog(QDialog):
             )
             self.ok_button.setEnabled(False)
             return
-        self.summary_label.setText(self._summary_text(preview))
+        self.summary_label.setText(summary_text(preview))
+        self._fill_tree(preview)
+        if preview.files == 0:
+            self._error = "No photo to export: every photo is ignored or missing."
+            self.error_label.setText(self._error)
+            self.error_label.setVisible(True)
+        self.ok_button.setEnabled(self._error is None)
+
+    def _fill_tree(self, preview: ExportPreview) -> None:
+        """One row per folder with its count, its first files below, then how many more."""
         for folder, count in preview.folders.items():
             top = QTreeWidgetItem([folder + "/", f"{count:,}"])
             top.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -578,32 +414,6 @@ class ExportDialog(QDialog):
                 top.addChild(more)
             self.preview_tree.addTopLevelItem(top)
         self.preview_tree.expandAll()
-        if preview.files == 0:
-            self._error = "No photo to export: every photo is ignored or missing."
-            self.error_label.setText(self._error)
-            self.error_label.setVisible(True)
-        self.ok_button.setEnabled(self._error is None)
-
-    @staticmethod
-    def _summary_text(preview: ExportPreview) -> str:
-        options = preview.options
-        verb = {
-            "copy": "copied",
-            "hardlink": "hard-linked",
-            "symlink": "linked",
-            "move": "moved",
-            "csv": "listed in the CSV file",
-        }.get(options.mode, options.mode)
-        text = (
-            f"{_plural(preview.to_write, 'photo')} will be {verb} into "
-            f"{_plural(len(preview.folders), 'folder')} in {options.dest}."
-        )
-        if preview.already:
-            text += f" {_plural(preview.already, 'photo')} already there."
-        if preview.left_out:
-            parts = ", ".join(f"{n:,} {reason}" for reason, n in preview.left_out.items())
-            text += f" Left out: {parts}."
-        return text
 
     # -- actions -------------------------------------------------------------------------------
     def _browse(self) -> None:
@@ -616,7 +426,7 @@ class ExportDialog(QDialog):
         answer = QMessageBox.question(
             self,
             "Move photos?",
-            f"Move {_plural(count, 'photo')} out of your photo folders into "
+            f"Move {plural(count, 'photo')} out of your photo folders into "
             f"{self.options().dest}?\n\nThe photos will no longer be in their current "
             "folders. You can undo the export later.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,

@@ -1,237 +1,78 @@
 """The "Group images" dialog: how many groups, which preset and device, and what it costs.
 
 :class:`GroupDialog` collects the settings of a training run and turns them into a
-:class:`~crlc_engine.core.config.TrainConfig` with
-:func:`~crlc_engine.pipeline.presets.resolve_train_config`,
-passing as overrides only the values the user changed from the chosen preset (so that the
-run records the preset plus exactly what was different). Before starting it shows an
+:class:`~crlc_engine.core.config.TrainConfig`. It is a view over the engine's
+:class:`~crlc_engine.pipeline.run_form.RunForm`, which passes as overrides only the values
+the user changed from the chosen preset (so that the run records the preset plus exactly
+what was different) and merges them with
+:func:`~crlc_engine.pipeline.presets.resolve_train_config`. Before starting it shows an
 estimate of the time and the disk space (:func:`crlc_engine.pipeline.estimate.estimate_training`).
 
 The time is first a rough guess from typical speeds. When the dialog opens (and after each
 change of the settings), a few real training steps of the chosen settings are timed on a
-worker thread (:meth:`crlc_engine.pipeline.estimate.SpeedCache.measure`, 1-4 s, cancelled when the
-dialog closes or the settings change again) and the estimate is redrawn with this
-computer's speed. Speeds are kept per computer and settings in the user cache folder (the
-speed of a finished run of the same settings first), so a second opening shows them at once.
-The disk line counts what a checkpoint of the settings really holds: the one a finished run
-keeps, and the larger one (with the optimiser state) while it trains.
+worker thread (:meth:`crlc_engine.pipeline.estimate.SpeedCache.measure`, through
+:class:`~app.views.speed_measurer.SpeedMeasurer`: 1-4 s, cancelled when the dialog closes or
+the settings change again) and the estimate is redrawn with this computer's speed. Speeds are
+kept per computer and settings in the user cache folder (the speed of a finished run of the
+same settings first), so a second opening shows them at once. The disk line counts what a
+checkpoint of the settings really holds: the one a finished run keeps, and the larger one
+(with the optimiser state) while it trains.
 
 The dialog does no blocking work: it asks the device probe (by default
 :func:`crlc_engine.core.device.resolve_device`) which devices exist, once, when it is built.
+The sections' widgets are built in :mod:`app.views.group_sections`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Collection, Sequence
+import itertools
+from collections.abc import Collection
 from typing import Any, Literal
 
-import shiboken6
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QShowEvent, QStandardItemModel
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
-    QButtonGroup,
-    QCheckBox,
-    QComboBox,
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
     QFormLayout,
     QFrame,
-    QGridLayout,
     QLabel,
     QPushButton,
-    QRadioButton,
-    QSizePolicy,
-    QSpinBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 import app.itemmodels  # noqa: F401  (pins None/True/False on affected PySide6 builds)
+from app.views import group_sections
+from app.views.form_widgets import DeviceProbe, add_row, combo_item_enabled, select_data
+from app.views.speed_measurer import SpeedMeasurer
 from crlc_engine.api import (
-    BACKBONE_NAMES,
-    CPU_IMAGES_PER_S,
-    CRITIC_NAMES,
-    FRAMEWORKS,
-    MODEL_PARAMETERS,
+    EDITED_FIELDS,
     PRESETS,
-    PRETRAINED_BACKBONES,
-    PRETRAINED_HINT,
-    STAGE_OPTIMS,
-    TORCHVISION_BACKBONES,
     Calibration,
-    CRLCError,
-    DeviceChoice,
+    DeviceOptions,
     InvalidSettingError,
-    JobControl,
+    PresetChoices,
+    RunForm,
     SpeedCache,
     TrainConfig,
     TrainingEstimate,
-    default_preset_name,
-    estimate_training,
-    format_bytes,
-    format_duration,
-    images_per_second,
+    estimate_form,
+    preset_values,
+    pretrained_box,
     quick_preset_available,
     resolve_device,
-    resolve_train_config,
     speed_key,
-    torchvision_presets,
     torchvision_problem,
 )
 
-__all__ = [
-    "CPU_IMAGES_PER_S",
-    "DEVICE_OPTIONS",
-    "MODEL_PARAMETERS",
-    "WINDOW_SCAN_SIZE",
-    "Calibration",
-    "DeviceProbe",
-    "GroupDialog",
-    "SpeedCache",
-    "TrainingEstimate",
-    "estimate_training",
-    "format_bytes",
-    "format_duration",
-    "images_per_second",
-]
+__all__ = ["WINDOW_SCAN_SIZE", "DeviceProbe", "GroupDialog"]
 
-#: ``probe(request) -> DeviceChoice``, raising a ``CRLCError`` for an unavailable device.
-DeviceProbe = Callable[[str], DeviceChoice]
-
-#: Device requests offered, in order, with their names in the list.
-DEVICE_OPTIONS: dict[str, str] = {
-    "auto": "Automatic",
-    "cpu": "CPU",
-    "cuda": "NVIDIA GPU (CUDA)",
-    "mps": "Apple GPU (MPS)",
-}
-_DEVICE_WORDS = {"cpu": "the CPU", "cuda": "the GPU", "mps": "the Apple GPU"}
-
-#: Why the quick preset cannot be chosen without the ``pretrained`` extra, and the fix.
-QUICK_MISSING = "Not installed. " + PRETRAINED_HINT
 #: The size the main window scans (caches) a library's pixels at: other training sizes read
 #: every photo again first (app.views.main_window.SCAN_SIZE).
 WINDOW_SCAN_SIZE = 32
 #: Wait this long after the last change of the settings before measuring their speed.
 _MEASURE_DELAY_MS = 400
-
-_BACKBONE_TEXT = {
-    "small": "Small CNN (fast on a CPU)",
-    "resnet18": "ResNet-18",
-    "resnet34": "ResNet-34 (paper)",
-    "resnet50": "ResNet-50 (slow)",
-    "efficientnet_lite0": "EfficientNet-Lite0 (ImageNet weights)",
-}
-_FRAMEWORK_TEXT = {
-    "simclr": "SimCLR: two views per photo (paper's best)",
-    "memorybank": "MemoryBank: one view, banked negatives (less memory, faster, less exact)",
-}
-_STAGE_TEXT = {
-    "end_to_end": "End-to-end (one run)",
-    "two_stage": "Two-stage: learn features, then group by neighbours",
-}
-_STAGE_OPTIM_TEXT = {
-    "paper": "The paper's per stage (SGD 0.4 cosine; then Adam 1e-4, or SGD 5.0 when fixed)",
-    "run": "The preset's SGD for both stages",
-}
-_CRITIC_TEXT = {
-    "log_dot": "log of dot product (paper)",
-    "dot": "dot product",
-    "neg_l2": "negative squared distance",
-    "neg_js": "negative Jensen-Shannon",
-}
-
-
-# ------------------------------------------------------------------------------ estimate
-class _SpeedMeasurer(QObject):
-    """Measures the speed of one setting at a time on a worker thread.
-
-    :meth:`start` cancels the measurement in progress (its result is dropped) and starts a
-    new one; the results come back on the GUI thread through :attr:`measured` and
-    :attr:`failed` (with the measured setting's key).
-    """
-
-    measured = Signal(str, object)
-    failed = Signal(str, str)
-
-    def __init__(self, speeds: SpeedCache, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.speeds = speeds
-        self._control: JobControl | None = None
-        self.key: str | None = None
-
-    @property
-    def running(self) -> bool:
-        """Whether a measurement is in progress."""
-        return self._control is not None
-
-    def start(self, key: str, config: TrainConfig, device_kind: str) -> None:
-        """Measure ``config`` on ``device_kind`` (``key``: its speed key)."""
-        self.cancel()
-        control = JobControl()
-        self._control, self.key = control, key
-        thread = threading.Thread(
-            target=self._run,
-            args=(key, config, device_kind, control),
-            name="crlc-speed-measure",
-            daemon=True,
-        )
-        thread.start()
-
-    def cancel(self) -> None:
-        """Stop the measurement in progress; its result is dropped."""
-        if self._control is not None:
-            self._control.cancel()
-        self._control, self.key = None, None
-
-    def _run(self, key: str, config: TrainConfig, kind: str, control: JobControl) -> None:
-        try:
-            calibration = self.speeds.measure(config, kind, control)
-        except InterruptedError:
-            return
-        except Exception as error:  # any failure only leaves the rough estimate
-            self._emit(control, self.failed, key, str(error) or type(error).__name__)
-            return
-        self._emit(control, self.measured, key, calibration)
-
-    def _emit(self, control: JobControl, signal: Any, key: str, value: object) -> None:
-        if control.cancelled or not shiboken6.isValid(self):
-            return
-        with contextlib.suppress(RuntimeError):  # the dialog went away meanwhile
-            signal.emit(key, value)
-
-
-# -------------------------------------------------------------------------------- dialog
-def _choice_combo(names: Sequence[str], texts: dict[str, str], tooltip: str) -> QComboBox:
-    """A list of ``names`` (item data) shown with ``texts`` (the name where there is none)."""
-    combo = QComboBox()
-    for name in names:
-        combo.addItem(texts.get(name, name), name)
-    combo.setToolTip(tooltip)
-    return combo
-
-
-def _select_data(combo: QComboBox, value: Any) -> None:
-    """Select the item whose data is ``value`` (the first item when none is)."""
-    combo.setCurrentIndex(max(0, combo.findData(value)))
-
-
-def _set_item_enabled(combo: QComboBox, row: int, enabled: bool) -> None:
-    model = combo.model()
-    if isinstance(model, QStandardItemModel):
-        item = model.item(row)
-        if item is not None:
-            item.setEnabled(enabled)
-
-
-def _combo_item_enabled(combo: QComboBox, row: int) -> bool:
-    model = combo.model()
-    flags = model.flags(model.index(row, 0))
-    return bool(flags & Qt.ItemFlag.ItemIsEnabled)
 
 
 class GroupDialog(QDialog):
@@ -263,31 +104,7 @@ class GroupDialog(QDialog):
     """
 
     #: Fields of :class:`TrainConfig` the dialog edits, besides ``clusters`` and ``preset``.
-    EDITED_FIELDS = (
-        "image_size",
-        "backbone",
-        "pretrained",
-        "epochs",
-        "minutes",
-        "lambda_ent",
-        "critic",
-        "framework",
-        "stage",
-        "freeze_backbone",
-        "stage_optim",
-    )
-    #: Edited fields compared one to one with the preset in :meth:`overrides`.
-    _PLAIN_FIELDS = (
-        "image_size",
-        "backbone",
-        "pretrained",
-        "lambda_ent",
-        "critic",
-        "framework",
-        "stage",
-        "freeze_backbone",
-        "stage_optim",
-    )
+    EDITED_FIELDS = EDITED_FIELDS
 
     def __init__(
         self,
@@ -309,15 +126,15 @@ class GroupDialog(QDialog):
         #: Speeds known in this dialog, per speed key (measured here or read from the cache).
         self._calibrations: dict[str, Calibration] = {}
         self._measure_errors: dict[str, str] = {}
-        self._measurer = _SpeedMeasurer(self._speeds, self) if self._speeds is not None else None
+        self._measurer = SpeedMeasurer(self._speeds, self) if self._speeds is not None else None
         self._measure_timer = QTimer(self)
         self._measure_timer.setSingleShot(True)
         self._measure_timer.setInterval(_MEASURE_DELAY_MS)
-        self._quick_available = (
-            quick_preset_available() if quick_available is None else quick_available
+        #: Which presets can be chosen (the quick preset's extra, torchvision for a ResNet).
+        self._presets = PresetChoices(
+            quick_preset_available() if quick_available is None else quick_available,
+            torchvision_problem(),
         )
-        #: Why the ResNet presets and networks cannot be chosen (None: torchvision works).
-        self._torchvision_problem = torchvision_problem()
         self._default_clusters = default_clusters
         self._default_preset = default_preset or None
         self._default_device = default_device or None
@@ -326,7 +143,7 @@ class GroupDialog(QDialog):
         self._edited: set[str] = set()
         self._preset_chosen = False
         self._error: str | None = None
-        self._auto, self._device_notes = self._probe_devices(device_probe)
+        self._devices = DeviceOptions.probe(device_probe)
 
         self._build()
         self._load_preset(self.preset_name(), initial=True)
@@ -334,151 +151,81 @@ class GroupDialog(QDialog):
         self._revalidate()
 
     # -- construction ------------------------------------------------------------------------
-    @staticmethod
-    def _probe_devices(probe: DeviceProbe) -> tuple[DeviceChoice | None, dict[str, str | None]]:
-        """The auto choice and, per request, ``None`` if usable, else why not."""
-        try:
-            auto: DeviceChoice | None = probe("auto")
-        except CRLCError:
-            auto = None
-        notes: dict[str, str | None] = {"auto": None, "cpu": None}
-        for request in ("cuda", "mps"):
-            try:
-                probe(request)
-            except CRLCError as error:
-                notes[request] = str(error)
-            else:
-                notes[request] = None
-        return auto, notes
-
     @property
     def detected_kind(self) -> str:
         """The device kind ``auto`` resolves to (``cpu`` when the probe failed)."""
-        return self._auto.kind if self._auto is not None else "cpu"
+        return self._devices.detected_kind
 
     def preset_problem(self, name: str) -> str | None:
         """Why preset ``name`` cannot be chosen here (its greyed item's tooltip), or None."""
-        if name == "quick" and not self._quick_available:
-            return QUICK_MISSING
-        if self._torchvision_problem is not None and name in torchvision_presets():
-            return self._torchvision_problem
-        return None
+        return self._presets.problem(name)
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         layout.addLayout(form)
-
-        # groups
-        self.clusters_spin = QSpinBox()
-        self.clusters_spin.setRange(2, max(2, self._images))
-        wanted = self._default_clusters if self._default_clusters else 10
-        self.clusters_spin.setValue(min(max(2, wanted), max(2, self._images)))
-        self.clusters_spin.setToolTip(
-            "How many groups to sort the photos into. You can merge, rename and move photos "
-            "between groups afterwards."
+        self.clusters_spin = group_sections.clusters_spin(self._images, self._default_clusters)
+        add_row(form, "Number of &groups:", self.clusters_spin)
+        self.preset_combo = group_sections.preset_combo(self._presets)
+        default, self._preset_chosen = self._presets.initial(
+            self.detected_kind, self._default_preset
         )
-        self._add_row(form, "Number of &groups:", self.clusters_spin)
-
-        # preset
-        self.preset_combo = QComboBox()
-        for name, preset in PRESETS.items():
-            self.preset_combo.addItem(f"{name}: {preset.summary}", name)
-            self.preset_combo.setItemData(
-                self.preset_combo.count() - 1, preset.why, Qt.ItemDataRole.ToolTipRole
-            )
-        self.preset_combo.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-        )
-        self.preset_combo.setMinimumContentsLength(40)
-        for name in PRESETS:
-            why_not = self.preset_problem(name)
-            if why_not is not None:
-                row = self.preset_combo.findData(name)
-                _set_item_enabled(self.preset_combo, row, False)
-                self.preset_combo.setItemData(row, why_not, Qt.ItemDataRole.ToolTipRole)
-        default = default_preset_name(
-            self.detected_kind,
-            self._quick_available,
-            torchvision_usable=self._torchvision_problem is None,
-        )
-        if (
-            self._default_preset in PRESETS
-            and self.preset_problem(str(self._default_preset)) is None
-        ):
-            default = str(self._default_preset)
-            self._preset_chosen = True  # the user's own default does not follow the device
         self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(default)))
-        self._add_row(form, "&Preset:", self.preset_combo)
-
-        # training size
-        self.size_spin = QSpinBox()
-        self.size_spin.setRange(8, 1024)
-        self.size_spin.setSingleStep(8)
-        self.size_spin.setSuffix(" px")
-        self.size_spin.setToolTip(
-            "The side of the small square copy of each photo the training looks at. Larger "
-            "keeps more detail but is slower and takes more disk space."
-        )
-        self._add_row(form, "Training &size:", self.size_spin)
-
-        # device
-        self.device_combo = QComboBox()
-        for request, text in DEVICE_OPTIONS.items():
-            note = self._device_notes.get(request)
-            if request == "auto":
-                text = f"{text} ({_DEVICE_WORDS.get(self.detected_kind, self.detected_kind)})"
-            elif note is not None:
-                text = f"{text}: not available"
-            self.device_combo.addItem(text, request)
-            row = self.device_combo.count() - 1
-            tip = note if note is not None else self._device_tip(request)
-            self.device_combo.setItemData(row, tip, Qt.ItemDataRole.ToolTipRole)
-            _set_item_enabled(self.device_combo, row, note is None)
-        self.device_combo.setToolTip("Where the training runs. A GPU is many times faster.")
+        add_row(form, "&Preset:", self.preset_combo)
+        self.size_spin = group_sections.size_spin()
+        add_row(form, "Training &size:", self.size_spin)
+        self.device_combo = group_sections.device_combo(self._devices)
         if self._default_device is not None and self.is_device_available(self._default_device):
             self.device_combo.setCurrentIndex(self.device_combo.findData(self._default_device))
-        self.device_label = QLabel(self._detected_text())
-        self.device_label.setWordWrap(True)
-        self.device_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.device_label.setStyleSheet("color: palette(placeholder-text);")
-        device_box = QWidget()
-        device_layout = QVBoxLayout(device_box)
-        device_layout.setContentsMargins(0, 0, 0, 0)
-        device_layout.setSpacing(2)
-        device_layout.addWidget(self.device_combo)
-        device_layout.addWidget(self.device_label)
-        label = self._add_row(form, "&Device:", device_box)
-        label.setBuddy(self.device_combo)
+        self.device_label = QLabel(self._devices.detected_text())
+        device_box = group_sections.device_box(self.device_combo, self.device_label)
+        add_row(form, "&Device:", device_box).setBuddy(self.device_combo)
 
-        # advanced (collapsed)
-        self.advanced_button = QToolButton()
-        self.advanced_button.setText("&Advanced settings")
-        self.advanced_button.setCheckable(True)
-        self.advanced_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.advanced_button.setArrowType(Qt.ArrowType.RightArrow)
-        self.advanced_button.setAutoRaise(True)
-        self.advanced_button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.advanced_button.setToolTip("Show the network, length and loss settings.")
+        self.advanced_button = group_sections.advanced_toggle()
         layout.addWidget(self.advanced_button)
-        self.advanced_box = self._build_advanced()
+        self.advanced_box = group_sections.AdvancedSettings(self._presets.torchvision_problem)
         self.advanced_box.setVisible(False)
         layout.addWidget(self.advanced_box)
+        self._take_advanced_fields(self.advanced_box)
+        self._build_footer(layout)
+        self.setMinimumWidth(660)
+        chain: list[QWidget] = [
+            self.clusters_spin,
+            self.preset_combo,
+            self.size_spin,
+            self.device_combo,
+            self.advanced_button,
+            *self.advanced_box.focus_chain(),
+            self.ok_button,
+        ]
+        for first, second in itertools.pairwise(chain):
+            self.setTabOrder(first, second)
+        self.clusters_spin.setFocus()
 
-        # estimate, error, buttons
+    def _take_advanced_fields(self, box: group_sections.AdvancedSettings) -> None:
+        """The advanced fields, as the dialog's own."""
+        self.backbone_combo = box.backbone_combo
+        self.pretrained_check = box.pretrained_check
+        self.epochs_radio = box.epochs_radio
+        self.epochs_spin = box.epochs_spin
+        self.minutes_radio = box.minutes_radio
+        self.minutes_spin = box.minutes_spin
+        self.length_group = box.length_group
+        self.lambda_ent_spin = box.lambda_ent_spin
+        self.critic_combo = box.critic_combo
+        self.framework_combo = box.framework_combo
+        self.stage_combo = box.stage_combo
+        self.freeze_check = box.freeze_check
+        self.stage_optim_combo = box.stage_optim_combo
+
+    def _build_footer(self, layout: QVBoxLayout) -> None:
+        """The estimate, the error and the buttons, below a line."""
         line = QFrame()
         line.setFrameShape(QFrame.Shape.HLine)
         line.setFrameShadow(QFrame.Shadow.Sunken)
         layout.addWidget(line)
-        self.estimate_label = QLabel()
-        self.estimate_label.setWordWrap(True)
-        self.estimate_label.setToolTip(
-            "First a rough guess from typical speeds, then this computer's speed, measured "
-            "with a few real training steps of these settings. Disk: the pixel cache at the "
-            "training size and the checkpoint each run keeps (larger while it trains: it "
-            "also holds the optimiser state)."
-        )
+        self.estimate_label = group_sections.estimate_label()
         layout.addWidget(self.estimate_label)
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
@@ -491,142 +238,6 @@ class GroupDialog(QDialog):
         )
         self.ok_button.setText("&Start grouping")
         layout.addWidget(self.button_box)
-        self.setMinimumWidth(660)
-
-        self.setTabOrder(self.clusters_spin, self.preset_combo)
-        self.setTabOrder(self.preset_combo, self.size_spin)
-        self.setTabOrder(self.size_spin, self.device_combo)
-        self.setTabOrder(self.device_combo, self.advanced_button)
-        self.setTabOrder(self.advanced_button, self.backbone_combo)
-        self.setTabOrder(self.backbone_combo, self.pretrained_check)
-        self.setTabOrder(self.pretrained_check, self.epochs_radio)
-        self.setTabOrder(self.epochs_radio, self.epochs_spin)
-        self.setTabOrder(self.epochs_spin, self.minutes_radio)
-        self.setTabOrder(self.minutes_radio, self.minutes_spin)
-        self.setTabOrder(self.minutes_spin, self.lambda_ent_spin)
-        self.setTabOrder(self.lambda_ent_spin, self.critic_combo)
-        self.setTabOrder(self.critic_combo, self.framework_combo)
-        self.setTabOrder(self.framework_combo, self.stage_combo)
-        self.setTabOrder(self.stage_combo, self.freeze_check)
-        self.setTabOrder(self.freeze_check, self.stage_optim_combo)
-        self.setTabOrder(self.stage_optim_combo, self.ok_button)
-        self.clusters_spin.setFocus()
-
-    def _build_advanced(self) -> QFrame:
-        box = QFrame()
-        box.setFrameShape(QFrame.Shape.StyledPanel)
-        form = QFormLayout(box)
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
-
-        self.backbone_combo = _choice_combo(
-            BACKBONE_NAMES,
-            _BACKBONE_TEXT,
-            "The network that looks at the photos. Bigger networks see finer differences but "
-            "need a GPU.",
-        )
-        if self._torchvision_problem is not None:
-            for name in TORCHVISION_BACKBONES:
-                row = self.backbone_combo.findData(name)
-                _set_item_enabled(self.backbone_combo, row, False)
-                self.backbone_combo.setItemData(
-                    row, self._torchvision_problem, Qt.ItemDataRole.ToolTipRole
-                )
-        self._add_row(form, "&Network:", self.backbone_combo)
-
-        self.pretrained_check = QCheckBox("Start from ImageNet &weights")
-        self.pretrained_check.setToolTip(
-            "Begin with a network already trained on ImageNet photos (ResNet-18/50: downloaded "
-            "once; EfficientNet-Lite0: always, its weights are installed with it). Usually "
-            "better groups for everyday photos, sooner."
-        )
-        form.addRow(QLabel(""), self.pretrained_check)
-
-        self.epochs_radio = QRadioButton("&Epochs:")
-        self.epochs_radio.setToolTip("Train for a fixed number of passes over all photos.")
-        self.epochs_spin = QSpinBox()
-        self.epochs_spin.setRange(1, 100000)
-        self.epochs_spin.setToolTip("How many times the training goes over every photo.")
-        self.minutes_radio = QRadioButton("&Time budget:")
-        self.minutes_radio.setToolTip("Train for as many passes as fit in this time.")
-        self.minutes_spin = QDoubleSpinBox()
-        self.minutes_spin.setRange(0.5, 10080.0)
-        self.minutes_spin.setDecimals(1)
-        self.minutes_spin.setSingleStep(5.0)
-        self.minutes_spin.setValue(10.0)
-        self.minutes_spin.setSuffix(" min")
-        self.minutes_spin.setToolTip("Stop training after this many minutes.")
-        self.length_group = QButtonGroup(self)
-        self.length_group.addButton(self.epochs_radio)
-        self.length_group.addButton(self.minutes_radio)
-        self.epochs_radio.setChecked(True)
-        length = QWidget()
-        grid = QGridLayout(length)
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.addWidget(self.epochs_radio, 0, 0)
-        grid.addWidget(self.epochs_spin, 0, 1)
-        grid.addWidget(self.minutes_radio, 1, 0)
-        grid.addWidget(self.minutes_spin, 1, 1)
-        form.addRow(QLabel("Length:"), length)
-
-        self.lambda_ent_spin = QDoubleSpinBox()
-        self.lambda_ent_spin.setRange(0.0, 100.0)
-        self.lambda_ent_spin.setDecimals(2)
-        self.lambda_ent_spin.setSingleStep(0.1)
-        self.lambda_ent_spin.setToolTip(
-            "Entropy weight (lambda_ent): how strongly the training keeps the groups of similar "
-            "size. Lower it if your photos fall into groups of very different sizes."
-        )
-        self._add_row(form, "E&ntropy weight:", self.lambda_ent_spin)
-
-        self.critic_combo = _choice_combo(
-            CRITIC_NAMES,
-            _CRITIC_TEXT,
-            "How the training compares the group guesses of two views of a photo. Keep the "
-            "paper's choice unless you are experimenting.",
-        )
-        self._add_row(form, "&Critic:", self.critic_combo)
-
-        self.framework_combo = _choice_combo(
-            FRAMEWORKS,
-            _FRAMEWORK_TEXT,
-            "SimCLR compares two views of every photo in each step (the paper's best results). "
-            "MemoryBank looks at one view and compares it with remembered photos: about half "
-            "the time and less memory per step, but slower to converge.",
-        )
-        self._add_row(form, "&Framework:", self.framework_combo)
-
-        self.stage_combo = _choice_combo(
-            tuple(_STAGE_TEXT),
-            _STAGE_TEXT,
-            "Two-stage first learns what makes photos alike (stage 1), then finds each photo's "
-            "50 nearest neighbours and trains the grouping so neighbours share a group "
-            "(stage 2). Two runs; stage 2 can be repeated alone.",
-        )
-        self._add_row(form, "&Scheme:", self.stage_combo)
-        self.freeze_check = QCheckBox("Keep the network &fixed in stage 2 (faster)")
-        self.freeze_check.setToolTip(
-            "Stage 2 trains only the grouping head on top of the stage-1 network."
-        )
-        form.addRow(QLabel(""), self.freeze_check)
-        self.stage_optim_combo = _choice_combo(
-            STAGE_OPTIMS,
-            _STAGE_OPTIM_TEXT,
-            "The paper trains stage 1 with SGD at lr 0.4 (cosine decay) and stage 2 with Adam at "
-            "lr 1e-4, or SGD at lr 5.0 on a fixed network. Those values were tuned for large "
-            "batches on a GPU; if stage 2 stops with a diverged loss, choose the preset's SGD.",
-        )
-        self._add_row(form, "&Optimisers:", self.stage_optim_combo)
-        return box
-
-    @staticmethod
-    def _add_row(form: QFormLayout, text: str, field: QWidget) -> QLabel:
-        """Add ``field`` with a label whose mnemonic focuses it; lists and boxes get wide."""
-        if not isinstance(field, QSpinBox | QDoubleSpinBox):
-            field.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        label = QLabel(text)
-        label.setBuddy(field)
-        form.addRow(label, field)
-        return label
 
     def _connect(self) -> None:
         self.clusters_spin.valueChanged.connect(self._revalidate)
@@ -655,18 +266,6 @@ class GroupDialog(QDialog):
             self._measurer.failed.connect(self._on_speed_failed)
         self.finished.connect(self._stop_measuring)
 
-    def _device_tip(self, request: str) -> str:
-        if request == "auto":
-            return "Use the fastest device found: " + self._detected_text()
-        if request == "cpu":
-            return "Train on the processor. Works everywhere; slow for big networks."
-        return "Available."
-
-    def _detected_text(self) -> str:
-        if self._auto is None:
-            return "Detected: no device could be checked; using the CPU."
-        return f"Detected: {self._auto.device} ({self._auto.reason})"
-
     # -- state ---------------------------------------------------------------------------------
     @property
     def ok_button(self) -> QPushButton:
@@ -693,74 +292,44 @@ class GroupDialog(QDialog):
 
     def device_kind(self) -> str:
         """The device the run would use (``auto`` resolved)."""
-        request = self.device_request()
-        return self.detected_kind if request == "auto" else request
+        return self._devices.kind(self.device_request())
 
     def is_device_available(self, request: str) -> bool:
         """Whether ``request`` can be chosen in the device list."""
         row = self.device_combo.findData(request)
-        return row >= 0 and _combo_item_enabled(self.device_combo, row)
+        return row >= 0 and combo_item_enabled(self.device_combo, row)
 
     def device_unavailable_reason(self, request: str) -> str | None:
         """Why ``request`` is unavailable (the probe's message), ``None`` if it is usable."""
-        return self._device_notes.get(request)
+        return self._devices.note(request)
 
     def uses_time_budget(self) -> bool:
         """Whether the run length is a time budget rather than epochs."""
         return self.minutes_radio.isChecked()
 
-    def _preset_values(self, preset: str) -> dict[str, Any]:
-        """The preset's value of every edited field (dataclass defaults where it is silent)."""
-        defaults = TrainConfig(clusters=2)
-        values = {name: getattr(defaults, name) for name in self.EDITED_FIELDS}
-        preset_settings = PRESETS[preset].settings if preset in PRESETS else {}
-        values.update({k: v for k, v in preset_settings.items() if k in values})
-        return values
-
-    def _widget_values(self) -> dict[str, Any]:
-        return {
-            "image_size": self.size_spin.value(),
-            "backbone": str(self.backbone_combo.currentData()),
-            "epochs": None if self.uses_time_budget() else self.epochs_spin.value(),
-            "minutes": self.minutes_spin.value() if self.uses_time_budget() else None,
-            "lambda_ent": round(self.lambda_ent_spin.value(), self.lambda_ent_spin.decimals()),
-            "critic": str(self.critic_combo.currentData()),
-            "pretrained": self._pretrained_value(),
-            "framework": str(self.framework_combo.currentData()),
-            "stage": str(self.stage_combo.currentData()),
-            "freeze_backbone": self.stage_combo.currentData() == "two_stage"
-            and self.freeze_check.isChecked(),
-            "stage_optim": str(self.stage_optim_combo.currentData())
-            if self.stage_combo.currentData() == "two_stage"
-            else self._preset_values(self.preset_name())["stage_optim"],
-        }
-
-    def _pretrained_value(self) -> bool:
-        """What the weights box means for the chosen network (EfficientNet: always pretrained,
-        recorded as the preset has it)."""
-        backbone = str(self.backbone_combo.currentData())
-        if backbone == "efficientnet_lite0":
-            return self._pretrained_wanted
-        if backbone not in PRETRAINED_BACKBONES:
-            return False
-        return self.pretrained_check.isChecked()
+    def form(self) -> RunForm:
+        """What the fields show, as the engine's form of a new run."""
+        return RunForm(
+            clusters=self.clusters_spin.value(),
+            preset=self.preset_name(),
+            device=self.device_request(),
+            image_size=self.size_spin.value(),
+            backbone=str(self.backbone_combo.currentData()),
+            pretrained=self.pretrained_check.isChecked(),
+            time_budget=self.uses_time_budget(),
+            epochs=self.epochs_spin.value(),
+            minutes=self.minutes_spin.value(),
+            lambda_ent=round(self.lambda_ent_spin.value(), self.lambda_ent_spin.decimals()),
+            critic=str(self.critic_combo.currentData()),
+            framework=str(self.framework_combo.currentData()),
+            stage=str(self.stage_combo.currentData()),
+            freeze_backbone=self.freeze_check.isChecked(),
+            stage_optim=str(self.stage_optim_combo.currentData()),
+        )
 
     def overrides(self) -> dict[str, Any]:
         """The settings that differ from the chosen preset (what :meth:`config` passes on)."""
-        preset = self._preset_values(self.preset_name())
-        values = self._widget_values()
-        changed: dict[str, Any] = {}
-        for name in self._PLAIN_FIELDS:
-            if values[name] != preset[name]:
-                changed[name] = values[name]
-        if self.uses_time_budget():
-            if preset["epochs"] is not None or values["minutes"] != preset["minutes"]:
-                changed["minutes"] = values["minutes"]
-        elif values["epochs"] != preset["epochs"]:
-            changed["epochs"] = values["epochs"]
-        if self.device_request() != "auto":
-            changed["device"] = self.device_request()
-        return changed
+        return self.form().overrides()
 
     def config(self) -> TrainConfig:
         """The run's settings: the preset plus :meth:`overrides`.
@@ -769,48 +338,57 @@ class GroupDialog(QDialog):
             InvalidSettingError: the settings are invalid (the dialog shows why and keeps
                 its OK button disabled meanwhile).
         """
-        return resolve_train_config(
-            self.clusters_spin.value(), self.preset_name(), self.overrides()
-        )
+        return self.form().config()
 
     # -- reactions -----------------------------------------------------------------------------
     def _load_preset(self, preset: str, initial: bool = False) -> None:
         """Show ``preset``'s values in every field the user has not edited."""
-        values = self._preset_values(preset)
+        values = preset_values(preset)
         self._loading = True
         try:
-            if initial or "image_size" not in self._edited:
-                self.size_spin.setValue(int(values["image_size"]))
-            if initial or "backbone" not in self._edited:
-                _select_data(self.backbone_combo, values["backbone"])
-            if initial or not self._edited & {"epochs", "minutes"}:
-                if values["epochs"] is not None:
-                    self.epochs_spin.setValue(int(values["epochs"]))
-                    self.epochs_radio.setChecked(True)
-                else:
-                    self.minutes_radio.setChecked(True)
-                if values["minutes"] is not None:
-                    self.minutes_spin.setValue(float(values["minutes"]))
-            if initial or "lambda_ent" not in self._edited:
-                self.lambda_ent_spin.setValue(float(values["lambda_ent"]))
-            if initial or "critic" not in self._edited:
-                _select_data(self.critic_combo, values["critic"])
-            if initial or "pretrained" not in self._edited:
-                self.pretrained_check.setChecked(bool(values["pretrained"]))
-            if initial or "framework" not in self._edited:
-                _select_data(self.framework_combo, values["framework"])
-            if initial or "stage" not in self._edited:
-                _select_data(self.stage_combo, values["stage"])
-            if initial or "freeze_backbone" not in self._edited:
-                self.freeze_check.setChecked(bool(values["freeze_backbone"]))
-            if initial or "stage_optim" not in self._edited:
-                _select_data(self.stage_optim_combo, values["stage_optim"])
+            self._show_values(values, EDITED_FIELDS if initial else self._unedited())
             self._update_length_widgets()
             self._update_variant_widgets()
         finally:
             self._loading = False
         why = PRESETS[preset].why if preset in PRESETS else ""
         self.preset_combo.setToolTip(why)
+
+    def _unedited(self) -> set[str]:
+        """The fields a preset still sets (the run's length counts as one field)."""
+        fields = set(EDITED_FIELDS) - self._edited
+        if self._edited & {"epochs", "minutes"}:
+            fields -= {"epochs", "minutes"}
+        return fields
+
+    def _show_values(self, values: dict[str, Any], fields: Collection[str]) -> None:
+        """Show ``values`` in ``fields``."""
+        if "image_size" in fields:
+            self.size_spin.setValue(int(values["image_size"]))
+        if "backbone" in fields:
+            select_data(self.backbone_combo, values["backbone"])
+        if "epochs" in fields:
+            if values["epochs"] is not None:
+                self.epochs_spin.setValue(int(values["epochs"]))
+                self.epochs_radio.setChecked(True)
+            else:
+                self.minutes_radio.setChecked(True)
+            if values["minutes"] is not None:
+                self.minutes_spin.setValue(float(values["minutes"]))
+        if "lambda_ent" in fields:
+            self.lambda_ent_spin.setValue(float(values["lambda_ent"]))
+        if "critic" in fields:
+            select_data(self.critic_combo, values["critic"])
+        if "pretrained" in fields:
+            self.pretrained_check.setChecked(bool(values["pretrained"]))
+        if "framework" in fields:
+            select_data(self.framework_combo, values["framework"])
+        if "stage" in fields:
+            select_data(self.stage_combo, values["stage"])
+        if "freeze_backbone" in fields:
+            self.freeze_check.setChecked(bool(values["freeze_backbone"]))
+        if "stage_optim" in fields:
+            select_data(self.stage_optim_combo, values["stage_optim"])
 
     def _on_preset_changed(self, _index: int) -> None:
         if not self._loading:
@@ -835,14 +413,7 @@ class GroupDialog(QDialog):
         another network or two-stage is chosen on a CPU)."""
         if self._preset_chosen:
             return
-        values = self._widget_values()
-        requested = {name: values[name] for name in self._edited if name in values}
-        default = default_preset_name(
-            self.device_kind(),
-            self._quick_available,
-            requested,
-            torchvision_usable=self._torchvision_problem is None,
-        )
+        default = self._presets.default(self.device_kind(), self.form().requested(self._edited))
         row = self.preset_combo.findData(default)
         if row >= 0 and row != self.preset_combo.currentIndex():
             self._loading = True
@@ -859,26 +430,23 @@ class GroupDialog(QDialog):
 
     def _update_variant_widgets(self) -> None:
         """Weights box: usable for ResNet-18/50, always on for EfficientNet; freeze: two-stage."""
-        backbone = str(self.backbone_combo.currentData())
+        box = pretrained_box(str(self.backbone_combo.currentData()))
         blocked = self.pretrained_check.blockSignals(True)
-        if backbone == "efficientnet_lite0":
+        if box == "always":
             self.pretrained_check.setChecked(True)
             self.pretrained_check.setEnabled(False)
-        elif backbone not in PRETRAINED_BACKBONES:
+        elif box == "never":
             self.pretrained_check.setChecked(False)
             self.pretrained_check.setEnabled(False)
         else:
             self.pretrained_check.setEnabled(True)
-            if not self._pretrained_wanted and "pretrained" not in self._edited:
+            wanted = bool(preset_values(self.preset_name())["pretrained"])
+            if not wanted and "pretrained" not in self._edited:
                 self.pretrained_check.setChecked(False)
         self.pretrained_check.blockSignals(blocked)
         two_stage = self.stage_combo.currentData() == "two_stage"
         self.freeze_check.setEnabled(two_stage)
         self.stage_optim_combo.setEnabled(two_stage)
-
-    @property
-    def _pretrained_wanted(self) -> bool:
-        return bool(self._preset_values(self.preset_name())["pretrained"])
 
     def _update_length_widgets(self) -> None:
         budget = self.minutes_radio.isChecked()
@@ -895,15 +463,7 @@ class GroupDialog(QDialog):
     def _revalidate(self) -> None:
         if self._loading:
             return
-        error: str | None = None
-        config: TrainConfig | None = None
-        if self._images < 2:
-            error = f"Grouping needs at least 2 photos; this library has {self._images}."
-        else:
-            try:
-                config = self.config()
-            except InvalidSettingError as problem:
-                error = f"These settings cannot be used: {problem}"
+        config, error = self.form().check(self._images)
         self._error = error
         self.error_label.setText(error or "")
         self.error_label.setVisible(error is not None)
@@ -933,13 +493,12 @@ class GroupDialog(QDialog):
         return known
 
     def _estimate_for(self, config: TrainConfig) -> TrainingEstimate:
-        decode = 0 if config.image_size in self._cached_sizes else self._images
-        return estimate_training(
+        return estimate_form(
             config,
             self._images,
             self.device_kind(),
             self.calibration(config),
-            decode_images=decode,
+            self._cached_sizes,
         )
 
     def _show_estimate(self, config: TrainConfig | None) -> None:

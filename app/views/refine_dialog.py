@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.views.group_dialog import DeviceProbe, GroupDialog, TrainingEstimate, _set_item_enabled
-from crlc_engine.api import resolve_device
+from app.views.form_widgets import DeviceProbe, set_item_enabled
+from crlc_engine.api import DeviceOptions, TrainingEstimate, resolve_device
 
 __all__ = ["RefineChoice", "RefineDialog", "RefineEstimator", "describe_labels"]
 
@@ -114,7 +114,7 @@ class RefineDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Refine with labels")
         self._estimate = estimate
-        self._auto, self._device_notes = GroupDialog._probe_devices(device_probe)
+        self._devices = DeviceOptions.probe(device_probe)
         self._has_labels = bool(labels)
 
         self.what = QLabel(describe_labels(labels, groups))
@@ -123,36 +123,8 @@ class RefineDialog(QDialog):
         self.method.setWordWrap(True)
         self.method.setStyleSheet("color: palette(placeholder-text);")
 
-        self.epochs_radio = QRadioButton("Epochs")
-        self.minutes_radio = QRadioButton("Time budget")
-        length_mode = QButtonGroup(self)
-        length_mode.addButton(self.epochs_radio)
-        length_mode.addButton(self.minutes_radio)
-        self.epochs_radio.setChecked(True)
-        self.epochs_spin = QSpinBox()
-        self.epochs_spin.setRange(1, 10_000)
-        self.epochs_spin.setValue(max(1, int(default_epochs)))
-        self.epochs_spin.setToolTip("Passes over all photos; the default is a quarter of the run's")
-        self.minutes_spin = QDoubleSpinBox()
-        self.minutes_spin.setRange(0.5, 10_080.0)
-        self.minutes_spin.setDecimals(1)
-        self.minutes_spin.setSuffix(" min")
-        self.minutes_spin.setValue(5.0)
-        length = QHBoxLayout()
-        for widget in (self.epochs_radio, self.epochs_spin, self.minutes_radio, self.minutes_spin):
-            length.addWidget(widget)
-        length.addStretch(1)
-
-        self.device_combo = QComboBox()
-        for request, text in _DEVICE_TEXTS.items():
-            self.device_combo.addItem(text, request)
-            note = self._device_notes.get(request)
-            if note is not None:  # unavailable here: shown, greyed, with the reason
-                row = self.device_combo.count() - 1
-                self.device_combo.setItemData(row, note, Qt.ItemDataRole.ToolTipRole)
-                _set_item_enabled(self.device_combo, row, False)
-        if default_device and self._device_notes.get(default_device, "") is None:
-            self.device_combo.setCurrentIndex(self.device_combo.findData(default_device))
+        length = self._build_length(default_epochs)
+        self.device_combo = self._device_combo(default_device)
 
         self.estimate_label = QLabel("")
         self.estimate_label.setWordWrap(True)
@@ -183,6 +155,43 @@ class RefineDialog(QDialog):
         self._update()
         self.resize(520, self.sizeHint().height())
 
+    def _build_length(self, default_epochs: int) -> QHBoxLayout:
+        """Epochs or a time budget, in one row."""
+        self.epochs_radio = QRadioButton("Epochs")
+        self.minutes_radio = QRadioButton("Time budget")
+        length_mode = QButtonGroup(self)
+        length_mode.addButton(self.epochs_radio)
+        length_mode.addButton(self.minutes_radio)
+        self.epochs_radio.setChecked(True)
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 10_000)
+        self.epochs_spin.setValue(max(1, int(default_epochs)))
+        self.epochs_spin.setToolTip("Passes over all photos; the default is a quarter of the run's")
+        self.minutes_spin = QDoubleSpinBox()
+        self.minutes_spin.setRange(0.5, 10_080.0)
+        self.minutes_spin.setDecimals(1)
+        self.minutes_spin.setSuffix(" min")
+        self.minutes_spin.setValue(5.0)
+        length = QHBoxLayout()
+        for widget in (self.epochs_radio, self.epochs_spin, self.minutes_radio, self.minutes_spin):
+            length.addWidget(widget)
+        length.addStretch(1)
+        return length
+
+    def _device_combo(self, default_device: str | None) -> QComboBox:
+        """Every device; those unavailable here shown greyed, with the reason."""
+        combo = QComboBox()
+        for request, text in _DEVICE_TEXTS.items():
+            combo.addItem(text, request)
+            note = self._devices.note(request)
+            if note is not None:  # unavailable here: shown, greyed, with the reason
+                row = combo.count() - 1
+                combo.setItemData(row, note, Qt.ItemDataRole.ToolTipRole)
+                set_item_enabled(combo, row, False)
+        if default_device and self._devices.usable(default_device):
+            combo.setCurrentIndex(combo.findData(default_device))
+        return combo
+
     @property
     def ok_button(self) -> QPushButton:
         """The button that starts the refinement."""
@@ -190,10 +199,7 @@ class RefineDialog(QDialog):
 
     def device_kind(self) -> str:
         """The device the run would use (``auto`` resolved)."""
-        request = str(self.device_combo.currentData())
-        if request == "auto":
-            return self._auto.kind if self._auto is not None else "cpu"
-        return request
+        return self._devices.kind(str(self.device_combo.currentData()))
 
     def choice(self) -> RefineChoice:
         """The chosen length and device."""

@@ -1,8 +1,9 @@
 """The Runs menu: the completed runs (the one shown is checked) and the unfinished ones.
 
-The entries are rebuilt each time the menu opens, from a :class:`~app.session.LibrarySession`;
-the fixed actions added by the window (e.g. "Delete the current run...") stay at the end.
-Choosing an entry emits a signal; the window does the work.
+The entries are rebuilt each time the menu opens, from a
+:class:`~app.core.session.LibrarySession`; the fixed actions added by the window (e.g. "Delete
+the current run...") stay at the end. Choosing an entry emits a signal; the window does the
+work.
 """
 
 # Qt names signals in mixedCase.
@@ -16,7 +17,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QWidget
 
-from app.session import LibrarySession
+from app.core.session import LibrarySession
 
 __all__ = ["RunsMenu"]
 

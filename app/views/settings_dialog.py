@@ -1,6 +1,6 @@
-"""The settings dialog: edits a :class:`~app.settings_store.Settings` (OK / Cancel / Restore
-defaults), checks the workspace folder, and shows where the settings file, the log, the cache
-and the workspaces live.
+"""The settings dialog: edits a :class:`~app.core.settings_store.Settings` (OK / Cancel /
+Restore defaults), checks the workspace folder, and shows where the settings file, the log,
+the cache and the workspaces live.
 
 The dialog never applies anything itself: after ``exec()`` returns ``Accepted``,
 :meth:`SettingsDialog.settings` is the new value (already saved when a store was given) and
@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.settings_store import (
+from app.core.settings_store import (
     AUTO_PRESET,
     THUMBNAIL_SIZES,
     Settings,
@@ -46,7 +46,7 @@ from app.settings_store import (
     validate,
 )
 from app.theme import readable_color
-from app.views.export_dialog import MODE_HELP, MODE_NAMES
+from app.views.export_preview import MODE_HELP, MODE_NAMES
 from crlc_engine.api import DEFAULT_PRESET_RULE, DEVICE_CHOICES, EXPORT_MODES, PRESETS
 
 #: Colour of error messages (made readable on the palette's window colour).

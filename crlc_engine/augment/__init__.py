@@ -1,1 +1,2 @@
-"""Batched two-view augmentation on the training device."""
+"""Batched two-view augmentation on the training device (see
+:mod:`crlc_engine.augment.batch_augment`)."""

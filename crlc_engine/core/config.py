@@ -2,14 +2,21 @@
 
 :class:`TrainConfig` is what a run stores in ``config.json``; it is built from a preset
 (:mod:`crlc_engine.pipeline.presets`) plus explicit overrides by :func:`resolve_train_config`.
+:class:`LossSettings` declares the CRLC loss settings once: ``TrainConfig``, the quick
+method's :class:`~crlc_engine.training.quick_settings.QuickSettings` and the loss functions
+(:mod:`crlc_engine.losses`) all use it. The checks more than one settings type makes, and
+their messages, are declared once too (:func:`shared_checks`).
+
+Torch-free: the CLI, the presets and the facade import this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from crlc_engine.core.errors import InvalidSettingError
 
@@ -22,6 +29,7 @@ STEMS = ("auto", "cifar", "imagenet")
 PRETRAINED_BACKBONES = ("resnet18", "resnet50", "efficientnet_lite0")
 CRITIC_NAMES = ("log_dot", "dot", "neg_l2", "neg_js")
 FRAMEWORKS = ("simclr", "memorybank")
+LR_SCHEDULES = ("constant", "cosine")
 #: ``end_to_end``: one run trains everything (CRLC). ``two_stage``: a request that
 #: :func:`crlc_engine.pipeline.jobs.train_folder` expands into a ``stage1`` run and a ``stage2``
 #: run.
@@ -74,8 +82,180 @@ PAPER_STAGE_OPTIMIZERS: dict[str, dict[str, Any]] = {
 }
 
 
+#: One validation rule: (whether the value is good, the message when it is not).
+Check = tuple[bool, str]
+
+
+def raise_first_problem(checks: Iterable[Check]) -> None:
+    """Raise the message of the first failed check.
+
+    Raises:
+        InvalidSettingError: a check failed.
+    """
+    for ok, message in checks:
+        if not ok:
+            raise InvalidSettingError(message)
+
+
+def finite_check(settings: Any) -> Check:
+    """Every float field of the dataclass ``settings`` is finite (no inf or nan)."""
+    not_finite = [
+        f"{f.name.replace('_', '-')} {value}"
+        for f in dataclasses.fields(settings)
+        if isinstance(value := getattr(settings, f.name), float) and not math.isfinite(value)
+    ]
+    return (
+        not not_finite,
+        f"number settings must be finite (no inf or nan): {', '.join(not_finite)}",
+    )
+
+
+class SharedFields(Protocol):
+    """The fields :class:`TrainConfig` and the quick method's settings both have."""
+
+    @property
+    def clusters(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def epochs(self) -> int | None: ...
+    @property
+    def minutes(self) -> float | None: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def lr_schedule(self) -> str: ...
+    @property
+    def lr_min(self) -> float: ...
+    @property
+    def subheads(self) -> int: ...
+    @property
+    def feature_dim(self) -> int: ...
+    @property
+    def neighbors(self) -> int: ...
+    @property
+    def lambda_xent(self) -> float: ...
+    @property
+    def labelled_batch(self) -> int: ...
+    @property
+    def checkpoint_every(self) -> int: ...
+
+
+#: The fewest clusters a run makes.
+MIN_CLUSTERS = 2
+
+
+def clusters_problem(clusters: int) -> str | None:
+    """Why ``clusters`` is not a usable number of clusters, or ``None`` (the one rule; the
+    CLI and the settings both read it)."""
+    if clusters < MIN_CLUSTERS:
+        return f"number of clusters must be at least {MIN_CLUSTERS} (got {clusters})"
+    return None
+
+
+def shared_checks(s: SharedFields) -> dict[str, Check]:
+    """The checks of the fields in :class:`SharedFields`, by name (one message each)."""
+    return {
+        "clusters": (clusters_problem(s.clusters) is None, clusters_problem(s.clusters) or ""),
+        "batch_size": (s.batch_size >= 2, f"batch size must be at least 2 (got {s.batch_size})"),
+        "epochs": (
+            s.epochs is None or 1 <= s.epochs <= MAX_EPOCHS,
+            f"epochs must be 1 to {MAX_EPOCHS:,} (got {s.epochs})",
+        ),
+        "minutes": (
+            s.minutes is None or 0 < s.minutes <= MAX_MINUTES,
+            f"minutes must be more than 0 and at most {MAX_MINUTES:,} (a year); got {s.minutes}",
+        ),
+        "seed": (
+            0 <= s.seed <= MAX_SEED,
+            f"seed must be a whole number from 0 to {MAX_SEED} (got {s.seed})",
+        ),
+        "budget": (s.epochs is not None or s.minutes is not None, "give epochs or minutes"),
+        "lr": (s.lr > 0, f"learning rate must be > 0 (got {s.lr})"),
+        "weight_decay": (s.weight_decay >= 0, "weight decay must be >= 0"),
+        "lr_schedule": (
+            s.lr_schedule in LR_SCHEDULES,
+            f"lr schedule must be constant or cosine (got {s.lr_schedule!r})",
+        ),
+        "lr_min": (
+            s.lr_schedule != "cosine" or 0 <= s.lr_min <= s.lr,
+            f"lr-min must be in [0, lr] for the cosine schedule (got {s.lr_min} with lr {s.lr})",
+        ),
+        "subheads": (1 <= s.subheads <= 100, f"sub-heads must be 1..100 (got {s.subheads})"),
+        "feature_dim": (s.feature_dim >= 2, "feature dim must be >= 2"),
+        "neighbors": (s.neighbors >= 1, f"neighbours must be >= 1 (got {s.neighbors})"),
+        "lambda_xent": (s.lambda_xent >= 0, f"lambda-xent must be >= 0 (got {s.lambda_xent})"),
+        "labelled_batch": (s.labelled_batch >= 1, "labelled batch must be >= 1"),
+        "checkpoint_every": (s.checkpoint_every >= 1, "checkpoint-every must be >= 1"),
+    }
+
+
+#: The fields of :class:`LossSettings`.
+LOSS_FIELDS = ("lambda_fc", "lambda_ent", "tau", "gamma", "critic", "guard_weight", "guard_bound")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossSettings:
+    """The settings of the CRLC loss: the one place they, their defaults and their checks are
+    declared. :class:`TrainConfig` and the quick method's settings extend it (keyword-only
+    fields), and the loss functions of :mod:`crlc_engine.losses` take it.
+
+    ``total = lambda_fc * L_FC + mean_h L_cluster,h`` with
+    ``L_cluster,h = L_PC,h - lambda_ent * H_h + guard_weight * G_h``
+    (:func:`crlc_engine.losses.crlc_loss.combine_loss_parts`).
+
+    Attributes:
+        lambda_fc: Weight of the feature contrastive loss L_FC (>= 0; 10 in the paper and
+            the official code). 0 disables it (C-head-only ablation).
+        lambda_ent: Weight of the marginal entropy (>= 0). 2.0 as in the official runner;
+            the paper states 1.0, which reproduces much worse.
+        tau: Temperature of the feature contrastive loss (> 0).
+        gamma: Probability smoothing before the critic, in ``[0, 1]``.
+        critic: Critic of the probability contrastive loss, one of :data:`CRITIC_NAMES`.
+        guard_weight: Weight of the logit guard (>= 0).
+        guard_bound: Logits are pulled back into [-bound, bound] (> 0).
+
+    Raises:
+        InvalidSettingError: a value out of range (a ``ValueError``).
+    """
+
+    lambda_fc: float = 10.0
+    lambda_ent: float = 2.0
+    tau: float = 0.1
+    gamma: float = 0.01
+    critic: str = "log_dot"
+    guard_weight: float = 0.01
+    guard_bound: float = 25.0
+
+    def __post_init__(self) -> None:
+        raise_first_problem([finite_check(self), *self.loss_checks()])
+
+    def loss_checks(self) -> list[Check]:
+        """The checks of the loss fields, in the order their messages are given."""
+        return [
+            (self.lambda_fc >= 0, f"lambda-fc must be >= 0 (got {self.lambda_fc})"),
+            (self.lambda_ent >= 0, f"lambda-ent must be >= 0 (got {self.lambda_ent})"),
+            (self.tau > 0, f"tau must be > 0 (got {self.tau})"),
+            (0 <= self.gamma <= 1, f"gamma must be in [0, 1] (got {self.gamma})"),
+            (
+                self.critic in CRITIC_NAMES,
+                f"unknown critic {self.critic!r}; choose one of {', '.join(CRITIC_NAMES)}",
+            ),
+            (self.guard_weight >= 0 and self.guard_bound > 0, "guard weight/bound out of range"),
+        ]
+
+    def loss_settings(self, **changes: Any) -> LossSettings:
+        """The loss fields alone, as a plain :class:`LossSettings`, with ``changes``."""
+        values = {name: getattr(self, name) for name in LOSS_FIELDS}
+        return LossSettings(**{**values, **changes})
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(LossSettings):
     """Every setting of a CRLC run (end-to-end or one stage of two-stage CRLC).
 
     Attributes:
@@ -98,13 +278,8 @@ class TrainConfig:
             too: added to the gradient, not decoupled).
         optimizer: ``sgd`` (SGD with momentum, no Nesterov) or ``adam`` (Adam, L2 weight
             decay), see :data:`OPTIMIZERS`.
-        lambda_fc: Weight of the feature contrastive loss.
-        lambda_ent: Weight of the marginal entropy.
-        tau: Temperature of the feature contrastive loss.
-        gamma: Probability smoothing before the critic.
-        critic: Critic of the probability contrastive loss.
-        guard_weight: Weight of the logit guard.
-        guard_bound: Logits are pulled back into [-bound, bound].
+        lambda_fc, lambda_ent, tau, gamma, critic, guard_weight, guard_bound: The loss
+            settings, see :class:`LossSettings` (keyword-only fields, same defaults).
         subheads: Number of clustering sub-heads H.
         feature_dim: Width of the RL-head output z.
         blur: Whether views get a Gaussian blur.
@@ -149,13 +324,6 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    lambda_fc: float = 10.0
-    lambda_ent: float = 2.0
-    tau: float = 0.1
-    gamma: float = 0.01
-    critic: str = "log_dot"
-    guard_weight: float = 0.01
-    guard_bound: float = 25.0
     subheads: int = 10
     feature_dim: int = 128
     blur: bool = False
@@ -178,13 +346,22 @@ class TrainConfig:
     stage_optim: str = "paper"
 
     def __post_init__(self) -> None:
-        not_finite = [
-            f"{f.name.replace('_', '-')} {value}"
-            for f in dataclasses.fields(self)
-            if isinstance(value := getattr(self, f.name), float) and not math.isfinite(value)
-        ]
-        checks: list[tuple[bool, str]] = [
-            (self.clusters >= 2, f"number of clusters must be at least 2 (got {self.clusters})"),
+        shared = shared_checks(self)
+        raise_first_problem(
+            [
+                *self._model_checks(shared),
+                *self._budget_checks(shared),
+                *self._optimizer_checks(shared),
+                *self.loss_checks(),
+                *self._head_checks(shared),
+                *self._framework_checks(shared),
+            ]
+        )
+
+    def _model_checks(self, shared: dict[str, Check]) -> list[Check]:
+        """Clusters, backbone, stem, image size and batch size."""
+        return [
+            shared["clusters"],
             (
                 self.backbone in BACKBONE_NAMES,
                 f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONE_NAMES)}",
@@ -199,59 +376,50 @@ class TrainConfig:
                 8 <= self.image_size <= 1024,
                 f"image size must be 8..1024 px (got {self.image_size})",
             ),
-            (self.batch_size >= 2, f"batch size must be at least 2 (got {self.batch_size})"),
-            (
-                self.epochs is None or 1 <= self.epochs <= MAX_EPOCHS,
-                f"epochs must be 1 to {MAX_EPOCHS:,} (got {self.epochs})",
-            ),
-            (
-                self.minutes is None or 0 < self.minutes <= MAX_MINUTES,
-                f"minutes must be more than 0 and at most {MAX_MINUTES:,} (a year); got "
-                f"{self.minutes}",
-            ),
-            (
-                0 <= self.seed <= MAX_SEED,
-                f"seed must be a whole number from 0 to {MAX_SEED} (got {self.seed})",
-            ),
-            (
-                not not_finite,
-                f"number settings must be finite (no inf or nan): {', '.join(not_finite)}",
-            ),
-            (self.epochs is not None or self.minutes is not None, "give epochs or minutes"),
-            (self.lr > 0, f"learning rate must be > 0 (got {self.lr})"),
+            shared["batch_size"],
+        ]
+
+    def _budget_checks(self, shared: dict[str, Check]) -> list[Check]:
+        """Epochs, minutes, seed and finite numbers."""
+        return [
+            shared["epochs"],
+            shared["minutes"],
+            shared["seed"],
+            finite_check(self),
+            shared["budget"],
+        ]
+
+    def _optimizer_checks(self, shared: dict[str, Check]) -> list[Check]:
+        """Learning rate, optimiser, momentum and weight decay."""
+        return [
+            shared["lr"],
             (
                 self.optimizer in OPTIMIZERS,
                 f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}",
             ),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1) (got {self.momentum})"),
-            (self.weight_decay >= 0, "weight decay must be >= 0"),
-            (self.lambda_fc >= 0, f"lambda-fc must be >= 0 (got {self.lambda_fc})"),
-            (self.lambda_ent >= 0, f"lambda-ent must be >= 0 (got {self.lambda_ent})"),
-            (self.tau > 0, f"tau must be > 0 (got {self.tau})"),
-            (0 <= self.gamma <= 1, f"gamma must be in [0, 1] (got {self.gamma})"),
-            (
-                self.critic in CRITIC_NAMES,
-                f"unknown critic {self.critic!r}; choose one of {', '.join(CRITIC_NAMES)}",
-            ),
-            (self.guard_weight >= 0 and self.guard_bound > 0, "guard weight/bound out of range"),
-            (1 <= self.subheads <= 100, f"sub-heads must be 1..100 (got {self.subheads})"),
+            shared["weight_decay"],
+        ]
+
+    def _head_checks(self, shared: dict[str, Check]) -> list[Check]:
+        """Sub-heads, crops, CRLC-semi, the schedule, the feature width and checkpoints."""
+        return [
+            shared["subheads"],
             (
                 0 < self.crop_min_scale <= 1,
                 f"crop-min-scale must be in (0, 1] (got {self.crop_min_scale})",
             ),
-            (self.lambda_xent >= 0, f"lambda-xent must be >= 0 (got {self.lambda_xent})"),
-            (self.labelled_batch >= 1, "labelled batch must be >= 1"),
-            (
-                self.lr_schedule in ("constant", "cosine"),
-                f"lr schedule must be constant or cosine (got {self.lr_schedule!r})",
-            ),
-            (
-                self.lr_schedule != "cosine" or 0 <= self.lr_min <= self.lr,
-                f"lr-min must be in [0, lr] for the cosine schedule (got {self.lr_min} with lr "
-                f"{self.lr})",
-            ),
-            (self.feature_dim >= 2, "feature dim must be >= 2"),
-            (self.checkpoint_every >= 1, "checkpoint-every must be >= 1"),
+            shared["lambda_xent"],
+            shared["labelled_batch"],
+            shared["lr_schedule"],
+            shared["lr_min"],
+            shared["feature_dim"],
+            shared["checkpoint_every"],
+        ]
+
+    def _framework_checks(self, shared: dict[str, Check]) -> list[Check]:
+        """Framework, memory bank, stages and neighbours."""
+        return [
             (
                 self.framework in FRAMEWORKS,
                 f"unknown framework {self.framework!r}; choose one of {', '.join(FRAMEWORKS)}",
@@ -272,7 +440,7 @@ class TrainConfig:
                 self.stage1_epochs is None or 1 <= self.stage1_epochs <= MAX_EPOCHS,
                 f"stage-1 epochs must be 1 to {MAX_EPOCHS:,} (got {self.stage1_epochs})",
             ),
-            (self.neighbors >= 1, f"neighbours must be >= 1 (got {self.neighbors})"),
+            shared["neighbors"],
             (
                 self.stage_optim in STAGE_OPTIMS,
                 f"unknown stage optimiser choice {self.stage_optim!r}; choose one of "
@@ -283,9 +451,6 @@ class TrainConfig:
                 "freezing the backbone only applies to stage 2 of two-stage training",
             ),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise InvalidSettingError(message)
 
     def resolved_stem(self) -> str:
         """The stem actually used: ``auto`` picks ``cifar`` for inputs <= 64 px."""
@@ -294,8 +459,13 @@ class TrainConfig:
         return "cifar" if self.image_size <= 64 else "imagenet"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict of every field."""
-        return dataclasses.asdict(self)
+        """Plain JSON-able dict of every field, in the order of the fields of
+        ``config.json`` files written before :class:`LossSettings` had its own type (the
+        loss settings after ``weight_decay``)."""
+        values = dataclasses.asdict(self)
+        own = [name for name in values if name not in LOSS_FIELDS]
+        at = own.index("weight_decay") + 1
+        return {name: values[name] for name in (*own[:at], *LOSS_FIELDS, *own[at:])}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -312,3 +482,21 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+#: Steps a run of heads on cached features trains at least (with an epoch count): a small
+#: library has few steps per epoch (500 images, batch 256: one), too few to converge. Read
+#: by the head settings and by the estimates.
+QUICK_MIN_STEPS = 300
+
+
+def check_cluster_count(clusters: int, images: int) -> None:
+    """The one check that a run has at least as many usable images as clusters.
+
+    Raises:
+        InvalidSettingError: more clusters than images.
+    """
+    if clusters > images:
+        raise InvalidSettingError(
+            f"{clusters} clusters requested but there are only {images} usable images"
+        )

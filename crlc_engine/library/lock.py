@@ -11,11 +11,11 @@ import contextlib
 import datetime as dt
 import os
 import socket
-import sys
 from pathlib import Path
 from types import TracebackType
 
 from crlc_engine.core.errors import NoPermissionError, WorkspaceDamagedError, WorkspaceLockedError
+from crlc_engine.core.file_lock import try_lock, unlock
 
 
 class WorkspaceLock:
@@ -39,7 +39,7 @@ class WorkspaceLock:
         """
         fd = self._open()
         try:
-            _lock(fd)
+            try_lock(fd)
         except OSError:
             holder = Path(self.path).read_text(encoding="utf-8", errors="replace").strip()
             os.close(fd)
@@ -86,7 +86,7 @@ class WorkspaceLock:
         try:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
-            _unlock(fd)
+            unlock(fd)
         finally:
             os.close(fd)
 
@@ -101,24 +101,3 @@ class WorkspaceLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
-
-
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _lock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)

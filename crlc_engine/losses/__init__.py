@@ -1,6 +1,9 @@
-"""CRLC losses: feature / probability contrastive, marginal entropy, logit guard."""
+"""CRLC losses: feature / probability contrastive, marginal entropy, logit guard.
 
-from crlc_engine.losses.crlc_loss import CRLCLossConfig, CRLCLossOutput, crlc_loss
+Their settings are :class:`crlc_engine.core.config.LossSettings`.
+"""
+
+from crlc_engine.losses.crlc_loss import CRLCLossOutput, combine_loss_parts, crlc_loss
 from crlc_engine.losses.feature_contrastive import (
     FeatureContrastiveOutput,
     feature_contrastive_loss,
@@ -19,12 +22,12 @@ from crlc_engine.losses.probability_contrastive import (
 
 __all__ = [
     "CRITICS",
-    "CRLCLossConfig",
     "CRLCLossOutput",
     "Critic",
     "FeatureContrastiveOutput",
     "MarginalEntropyOutput",
     "ProbabilityContrastiveOutput",
+    "combine_loss_parts",
     "critic_matrix",
     "crlc_loss",
     "feature_contrastive_loss",

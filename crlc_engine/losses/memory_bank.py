@@ -41,14 +41,15 @@ manages (``lambda_fc`` 1: ACC 94.3 / 55.7).
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from crlc_engine.core.config import LossSettings
 from crlc_engine.losses._precision import at_least_float32
-from crlc_engine.losses.crlc_loss import CRLCLossConfig, CRLCLossOutput
+from crlc_engine.losses.crlc_loss import CRLCLossOutput, combine_loss_parts
 from crlc_engine.losses.logit_guard import logit_guard
 from crlc_engine.losses.marginal_entropy import marginal_entropy
 from crlc_engine.losses.probability_contrastive import (
@@ -292,7 +293,7 @@ def memory_bank_crlc_loss(
     z: Tensor | None,
     logits: Tensor,
     sample: BankSample,
-    config: CRLCLossConfig,
+    config: LossSettings,
 ) -> CRLCLossOutput:
     """The CRLC objective in the MemoryBank framework, for one view of B images.
 
@@ -321,19 +322,14 @@ def memory_bank_crlc_loss(
         p,
         sample.probability_positive,
         sample.probability_negative,
-        critic=config.critic,
+        critic=cast(Critic, config.critic),
         gamma=config.gamma,
         excluded=sample.excluded,
     )
     entropy = marginal_entropy(p).entropy
     guard = logit_guard(u, bound=config.guard_bound)
-    cluster = pc - config.lambda_ent * entropy + config.guard_weight * guard
-    if z is None:
-        if config.lambda_fc != 0:
-            raise ValueError("z is required when lambda_fc != 0")
-        feature = torch.zeros((), dtype=cluster.dtype, device=cluster.device)
-        total = cluster.mean()
-    else:
+    feature = None
+    if z is not None:
         feature = bank_feature_loss(
             z,
             sample.feature_positive,
@@ -341,15 +337,7 @@ def memory_bank_crlc_loss(
             tau=config.tau,
             excluded=sample.excluded,
         )
-        total = config.lambda_fc * feature + cluster.mean()
-    return CRLCLossOutput(
-        total=total,
-        feature=feature,
-        cluster=cluster,
-        probability_contrastive=pc,
-        entropy=entropy,
-        guard=guard,
-    )
+    return combine_loss_parts(feature, pc, entropy, guard, config)
 
 
 class MemoryBank:

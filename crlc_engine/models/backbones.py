@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor, nn
 
 from crlc_engine.core.errors import InvalidSettingError
-from crlc_engine.pipeline.presets import check_torchvision
+from crlc_engine.models.optional_deps import check_resnet_available
 
 if TYPE_CHECKING:
     from torchvision.models import ResNet
@@ -67,7 +67,7 @@ def resnet_factory(arch: str) -> Callable[..., ResNet]:
         InvalidSettingError: torchvision is missing or broken (the message says what to
             install).
     """
-    check_torchvision(arch)
+    check_resnet_available(arch)
     from torchvision import models as tv_models
 
     factory: Callable[..., ResNet] = getattr(tv_models, arch)

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
+from crlc_engine.core.config import TrainConfig
 from crlc_engine.models.backbones import build_backbone
 from crlc_engine.models.heads import ClusterHeads, RepresentationHead
 
@@ -41,6 +42,18 @@ class CRLCModel(nn.Module):
         d = self.backbone.feature_dim
         self.rl_head = RepresentationHead(d, feature_dim)
         self.c_head = ClusterHeads(d, clusters, subheads)
+
+    @classmethod
+    def for_settings(cls, config: TrainConfig, pretrained: bool = False) -> CRLCModel:
+        """The network a run with ``config`` trains (``pretrained``: ImageNet weights)."""
+        return cls(
+            config.backbone,
+            config.resolved_stem(),
+            config.clusters,
+            config.subheads,
+            config.feature_dim,
+            pretrained=pretrained,
+        )
 
     def forward(self, images: Tensor) -> CRLCOutput:
         """Run images [B, 3, S, S] through the backbone and both heads."""

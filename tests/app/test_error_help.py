@@ -1,4 +1,4 @@
-"""app.error_help: plain kinds for non-engine failures, titles and what-to-do advice."""
+"""app.core.error_help: plain kinds for non-engine failures, titles and what-to-do advice."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.error_help import (
+from app.core.error_help import (
     DISK_FULL,
     OUT_OF_MEMORY,
     PERMISSION_DENIED,

@@ -15,14 +15,13 @@ import pytest
 from PySide6.QtWidgets import QFileDialog
 from pytestqt.qtbot import QtBot
 
-import crlc_engine.results.export as export_module
-from app.settings_store import SettingsStore
+from app.core.settings_store import SettingsStore
 from app.views import export_dialog
 from app.views.error_dialog import ErrorDialog
 from app.views.main_window import MainWindow
 from app.views.skipped_dialog import FileListDialog
 from crlc_engine.library.lock import WorkspaceLock
-from crlc_engine.results.export import CHANGED_REASON, export_images
+from crlc_engine.results.export import CHANGED_REASON, export_images, file_ops
 
 
 @pytest.fixture
@@ -61,14 +60,14 @@ def test_failed_and_missing_photos_are_counted_and_listed(
     photos = sorted(r.path for r in session.library.images())
     gone, unreadable = photos[0], photos[1]
     gone.unlink()  # deleted after the grouping, no rescan
-    real_copy = export_module._copy_contents
+    real_copy = file_ops.copy_contents
 
     def copy_contents(source: Path, partial: Path, *args: Any) -> str | None:
         if Path(source) == unreadable:
             raise PermissionError(errno.EACCES, "Permission denied", str(source))
         return real_copy(source, partial, *args)
 
-    monkeypatch.setattr(export_module, "_copy_contents", copy_contents)
+    monkeypatch.setattr(file_ops, "copy_contents", copy_contents)
     monkeypatch.setattr(export_dialog.ExportDialog, "exec", accept_export(tmp_path / "out"))
     window.export_action.trigger()
     qtbot.waitUntil(lambda: bool(shown_lists(window)), timeout=30_000)

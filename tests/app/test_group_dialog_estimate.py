@@ -13,8 +13,8 @@ from pytestqt.qtbot import QtBot
 from app.views.group_dialog import GroupDialog
 from crlc_engine.core.config import TrainConfig
 from crlc_engine.core.control import JobControl
-from crlc_engine.pipeline import estimate as estimate_module
 from crlc_engine.pipeline.estimate import Calibration, SpeedCache, speed_key
+from crlc_engine.pipeline.estimate import speed_cache as speed_cache_module
 from tests.app.test_dialogs import fake_probe, select
 
 
@@ -50,7 +50,7 @@ class FakeMeasure:
 @pytest.fixture
 def measure(monkeypatch: pytest.MonkeyPatch) -> FakeMeasure:
     fake = FakeMeasure()
-    monkeypatch.setattr(estimate_module, "measure_speed", fake)
+    monkeypatch.setattr(speed_cache_module, "measure_speed", fake)
     return fake
 
 

@@ -16,8 +16,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QImage
 from pytestqt.qtbot import QtBot
 
-import crlc_engine.library.library as library_module
-from app import recent
+import crlc_engine.library.scan as library_module
+from app.core import recent
 from app.main import main
 from app.screenshots import (
     SCREENSHOT_STATES,
@@ -67,7 +67,7 @@ def test_browse_groups_images_and_detail(
     assert "%" in window.detail.probabilities.text()
     neighbor = window.detail.neighbors.item(0)
     neighbor_id = int(neighbor.data(Qt.ItemDataRole.UserRole))
-    window._neighbor_clicked(neighbor)  # clicking a neighbour shows it
+    window.browsing.neighbor_clicked(neighbor)  # clicking a neighbour shows it
     assert window.session is not None
     assert str(window.session.detail(neighbor_id).path) in window.detail.path.text()
 
@@ -81,17 +81,17 @@ def test_rename_ignore_and_undo(window: MainWindow, library: tuple[Path, Path]) 
     key = model.data(first, model.KeyRole)
     model.setData(first, "Beach", Qt.ItemDataRole.EditRole)  # routed through the session
     assert window.session is not None and window.session.group_name("group:Beach") == "Beach"
-    assert window._current_group() == "group:Beach"  # the renamed group stays selected
+    assert window.browsing.current_group() == "group:Beach"  # the renamed group stays selected
     assert window.grid_model is not None
     before = window.grid_model.rowCount()
     window.grid.selectionModel().select(
         window.grid_model.index(0), window.grid.selectionModel().SelectionFlag.Select
     )
-    window._ignore()
+    window.corrections.ignore()
     assert window.grid_model is not None and window.grid_model.rowCount() == before - 1
-    window._undo()
+    window.corrections.undo()
     assert window.grid_model.rowCount() == before
-    window._undo()
+    window.corrections.undo()
     assert window.session.group_name(key) == f"Cluster {key.split(':')[1]}"
 
 
@@ -133,7 +133,7 @@ def test_export_runs_in_the_background(
             dest=dest, mode="copy", min_confidence=0.0, keep_subfolders=False
         ),
     )
-    window._export()
+    window.exports.export()
     qtbot.waitUntil(lambda: not window.runner.running, timeout=30000)
     exported = [p for p in dest.rglob("*.png")]
     assert len(exported) == 48
@@ -230,7 +230,7 @@ def test_the_viewer_state_shows_the_newest_runs_first_group_and_picture(
     wait_for_viewer(window)
     assert window.session is not None and window.session.run_id == newest
     first_group = window.session.groups()[0].key
-    assert window._current_group() == first_group
+    assert window.browsing.current_group() == first_group
     assert window.viewer_shown() and not window.viewer.is_loading()
     assert window.viewer.current_image_id() == window.session.images_of(first_group).image_ids[0]
     assert window.viewer.canvas.image is not None  # decoded in full, not the thumbnail
@@ -266,18 +266,18 @@ def test_reopening_shows_the_run_and_cluster_selected_last(
     newer = write_run(ws, folder, clusters=2)
     first.refresh()
     assert first.session.run_id == shown  # a new run does not replace the one looked at
-    first._fill_runs_menu()
+    first.runs.fill_runs_menu()
     entries = {a.text().split()[0]: a for a in first.runs_menu.actions() if a.isCheckable()}
     assert set(entries) == {shown, newer} and entries[shown].isChecked()
     first.group_list.setCurrentIndex(first.group_model.index(2))
-    cluster = first._current_group()
+    cluster = first.browsing.current_group()
     first.close()
 
     second = MainWindow(workspace=ws)
     qtbot.addWidget(second)
     second.open_folders([folder], scan=False)
     assert second.session is not None and second.session.run_id == shown
-    assert second._current_group() == cluster
+    assert second.browsing.current_group() == cluster
     second.show_run(newer)
     second.close()
     third = MainWindow([folder], workspace=ws)
@@ -362,7 +362,7 @@ def test_a_moved_folder_is_located_and_relinked(
     assert window.session is None and window.notice.key == "relink"
     assert str(photos) in window.notice.text.text()
     monkeypatch.setattr(
-        "app.views.main_window.QFileDialog.getExistingDirectory", lambda *a, **k: str(moved)
+        "app.controllers.library.QFileDialog.getExistingDirectory", lambda *a, **k: str(moved)
     )
     button = window.notice.button("Locate folder…")
     assert button is not None
@@ -410,7 +410,7 @@ def test_an_unfinished_run_is_offered_and_resumed(
     assert window.session is not None and not window.session.has_results
     assert window.notice.key == f"resume:{run_id}"
     assert "stopped after epoch 1 of 3" in window.notice.text.text()
-    window._fill_runs_menu()
+    window.runs.fill_runs_menu()
     unfinished = [a for a in window.runs_menu.actions() if a.menu() is not None]
     assert len(unfinished) == 1 and "Unfinished" in unfinished[0].text()
     button = window.notice.button("Resume")
@@ -550,8 +550,8 @@ def test_open_recent_lists_libraries_and_marks_moved_ones(
     monkeypatch.setattr(recent, "recent_file", lambda: tmp_path / "recent.json")
     recent.remember_folders([gone])
     recent.remember_folders([here])
-    monkeypatch.setattr("app.views.main_window.recent_libraries", recent.recent_libraries)
-    window._fill_recent_menu()
+    monkeypatch.setattr("app.controllers.library.recent_libraries", recent.recent_libraries)
+    window.libraries.fill_recent_menu()
     texts = [a.text() for a in window.recent_menu.actions()]
     assert texts == [str(here), f"{gone}  (not found)"]
     window.recent_menu.actions()[1].trigger()  # opening the moved one offers to locate it
@@ -572,7 +572,7 @@ def test_failed_exports_are_listed(window: MainWindow) -> None:
         already_done=0,
         failed=[("/p/a.jpg", "Input/output error")],
     )
-    window._on_exported(result)
+    window.exports.on_exported(result)
     assert "Exported 2 photos into 1 folder" in window.statusBar().currentMessage()
     (dialog,) = window.findChildren(FileListDialog)
     assert dialog.model.rows == [("/p/a.jpg", "failed: Input/output error")]

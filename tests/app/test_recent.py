@@ -1,4 +1,4 @@
-"""app.recent: the list of recently opened libraries (most recent first, moved folders kept)."""
+"""app.core.recent: the recently opened libraries (most recent first, moved folders kept)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app import recent
+from app.core import recent
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,9 @@ from typing import Any
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from app.views.group_dialog import estimate_training
 from app.views.refine_dialog import CRLC_SEMI, RefineDialog, describe_labels
 from crlc_engine.core.config import TrainConfig
+from crlc_engine.pipeline.estimate import estimate_training
 from tests.app.test_dialogs import fake_probe
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pytestqt.qtbot import QtBot
 
+from app.core.scanned_images import ScannedImages
 from app.itemmodels.scan_watcher import ScanWatcher
-from app.session import ScannedImages
 from crlc_engine.library import ImageLibrary
 
 

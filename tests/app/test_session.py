@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.session import LibrarySession
+from app.core.session import LibrarySession
 from crlc_engine.core.errors import RunNotFoundError
 from crlc_engine.library import ImageLibrary
 from crlc_engine.results.assignments import ResultStore
@@ -219,7 +219,7 @@ def test_a_run_training_in_another_live_process_is_busy(session: LibrarySession)
 def test_skipped_files_and_scanned_images(shapes_folder: Path, tmp_path: Path) -> None:
     import shutil
 
-    from app.session import scanned_images
+    from app.core.scanned_images import scanned_images
 
     folder = tmp_path / "photos"
     shutil.copytree(shapes_folder, folder)

@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtWidgets import QDialogButtonBox, QPushButton
 from pytestqt.qtbot import QtBot
 
-from app.settings_store import (
+from app.core.settings_store import (
     THUMBNAIL_SIZES,
     Settings,
     SettingsStore,

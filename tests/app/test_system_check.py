@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from app import main as app_main
-from app.system_check import (
+from app.core.system_check import (
     XCB_LIBRARIES,
     missing_libraries_message,
     missing_xcb_libraries,

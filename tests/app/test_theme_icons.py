@@ -15,8 +15,8 @@ from PySide6.QtWidgets import QApplication, QToolTip
 from pytestqt.qtbot import QtBot
 
 import app.icons as icons
+from app.core.settings_store import Settings
 from app.itemmodels.clusters import group_color
-from app.settings_store import Settings
 from app.theme import (
     DARK,
     LIGHT,

@@ -18,18 +18,21 @@ from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from app import main as app_main
+from app.controllers import corrections as corrections_module
+from app.controllers import export as export_module
+from app.controllers import library as library_module
+from app.core.settings_store import Settings, SettingsStore, settings_path
+from app.engine_jobs import scan_job
 from app.itemmodels.clusters import GroupListModel
 from app.main import open_main_window
-from app.settings_store import Settings, SettingsStore, settings_path
 from app.theme import DARK, contrast_ratio, is_dark, make_palette
 from app.views import export_dialog, group_dialog, main_window, split_dialog
-from app.views import main_window as main_window_module
 from app.views.about_dialog import device_rows
 from app.views.error_dialog import ErrorDialog
 from app.views.main_window import MainWindow
 from app.views.plots import ClusterSizeBars, LossPlot, chart_colors
 from app.views.settings_dialog import SettingsDialog
-from app.workers import JobWorker, scan_job
+from app.workers import JobWorker
 from crlc_engine.core.control import JobControl
 from crlc_engine.core.events import Reporter
 from tests.app.conftest import made_then_torn_down
@@ -90,7 +93,7 @@ def choose_in_menu(monkeypatch: pytest.MonkeyPatch, title: str, offered: list[li
         offered.append([a.text() for a in actions])
         return next(a for a in actions if a.text() == title)
 
-    monkeypatch.setattr(main_window_module, "popup", run)
+    monkeypatch.setattr(corrections_module, "popup", run)
 
 
 def grid_ids(window: MainWindow) -> set[int]:
@@ -123,7 +126,7 @@ def test_split_through_the_window(
     window = opened
     session = window.session
     assert session is not None
-    key = window._current_group()
+    key = window.browsing.current_group()
     assert key is not None and window.split_action.isEnabled()
     assert window.split_action in window.group_list.actions()  # the list's context menu
     before = rows(window)
@@ -147,7 +150,7 @@ def test_split_through_the_window(
         "group:Dunes": plan.sizes[1],
         f"cluster:{other}": plan.sizes[2],
     }
-    assert window._current_group() == key  # the kept part stays selected
+    assert window.browsing.current_group() == key  # the kept part stays selected
     assert grid_ids(window) == set(plan.image_ids[0].tolist())
     assert "Split" in window.statusBar().currentMessage()
 
@@ -186,15 +189,15 @@ def test_undoing_a_split_refreshes_the_view(
     opened: MainWindow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     window = opened
-    key = window._current_group()
+    key = window.browsing.current_group()
     assert key is not None
     before, images = rows(window), grid_ids(window)
     monkeypatch.setattr(split_dialog.SplitDialog, "exec", accept_split(2, {}))
-    window._split()
+    window.corrections.split()
     assert len(rows(window)) == len(before) + 1 and grid_ids(window) < images
     window.undo_action.trigger()
     assert rows(window) == before and grid_ids(window) == images
-    assert window._current_group() == key
+    assert window.browsing.current_group() == key
     assert "Undid: split cluster" in window.statusBar().currentMessage()
     window.redo_action.trigger()
     assert len(rows(window)) == len(before) + 1
@@ -215,7 +218,7 @@ def test_a_split_planned_before_a_change_is_a_plain_error(
         return 1
 
     monkeypatch.setattr(split_dialog.SplitDialog, "exec", change_meanwhile)
-    window._split()
+    window.corrections.split()
     (dialog,) = error_dialogs(window)
     assert dialog.help.title == "A setting needs a change"
     assert "plan it again" in dialog.help.message and "Traceback" not in dialog.help.message
@@ -233,11 +236,11 @@ def test_the_same_name_on_two_groups_merges_them_into_one_row(
     assert session is not None and session.run_id is not None
     first, second = (g.key for g in session.groups()[:2])
     sizes = rows(window)
-    window._rename(first, "Beach")
-    window._rename(second, " Beach ")
+    window.corrections.rename(first, "Beach")
+    window.corrections.rename(second, " Beach ")
     assert "merged with 'Beach'" in window.statusBar().currentMessage()
     assert rows(window)["group:Beach"] == sizes[first] + sizes[second]  # one row
-    assert second not in rows(window) and window._current_group() == "group:Beach"
+    assert second not in rows(window) and window.browsing.current_group() == "group:Beach"
     folders = {item.cluster for item in export_items(session.library, session.run_id)}
     assert "Beach" in folders and f"Cluster {second.split(':')[1]}" not in folders
     offered: list[list[str]] = []  # one Move-to entry, with the group's colour
@@ -247,8 +250,8 @@ def test_the_same_name_on_two_groups_merges_them_into_one_row(
     window.grid.setCurrentIndex(window.grid_model.index(0))
     window.move_action.trigger()
     assert offered[0].count("Beach") == 1
-    window._undo()  # the move
-    window._undo()  # the second name
+    window.corrections.undo()  # the move
+    window.corrections.undo()  # the second name
     assert second in rows(window) and session.group_name(second) == f"Cluster {second[8:]}"
 
 
@@ -272,7 +275,7 @@ def test_after_a_correction_the_next_image_takes_the_selection(
     assert window.grid.currentIndex().row() == 3
     assert window.grid_model.image_id(3) == fifth and window.shown_image == fifth
     assert window.grid.verticalScrollBar().value() == scroll
-    other = next(k for k in rows(window) if k != window._current_group())
+    other = next(k for k in rows(window) if k != window.browsing.current_group())
     sixth = window.grid_model.image_id(4)
     window.move_to([fifth], other)  # M
     assert window.grid.currentIndex().row() == 3 and window.shown_image == sixth
@@ -386,7 +389,7 @@ def test_scan_jobs_use_the_scan_processes_setting(
         calls.append(workers)
         return real_scan_job(folders, side, workspace, options, workers=0)  # in the job's thread
 
-    monkeypatch.setattr("app.views.main_window.scan_job", fake_scan_job)
+    monkeypatch.setattr("app.controllers.scans.scan_job", fake_scan_job)
     window = make_window(workspace=ws, settings=Settings(scan_workers=3))
     window.open_folders([folder])  # scans
     assert calls == [3]
@@ -627,15 +630,15 @@ def test_clicking_a_similar_image_selects_it_in_its_group(opened: MainWindow) ->
     window = opened
     session = window.session
     assert session is not None and window.grid_model is not None
-    here = window._current_group()
+    here = window.browsing.current_group()
     elsewhere = next(k for k in rows(window) if k != here)
     target = int(session.images_of(elsewhere).image_ids[2])
     window.detail.show_neighbors([(target, 0.9, session.thumbnail_path(target))])
     item = window.detail.neighbors.item(0)
     window.detail.neighbors.itemClicked.emit(item)
-    assert window._current_group() == elsewhere  # switched group
+    assert window.browsing.current_group() == elsewhere  # switched group
     assert window.grid_model.image_id(window.grid.currentIndex().row()) == target
-    assert window._selected_ids() == [target] and window.shown_image == target
+    assert window.browsing.selected_ids() == [target] and window.shown_image == target
     window.ignore_action.trigger()  # Delete acts on the picture shown
     assert session.detail(target).ignored
     assert not window.select_image(target)  # an ignored picture: shown, and said
@@ -653,17 +656,17 @@ def test_quit_open_dialog_start_and_sort_order_saved_at_once(
     assert window.quit_action in window.menuBar().actions()[0].menu().actions()
     started: list[str] = []
     monkeypatch.setattr(
-        main_window_module.QFileDialog,
+        library_module.QFileDialog,
         "getExistingDirectory",
         lambda parent, title, start: started.append(start) or "",
     )
     pictures = tmp_path / "Pictures"
     monkeypatch.setattr(
-        main_window_module.QStandardPaths, "writableLocation", lambda kind: str(pictures)
+        library_module.QStandardPaths, "writableLocation", lambda kind: str(pictures)
     )
-    window._choose_folder()  # no Pictures folder yet: home
+    window.libraries.choose_folder()  # no Pictures folder yet: home
     pictures.mkdir()
-    window._choose_folder()
+    window.libraries.choose_folder()
     assert started == [str(Path.home()), str(pictures)]
 
     window.low_first.setChecked(True)  # saved now, not only on a normal close
@@ -678,7 +681,7 @@ def test_an_export_offers_to_open_its_folder(
     from crlc_engine.results.export import ExportResult
 
     shown: list[Path] = []
-    monkeypatch.setattr(main_window_module, "open_folder", lambda f: shown.append(f) or False)
+    monkeypatch.setattr(export_module, "open_folder", lambda f: shown.append(f) or False)
     dest = tmp_path / "sorted"
     result = ExportResult(
         manifest=dest / ".crlc-export-1.csv",
@@ -689,7 +692,7 @@ def test_an_export_offers_to_open_its_folder(
         dry_run=False,
         already_done=0,
     )
-    opened._on_exported(result)
+    opened.exports.on_exported(result)
     notice = opened.notice
     assert notice.key == "export-done" and "3 photos into 2 folders" in notice.text.text()
     button = notice.button("Open folder")
@@ -725,7 +728,7 @@ def test_the_viewer_steps_corrects_and_returns_to_the_grid(
     qtbot.keyClick(window.viewer, Qt.Key.Key_Right)  # the grid and the detail follow
     third = model.image_id(2)
     assert window.viewer.current_image_id() == third
-    assert window._selected_ids() == [third] and window.shown_image == third
+    assert window.browsing.selected_ids() == [third] and window.shown_image == third
     assert window.session is not None
     assert window.session.detail(third).group_name in window.viewer.caption()
     fourth = model.image_id(3)
@@ -742,7 +745,7 @@ def test_the_viewer_steps_corrects_and_returns_to_the_grid(
     assert window.grid_model.image_id(window.grid.currentIndex().row()) == fourth
     window.grid.doubleClicked.emit(window.grid.currentIndex())  # a double-click opens it too
     assert window.viewer_shown()
-    other = next(k for k in rows(window) if k != window._current_group())
+    other = next(k for k in rows(window) if k != window.browsing.current_group())
     select_group(window, other)  # another group: the viewer shows it from its start
     assert window.viewer.current_image_id() == window.grid_model.image_id(0)
 
@@ -776,7 +779,7 @@ def test_the_viewer_acts_on_its_photo_and_follows_refreshes_and_clicks(
     window.grid.selectAll()  # many selected in the grid...
     assert window.open_viewer()
     shown = window.viewer.current_image_id()
-    assert shown == model.image_id(2) and window._selected_ids() == [shown]
+    assert shown == model.image_id(2) and window.browsing.selected_ids() == [shown]
     size = model.rowCount()
     window.ignore_action.trigger()  # ...Delete ignores the photo shown, only
     assert model.rowCount() == size - 1 and window.session.detail(shown).ignored
@@ -784,12 +787,12 @@ def test_the_viewer_acts_on_its_photo_and_follows_refreshes_and_clicks(
     qtbot.keyClick(window.viewer, Qt.Key.Key_Right)
     viewed = window.viewer.current_image_id()
     window.refresh()  # e.g. a finished job: the viewer and the grid stay on the photo
-    assert window.viewer.current_image_id() == viewed == window._selected_ids()[0]
+    assert window.viewer.current_image_id() == viewed == window.browsing.selected_ids()[0]
     assert model.image_id(window.grid.currentIndex().row()) == viewed
-    other = next(k for k in rows(window) if k != window._current_group())
+    other = next(k for k in rows(window) if k != window.browsing.current_group())
     target = int(window.session.images_of(other).image_ids[1])
     assert window.select_image(target)  # a similar picture clicked: the viewer shows it
-    assert window._current_group() == other and window.viewer.current_image_id() == target
+    assert window.browsing.current_group() == other and window.viewer.current_image_id() == target
 
 
 def test_undo_and_redo_are_greyed_when_there_is_nothing_to_do(opened: MainWindow) -> None:

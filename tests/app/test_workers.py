@@ -1,4 +1,4 @@
-"""app.workers: engine jobs on QThreads, reported through GUI-thread signals.
+"""app.workers and app.engine_jobs: engine jobs on QThreads, reported through GUI-thread signals.
 
 The jobs here are fake engines (plain functions that talk to the reporter and check the
 control token), plus one real scan and one real export/undo on a few generated files.
@@ -21,10 +21,7 @@ from PIL import Image
 from PySide6.QtCore import QObject, QThread, Slot
 from pytestqt.qtbot import QtBot
 
-from app.workers import (
-    JobRunner,
-    JobWorker,
-    QtReporter,
+from app.engine_jobs import (
     assign_job,
     delete_run_job,
     export_job,
@@ -35,6 +32,7 @@ from app.workers import (
     train_job,
     undo_export_job,
 )
+from app.workers import JobRunner, JobWorker, QtReporter
 from crlc_engine.core.control import JobControl
 from crlc_engine.core.errors import CRLCError
 from crlc_engine.core.events import Reporter, TrainingFinished, TrainingStarted
@@ -597,7 +595,7 @@ def test_export_and_undo_jobs(qtbot: QtBot, runner: JobRunner, tmp_path: Path) -
 def test_train_refine_and_assign_factories_pass_their_arguments(
     qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import crlc_engine.pipeline.jobs as jobs
+    import crlc_engine.api as api
 
     calls: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
 
@@ -608,8 +606,8 @@ def test_train_refine_and_assign_factories_pass_their_arguments(
 
         return record
 
-    for name in ("train_folder", "refine_folder", "assign_run"):
-        monkeypatch.setattr(jobs, name, fake(name))
+    for name in ("train_folder", "refine_folder", "assign_run"):  # the jobs call the facade
+        monkeypatch.setattr(api, name, fake(name))
     config = object()
 
     workers = [

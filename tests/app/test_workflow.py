@@ -45,7 +45,7 @@ def test_open_group_correct_refine_export_reopen(
 
     monkeypatch.setattr(group_dialog.GroupDialog, "exec", lambda self: 1)
     monkeypatch.setattr(group_dialog.GroupDialog, "config", lambda self: TINY)
-    window._group()
+    window.background_jobs.group()
     assert window.runner.running
     wait_idle(window, qtbot)
     assert window.session.has_results and window.group_model.rowCount() >= 1
@@ -58,9 +58,9 @@ def test_open_group_correct_refine_export_reopen(
     window.session.label([first], "Special")
     window.refresh()
     assert window.session.detail(first).label == "Special"
-    window._undo()
+    window.corrections.undo()
     assert window.session.detail(first).label is None
-    window._redo()
+    window.corrections.redo()
 
     from app.views import refine_dialog
 
@@ -69,7 +69,7 @@ def test_open_group_correct_refine_export_reopen(
     assert dialog.what.text().startswith("1 labelled picture in 1 group: Special (1)")
     assert dialog.epochs_spin.value() == 1 and "About" in dialog.estimate_label.text()
     monkeypatch.setattr(refine_dialog.RefineDialog, "exec", lambda self: 1)
-    window._refine()
+    window.background_jobs.refine()
     wait_idle(window, qtbot)
     assert window.jobs.title.text().startswith("Refining with your labels: done after")
     assert not window.jobs.bar.isVisible() and window.jobs.rate.text() == ""
@@ -77,7 +77,7 @@ def test_open_group_correct_refine_export_reopen(
     runs = window.session.library.runs.all()
     assert len(runs) == 2 and runs[-1].read_config()["parent"] == runs[0].run_id
     assert refined == runs[-1].run_id
-    window._fill_runs_menu()  # Runs menu: one checkable entry per completed run
+    window.runs.fill_runs_menu()  # Runs menu: one checkable entry per completed run
     entries = [a for a in window.runs_menu.actions() if a.isCheckable()]
     assert len(entries) == 2 and entries[-1].isChecked()
     window.show_run(runs[0].run_id)
@@ -93,7 +93,7 @@ def test_open_group_correct_refine_export_reopen(
             dest=dest, mode="copy", min_confidence=0.0, keep_subfolders=False
         ),
     )
-    window._export()
+    window.exports.export()
     wait_idle(window, qtbot)
     exported = sorted(p.name for p in dest.rglob("*.png"))
     assert len(exported) == 30

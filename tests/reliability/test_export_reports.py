@@ -41,7 +41,7 @@ EXIT_FAILURES = 3
 _CLI_AS_NOBODY = textwrap.dedent(
     """
     import contextlib, io, json, os, sys, traceback
-    from crlc_engine.cli.main import main as cli
+    from crlc_engine.cli import main as cli
 
     args = sys.argv[3:]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -76,7 +76,7 @@ _CLI_AS_NOBODY = textwrap.dedent(
 _SLOW_CRLC = textwrap.dedent(
     """
     import sys, time
-    import crlc_engine.results.export as export
+    import crlc_engine.results.export.runner as export
 
     def slowed(action):
         def run(source, destination):
@@ -84,7 +84,7 @@ _SLOW_CRLC = textwrap.dedent(
             return action(source, destination)
         return run
 
-    export._ACTIONS = {mode: slowed(action) for mode, action in export._ACTIONS.items()}
+    export.ACTIONS = {mode: slowed(action) for mode, action in export.ACTIONS.items()}
     from crlc_engine.cli.main import main
     sys.exit(main(sys.argv[1:]))
     """

@@ -180,7 +180,7 @@ def test_a_scan_whose_worker_dies_reports_the_file_and_the_next_scan_decodes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from crlc_engine.library import ImageLibrary
-    from crlc_engine.library import library as library_mod
+    from crlc_engine.library import scan as library_mod
 
     photos = tmp_path / "photos"
     _jobs(photos, ["a.png", "b.png", "die.png", "c.png"])

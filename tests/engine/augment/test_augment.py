@@ -12,22 +12,18 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
-from crlc_engine.augment.batch_augment import (
-    AugmentConfig,
-    AugmentParams,
-    BatchAugmenter,
+from crlc_engine.augment.batch_augment import AugmentConfig, AugmentParams, BatchAugmenter
+from crlc_engine.augment.color import (
     adjust_brightness,
     adjust_contrast,
     adjust_hue,
     adjust_saturation,
-    crop_resize_flip,
-    dataset_mean_std,
-    gaussian_blur,
     hsv_to_rgb,
-    normalize_only,
     rgb_to_grayscale,
     rgb_to_hsv,
 )
+from crlc_engine.augment.normalize import dataset_mean_std, normalize_only
+from crlc_engine.augment.spatial import crop_resize_flip, gaussian_blur
 
 # Everything off: full-image crop, no flip / jitter / grayscale / blur.
 IDENTITY = AugmentConfig(

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from crlc_engine.cli.main import _build_parser, _parse, main
+from crlc_engine.cli.arguments import parse_command_line
+from crlc_engine.cli.main import build_parser, main
 from crlc_engine.library.synthetic import write_shapes_folder
 
 
@@ -52,30 +53,30 @@ def two_folders(tmp_path: Path) -> tuple[Path, Path]:
 def test_options_among_the_positional_arguments(
     argv: list[str], dest: str, expected: list[str], option: str, value: object
 ) -> None:
-    args = _parse(_build_parser(), argv)
+    args = parse_command_line(build_parser(), argv)
     assert args.command == argv[0]
     assert getattr(args, dest) == expected and getattr(args, option) == value
 
 
 def test_fixed_forms_keep_working() -> None:
-    parser = _build_parser()
-    args = _parse(parser, ["name", "A", "B", "3", "Dog", "--run", "R"])
+    parser = build_parser()
+    args = parse_command_line(parser, ["name", "A", "B", "3", "Dog", "--run", "R"])
     assert (args.items, args.run) == (["A", "B", "3", "Dog"], "R")
-    args = _parse(parser, ["move", "--to", "2", "A", "x.png", "y.png"])
+    args = parse_command_line(parser, ["move", "--to", "2", "A", "x.png", "y.png"])
     assert (args.paths, args.to) == (["A", "x.png", "y.png"], 2)
-    args = _parse(parser, ["relink", "OLD", "--workspace", "W", "NEW"])
+    args = parse_command_line(parser, ["relink", "OLD", "--workspace", "W", "NEW"])
     assert (args.old, args.new, args.workspace) == ("OLD", "NEW", "W")
-    args = _parse(parser, ["export", "--undo", "manifest.csv"])
+    args = parse_command_line(parser, ["export", "--undo", "manifest.csv"])
     assert (args.paths, args.undo) == ([], "manifest.csv")
-    args = _parse(parser, ["libraries", "--json"])
+    args = parse_command_line(parser, ["libraries", "--json"])
     assert args.command == "libraries" and args.json
 
 
 def test_double_dash_ends_the_options() -> None:
-    parser = _build_parser()
-    args = _parse(parser, ["scan", "A", "--workspace", "W", "--", "-odd", "--json"])
+    parser = build_parser()
+    args = parse_command_line(parser, ["scan", "A", "--workspace", "W", "--", "-odd", "--json"])
     assert (args.folders, args.workspace, args.json) == (["A", "-odd", "--json"], "W", False)
-    args = _parse(parser, ["name", "A", "3", "--", "-Dog-"])
+    args = parse_command_line(parser, ["name", "A", "3", "--", "-Dog-"])
     assert args.items == ["A", "3", "-Dog-"]
 
 

@@ -35,7 +35,7 @@ from crlc_engine.library import (
     resolve_roots,
 )
 from crlc_engine.library import decode as decode_mod
-from crlc_engine.library import library as library_mod
+from crlc_engine.library import scan as library_mod
 from crlc_engine.library.catalog import MIGRATIONS, Catalog
 from crlc_engine.library.decode import decode_file
 from crlc_engine.library.pixel_cache import PixelCache

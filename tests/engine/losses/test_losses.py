@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import Tensor
 
+from crlc_engine.core.config import LossSettings
 from crlc_engine.losses import (
     CRITICS,
-    CRLCLossConfig,
     critic_matrix,
     crlc_loss,
     feature_contrastive_loss,
@@ -631,15 +631,15 @@ def _check_against_ref(
 @pytest.mark.parametrize("b", [1, 2, 5, 8])
 def test_crlc_loss_matches_reference(critic: str, h: int, b: int) -> None:
     for c, cfg in (
-        (2, CRLCLossConfig(critic=critic)),  # type: ignore[arg-type]
+        (2, LossSettings(critic=critic)),
         (
             10,
-            CRLCLossConfig(
+            LossSettings(
                 lambda_fc=3.0,
                 lambda_ent=1.0,
                 tau=0.5,
                 gamma=0.2,
-                critic=critic,  # type: ignore[arg-type]
+                critic=critic,
                 guard_weight=0.5,
                 guard_bound=5.0,
             ),
@@ -670,7 +670,7 @@ def test_crlc_loss_matches_reference(critic: str, h: int, b: int) -> None:
 
 def test_crlc_loss_float32_matches_reference() -> None:
     za, zb, la, lb = _crlc_case(3, 6, 4, 8, seed=5, dtype=torch.float32)
-    cfg = CRLCLossConfig()
+    cfg = LossSettings()
     out = crlc_loss(za, zb, la, lb, cfg)
     assert out.total.dtype == torch.float32
     exp = ref_crlc(
@@ -691,7 +691,7 @@ def test_crlc_loss_float32_matches_reference() -> None:
 
 
 def test_crlc_loss_defaults() -> None:
-    cfg = CRLCLossConfig()
+    cfg = LossSettings()
     assert cfg.lambda_fc == 10.0
     assert cfg.lambda_ent == 2.0
     assert cfg.tau == 0.1
@@ -704,7 +704,7 @@ def test_crlc_loss_defaults() -> None:
 def test_crlc_loss_total_is_hand_combination() -> None:
     za, zb, la, lb = _crlc_case(3, 5, 4, 8, seed=9)
     la = la * 4.0  # push some logits beyond the guard bound
-    cfg = CRLCLossConfig(lambda_fc=7.0, lambda_ent=1.5, guard_weight=0.3)
+    cfg = LossSettings(lambda_fc=7.0, lambda_ent=1.5, guard_weight=0.3)
     out = crlc_loss(za, zb, la, lb, cfg)
     assert out.guard.gt(0).any()
     cluster = out.probability_contrastive - 1.5 * out.entropy + 0.3 * out.guard
@@ -728,7 +728,7 @@ def test_crlc_loss_gradcheck() -> None:
     za, zb, la, lb = _crlc_case(2, 3, 4, 5, seed=13)
     la = (la / 4.0).clamp(-20, 20)  # inside the guard bound: guard is smooth (zero) here
     lb = (lb / 4.0).clamp(-20, 20)
-    cfg = CRLCLossConfig()
+    cfg = LossSettings()
     inputs = tuple(t.clone().requires_grad_(True) for t in (za, zb, la, lb))
     assert torch.autograd.gradcheck(lambda *x: crlc_loss(*x, config=cfg).total, inputs)
 
@@ -738,7 +738,7 @@ def test_crlc_loss_guard_gradient_contribution() -> None:
     la = la * 5.0  # many logits beyond +-25
     grads = []
     for weight in (0.0, 0.25):
-        cfg = CRLCLossConfig(lambda_fc=0.0, guard_weight=weight)
+        cfg = LossSettings(lambda_fc=0.0, guard_weight=weight)
         x = la.clone().requires_grad_(True)
         crlc_loss(None, None, x, lb, cfg).total.backward()
         assert x.grad is not None
@@ -761,7 +761,7 @@ def test_crlc_loss_bf16_gives_float32() -> None:
 
 def test_crlc_loss_without_features() -> None:
     _, _, la, lb = _crlc_case(3, 4, 5, 8, seed=23)
-    cfg = CRLCLossConfig(lambda_fc=0.0)
+    cfg = LossSettings(lambda_fc=0.0)
     out = crlc_loss(None, None, la, lb, cfg)
     assert out.feature.shape == ()
     assert out.feature.item() == 0.0
@@ -770,7 +770,7 @@ def test_crlc_loss_without_features() -> None:
     vals = {k: as_list(v) for k, v in out._asdict().items()}
     _check_against_ref(vals, exp, 1e-9)
     with pytest.raises(ValueError, match="lambda_fc"):
-        crlc_loss(None, None, la, lb, CRLCLossConfig(lambda_fc=1.0))
+        crlc_loss(None, None, la, lb, LossSettings(lambda_fc=1.0))
     with pytest.raises(ValueError):
         crlc_loss(None, None, la, lb)  # default lambda_fc = 10
 
@@ -787,22 +787,25 @@ def test_crlc_loss_rejects_bad_shapes() -> None:
         crlc_loss(za[:3], zb[:3], la, lb)  # feature batch != logit batch
 
 
-BadConfig = Callable[[], CRLCLossConfig]
+BadConfig = Callable[[], LossSettings]
 
 
 @pytest.mark.parametrize(
     ("make", "field"),
     [
-        (lambda: CRLCLossConfig(tau=0.0), "tau"),
-        (lambda: CRLCLossConfig(tau=-0.1), "tau"),
-        (lambda: CRLCLossConfig(tau=math.nan), "tau"),
-        (lambda: CRLCLossConfig(gamma=-0.01), "gamma"),
-        (lambda: CRLCLossConfig(gamma=1.5), "gamma"),
-        (lambda: CRLCLossConfig(lambda_fc=-1.0), "lambda_fc"),
-        (lambda: CRLCLossConfig(lambda_ent=-0.5), "lambda_ent"),
-        (lambda: CRLCLossConfig(guard_weight=-0.1), "guard_weight"),
-        (lambda: CRLCLossConfig(guard_bound=-1.0), "guard_bound"),
-        (lambda: CRLCLossConfig(critic="cosine"), "critic"),  # type: ignore[arg-type]
+        (lambda: LossSettings(tau=0.0), "tau"),
+        (lambda: LossSettings(tau=-0.1), "tau"),
+        (lambda: LossSettings(tau=math.nan), "tau"),
+        (lambda: LossSettings(gamma=-0.01), "gamma"),
+        (lambda: LossSettings(gamma=1.5), "gamma"),
+        (lambda: LossSettings(tau=math.inf), "tau"),
+        (lambda: LossSettings(lambda_fc=-1.0), "lambda-fc"),
+        (lambda: LossSettings(lambda_fc=math.inf), "lambda-fc"),
+        (lambda: LossSettings(lambda_ent=-0.5), "lambda-ent"),
+        (lambda: LossSettings(guard_weight=-0.1), "guard weight"),
+        (lambda: LossSettings(guard_bound=-1.0), "bound"),
+        (lambda: LossSettings(guard_bound=0.0), "bound"),
+        (lambda: LossSettings(critic="cosine"), "critic"),
     ],
 )
 def test_crlc_config_validation(make: BadConfig, field: str) -> None:
@@ -811,7 +814,7 @@ def test_crlc_config_validation(make: BadConfig, field: str) -> None:
 
 
 def test_crlc_config_accepts_edges() -> None:
-    CRLCLossConfig(lambda_fc=0.0, lambda_ent=0.0, gamma=0.0, guard_weight=0.0, guard_bound=0.0)
-    CRLCLossConfig(gamma=1.0)
+    LossSettings(lambda_fc=0.0, lambda_ent=0.0, gamma=0.0, guard_weight=0.0, guard_bound=1e-6)
+    LossSettings(gamma=1.0)
     for critic in CRITICS:
-        CRLCLossConfig(critic=critic)  # type: ignore[arg-type]
+        LossSettings(critic=critic)

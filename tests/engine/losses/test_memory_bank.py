@@ -14,12 +14,11 @@ import pytest
 import torch
 from torch import Tensor
 
-from crlc_engine.core.config import CRITIC_NAMES, TrainConfig
+from crlc_engine.core.config import CRITIC_NAMES, LossSettings, TrainConfig
 from crlc_engine.core.control import JobControl
 from crlc_engine.core.errors import CheckpointError
 from crlc_engine.core.events import RecordingReporter
 from crlc_engine.library.synthetic import make_shapes_dataset
-from crlc_engine.losses import CRLCLossConfig
 from crlc_engine.losses.memory_bank import (
     BankSample,
     MemoryBank,
@@ -250,7 +249,7 @@ def test_feature_loss_matches_plain_loop_and_only_anchors_get_gradients() -> Non
 
 
 def test_memory_bank_crlc_loss_matches_plain_loop() -> None:
-    config = CRLCLossConfig(lambda_fc=3.0, lambda_ent=2.0, tau=0.5, gamma=0.01, guard_bound=1.5)
+    config = LossSettings(lambda_fc=3.0, lambda_ent=2.0, tau=0.5, gamma=0.01, guard_bound=1.5)
     h, b, m, c, d = 2, 4, 3, 3, 4
     g = torch.Generator().manual_seed(30)
     logits = 2 * torch.randn(h, b, c, generator=g, dtype=torch.float64)

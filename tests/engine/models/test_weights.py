@@ -29,6 +29,8 @@ from crlc_engine.core.control import JobControl
 from crlc_engine.core.errors import CRLCError, InvalidSettingError
 from crlc_engine.core.events import RecordingReporter
 from crlc_engine.models import weights as w
+from crlc_engine.models.weights import cache as weights_cache
+from crlc_engine.models.weights import download as weights_download
 
 
 @dataclass
@@ -120,7 +122,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.delenv(w.MIRROR_ENV, raising=False)
-    monkeypatch.setattr(w, "REPORT_EVERY_S", 0.0)  # report every chunk of these tiny files
+    monkeypatch.setattr(weights_download, "REPORT_EVERY_S", 0.0)  # every chunk (tiny files)
 
 
 @pytest.fixture
@@ -340,13 +342,13 @@ def test_hand_placed_file_is_hashed_once_and_trusted_after(
     target.write_bytes(payload)
     assert not w.weights_cached(spec)
     hashed: list[Path] = []
-    real_hash = w._hash_file
+    real_hash = weights_cache.hash_file
 
     def counting_hash(path: Path) -> hashlib._Hash:
         hashed.append(path)
         return real_hash(path)
 
-    monkeypatch.setattr(w, "_hash_file", counting_hash)
+    monkeypatch.setattr(weights_cache, "hash_file", counting_hash)
     assert w.ensure_weights(spec) == target  # no server: it was verified locally
     assert w.weights_cached(spec) and hashed == [target]
     assert w.ensure_weights(spec) == target

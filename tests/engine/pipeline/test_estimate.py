@@ -36,8 +36,7 @@ from crlc_engine.results.annotations import Annotations
 from crlc_engine.training.checkpoint import finished_state, load_checkpoint
 from crlc_engine.training.feature_trainer import FeatureTrainer, QuickSettings
 from crlc_engine.training.trainer import CRLCTrainer
-
-from .test_features import tiny_extractor
+from tests.engine.training.test_features import tiny_extractor
 
 CPU = torch.device("cpu")
 

@@ -15,9 +15,13 @@ from crlc_engine.core.control import JobControl
 from crlc_engine.core.errors import InvalidSettingError
 from crlc_engine.core.events import EpochEnded, Event, RecordingReporter
 from crlc_engine.library import ImageLibrary
+from crlc_engine.library.runs import RunDir
 from crlc_engine.library.synthetic import write_shapes_folder
-from crlc_engine.pipeline.jobs import evaluate_folder, list_runs
-from crlc_engine.pipeline.quick import assign_quick, is_quick, run_quick, train_quick_folder
+from crlc_engine.pipeline.driver import TrainOutcome, fit_run
+from crlc_engine.pipeline.feature_method import FeatureHeadsMethod, is_quick
+from crlc_engine.pipeline.jobs import assign_in_library, evaluate_folder, list_runs, train_folder
+from crlc_engine.pipeline.method_base import MethodJob
+from crlc_engine.pipeline.run_records import create_run
 from crlc_engine.results.annotations import Annotations
 from crlc_engine.results.assignments import ResultStore
 from crlc_engine.results.metrics import cluster_accuracy
@@ -28,9 +32,31 @@ from crlc_engine.training.feature_trainer import (
     mine_neighbors,
     standardization,
 )
-from crlc_engine.training.frozen_features import FeatureCache, FeatureSpec, lite0_extractor
+from crlc_engine.training.frozen_features import (
+    FeatureCache,
+    FeatureExtractor,
+    FeatureSpec,
+    lite0_extractor,
+)
+from tests.engine.training.test_features import tiny_extractor
 
-from .test_features import tiny_extractor
+
+def train_quick_folder(
+    *args: object,
+    extractor: FeatureExtractor | None = None,
+    head_settings: dict[str, object] | None = None,
+    **kwargs: object,
+) -> TrainOutcome:
+    """The quick job with a given backbone and head settings (the feature method's)."""
+    method = FeatureHeadsMethod(extractor, head_settings)
+    return train_folder(*args, method=method, **kwargs)  # type: ignore[arg-type]
+
+
+def assign_quick(
+    library: ImageLibrary, run: RunDir, extractor: FeatureExtractor | None = None
+) -> None:
+    method = FeatureHeadsMethod(extractor)
+    assign_in_library(library, run, RecordingReporter(), JobControl(), method)
 
 
 def gaussian_features(
@@ -350,7 +376,6 @@ def test_a_run_cancelled_during_features_resumes_where_it_stopped(
 
 def test_a_refine_run_starts_from_its_quick_parent(shapes: Path, tmp_path: Path) -> None:
     """What jobs.refine_folder does for a quick parent: a child run with labels, more clusters."""
-    from crlc_engine.pipeline import jobs
 
     ws = tmp_path / "ws"
     extractor, _ = tiny_extractor()
@@ -370,9 +395,9 @@ def test_a_refine_run_starts_from_its_quick_parent(shapes: Path, tmp_path: Path)
     targets = np.minimum(rows // 8, 4).astype(np.int64)
     with ImageLibrary.open([shapes], ws) as library:
         records = library.cached_images(32)
-        run = jobs._create_run(library, config, "test", "cpu", records, parent=parent.run.run_id)
+        run = create_run(library, config, ("cpu", "test"), records, parent.run.run_id, "refine")
         with library.locked("refining"):
-            fit = run_quick(
+            job = MethodJob(
                 library,
                 run,
                 config,
@@ -383,9 +408,8 @@ def test_a_refine_run_starts_from_its_quick_parent(shapes: Path, tmp_path: Path)
                 resume=False,
                 labelled=(rows, targets),
                 parent_checkpoint=parent.run.checkpoint_path,
-                extractor=extractor,
-                head_settings=FAST,
             )
+            fit = fit_run(job, FeatureHeadsMethod(extractor, FAST))
         # nothing named in the parent, no labels in the catalog: nothing to name
         assert ResultStore(library.catalog).names(run.run_id) == {}
     assert fit.state == "completed" and run.state == "completed"
@@ -471,7 +495,7 @@ def test_jobs_dispatch_quick_runs_for_train_assign_and_refine(
 ) -> None:
     """The public jobs (what `crlc train/assign/refine` and the app call) route a quick config
     to the feature path: no pixel training, heads on cached features, results stored."""
-    import crlc_engine.pipeline.quick as quick
+    import crlc_engine.pipeline.feature_method as quick
     from crlc_engine.pipeline.jobs import assign_run, refine_folder, train_folder
 
     extractor, counter = tiny_extractor()

@@ -84,7 +84,7 @@ def test_refine_without_labels_is_refused(tmp_path: Path) -> None:
 
 
 def test_semi_settings_follow_the_parent() -> None:
-    from crlc_engine.pipeline.jobs import semi_lambda_fc, semi_optimizer
+    from crlc_engine.pipeline.refine import semi_lambda_fc, semi_optimizer
 
     plain = resolve_train_config(3, "cpu", {"lr": 0.05})
     assert semi_optimizer(plain) == {

@@ -33,7 +33,7 @@ from crlc_engine.pipeline.presets import (
     torchvision_presets,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 BROKEN = "operator torchvision::nms does not exist"
 #: What the presets that need torchvision are (the cpu preset trains the small CNN).
 RESNET_PRESETS = ("balanced", "paper")
@@ -95,7 +95,7 @@ def test_engine_app_and_help_import_without_torchvision(no_torchvision_env: dict
         """
         import sys
         import crlc_engine, crlc_engine.cli.main
-        import crlc_engine.pipeline.jobs, crlc_engine.pipeline.quick
+        import crlc_engine.pipeline.jobs, crlc_engine.pipeline.feature_method
         import crlc_engine.models, crlc_engine.training.frozen_features, crlc_engine.results.export
         import crlc_engine.training.inference, crlc_engine.pipeline.estimate
         import crlc_engine.training.trainer
@@ -137,7 +137,8 @@ def test_a_quick_job_groups_and_exports_without_torchvision(
             from crlc_engine.pipeline.presets import (
                 default_preset_name, quick_preset_available, resolve_train_config,
             )
-            from crlc_engine.pipeline.quick import train_quick_folder
+            from crlc_engine.pipeline.feature_method import FeatureHeadsMethod
+            from crlc_engine.pipeline.jobs import train_folder
             from crlc_engine.library.synthetic import write_shapes_folder
 
             def tiny_extractor():
@@ -166,11 +167,10 @@ def test_a_quick_job_groups_and_exports_without_torchvision(
                                  "neighbors": 5, "device": "cpu"}}
                 )
                 real = quick_preset_available()
-                outcome = train_quick_folder(
-                    photos, config, ws, workers=0,
-                    extractor=None if real else tiny_extractor(),
-                    head_settings={{"hidden": 32, "min_steps": 0}},
+                method = FeatureHeadsMethod(
+                    None if real else tiny_extractor(), {{"hidden": 32, "min_steps": 0}}
                 )
+                outcome = train_folder(photos, config, ws, workers=0, method=method)
                 assert outcome.state == "completed" and outcome.images == 40, outcome
                 status = crlc(["export", str(photos), str(tmp / "out"), "--workspace", str(ws)])
                 assert status == 0, status
@@ -203,8 +203,10 @@ def test_a_quick_job_groups_and_exports_without_torchvision(
     assert "Traceback" not in out.stderr
     lines = out.stdout.strip().splitlines()
     assert lines[-1] in ("real weights", "tiny extractor")
-    for refusal in lines[:2]:
-        assert refusal.startswith("The balanced and paper presets and the ResNet networks")
+    network, preset = lines[:2]
+    assert network.startswith("The ResNet networks need torchvision")
+    assert preset.startswith("The balanced and paper presets and the ResNet networks")
+    for refusal in (network, preset):
         assert f"(RuntimeError: {BROKEN})" in refusal
 
 

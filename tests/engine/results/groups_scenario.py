@@ -74,7 +74,7 @@ def colour_layout_extractor(side: int, *args: object, **kwargs: object) -> Featu
 
 def use_colour_layout_backbone(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the quick preset use :func:`colour_layout_extractor`."""
-    import crlc_engine.pipeline.quick as quick
+    import crlc_engine.pipeline.feature_method as quick
 
     monkeypatch.setattr(quick, "lite0_extractor", colour_layout_extractor)
 

@@ -27,10 +27,10 @@ from typing import Any
 
 import pytest
 
+import crlc_engine.results.export as export_mod
 from crlc_engine.core.control import JobControl
 from crlc_engine.core.errors import CRLCError, InvalidSettingError
 from crlc_engine.core.events import RecordingReporter
-from crlc_engine.results.assignments import export as export_mod
 from crlc_engine.results.export import (
     EXPORT_MODES,
     MAX_NAME_BYTES,
@@ -43,17 +43,28 @@ from crlc_engine.results.export import (
     UndoError,
     cluster_folder_names,
     export_images,
+    file_checks,
+    file_ops,
     plan_export,
+    preflight,
     sanitize_folder_name,
     undo_export,
 )
+from crlc_engine.results.export import plan as export_plan
+from crlc_engine.results.export import undo as export_undo
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 OLD_MTIME = 1_600_000_000  # 2020-09-13: copies must keep it
 EXPORT_FILES = ("crlc-export-", ".crlc-export-")
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def patch_device(monkeypatch: pytest.MonkeyPatch, device_of: Callable[..., int]) -> None:
+    """Pretend drives: ``device_of`` answers for the preflight and the file operations."""
+    for module in (preflight, file_ops):
+        monkeypatch.setattr(module, "device_of", device_of)
 
 
 def write_photo(path: Path, size: int = 1500, mtime: float = OLD_MTIME) -> Path:
@@ -458,14 +469,14 @@ def test_missing_duplicate_and_failing_sources_do_not_stop_the_export(
 ) -> None:
     root, items = library
     missing = ExportItem(root / "gone.jpg", "Beach", 0.9, "gone.jpg")
-    real_copy = export_mod._copy_contents
+    real_copy = file_ops.copy_contents
 
     def copy_contents(src: Any, dst: Any, *args: Any) -> Any:
         if Path(src) == items[2].source:
             raise PermissionError(errno.EACCES, "Permission denied", str(src))
         return real_copy(src, dst, *args)
 
-    monkeypatch.setattr(export_mod, "_copy_contents", copy_contents)
+    monkeypatch.setattr(file_ops, "copy_contents", copy_contents)
     result = export_images([*items, items[0], missing], tmp_path / "out", roots=[root])
     assert result.files == 9 and len(exported(tmp_path / "out")) == 9
     assert result.failed == [(str(items[2].source), "Permission denied")]
@@ -494,7 +505,7 @@ def test_first_files_lists_only_photos_in_the_export(
 ) -> None:
     """Photos that failed (or were not reached, the export cancelled) are not listed."""
     root, items = library
-    real_copy = export_mod._copy_contents
+    real_copy = file_ops.copy_contents
     failing = {items[i].source for i in (0, 1, 2, 3, 4, 5, 7)}
 
     def copy_contents(src: Any, dst: Any, *args: Any) -> Any:
@@ -502,7 +513,7 @@ def test_first_files_lists_only_photos_in_the_export(
             raise PermissionError(errno.EACCES, "Permission denied", str(src))
         return real_copy(src, dst, *args)
 
-    monkeypatch.setattr(export_mod, "_copy_contents", copy_contents)
+    monkeypatch.setattr(file_ops, "copy_contents", copy_contents)
     result = export_images(items, tmp_path / "out", roots=[root])
     assert result.files == 3 and len(result.failed) == 7
     listed = result.as_dict()["first_files"]
@@ -523,7 +534,7 @@ def test_a_full_drive_stops_the_export_resumably(
 ) -> None:
     root, items = library
     dest = tmp_path / "out"
-    real_copy = export_mod._copy_contents
+    real_copy = file_ops.copy_contents
     calls: list[Any] = []
 
     def copy_contents(src: Any, dst: Any, *args: Any) -> Any:
@@ -533,7 +544,7 @@ def test_a_full_drive_stops_the_export_resumably(
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_copy(src, dst, *args)
 
-    monkeypatch.setattr(export_mod, "_copy_contents", copy_contents)
+    monkeypatch.setattr(file_ops, "copy_contents", copy_contents)
     with pytest.raises(NotEnoughSpaceError, match="full"):
         export_images(items, dest, roots=[root])
     monkeypatch.undo()
@@ -599,7 +610,7 @@ def test_not_enough_free_space_is_refused(
 
     monkeypatch.setattr(shutil, "disk_usage", tiny_disk)
     if mode == "move":  # same file system: nothing to write, no check
-        monkeypatch.setattr(export_mod, "_device", lambda path, follow=False: 1)
+        patch_device(monkeypatch, lambda path, follow=False: 1)
     with pytest.raises(NotEnoughSpaceError, match="not enough free space") as info:
         export_images(items, tmp_path / "out", mode=mode, roots=[root])
     assert info.value.kind == "not_enough_space" and asked
@@ -622,13 +633,13 @@ def test_hardlink_across_file_systems_is_refused(
     tmp_path: Path, library: tuple[Path, list[ExportItem]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, items = library
-    real_device = export_mod._device
+    real_device = file_checks.device_of
     dest = tmp_path / "out"
 
     def other_drive(path: Path, follow: bool = False) -> int:
         return 999 if root in Path(path).parents else real_device(path, follow)
 
-    monkeypatch.setattr(export_mod, "_device", other_drive)
+    patch_device(monkeypatch, other_drive)
     with pytest.raises(CrossDeviceLinkError, match="copy"):
         export_images(items, dest, mode="hardlink", roots=[root])
     assert not dest.exists()
@@ -989,7 +1000,7 @@ def test_a_forged_move_record_never_writes_outside_the_libraries(
     assert result.journal is not None
     planted = write_photo(dest / "Beach" / "key.pub")
     target = tmp_path / "home" / ".ssh" / "authorized_keys"
-    bystander = write_photo(tmp_path / "home" / export_mod._partial_path(target).name)
+    bystander = write_photo(tmp_path / "home" / file_ops.partial_path(target).name)
     forged = {"kind": "file", "state": "moved", "source": str(target)}
     forged |= {"destination": str(planted)} | _identity_of(planted)
     _forge(result.journal, lambda lines: lines.append(forged))
@@ -1053,7 +1064,8 @@ def test_hard_links_and_same_drive_moves_are_not_read(
     def no_reading(path: Path) -> str:
         raise AssertionError(f"{path} was read")
 
-    monkeypatch.setattr(export_mod, "_sha256_of", no_reading)
+    for module in (file_checks, export_undo):
+        monkeypatch.setattr(module, "sha256_of", no_reading)
     for mode in ("hardlink", "move"):
         result = export_images(items, tmp_path / mode, mode=mode, roots=[root])
         assert result.journal is not None and result.files == 10
@@ -1102,7 +1114,7 @@ def test_a_stamp_taken_meanwhile_gives_the_next_one(
     dest = tmp_path / "out"
     dest.mkdir()
     stamp = "20240102T030405Z"
-    monkeypatch.setattr(export_mod, "_new_stamp", lambda folder: stamp)
+    monkeypatch.setattr(export_plan, "new_stamp", lambda folder: stamp)
     (dest / f".crlc-export-{stamp}.journal").write_bytes(b"another export's journal")
     (dest / f"crlc-export-{stamp}-2.csv").write_bytes(b"another export's manifest")
     result = export_images(items, dest, roots=[root])
@@ -1267,7 +1279,7 @@ def _arm_move_crash(
     elif crash_point == "unlink_partial":
         crash_on(os, "unlink", lambda path, *rest: _is_partial_copy_of(path, target))
     else:
-        real_copy = export_mod._copy_contents
+        real_copy = file_ops.copy_contents
 
         def half_copy(src: Any, dst: Any, *args: Any) -> Any:
             if Path(src) != target:
@@ -1275,17 +1287,17 @@ def _arm_move_crash(
             Path(dst).write_bytes(Path(src).read_bytes()[:100])
             raise Crash("copy2")
 
-        monkeypatch.setattr(export_mod, "_copy_contents", half_copy)
+        monkeypatch.setattr(file_ops, "copy_contents", half_copy)
 
 
 def _pretend_photos_on_another_drive(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Moves then copy to a partial file, rename it, then delete the source."""
-    real_device = export_mod._device
+    real_device = file_checks.device_of
 
     def drives(path: Path, follow: bool = False) -> int:
         return 7 if root in Path(path).parents else real_device(path, follow)
 
-    monkeypatch.setattr(export_mod, "_device", drives)
+    patch_device(monkeypatch, drives)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=10**12))
 
 
@@ -1323,7 +1335,7 @@ def _assert_cut_short(crash_point: str, journal: Path, source: Path) -> None:
     last = [line for line in read_journal(journal) if line.get("state") == "moving"][-1]
     assert last["source"] == str(source)
     destination = Path(last["destination"])
-    partial = destination.with_name(export_mod._partial_path(destination).name)
+    partial = destination.with_name(file_ops.partial_path(destination).name)
     expected = {
         "link": (True, False, False),
         "unlink_after_link": (True, True, False),
@@ -1392,7 +1404,7 @@ def test_copy_crash_resumes_without_duplicates_or_partial_files(
     dest = tmp_path / "out"
     target = items[6].source
     if crash_point == "copy2_partial":
-        real_copy = export_mod._copy_contents
+        real_copy = file_ops.copy_contents
 
         def copy_contents(src: Any, dst: Any, *args: Any) -> Any:
             if Path(src) == target:
@@ -1400,7 +1412,7 @@ def test_copy_crash_resumes_without_duplicates_or_partial_files(
                 raise Crash("copy2")
             return real_copy(src, dst, *args)
 
-        monkeypatch.setattr(export_mod, "_copy_contents", copy_contents)
+        monkeypatch.setattr(file_ops, "copy_contents", copy_contents)
     else:  # the partial file got its final name, the journal line "copied" did not follow
         crash_on(
             os,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from crlc_engine.library import Catalog
 from crlc_engine.library.catalog import MIGRATIONS
 from crlc_engine.losses.group_cross_entropy import group_cross_entropy
-from crlc_engine.pipeline.jobs import group_targets
+from crlc_engine.pipeline.refine import group_targets
 from crlc_engine.results.annotations import Annotations
 from crlc_engine.results.assignments import ResultStore, RunAssignments
 from crlc_engine.results.groups import (

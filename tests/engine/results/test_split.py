@@ -15,7 +15,7 @@ from crlc_engine.cli.main import main
 from crlc_engine.core.errors import InvalidSettingError, RunNotFoundError
 from crlc_engine.core.fileio import atomic_write_json
 from crlc_engine.library import Catalog, ImageLibrary
-from crlc_engine.pipeline.jobs import group_targets
+from crlc_engine.pipeline.refine import group_targets
 from crlc_engine.results.annotations import Annotations
 from crlc_engine.results.assignments import ResultStore
 from crlc_engine.results.cluster_split import normalize_rows, plan_split, spherical_kmeans

@@ -69,7 +69,7 @@ def test_feature_trainer_speed_and_eta_include_checkpoints(tmp_path: Path) -> No
     trainer.clock = clock
     step, save = trainer._step, trainer.save
 
-    def slow_step(indices: Tensor, knn: Tensor) -> None:
+    def slow_step(indices: Tensor, knn: Tensor | None = None) -> None:
         step(indices, knn)
         clock.now += 0.1
 

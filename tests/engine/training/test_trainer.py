@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -105,7 +106,7 @@ def test_batch_is_capped_at_dataset_size(images: np.ndarray) -> None:
 
 
 def test_too_many_clusters_and_wrong_size_are_rejected(images: np.ndarray) -> None:
-    with pytest.raises(InvalidSettingError, match="only 4 images"):
+    with pytest.raises(InvalidSettingError, match="only 4 usable images"):
         CRLCTrainer(tiny_config(clusters=5), images[:4], CPU)
     with pytest.raises(InvalidSettingError, match="16x16"):
         CRLCTrainer(tiny_config(image_size=32), images, CPU)
@@ -209,14 +210,16 @@ def test_pretrained_backbone_statistics_replace_the_data_sets(
 
     imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
-    def pretrained_model(*args: object, **kwargs: object) -> CRLCModel:
-        model = CRLCModel(*args, **kwargs)  # type: ignore[arg-type]
-        model.backbone.input_normalization = imagenet
-        return model
+    class PretrainedModel(CRLCModel):
+        """A network whose backbone says it expects ImageNet's statistics."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.backbone.input_normalization = imagenet
 
     plain = CRLCTrainer(tiny_config(epochs=1), images, CPU)
     assert plain.augment_config.mean != imagenet[0]  # the data set's own statistics
-    monkeypatch.setattr(trainer_module, "CRLCModel", pretrained_model)
+    monkeypatch.setattr(trainer_module, "CRLCModel", PretrainedModel)
     ckpt = tmp_path / "c.pt"
     trainer = CRLCTrainer(tiny_config(epochs=1), images, CPU, ckpt)
     assert (trainer.augment_config.mean, trainer.augment_config.std) == imagenet

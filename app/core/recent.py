@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.state_file import read_state, write_state
+import platformdirs
+
+from app.core.state_file import read_state, write_state
 
 __all__ = [
     "MAX_RECENT",
@@ -27,8 +29,6 @@ MAX_RECENT = 8
 
 def recent_file() -> Path:
     """Where the list lives."""
-    import platformdirs
-
     return Path(platformdirs.user_config_dir("crlc-organizer")) / "recent.json"
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from crlc_engine.api import DEVICE_CHOICES, EXPORT_MODES, PRESETS, atomic_write_json
 
 APP_NAME = "crlc-organizer"
@@ -211,8 +213,6 @@ def validate(name: str, value: Any) -> str | None:
 # ---------------------------------------------------------------------- file
 def config_dir() -> Path:
     """The app's platformdirs config folder (``settings.json``, ``settings.ini``, ...)."""
-    import platformdirs
-
     return Path(platformdirs.user_config_dir(APP_NAME))
 
 

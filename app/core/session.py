@@ -11,24 +11,19 @@ The only corrections that change assignments, :meth:`LibrarySession.split` and
 reload them themselves, so after any correction the session is current.
 
 The window shows groups, not clusters: :meth:`LibrarySession.view` is the run's group view
-(:mod:`crlc_engine.results.groups`), made again after every correction, and groups are named by
-their
-key (``group:<name>``, ``cluster:<n>`` for an unnamed cluster).
+(:mod:`crlc_engine.results.groups`), made again after every correction, and groups are named
+by their key (``group:<name>``, ``cluster:<n>`` for an unnamed cluster).
 
 It also remembers, per library, which run and group the user was looking at
 (``<workspace>/app-view.json``, so it follows the library through a re-link), lists the
-files a scan could not use and the runs that can be resumed, and :func:`scanned_images`
-reads the images a running scan has finished so far (from any thread).
+files a scan could not use and the runs that can be resumed
+(:mod:`app.core.unfinished_runs`). The images of a library before it is grouped are
+:class:`~app.core.scanned_images.ScannedImages`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import json
-import os
-import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from app.state_file import read_state, write_state
+from app.core.scanned_images import ScannedImages
+from app.core.state_file import read_state, write_state
+from app.core.unfinished_runs import UnfinishedRun, unfinished_runs
+from crlc_engine import api as engine
 from crlc_engine.api import (
     NAMED_KEY,
     UNNAMED_KEY,
     Annotations,
-    Catalog,
     GroupStore,
     GroupSummary,
     GroupView,
@@ -119,9 +116,7 @@ class RefineSetup:
 
     def config(self, epochs: int | None, minutes: float | None) -> TrainConfig:
         """The settings the refinement trains with (CRLC-semi's, labelled images included)."""
-        from crlc_engine.api import refine_settings
-
-        return refine_settings(self.base, self.base.clusters, epochs, minutes, None)
+        return engine.refine_settings(self.base, self.base.clusters, epochs, minutes, None)
 
 
 @dataclass(frozen=True)
@@ -138,137 +133,6 @@ class GroupProbability:
     key: str
     name: str
     probability: float | None
-
-
-@dataclass(frozen=True)
-class ScannedImages:
-    """The usable images of a library, by id (what the "All images" grid shows).
-
-    Attributes:
-        image_ids: int64 [M], ascending.
-        paths: Absolute path of each image, length M.
-    """
-
-    image_ids: np.ndarray
-    paths: list[str]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-
-def scanned_images(workspace: Path, known: int = -1) -> ScannedImages | None:
-    """The images a scan has made usable so far (status ``ok``), read with a new connection.
-
-    Safe on any thread while another connection writes (SQLite WAL). The rows a scan
-    commits are complete: pixels and thumbnail are written before the row.
-
-    Args:
-        workspace: The library's workspace folder.
-        known: How many usable images the caller already has; when the count is the
-            same, nothing more is read and ``None`` is returned.
-    """
-    catalog = Catalog(workspace / "catalog.sqlite", read_only=True)
-    try:
-        if known >= 0 and catalog.counts().get("ok", 0) == known:
-            return None
-        records = catalog.images("ok")
-    finally:
-        catalog.close()
-    return ScannedImages(
-        np.array([r.id for r in records], dtype=np.int64), [str(r.path) for r in records]
-    )
-
-
-@dataclass(frozen=True)
-class UnfinishedRun:
-    """A run that stopped before it completed and can continue from its checkpoint.
-
-    Attributes:
-        run_id: The run's id.
-        state: ``running`` (left so by a crash), ``cancelled``, ``failed``, ...
-        kind: ``train`` or ``refine``.
-        created: When it started (local time), if recorded.
-        epochs_done: Epochs finished before it stopped.
-        epochs_total: Epochs asked for (``None`` for a time budget).
-        clusters: Number of groups asked for.
-        busy_pid: A live process that seems to be training it right now, else ``None``.
-        has_checkpoint: Whether it saved a checkpoint; without one (interrupted before its
-            first) it can only start again from the beginning, with its settings.
-    """
-
-    run_id: str
-    state: str
-    kind: str
-    created: dt.datetime | None
-    epochs_done: int
-    epochs_total: int | None
-    clusters: int
-    busy_pid: int | None
-    has_checkpoint: bool = True
-
-    def describe(self) -> str:
-        """E.g. "grouping into 8 groups started 12 Mar 2024 14:02, stopped after epoch 31
-        of 100"."""
-        what = "refinement" if self.kind == "refine" else f"grouping into {self.clusters} groups"
-        when = f" started {_when(self.created)}" if self.created is not None else ""
-        of = f" of {self.epochs_total}" if self.epochs_total else ""
-        stop = "stopped" if self.busy_pid is None else f"running in process {self.busy_pid}"
-        where = f"after epoch {self.epochs_done}{of}" if self.epochs_done else "in epoch 1"
-        return f"{what}{when}, {stop} {where}"
-
-
-def _when(moment: dt.datetime) -> str:
-    return f"{moment.day} {moment:%b %Y %H:%M}"
-
-
-def _local(stamp: object) -> dt.datetime | None:
-    try:
-        moment = dt.datetime.fromisoformat(str(stamp))
-    except ValueError:
-        return None
-    return moment.astimezone() if moment.tzinfo else moment
-
-
-def _epochs_done(run: RunDir) -> int:
-    try:
-        lines = run.history_path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return 0
-    done = 0
-    for line in lines:
-        with contextlib.suppress(ValueError):
-            if line.strip() and not json.loads(line).get("partial"):
-                done += 1
-    return done
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine (unknown on Windows: False)."""
-    if pid <= 0 or sys.platform == "win32":  # os.kill would terminate it there
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def _busy_pid(run: RunDir, lock_file: Path) -> int | None:
-    """The live process training ``run`` now, judged by its status and the lock's holder."""
-    status = run.read_status()
-    found = re.fullmatch(r"pid (\d+)", str(status.get("message", "")))
-    if status.get("state") != "running" or found is None:
-        return None
-    pid = int(found[1])
-    if pid == os.getpid():
-        return None  # this program: a job of its own, or a leftover of this very process
-    try:
-        holder = lock_file.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    return pid if f"pid {pid} " in holder and _process_alive(pid) else None
 
 
 def _same_features(a: RunAssignments, b: RunAssignments) -> bool:
@@ -389,33 +253,7 @@ class LibrarySession:
         Runs without a checkpoint are listed only when interrupted (killed before their first
         one): they can start again from the beginning; a failed or cancelled one cannot.
         """
-        out = []
-        lock_file = self.library.workspace / "lock"
-        for run in self.library.runs.all():
-            state = run.state
-            saved = run.checkpoint_path.exists()
-            if state == "completed" or not (saved or state in ("interrupted", "running")):
-                continue
-            try:
-                config = run.read_config()
-            except (OSError, ValueError):
-                continue
-            train = config.get("train", {})
-            epochs = train.get("epochs")
-            out.append(
-                UnfinishedRun(
-                    run_id=run.run_id,
-                    state=state,
-                    kind=str(config.get("kind", "train")),
-                    created=_local(config.get("created", "")),
-                    epochs_done=_epochs_done(run),
-                    epochs_total=int(epochs) if isinstance(epochs, int) else None,
-                    clusters=int(train.get("clusters", 0)),
-                    busy_pid=_busy_pid(run, lock_file),
-                    has_checkpoint=saved,
-                )
-            )
-        return out
+        return unfinished_runs(self.library)
 
     @property
     def has_results(self) -> bool:
@@ -518,11 +356,9 @@ class LibrarySession:
 
     def neighbors(self, image_id: int, k: int = 10) -> list[tuple[int, float]]:
         """The k most similar images (id, cosine similarity) by the run's features."""
-        from crlc_engine.api import NeighborIndex
-
         data = self._require()
         if self._index is None:  # features change only with the run
-            self._index = NeighborIndex.build(data.features, ids=data.image_ids)
+            self._index = engine.NeighborIndex.build(data.features, ids=data.image_ids)
         found = self._index.neighbors_of([data.row_of(image_id)], k=k)
         return list(zip(found.ids[0].tolist(), found.similarities[0].tolist(), strict=True))
 
