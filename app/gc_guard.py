@@ -16,23 +16,29 @@ import gc
 
 from PySide6.QtCore import QObject, QTimer
 
+from crlc_engine import api as engine
+
 __all__ = ["GuiGarbageCollector", "freeze_startup_heap"]
 
 _frozen = False
 
 
 def freeze_startup_heap() -> None:
-    """Collect once, then move every object alive now out of the collector's reach (once
-    per process; the main window calls it when it is made).
+    """Import the training stack and FAISS once on the GUI thread, collect, then move every
+    object alive now out of the collector's reach (once per process; the main window calls
+    it when it is made).
 
     Importing torch/torchvision the first time inside a worker thread creates ~150k objects
     and triggers full garbage collections that hold the GIL for 110-190 ms, stalling the GUI
-    (measured in benchmarks/gui_responsiveness.py). With the heap of the start-up frozen
+    (measured in benchmarks/gui_responsiveness.py). Imported up front and frozen
     (``gc.freeze()``), later collections stay short.
     """
     global _frozen
     if _frozen:
         return
+    # the facade imports a name's module on first use: these two load the training jobs
+    # (torch, the trainers) and the neighbour index (FAISS)
+    _ = engine.train_folder, engine.NeighborIndex
     gc.collect()
     gc.freeze()
     _frozen = True

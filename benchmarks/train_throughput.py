@@ -40,7 +40,7 @@ def measure(
     # Warm-up: cudnn autotuning, allocator, first-call overheads.
     trainer.steps_per_epoch = warmup
     trainer.fit()
-    trainer.config = config.replace(epochs=2)
+    trainer.config = trainer.loop_settings = config.replace(epochs=2)
     trainer.steps_per_epoch = steps
     trainer.permutation = None
     trainer.step_in_epoch = 0

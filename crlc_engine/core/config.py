@@ -498,5 +498,5 @@ def check_cluster_count(clusters: int, images: int) -> None:
     """
     if clusters > images:
         raise InvalidSettingError(
-            f"{clusters} clusters requested but there are only {images} usable images"
+            f"{clusters} clusters requested but the folder(s) hold only {images} usable images"
         )

@@ -182,17 +182,20 @@ class _RunStage:
         scan: ScanSummary,
         reporter: Reporter,
         control: JobControl,
-        pixels: np.ndarray | None = None,
+        follows: tuple[list[ImageRecord], np.ndarray | None] | None = None,
     ) -> TrainOutcome:
+        """Carry ``plan`` out; ``follows``: the images (and pixels, if read) of the stage-1
+        run a stage-2 run follows in the same job, which it trains on too."""
         library = self.library
         continues = plan.resume is not None and restart_if_never_saved(plan.resume, reporter)
-        records = self._images(plan)
+        records = self._images(plan) if follows is None else follows[0]
         reference = None
         if plan.kind == "refine" and plan.resume is None and plan.parent is not None:
             reference = GroupStore(library.catalog).reference(plan.parent)
         labelled = plan.labelled(records)
         run = plan.resume or self._create(plan, records, labelled)
         _say_start(plan, run, labelled, reporter)
+        pixels = None if follows is None else follows[1]
         if pixels is None and plan.follow_up and plan.method.needs_pixels(plan.config):
             pixels = library.pixels(plan.config.image_size, records)  # read once for both
         job = MethodJob(
@@ -227,7 +230,8 @@ class _RunStage:
         )
         if fit.state == "completed" and plan.follow_up is not None:
             follow_up = stage2_plan(run, plan.follow_up)
-            return self.run(follow_up, scan, reporter, control, pixels)
+            check_cluster_count(plan.follow_up.clusters, len(records))
+            return self.run(follow_up, scan, reporter, control, (records, pixels))
         return outcome
 
     def _images(self, plan: RunPlan) -> list[ImageRecord]:

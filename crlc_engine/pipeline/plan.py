@@ -60,7 +60,7 @@ class RunPlan:
     @property
     def lock_reason(self) -> str:
         """What the workspace lock says while this plan runs."""
-        if self.kind == "refine":
+        if self.kind == "refine" and self.resume is None:
             return "refining with labels"
         if self.kind == "stage2" and self.resume is None:
             return "training (two-stage CRLC, stage 2)"

@@ -19,6 +19,7 @@ from crlc_engine.core.errors import InvalidSettingError, RunNotFoundError
 from crlc_engine.core.events import RecordingReporter, TrainingFinished, TrainingStarted
 from crlc_engine.library import ImageLibrary
 from crlc_engine.pipeline.jobs import assign_run, train_folder, train_stage2_folder
+from crlc_engine.results.annotations import Annotations
 from crlc_engine.results.assignments import ResultStore
 from crlc_engine.training.inference import predict
 from crlc_engine.training.trainer import CRLCTrainer
@@ -374,6 +375,9 @@ def test_cancel_and_resume_each_stage_and_newest_run_skips_stage1(
     assert first.summary()["head"] is None
     with pytest.raises(InvalidSettingError, match="cancelled"):
         train_stage2_folder(shapes_folder, first.run.run_id, None, workspace)
+    stage1_images = np.load(first.run.path / "image_ids.npy")
+    with ImageLibrary.open([shapes_folder], workspace) as library:  # after stage 1 started
+        Annotations(library.catalog).set_ignored(stage1_images[:3].tolist())
     control = JobControl()
     second = train_folder(
         shapes_folder,
@@ -385,6 +389,8 @@ def test_cancel_and_resume_each_stage_and_newest_run_skips_stage1(
     )
     assert second.kind == "stage2" and second.state == "cancelled"
     assert second.parent == first.run.run_id and second.config.clusters == 4
+    # stage 2 of the job trains on stage 1's images, ignored since or not
+    assert np.array_equal(np.load(second.run.path / "image_ids.npy"), stage1_images)
     with ImageLibrary.open([shapes_folder], workspace) as library:
         # Stage 1 completed but has no clusters; stage 2 was cancelled: the newest run with
         # clusters is the plain one, for assign, clusters, export and the app alike.
