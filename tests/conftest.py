@@ -28,6 +28,23 @@ tempfile.tempdir = os.environ["TMPDIR"]
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def small_train_config(**changes: object) -> TrainConfig:
+    """Settings of a CRLC run of a second or so on 16 px images (small CNN, 3 clusters, 2
+    sub-heads, a checkpoint every epoch), with ``changes``: what the trainer tests vary."""
+    base = TrainConfig(
+        clusters=3,
+        backbone="small",
+        stem="imagenet",
+        image_size=16,
+        batch_size=8,
+        epochs=3,
+        subheads=2,
+        feature_dim=16,
+        checkpoint_every=1,
+    )
+    return base.replace(**changes)
+
+
 #: `crlc train` flags for a run of a few seconds on the shapes folder.
 TINY_TRAIN_FLAGS = [
     "--backbone",

@@ -32,6 +32,7 @@ from crlc_engine.losses.memory_bank import (
 )
 from crlc_engine.training.checkpoint import load_checkpoint
 from crlc_engine.training.trainer import CRLCTrainer
+from tests.conftest import small_train_config
 
 CPU = torch.device("cpu")
 Vector = list[float]
@@ -318,21 +319,8 @@ def test_uniform_bank_gives_log_one_plus_m_and_no_gradient() -> None:
 
 # ----------------------------------------------------------------------------- trainer
 def bank_config(**changes: object) -> TrainConfig:
-    base = TrainConfig(
-        clusters=3,
-        backbone="small",
-        stem="imagenet",
-        image_size=16,
-        batch_size=8,
-        epochs=3,
-        subheads=2,
-        feature_dim=16,
-        seed=5,
-        checkpoint_every=1,
-        framework="memorybank",
-        bank_negatives=20,
-    )
-    return base.replace(**changes)
+    bank = {"seed": 5, "framework": "memorybank", "bank_negatives": 20}
+    return small_train_config(**{**bank, **changes})
 
 
 @pytest.fixture(scope="module")

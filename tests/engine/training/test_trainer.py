@@ -26,24 +26,13 @@ from crlc_engine.core.events import (
 from crlc_engine.training.checkpoint import load_checkpoint
 from crlc_engine.training.optim import decay_split, make_optimizer
 from crlc_engine.training.trainer import CRLCTrainer
+from tests.conftest import small_train_config
 
 CPU = torch.device("cpu")
 
 
 def tiny_config(**changes: object) -> TrainConfig:
-    base = TrainConfig(
-        clusters=3,
-        backbone="small",
-        stem="imagenet",
-        image_size=16,
-        batch_size=8,
-        epochs=3,
-        subheads=2,
-        feature_dim=16,
-        seed=7,
-        checkpoint_every=1,
-    )
-    return base.replace(**changes)
+    return small_train_config(**{"seed": 7, **changes})
 
 
 @pytest.fixture(scope="module")

@@ -33,26 +33,13 @@ from crlc_engine.training.two_stage import (
     with_stage_optimizer,
 )
 from tests.conftest import TINY_TRAIN_FLAGS as TINY
-from tests.conftest import CapturedError
+from tests.conftest import CapturedError, small_train_config
 
 CPU = torch.device("cpu")
 
 
 def tiny(**changes: object) -> TrainConfig:
-    base = TrainConfig(
-        clusters=3,
-        backbone="small",
-        stem="imagenet",
-        image_size=16,
-        batch_size=8,
-        epochs=2,
-        subheads=2,
-        feature_dim=16,
-        seed=3,
-        checkpoint_every=1,
-        device="cpu",
-    )
-    return base.replace(**changes)
+    return small_train_config(**{"epochs": 2, "seed": 3, "device": "cpu", **changes})
 
 
 @pytest.fixture(scope="module")
