@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.workers import JobWorker
 from crlc_engine import api as engine
+from crlc_engine.api import Folders
 
 if TYPE_CHECKING:
     from crlc_engine.api import (
@@ -39,13 +40,6 @@ __all__ = [
     "undo_export_job",
 ]
 
-#: The folders of a library: one folder or several.
-Folders = str | Path | Sequence[str | Path]
-
-
-def _folder_list(folders: Folders) -> list[str | Path]:
-    return [folders] if isinstance(folders, str | Path) else list(folders)
-
 
 def scan_job(
     folders: Folders,
@@ -55,10 +49,9 @@ def scan_job(
     workers: int | None = None,
 ) -> JobWorker:
     """Scan the library of ``folders`` at size ``side``; the result is a ``ScanSummary``."""
-    roots = _folder_list(folders)
 
     def job(reporter: Reporter, control: JobControl) -> Any:
-        return engine.scan_folders(roots, side, workspace, options, reporter, control, workers)
+        return engine.scan_folders(folders, side, workspace, options, reporter, control, workers)
 
     return JobWorker(job, "scan")
 
@@ -189,7 +182,7 @@ def resume_job(
     """
 
     def job(reporter: Reporter, control: JobControl) -> Any:
-        with engine.ImageLibrary.open(_folder_list(folders), workspace) as library:
+        with engine.ImageLibrary.open(folders, workspace) as library:
             stored = library.runs.get(run_id, state=None).read_config()
         config = engine.TrainConfig.from_dict(stored["train"])  # the run's own settings are used
         return engine.train_folder(

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     )
     from crlc_engine.library import (
         Catalog,
+        Folders,
         ImageLibrary,
         ImageRecord,
         ScanOptions,
@@ -200,6 +201,7 @@ _LOCATIONS: dict[str, str] = {
     "atomic_write_json": "crlc_engine.core.fileio",
     "NeighborIndex": "crlc_engine.core.neighbors",
     "Catalog": "crlc_engine.library",
+    "Folders": "crlc_engine.library",
     "ImageLibrary": "crlc_engine.library",
     "ImageRecord": "crlc_engine.library",
     "ScanOptions": "crlc_engine.library",
@@ -316,6 +318,7 @@ __all__ = [
     "ExportItem",
     "ExportPlanEntry",
     "ExportResult",
+    "Folders",
     "GroupStore",
     "GroupSummary",
     "GroupView",

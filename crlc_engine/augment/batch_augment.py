@@ -94,19 +94,8 @@ class BatchAugmenter:
         device: torch.device | str,
         generator: torch.Generator | None = None,
     ) -> AugmentParams:
-        """Draw the per-sample parameters of one view.
-
-        Args:
-            batch_size: B.
-            height: Source image height H.
-            width: Source image width W.
-            device: Device of the returned tensors.
-            generator: Source of randomness (default RNG when None). Random numbers are
-                drawn on the generator's device and moved to ``device`` if it differs.
-
-        Returns:
-            AugmentParams with ``[B]`` (``order``: ``[B, 4]``) tensors on ``device``.
-        """
+        """Draw the per-sample parameters of one view with this augmenter's config
+        (:func:`~crlc_engine.augment.sampling.sample_params`)."""
         return sample_params(self.config, batch_size, height, width, device, generator)
 
     def apply(

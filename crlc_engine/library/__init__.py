@@ -1,7 +1,7 @@
 """Photo folders -> persistent workspace: scan, decode, pixel cache, thumbnails, SQLite catalog."""
 
 from crlc_engine.library.catalog import SCHEMA_VERSION, Catalog, ImageRecord
-from crlc_engine.library.library import ImageLibrary, resolve_roots, scan_folders
+from crlc_engine.library.library import Folders, ImageLibrary, resolve_roots, scan_folders
 from crlc_engine.library.registry import (
     LibraryInfo,
     forget_library,
@@ -15,6 +15,7 @@ from crlc_engine.library.walk import ScanOptions
 __all__ = [
     "SCHEMA_VERSION",
     "Catalog",
+    "Folders",
     "ImageLibrary",
     "ImageRecord",
     "LibraryInfo",

@@ -37,13 +37,19 @@ from crlc_engine.library.runs import RunStore, library_key, workspace_base
 from crlc_engine.library.scan import FolderScan, ScanSummary, thumbnail_file, usable_images
 from crlc_engine.library.walk import DEFAULT_MAX_FILES, ScanOptions
 
+#: The folders of a library: one folder or several.
+Folders = str | Path | Sequence[str | Path]
 
-def resolve_roots(folders: Sequence[str | Path]) -> tuple[Path, ...]:
-    """Sorted, de-duplicated absolute roots; every one must be an existing folder.
+
+def resolve_roots(folders: Folders) -> tuple[Path, ...]:
+    """Sorted, de-duplicated absolute roots of one folder or several; every one must be an
+    existing folder.
 
     Raises:
         FolderNotFoundError: a folder does not exist or is not a folder.
     """
+    if isinstance(folders, str | Path):
+        folders = [folders]
     if not folders:
         raise FolderNotFoundError("give at least one folder")
     roots = set()
@@ -180,7 +186,7 @@ class ImageLibrary:
     @classmethod
     def open(
         cls,
-        folders: Sequence[str | Path],
+        folders: Folders,
         base: str | Path | None = None,
         read_only: bool = False,
     ) -> ImageLibrary:
@@ -289,7 +295,7 @@ class ImageLibrary:
 
 
 def scan_folders(
-    folders: Sequence[str | Path],
+    folders: Folders,
     side: int,
     workspace: str | Path | None = None,
     options: ScanOptions | None = None,

@@ -10,8 +10,8 @@ estimates.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from crlc_engine.core.control import JobControl
 from crlc_engine.core.device import resolve_device
 from crlc_engine.core.errors import InvalidSettingError, plain_message
 from crlc_engine.core.events import NullReporter, Reporter
-from crlc_engine.library import ImageLibrary, ImageRecord, ScanOptions, ScanSummary
+from crlc_engine.library import Folders, ImageLibrary, ImageRecord, ScanOptions, ScanSummary
 from crlc_engine.library.runs import RunDir
 from crlc_engine.pipeline.estimate import remember_run
 from crlc_engine.pipeline.method_base import MethodJob, MethodResult, TrainingMethod
@@ -40,8 +40,6 @@ from crlc_engine.pipeline.run_records import (
 )
 from crlc_engine.results.groups import GroupStore
 from crlc_engine.training.loop import FitResult
-
-Folders = str | Path | Sequence[str | Path]
 
 
 @dataclass(frozen=True)
@@ -130,8 +128,7 @@ def run_job(folders: Folders, request: RunRequest, setup: JobSetup | None = None
     setup = setup or JobSetup()
     reporter = setup.reporter or NullReporter()
     control = setup.control or JobControl()
-    roots = [folders] if isinstance(folders, str | Path) else list(folders)
-    with ImageLibrary.open(roots, setup.workspace) as library:
+    with ImageLibrary.open(folders, setup.workspace) as library:
         plan = _with_method(plan_run(request, library), setup.method)
         device = resolve_device(plan.config.device)
         reporter.status(f"Device: {device.device} ({device.reason})")
@@ -155,17 +152,7 @@ def _with_method(plan: RunPlan, method: TrainingMethod | None) -> RunPlan:
             f"run settings are not a {method.name} run (preset {plan.config.preset})"
         )
     method.check(plan.config)
-    return RunPlan(
-        plan.kind,
-        plan.config,
-        method,
-        plan.parent,
-        plan.resume,
-        plan.follow_up,
-        plan.extra,
-        plan.labels,
-        plan.targets,
-    )
+    return dataclasses.replace(plan, method=method)
 
 
 @dataclass
@@ -230,7 +217,6 @@ class _RunStage:
         )
         if fit.state == "completed" and plan.follow_up is not None:
             follow_up = stage2_plan(run, plan.follow_up)
-            check_cluster_count(plan.follow_up.clusters, len(records))
             return self.run(follow_up, scan, reporter, control, (records, pixels))
         return outcome
 

@@ -67,8 +67,7 @@ def evaluate_folder(
         RunNotFoundError: no completed run (or no run ``run_id``).
         NoGroundTruthError: no image lies in a class sub-folder.
     """
-    roots = [folders] if isinstance(folders, str | Path) else list(folders)
-    with ImageLibrary.open(roots, workspace, read_only=True) as library:
+    with ImageLibrary.open(folders, workspace, read_only=True) as library:
         run = library.runs.get(run_id, state="completed")
         labelled = set(Annotations(library.catalog).labels()) if unlabelled_only else set()
     if not run.predictions_path.exists():

@@ -13,14 +13,13 @@ results under the library's workspace and returns a result dataclass.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from crlc_engine.core.config import TrainConfig
 from crlc_engine.core.control import JobControl
 from crlc_engine.core.events import NullReporter, Reporter
-from crlc_engine.library import ImageLibrary, ScanOptions, scan_folders
+from crlc_engine.library import Folders, ImageLibrary, ScanOptions, scan_folders
 from crlc_engine.library.runs import RunDir
 from crlc_engine.pipeline.driver import JobSetup, TrainOutcome, run_job
 from crlc_engine.pipeline.evaluation import EvaluationResult, evaluate_folder
@@ -49,8 +48,6 @@ __all__ = [
     "train_folder",
     "train_stage2_folder",
 ]
-
-Folders = str | Path | Sequence[str | Path]
 
 
 def train_folder(
@@ -172,8 +169,7 @@ def assign_run(
         CheckpointError: the checkpoint cannot give assignments, or its images are gone.
     """
     reporter = reporter or NullReporter()
-    roots = [folders] if isinstance(folders, str | Path) else list(folders)
-    with ImageLibrary.open(roots, workspace) as library:
+    with ImageLibrary.open(folders, workspace) as library:
         run = library.runs.get(run_id, state="completed")
         assign_in_library(library, run, reporter, JobControl(), method)
     return run

@@ -14,12 +14,6 @@ from crlc_engine.library import ImageLibrary
 from crlc_engine.library.runs import RunDir
 from crlc_engine.results.assignments import ResultStore
 
-Folders = str | Path | Sequence[str | Path]
-
-
-def _roots(folders: Folders) -> list[str | Path]:
-    return [folders] if isinstance(folders, str | Path) else list(folders)
-
 
 def mark_interrupted_runs(library: ImageLibrary) -> list[str]:
     """Mark the library's ``running`` runs that no process is training ``interrupted``.
@@ -65,7 +59,7 @@ def list_runs(
 
     ``running`` runs that no process is training are marked ``interrupted`` first.
     """
-    with ImageLibrary.open(_roots(folders), workspace, read_only=True) as library:
+    with ImageLibrary.open(folders, workspace, read_only=True) as library:
         mark_interrupted_runs(library)
         runs = [(run, None) for run in library.runs.all()] + library.runs.damaged()
     return [_run_info(run, problem) for run, problem in sorted(runs, key=lambda r: r[0].run_id)]
@@ -95,7 +89,7 @@ def delete_run(
     folders: str | Path | Sequence[str | Path], run_id: str, workspace: str | Path | None = None
 ) -> Path:
     """Delete a run's folder and its assignments and names (labels stay)."""
-    with ImageLibrary.open(_roots(folders), workspace) as library:
+    with ImageLibrary.open(folders, workspace) as library:
         run = library.runs.get(run_id, state=None, clusters_only=False, allow_damaged=True)
         with library.locked(f"deleting run {run_id}"):
             store = ResultStore(library.catalog)

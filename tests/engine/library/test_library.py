@@ -1499,3 +1499,12 @@ def test_reduced_decodes_match_the_full_resolution_reference(
         assert thumb_rgb.size == expected_thumbnail_size(*reference.size), name
         expected = jpeg_roundtrip(reference.resize(thumb_rgb.size, Image.Resampling.BILINEAR), 85)
         assert mad(np.asarray(thumb_rgb), np.asarray(expected)) <= 3, name
+
+
+def test_one_folder_may_be_given_alone(tmp_path: Path) -> None:
+    """A str or Path is one folder, not a sequence of characters."""
+    from crlc_engine.library import resolve_roots
+
+    (tmp_path / "a").mkdir()
+    assert resolve_roots(str(tmp_path / "a")) == resolve_roots([tmp_path / "a"])
+    assert resolve_roots(tmp_path / "a") == (tmp_path.resolve() / "a",)
