@@ -49,9 +49,9 @@ from crlc_engine.pipeline.presets import PRESETS, resolve_train_config
 from crlc_engine.results.groundtruth import class_indices, class_of
 from crlc_engine.results.metrics import score_clustering
 from crlc_engine.training.checkpoint import load_checkpoint
+from crlc_engine.training.feature_cache import FeatureCache
 from crlc_engine.training.frozen_features import (
     PRECISIONS,
-    FeatureCache,
     FeatureSpec,
     lite0_extractor,
     resolve_precision,

@@ -40,12 +40,11 @@ from crlc_engine.pipeline.method_base import (
 from crlc_engine.pipeline.presets import QUICK_BACKBONE, check_quick_settings
 from crlc_engine.pipeline.run_records import run_images
 from crlc_engine.training.checkpoint import save_checkpoint
+from crlc_engine.training.feature_cache import FeatureCache, compute_features
 from crlc_engine.training.feature_trainer import CHECKPOINT_KIND, FeatureTrainer, QuickSettings
 from crlc_engine.training.frozen_features import (
-    FeatureCache,
     FeatureExtractor,
     FeatureSpec,
-    compute_features,
     lite0_extractor,
 )
 from crlc_engine.training.inference import Predictions

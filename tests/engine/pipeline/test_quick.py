@@ -26,6 +26,7 @@ from crlc_engine.results.annotations import Annotations
 from crlc_engine.results.assignments import ResultStore
 from crlc_engine.results.metrics import cluster_accuracy
 from crlc_engine.training.checkpoint import load_checkpoint
+from crlc_engine.training.feature_cache import FeatureCache
 from crlc_engine.training.feature_trainer import (
     FeatureTrainer,
     QuickSettings,
@@ -33,7 +34,6 @@ from crlc_engine.training.feature_trainer import (
     standardization,
 )
 from crlc_engine.training.frozen_features import (
-    FeatureCache,
     FeatureExtractor,
     FeatureSpec,
     lite0_extractor,

@@ -22,11 +22,10 @@ from crlc_engine.models.efficientnet_lite import (
     efficientnet_lite0,
     lite0_weights_path,
 )
+from crlc_engine.training.feature_cache import FeatureCache, compute_features
 from crlc_engine.training.frozen_features import (
-    FeatureCache,
     FeatureExtractor,
     FeatureSpec,
-    compute_features,
     lite0_extractor,
     resolve_precision,
 )
