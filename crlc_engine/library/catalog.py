@@ -197,6 +197,11 @@ class ImageRecord:
         """Row of this image in every pixel cache."""
         return self.id - 1
 
+    @property
+    def version(self) -> tuple[int, int]:
+        """(size, mtime_ns) of the file version the catalog knows."""
+        return (self.size, self.mtime_ns)
+
 
 #: What to do about a damaged catalog (appended to the messages that name it).
 REBUILD_ADVICE = (
@@ -490,15 +495,18 @@ class Catalog:
         mtime_ns: int,
         width: int,
         height: int,
-        side: int,
+        side: int | None,
         thumbnail: bool,
     ) -> None:
-        """The file decoded: its pixels at ``side`` are in the cache (written before this)."""
+        """The file decoded: its pixels at ``side`` are in the cache (written before this;
+        ``None``: they went elsewhere, no pixel cache counts them)."""
         self.db.execute(
             "UPDATE images SET size=?, mtime_ns=?, width=?, height=?, status='ok', error=NULL, "
             "has_thumbnail = CASE WHEN ? THEN 1 ELSE has_thumbnail END WHERE id=?",
             (size, mtime_ns, width, height, int(thumbnail), image_id),
         )
+        if side is None:
+            return
         self.db.execute(
             "INSERT OR REPLACE INTO pixel_cache(image_id, side, size, mtime_ns) VALUES (?,?,?,?)",
             (image_id, side, size, mtime_ns),

@@ -117,6 +117,7 @@ def run_decoders(
     big_image_lock: SharedLock | None = None,
     big_image_pixels: int = BIG_IMAGE_PIXELS,
     decode: Decoder = decode_file,
+    ahead: int = 0,
 ) -> Iterator[tuple[int, DecodeResult]]:
     """Decode ``jobs`` in ``workers`` processes (0: here); yields (image id, result).
 
@@ -124,6 +125,8 @@ def run_decoders(
     ``big_image_lock`` (default: a new one) is handed to every worker; images over
     ``big_image_pixels`` decoded pixels are decoded only while holding it. ``decode``: what
     decodes a file (a module-level function when ``workers`` > 0: it is sent to them).
+    ``ahead``: files in flight at least (default :data:`IN_FLIGHT_PER_WORKER` per worker), so
+    that workers keep decoding while the caller spends time on a batch of results.
 
     Raises:
         CRLCError: workers kept dying (:data:`MAX_BROKEN_POOLS` pools broke).
@@ -138,7 +141,7 @@ def run_decoders(
     lock = big_image_lock if big_image_lock is not None else context.Lock()
     pending = iter(jobs)
     for _ in range(MAX_BROKEN_POOLS):
-        pool = _Pool(context, workers, lock, big_image_pixels, decode)
+        pool = _Pool(context, workers, lock, big_image_pixels, decode, ahead)
         broken = yield from pool.decode(pending, side, control)
         if not broken:
             return
@@ -158,6 +161,7 @@ class _Pool:
         lock: SharedLock,
         big_pixels: int,
         decode: Decoder,
+        ahead: int = 0,
     ) -> None:
         self.executor = cf.ProcessPoolExecutor(
             max_workers=workers,
@@ -166,7 +170,7 @@ class _Pool:
             initargs=(os.getpid(), lock, big_pixels),
         )
         self.decode_file = decode
-        self.limit = workers * IN_FLIGHT_PER_WORKER
+        self.limit = max(workers * IN_FLIGHT_PER_WORKER, ahead)
         self.in_flight: dict[cf.Future[DecodeResult], tuple[int, str]] = {}
         self.broken = False
 

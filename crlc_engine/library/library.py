@@ -31,6 +31,7 @@ from crlc_engine.core.errors import (
 from crlc_engine.core.events import NullReporter, Reporter
 from crlc_engine.core.fileio import atomic_write_json
 from crlc_engine.library.catalog import REBUILD_ADVICE, Catalog, ImageRecord
+from crlc_engine.library.decoded_sink import DecodedSink
 from crlc_engine.library.lock import WorkspaceLock
 from crlc_engine.library.pixel_cache import PixelCache
 from crlc_engine.library.runs import RunStore, library_key, workspace_base
@@ -252,6 +253,7 @@ class ImageLibrary:
         control: JobControl | None = None,
         workers: int | None = None,
         thumbnails: bool = True,
+        sink: DecodedSink | None = None,
     ) -> ScanSummary:
         """Bring catalog, pixel cache at ``side`` and thumbnails up to date with the disk.
 
@@ -265,6 +267,8 @@ class ImageLibrary:
                 process may use (a larger number is lowered, with a status line); 0 decodes
                 in this process (tests, debugging).
             thumbnails: Also write thumbnails.
+            sink: Where the decoded squares go instead of the pixel cache (its side must be
+                ``side``); see :mod:`crlc_engine.library.decoded_sink`.
 
         Raises:
             NoImagesFoundError: the folders hold no usable image at all.
@@ -274,6 +278,8 @@ class ImageLibrary:
         """
         if not 8 <= side <= 1024:
             raise InvalidSettingError(f"size must be 8..1024 px (got {side})")
+        if sink is not None and sink.side != side:
+            raise InvalidSettingError(f"the scan is at {side} px but its sink takes {sink.side} px")
         if workers is not None and workers < 0:
             raise InvalidSettingError(
                 f"decoding processes must be 0 (decode in this process) or more (got {workers})"
@@ -291,7 +297,7 @@ class ImageLibrary:
         control = control or JobControl()
         lock = self.locked(f"scanning at {side} px")
         job = FolderScan(self.roots, self.workspace, self.catalog)
-        return job.run(side, options, reporter, control, workers, thumbnails, lock)
+        return job.run(side, options, reporter, control, workers, thumbnails, lock, sink)
 
 
 def scan_folders(

@@ -6,6 +6,10 @@ folders hold more than ``ScanOptions.max_files`` image files), then updates the 
 rows (new, changed and missing files), then decodes what changed in at most as many
 processes as there are CPU cores (:mod:`.decode_pool`), committing every
 :data:`COMMIT_EVERY_S` seconds so that a cancelled or killed scan keeps its work.
+
+The decoded S x S squares go to a :class:`~crlc_engine.library.decoded_sink.DecodedSink`: the
+pixel cache by default, or a consumer that keeps something else (the quick preset's features)
+and writes no pixel file. A known file the sink does not hold yet is decoded again.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from crlc_engine.core.events import Reporter
 from crlc_engine.library.catalog import Catalog, ImageRecord
 from crlc_engine.library.decode import DecodeResult, decode_file, heif_available
 from crlc_engine.library.decode_pool import available_cores, run_decoders
-from crlc_engine.library.pixel_cache import PixelCache
+from crlc_engine.library.decoded_sink import DecodedSink, Held, PixelCacheSink
 from crlc_engine.library.walk import DEFAULT_MAX_FILES, ScanOptions, WalkResult, walk_root
 
 COMMIT_EVERY_S = 1.0
@@ -135,8 +139,12 @@ def thumbnail_file(workspace: Path, image_id: int) -> Path:
 
 def usable_images(catalog: Catalog, side: int) -> list[ImageRecord]:
     """``ok`` images whose pixels at ``side`` are cached for their current version."""
-    cached = catalog.cached(side)
-    return [r for r in catalog.images("ok") if cached.get(r.id) == (r.size, r.mtime_ns)]
+    return held_images(catalog, catalog.cached(side))
+
+
+def held_images(catalog: Catalog, held: Held) -> list[ImageRecord]:
+    """``ok`` images whose current version is in ``held`` (what a sink holds)."""
+    return [r for r in catalog.images("ok") if held.get(r.id) == (r.size, r.mtime_ns)]
 
 
 class FolderScan:
@@ -160,19 +168,21 @@ class FolderScan:
         workers: int | None,
         thumbnails: bool,
         lock: AbstractContextManager[Any],
+        sink: DecodedSink | None = None,
     ) -> ScanSummary:
         """Scan (the arguments are those of ``ImageLibrary.scan``), holding ``lock`` while
         the workspace is written; raises what ``ImageLibrary.scan`` documents."""
         started = time.monotonic()
         summary = ScanSummary(self.workspace)
+        sink = sink or PixelCacheSink(self.workspace, side, self.catalog)
         with lock:
             for leftover in (self.workspace / "thumbs").glob("*.tmp"):  # from a killed scan
                 leftover.unlink(missing_ok=True)
-            summary.repaired = self._repair_pixel_cache(side, reporter)
-            todo = self._plan(side, options, summary, reporter)
-            self._decode_all(todo, side, summary, reporter, control, workers, thumbnails)
+            summary.repaired = sink.repair(self.catalog, reporter)
+            todo = self._plan(sink.held(self.catalog), options, summary, reporter)
+            self._decode_all(todo, sink, summary, reporter, control, workers, thumbnails)
         summary.seconds = time.monotonic() - started
-        ok = usable_images(self.catalog, side)
+        ok = held_images(self.catalog, sink.held(self.catalog))
         summary.images_ok = len(ok)
         for record in self.catalog.images():
             if record.status in ("error", "unsupported"):
@@ -192,30 +202,13 @@ class FolderScan:
             )
         return summary
 
-    def _repair_pixel_cache(self, side: int, reporter: Reporter) -> int:
-        """Forget cached rows that the pixel file no longer holds (it was cut short or
-        replaced); the scan then decodes those images again. Returns how many."""
-        rows = PixelCache(self.workspace, side).rows
-        self.catalog.begin()
-        try:
-            lost = self.catalog.forget_rows_beyond(side, rows)
-            self.catalog.commit()
-        except BaseException:
-            self.catalog.rollback()
-            raise
-        if lost:
-            reporter.status(
-                f"The pixel cache at {side} px was cut short: decoding {lost} images again"
-            )
-        return lost
-
     def _plan(
-        self, side: int, options: ScanOptions, summary: ScanSummary, reporter: Reporter
+        self, cached: Held, options: ScanOptions, summary: ScanSummary, reporter: Reporter
     ) -> list[tuple[int, Path, bool]]:
-        """Walk the roots, update rows; return (id, path, needs_thumbnail) to decode."""
+        """Walk the roots, update rows; return (id, path, needs_thumbnail) to decode
+        (``cached``: the file versions the sink holds already)."""
         reporter.status(f"Looking for images in {', '.join(map(str, self.roots))}")
         root_ids = self.catalog.root_ids()
-        cached = self.catalog.cached(side)
         todo: list[tuple[int, Path, bool]] = []
         walks = self._walk_all(options, summary)
         self.catalog.begin()
@@ -242,7 +235,7 @@ class FolderScan:
                         self.catalog.forget_pixels(image_id)
                         todo.append((image_id, root / found.rel_path, True))
                     elif status == "ok" and cached.get(image_id) != (size, mtime):
-                        summary.unchanged += 1  # decoded before, but not at this size
+                        summary.unchanged += 1  # decoded before, but not into this sink
                         todo.append((image_id, root / found.rel_path, False))
                     elif (
                         status == "missing"
@@ -311,7 +304,7 @@ class FolderScan:
     def _decode_all(
         self,
         todo: list[tuple[int, Path, bool]],
-        side: int,
+        sink: DecodedSink,
         summary: ScanSummary,
         reporter: Reporter,
         control: JobControl,
@@ -320,21 +313,17 @@ class FolderScan:
     ) -> None:
         if not todo:
             return
-        cache = PixelCache(self.workspace, side)
-        cache.ensure_rows(self.catalog.max_id())
+        side = sink.side
         total = len(todo)
         n_workers = decode_workers(workers, total, reporter)
         summary.workers = n_workers
-        reporter.status(
-            f"Decoding {total} images at {side} px with {max(n_workers, 1)} process(es)"
-        )
+        reporter.status(sink.describe(total, n_workers))
         pending: list[tuple[int, DecodeResult]] = []
         last_commit = time.monotonic()
         started = time.monotonic()
 
         def flush() -> None:
-            rows = [(i, r) for i, r in pending if r.status == "ok" and r.pixels is not None]
-            cache.write_rows([i - 1 for i, _ in rows], [r.pixels for _, r in rows if r.pixels])
+            sink.flush()
             self.catalog.begin()
             try:
                 for image_id, result in pending:
@@ -345,7 +334,7 @@ class FolderScan:
                             result.mtime_ns,
                             result.width,
                             result.height,
-                            side,
+                            side if sink.pixel_rows else None,
                             result.thumbnail,
                         )
                     else:
@@ -367,16 +356,22 @@ class FolderScan:
                 thumb = str(self.thumbnail_path(image_id)) if thumbnails and needs_thumb else None
                 yield image_id, str(path), thumb
 
-        for done, (image_id, result) in enumerate(
-            run_decoders(jobs(), side, n_workers, control, decode=decode_file), start=1
-        ):
+        decoded = run_decoders(
+            jobs(), side, n_workers, control, decode=decode_file, ahead=sink.batch_size
+        )
+        for done, (image_id, result) in enumerate(decoded, start=1):
             pending.append((image_id, result))
+            durable = False
+            if result.status == "ok" and result.pixels is not None:
+                durable = sink.put(image_id, result.size, result.mtime_ns, result.pixels)
             summary.decoded += 1
             if result.status == "missing":
                 summary.missing += 1
             if result.status != "ok":
                 self.thumbnail_path(image_id).unlink(missing_ok=True)
             now = time.monotonic()
+            if durable:
+                flush()
             if now - last_commit >= COMMIT_EVERY_S:
                 flush()
                 last_commit = now
@@ -385,6 +380,7 @@ class FolderScan:
                     f"{done}/{total} images, {rate:.1f} files/s, ETA {(total - done) / rate:.0f} s"
                 )
             reporter.progress(done, total)
+        sink.finish()
         flush()
         summary.cancelled = control.cancelled and summary.decoded < total
 

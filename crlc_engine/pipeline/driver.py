@@ -36,7 +36,7 @@ from crlc_engine.pipeline.run_records import (
     restart_if_never_saved,
     run_images,
     store_results,
-    usable_images,
+    without_ignored,
 )
 from crlc_engine.results.groups import GroupStore
 from crlc_engine.training.loop import FitResult
@@ -135,7 +135,10 @@ def run_job(folders: Folders, request: RunRequest, setup: JobSetup | None = None
         refine = request.kind == "refine"  # a refine scans as the window's scans do
         scan_options = None if refine else setup.scan_options
         workers = None if refine else setup.workers
-        scan = library.scan(plan.config.image_size, scan_options, reporter, control, workers)
+        sink = plan.method.scan_sink(library, plan.config, device.device, reporter)
+        scan = library.scan(
+            plan.config.image_size, scan_options, reporter, control, workers, sink=sink
+        )
         if control.cancelled:
             raise InterruptedError("cancelled while scanning the images")
         with library.locked(plan.lock_reason):
@@ -221,9 +224,10 @@ class _RunStage:
         return outcome
 
     def _images(self, plan: RunPlan) -> list[ImageRecord]:
+        available = plan.method.available_images(self.library, plan.config)
         if plan.resume is not None:
-            return run_images(self.library, plan.resume, plan.config.image_size)
-        records = usable_images(self.library, plan.config.image_size)
+            return run_images(self.library, plan.resume, plan.config.image_size, available)
+        records = without_ignored(self.library, available)
         check_cluster_count(plan.config.clusters, len(records))
         return records
 

@@ -3,7 +3,9 @@
 A quick run is a normal run of the library (``crlc runs``, ``crlc clusters``, export and the
 app see it like any other): the frozen EfficientNet-Lite0 (ImageNet weights) computes each
 image's pooled 1280-d features once into the workspace
-(:mod:`crlc_engine.training.frozen_features`: incremental, resumable), then the RL-head and
+(:mod:`crlc_engine.training.frozen_features`: incremental, resumable) straight from the
+scan's decoding, without a pixel cache (:class:`~crlc_engine.training.feature_sink.FeatureSink`:
+the scan before a quick run decodes only the images without features), then the RL-head and
 the C-sub-heads are trained on the standardised features with kNN positives
 (:class:`~crlc_engine.training.feature_trainer.FeatureTrainer`: seconds to minutes on a CPU).
 The backbone is never trained: it is not in any optimiser and runs only in eval mode under
@@ -41,6 +43,7 @@ from crlc_engine.pipeline.presets import QUICK_BACKBONE, check_quick_settings
 from crlc_engine.pipeline.run_records import run_images
 from crlc_engine.training.checkpoint import save_checkpoint
 from crlc_engine.training.feature_cache import FeatureCache, compute_features
+from crlc_engine.training.feature_sink import FeatureSink
 from crlc_engine.training.feature_trainer import CHECKPOINT_KIND, FeatureTrainer, QuickSettings
 from crlc_engine.training.frozen_features import (
     FeatureExtractor,
@@ -100,6 +103,21 @@ class FeatureHeadsMethod(TrainingMethod):
     def check(self, config: TrainConfig) -> None:
         check_quick_settings(config)
 
+    def _extractor(self, config: TrainConfig, device: torch.device) -> FeatureExtractor:
+        """The backbone (built once per method object: the scan and the fit share it)."""
+        if self.extractor is None:
+            self.extractor = quick_extractor(config, device)
+        return self.extractor
+
+    def scan_sink(
+        self, library: ImageLibrary, config: TrainConfig, device: torch.device, reporter: Reporter
+    ) -> FeatureSink:
+        return FeatureSink(library.workspace, self._extractor(config, device), reporter)
+
+    def available_images(self, library: ImageLibrary, config: TrainConfig) -> list[ImageRecord]:
+        """Every ``ok`` image: features come from the scan, the cache, or a new decoding."""
+        return library.images()
+
     def fit(self, job: MethodJob) -> MethodResult:
         settings, stored = self._settings(job)
         phase = str(stored.get("phase", "heads")) if stored else "features"
@@ -108,7 +126,7 @@ class FeatureHeadsMethod(TrainingMethod):
             parent = job.run.read_config().get("parent")  # a refine run that stopped early
             if parent:
                 parent_checkpoint = job.library.runs.get(str(parent), state=None).checkpoint_path
-        extractor = self.extractor or quick_extractor(job.config, job.device)
+        extractor = self._extractor(job.config, job.device)
         if phase == "heads" and FeatureSpec.from_dict(stored["features"]) != extractor.spec:
             raise CheckpointError(
                 f"run {job.run.run_id} was trained on other features (backbone weights, size "
@@ -177,7 +195,9 @@ class FeatureHeadsMethod(TrainingMethod):
             raise CheckpointError(f"run {run.run_id} has no trained heads yet")
         config = TrainConfig.from_dict(state["config"])
         spec = FeatureSpec.from_dict(state["features"])
-        records = run_images(library, run, config.image_size)
+        records = run_images(
+            library, run, config.image_size, self.available_images(library, config)
+        )
         features = self._run_features(library, records, spec, config, reporter, control)
         trainer = FeatureTrainer(QuickSettings(**state["settings"]), features)
         trainer.load_heads(run.checkpoint_path)

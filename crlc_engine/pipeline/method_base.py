@@ -32,6 +32,7 @@ from crlc_engine.core.config import TrainConfig
 from crlc_engine.core.control import JobControl
 from crlc_engine.core.events import Reporter
 from crlc_engine.library import ImageLibrary, ImageRecord
+from crlc_engine.library.decoded_sink import DecodedSink
 from crlc_engine.library.runs import RunDir
 from crlc_engine.training.inference import Predictions
 from crlc_engine.training.loop import FitResult, TrainingLoop
@@ -108,6 +109,18 @@ class TrainingMethod(ABC):
             InvalidSettingError: a setting has no meaning for this method.
         """
         return None
+
+    def scan_sink(
+        self, library: ImageLibrary, config: TrainConfig, device: torch.device, reporter: Reporter
+    ) -> DecodedSink | None:
+        """Where the scan before a run puts the squares it decodes (default ``None``: the
+        pixel cache at the run's image size)."""
+        return None
+
+    def available_images(self, library: ImageLibrary, config: TrainConfig) -> list[ImageRecord]:
+        """The images a run of ``config`` can train on or assign (default: those whose pixels
+        are cached at its image size), ignored ones included."""
+        return library.cached_images(config.image_size)
 
     def needs_pixels(self, config: TrainConfig) -> bool:
         """Whether :meth:`fit` reads ``job.pixels`` (the driver reads them once for stage 2

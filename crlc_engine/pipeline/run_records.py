@@ -34,8 +34,13 @@ LABELLED_FILE = "labelled.npz"
 
 def usable_images(library: ImageLibrary, side: int) -> list[ImageRecord]:
     """The library's images cached at ``side`` px, ignored ones left out (a new run's)."""
+    return without_ignored(library, library.cached_images(side))
+
+
+def without_ignored(library: ImageLibrary, records: list[ImageRecord]) -> list[ImageRecord]:
+    """``records`` without the images the user set aside (a new run's images)."""
     ignored = Annotations(library.catalog).ignored()
-    return [r for r in library.cached_images(side) if r.id not in ignored]
+    return [r for r in records if r.id not in ignored]
 
 
 def create_run(
@@ -156,8 +161,11 @@ def load_labelled(run: RunDir) -> tuple[np.ndarray, np.ndarray] | None:
         return stored["rows"], stored["allowed"] if "allowed" in stored else stored["targets"]
 
 
-def run_images(library: ImageLibrary, run: RunDir, side: int) -> list[ImageRecord]:
-    """The images of an existing run, in its order (resume, assign again).
+def run_images(
+    library: ImageLibrary, run: RunDir, side: int, available: list[ImageRecord] | None = None
+) -> list[ImageRecord]:
+    """The images of an existing run, in its order (resume, assign again): of ``available``
+    (default: the images cached at ``side``).
 
     Raises:
         CheckpointError: the list is unreadable, or some of its images are gone.
@@ -169,14 +177,16 @@ def run_images(library: ImageLibrary, run: RunDir, side: int) -> list[ImageRecor
             f"run {run.run_id} cannot continue: its list of images (image_ids.npy) is missing "
             f"or unreadable ({exc}); start a new run"
         ) from None
-    available = {r.id: r for r in library.cached_images(side)}
-    lost = [i for i in ids if i not in available]
+    if available is None:
+        available = library.cached_images(side)
+    known = {r.id: r for r in available}
+    lost = [i for i in ids if i not in known]
     if lost:
         raise CheckpointError(
             f"run {run.run_id} cannot resume: {len(lost)} of its {len(ids)} images are no "
             "longer available (moved, deleted or changed); start a new run"
         )
-    return [available[i] for i in ids]
+    return [known[i] for i in ids]
 
 
 def unfinished_run(runs: RunStore, run_id: str | None) -> RunDir:

@@ -22,6 +22,7 @@ from crlc_engine.core.errors import InvalidSettingError
 from crlc_engine.core.events import NullReporter, Reporter
 from crlc_engine.core.fileio import atomic_write_json
 from crlc_engine.library import ImageLibrary, ImageRecord
+from crlc_engine.library.decode import decode_file
 from crlc_engine.library.pixel_cache import PixelCache
 from crlc_engine.training.frozen_features import STATUS_EVERY_S, FeatureExtractor, FeatureSpec
 
@@ -83,6 +84,22 @@ class FeatureCache:
             del marks
         return out
 
+    def held(self) -> dict[int, tuple[int, int]]:
+        """image id -> (size, mtime_ns) of every row computed (the file version it is of)."""
+        available = self.rows
+        if not available:
+            return {}
+        marks = np.memmap(
+            self.marks_path, dtype=np.int64, mode="r", shape=(available, _MARK_COLUMNS)
+        )
+        table = np.array(marks)
+        del marks
+        done = np.flatnonzero(table[:, 0] == 1)
+        return {
+            int(row) + 1: (int(size), int(mtime))
+            for row, size, mtime in zip(done, table[done, 1], table[done, 2], strict=True)
+        }
+
     def valid(self, records: Sequence[ImageRecord]) -> np.ndarray:
         """bool [N]: which records have features computed from their current file version."""
         rows = np.array([r.cache_row for r in records], dtype=np.int64)
@@ -114,13 +131,24 @@ class FeatureCache:
 
     def write(self, records: Sequence[ImageRecord], features: np.ndarray) -> None:
         """Store features [n, D] of records; rows are flushed before their marks."""
-        if not records:
+        self.write_rows(
+            np.array([r.cache_row for r in records], dtype=np.int64),
+            np.array([r.size for r in records], dtype=np.int64),
+            np.array([r.mtime_ns for r in records], dtype=np.int64),
+            features,
+        )
+
+    def write_rows(
+        self, rows: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray, features: np.ndarray
+    ) -> None:
+        """Store features [n, D] at rows [n] (image id - 1), computed from the file versions
+        (sizes [n], mtimes [n]); the rows are flushed before their marks."""
+        if not len(rows):
             return
-        if features.shape != (len(records), self.spec.dim):
-            raise ValueError(f"features must be [{len(records)}, {self.spec.dim}]")
+        if features.shape != (len(rows), self.spec.dim):
+            raise ValueError(f"features must be [{len(rows)}, {self.spec.dim}]")
         if not np.isfinite(features).all():
             raise InvalidSettingError("the backbone produced non-finite features")
-        rows = np.array([r.cache_row for r in records], dtype=np.int64)
         self._ensure_rows(int(rows.max()) + 1)
         table = np.memmap(
             self.features_path, dtype=np.float16, mode="r+", shape=(self.rows, self.spec.dim)
@@ -131,14 +159,7 @@ class FeatureCache:
         marks = np.memmap(
             self.marks_path, dtype=np.int64, mode="r+", shape=(self.rows, _MARK_COLUMNS)
         )
-        marks[rows] = np.stack(
-            [
-                np.ones(len(records), dtype=np.int64),
-                np.array([r.size for r in records], dtype=np.int64),
-                np.array([r.mtime_ns for r in records], dtype=np.int64),
-            ],
-            axis=1,
-        )
+        marks[rows] = np.stack([np.ones(len(rows), dtype=np.int64), sizes, mtimes], axis=1)
         marks.flush()
         del marks
 
@@ -177,36 +198,32 @@ def compute_features(
 ) -> FeatureResult:
     """Features of ``records``: cached rows are reused, the others computed and stored.
 
-    Pixels are read from the library's cache at ``extractor.spec.side`` one batch at a time.
-    Progress goes to the reporter (images done / to do, and a status line with images/s and
-    the ETA every couple of seconds).
+    Pixels are read one batch at a time from the library's cache at ``extractor.spec.side``
+    where it holds them, else decoded again from the files (a library scanned by the quick
+    preset has no pixel cache: its features came straight from the scan's decoding, and only
+    images whose features were lost are decoded here). Progress goes to the reporter (images
+    done / to do, and a status line with images/s and the ETA every couple of seconds).
 
     Args:
         library: The open library (the caller holds its lock while writing).
-        records: Images whose pixels are cached at the extractor's side.
+        records: ``ok`` images of the library's catalog.
         extractor: The frozen backbone.
         reporter: Progress and status.
         control: Cancel / pause; checked before every batch.
         batch_size: Images per forward pass (default: the extractor's).
 
     Raises:
-        InvalidSettingError: an image's pixels are not cached at that side (scan first).
+        InvalidSettingError: an image to compute is no longer the version the catalog knows,
+            or cannot be decoded any more (scan again).
         InterruptedError: cancelled; every finished batch is kept.
     """
     reporter = reporter or NullReporter()
     control = control or JobControl()
     spec = extractor.spec
     batch_size = batch_size or extractor.batch_size
-    cached = library.catalog.cached(spec.side)
-    stale = [r for r in records if cached.get(r.id) != (r.size, r.mtime_ns)]
-    if stale:
-        raise InvalidSettingError(
-            f"{len(stale)} images are not in the pixel cache at {spec.side} px "
-            f"(e.g. {stale[0].rel_path}); scan the folders at that size first"
-        )
     cache = FeatureCache(library.workspace, spec)
     todo = [r for r, ok in zip(records, cache.valid(records), strict=True) if not ok]
-    pixels = PixelCache(library.workspace, spec.side)
+    pixels = _PixelSource(library, spec.side)
     total = len(todo)
     started = time.monotonic()
     if total:
@@ -226,7 +243,7 @@ def compute_features(
                 "and the next run continues from there)"
             )
         batch = todo[start : start + batch_size]
-        cache.write(batch, extractor(pixels.read([r.cache_row for r in batch])))
+        cache.write(batch, extractor(pixels.read(batch)))
         done = start + len(batch)
         reporter.progress(done, total)
         now = time.monotonic()
@@ -239,3 +256,35 @@ def compute_features(
             last_status = now
     seconds = time.monotonic() - started - paused_s if total else 0.0
     return FeatureResult(cache.read(records), spec, total, len(records) - total, seconds)
+
+
+class _PixelSource:
+    """S x S squares of catalog images: from the pixel cache where it holds their current
+    version, else decoded from their files (which must still be that version)."""
+
+    def __init__(self, library: ImageLibrary, side: int) -> None:
+        self.side = side
+        self.cache = PixelCache(library.workspace, side)
+        self.cached = library.catalog.cached(side)
+
+    def read(self, records: Sequence[ImageRecord]) -> np.ndarray:
+        """uint8 [len(records), S, S, 3]."""
+        out = np.empty((len(records), self.side, self.side, 3), dtype=np.uint8)
+        in_cache = [i for i, r in enumerate(records) if self.cached.get(r.id) == r.version]
+        if in_cache:
+            out[in_cache] = self.cache.read([records[i].cache_row for i in in_cache])
+        for i in sorted(set(range(len(records))) - set(in_cache)):
+            out[i] = self._decode(records[i])
+        return out
+
+    def _decode(self, record: ImageRecord) -> np.ndarray:
+        result = decode_file(str(record.path), self.side, None)
+        if result.status != "ok" or result.pixels is None:
+            problem = result.reason or result.status
+        elif (result.size, result.mtime_ns) != record.version:
+            problem = "changed since the last scan"
+        else:
+            return np.frombuffer(result.pixels, dtype=np.uint8).reshape(self.side, self.side, 3)
+        raise InvalidSettingError(
+            f"{record.path} cannot be read again ({problem}); scan the folders again"
+        )

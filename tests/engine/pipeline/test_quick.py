@@ -348,29 +348,35 @@ def test_assignments_are_recomputed_from_cached_features(shapes: Path, tmp_path:
     np.testing.assert_array_equal(again.clusters, before.clusters)
 
 
-def test_a_run_cancelled_during_features_resumes_where_it_stopped(
+def test_a_scan_cancelled_during_features_keeps_them_for_the_next_run(
     shapes: Path, tmp_path: Path
 ) -> None:
+    """The quick scan computes features as it decodes: a cancel there keeps every batch done
+    (no run is made, like any cancelled scan) and the next run computes only the rest."""
     ws = tmp_path / "ws"
     extractor, counter = tiny_extractor()
     control = JobControl()
+    with pytest.raises(InterruptedError, match="cancelled while scanning"):
+        train_quick_folder(
+            shapes,
+            quick_config(),
+            ws,
+            reporter=CancelDuringFeatures(control, 12),
+            control=control,
+            workers=0,
+            extractor=extractor,
+            head_settings=FAST,
+        )
+    assert 12 <= counter.images < 32
+    kept = counter.images
+    with ImageLibrary.open([shapes], ws) as library:
+        assert len(FeatureCache(library.workspace, extractor.spec).held()) == kept
+        assert not (library.workspace / "pixels-32.u8").exists()  # no pixel cache at all
+        assert library.runs.all() == []
     outcome = train_quick_folder(
-        shapes,
-        quick_config(),
-        ws,
-        reporter=CancelDuringFeatures(control, 1),
-        control=control,
-        workers=0,
-        extractor=extractor,
-        head_settings=FAST,
+        shapes, quick_config(), ws, workers=0, extractor=extractor, head_settings=FAST
     )
-    assert outcome.state == "cancelled" and outcome.run.state == "cancelled"
-    assert counter.images == 8 and outcome.fit.epochs == 0  # the first batch is kept
-    assert "cancelled while computing features" in outcome.run.read_status()["message"]
-    resumed = train_quick_folder(
-        shapes, quick_config(), ws, resume="latest", workers=0, extractor=extractor
-    )
-    assert resumed.run.run_id == outcome.run.run_id and resumed.state == "completed"
+    assert outcome.state == "completed"
     assert counter.images == 32  # nothing computed twice
 
 
@@ -394,7 +400,7 @@ def test_a_refine_run_starts_from_its_quick_parent(shapes: Path, tmp_path: Path)
     rows = np.arange(0, 32, 4)
     targets = np.minimum(rows // 8, 4).astype(np.int64)
     with ImageLibrary.open([shapes], ws) as library:
-        records = library.cached_images(32)
+        records = library.images()
         run = create_run(library, config, ("cpu", "test"), records, parent.run.run_id, "refine")
         with library.locked("refining"):
             job = MethodJob(
@@ -431,7 +437,7 @@ def test_stages_and_the_memorybank_do_not_apply_to_quick_runs(shapes: Path, tmp_
 
 
 class CancelDuringFeatures(RecordingReporter):
-    """Cancels once the feature computation reported ``limit`` images done."""
+    """Cancels once the scan that computes features reported ``limit`` images done."""
 
     def __init__(self, control: JobControl, limit: int) -> None:
         super().__init__()
@@ -439,7 +445,7 @@ class CancelDuringFeatures(RecordingReporter):
 
     def progress(self, done: float, total: float | None) -> None:
         super().progress(done, total)
-        computing = any(s.startswith("Computing tiny features") for s in self.statuses)
+        computing = any("computing their tiny features" in s for s in self.statuses)
         if computing and done >= self.limit:
             self.control.cancel()
 

@@ -185,11 +185,22 @@ def test_each_backbone_weights_size_and_precision_has_its_own_cache(tmp_path: Pa
     )
 
 
-def test_images_not_cached_at_the_size_are_refused(library_folder: tuple[Path, Path]) -> None:
+def test_images_not_cached_at_the_size_are_decoded_from_their_files(
+    library_folder: tuple[Path, Path],
+) -> None:
+    """No pixel cache at the backbone's size (a quick library has none): the files are
+    decoded again, and one that changed since the scan is refused with a message."""
     folder, ws = library_folder
-    extractor, _ = tiny_extractor(side=16)
-    with pytest.raises(InvalidSettingError, match="scan the folders at that size"):
-        _compute(folder, ws, extractor)
+    extractor, counter = tiny_extractor(side=16)
+    with ImageLibrary.open([folder], ws) as library:
+        records = library.images()
+        result = compute_features(library, records[:-1], extractor)
+        assert result.computed == len(records) - 1 and counter.images == len(records) - 1
+        assert not (ws / "pixels-16.u8").exists()
+        changed = records[-1].path
+        changed.write_bytes(changed.read_bytes() + b"\0")
+        with pytest.raises(InvalidSettingError, match="changed since the last scan"):
+            compute_features(library, records, extractor)
 
 
 def test_resolve_precision() -> None:
