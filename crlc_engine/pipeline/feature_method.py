@@ -95,6 +95,7 @@ class FeatureHeadsMethod(TrainingMethod):
     ) -> None:
         self.extractor = extractor
         self.head_settings = dict(head_settings or {})
+        self.sink: FeatureSink | None = None
 
     @classmethod
     def applies_to(cls, config: TrainConfig) -> bool:
@@ -112,7 +113,8 @@ class FeatureHeadsMethod(TrainingMethod):
     def scan_sink(
         self, library: ImageLibrary, config: TrainConfig, device: torch.device, reporter: Reporter
     ) -> FeatureSink:
-        return FeatureSink(library.workspace, self._extractor(config, device), reporter)
+        self.sink = FeatureSink(library.workspace, self._extractor(config, device), reporter)
+        return self.sink
 
     def available_images(self, library: ImageLibrary, config: TrainConfig) -> list[ImageRecord]:
         """Every ``ok`` image: features come from the scan, the cache, or a new decoding."""
@@ -138,10 +140,11 @@ class FeatureHeadsMethod(TrainingMethod):
             )
         except InterruptedError as stop:
             return MethodResult(FitResult("cancelled", 0, 0, 0, [], 0.0, 0.0), message=str(stop))
-        job.reporter.status(
-            f"Features of {len(job.records)} images ready ({features.computed} computed at "
-            f"{features.images_per_s:.1f} images/s, {features.reused} cached)"
-        )
+        if features.computed:
+            job.reporter.status(
+                f"Features of {len(job.records)} images ready ({features.computed} computed at "
+                f"{features.images_per_s:.1f} images/s, {features.reused} cached)"
+            )
         trainer = FeatureTrainer(
             settings,
             features.features,
@@ -162,7 +165,10 @@ class FeatureHeadsMethod(TrainingMethod):
         if fit.state == "completed":
             job.reporter.status("Computing assignments")
             preds = trainer.predict()
-        status = {"features_computed": features.computed, "features_s": features.seconds}
+        computed, seconds = features.computed, features.seconds
+        if self.sink is not None:  # computed by the scan that came before
+            computed, seconds = computed + self.sink.computed, seconds + self.sink.seconds
+        status = {"features_computed": computed, "features_s": seconds}
         return MethodResult(fit, preds, status)
 
     def _settings(self, job: MethodJob) -> tuple[QuickSettings, dict[str, Any]]:

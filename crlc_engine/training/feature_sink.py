@@ -83,6 +83,10 @@ class FeatureSink:
 
     def finish(self) -> None:
         self._compute()
+        if self.computed:
+            self.reporter.status(
+                f"Features of {self.computed} images computed at {self.images_per_s:.1f} images/s"
+            )
 
     def _compute(self) -> None:
         if not self._ids:

@@ -17,8 +17,11 @@ from PIL import Image
 
 from crlc_engine.library import ImageLibrary
 from crlc_engine.library.synthetic import write_shapes_folder
+from crlc_engine.pipeline.feature_method import FeatureHeadsMethod
+from crlc_engine.pipeline.jobs import train_folder
 from crlc_engine.training.feature_cache import FeatureCache, compute_features
 from crlc_engine.training.feature_sink import FeatureSink
+from tests.engine.pipeline.test_quick import FAST, quick_config
 from tests.engine.training.test_features import SIDE, tiny_extractor
 
 REPO = Path(__file__).resolve().parents[3]
@@ -66,7 +69,10 @@ def test_features_from_decoding_equal_those_from_the_pixel_cache(
     with ImageLibrary.open([photos], tmp_path / "cached") as library:
         library.scan(SIDE, workers=0)  # the old way: pixel cache, then features from it
         compute_features(library, library.images(), extractor)
-    fused, cached = features_of(photos, tmp_path / "fused"), features_of(photos, tmp_path / "cached")
+    fused, cached = (
+        features_of(photos, tmp_path / "fused"),
+        features_of(photos, tmp_path / "cached"),
+    )
     assert fused.keys() == cached.keys()
     for name, row in fused.items():
         np.testing.assert_array_equal(row, cached[name])  # float32 backbone: identical
@@ -91,11 +97,32 @@ def test_a_rescan_computes_only_new_and_changed_files(photos: Path, tmp_path: Pa
         np.testing.assert_array_equal(after[name], before[name])
 
 
+def test_a_workspace_from_before_the_fused_scan_keeps_its_features(
+    photos: Path, tmp_path: Path
+) -> None:
+    """Features computed the old way (pixel cache, then the backbone) count: a quick run on
+    that workspace computes none again and trains on them."""
+    ws = tmp_path / "ws"
+    extractor, counter = tiny_extractor()
+    with ImageLibrary.open([photos], ws) as library:
+        library.scan(SIDE, workers=0)
+        compute_features(library, library.images(), extractor)
+    assert counter.images == 24
+    outcome = train_folder(
+        photos, quick_config(), ws, workers=0, method=FeatureHeadsMethod(extractor, FAST)
+    )
+    assert outcome.state == "completed" and outcome.images == 24
+    assert counter.images == 24
+
+
 KILLED_SCAN = """
 import sys, time
 sys.path.insert(0, {repo!r})
 from crlc_engine.library import ImageLibrary
+from crlc_engine.pipeline.feature_method import FeatureHeadsMethod
+from crlc_engine.pipeline.jobs import train_folder
 from crlc_engine.training.feature_sink import FeatureSink
+from tests.engine.pipeline.test_quick import FAST, quick_config
 from tests.engine.training.test_features import SIDE, tiny_extractor
 
 extractor, counter = tiny_extractor(batch_size=4)
