@@ -488,6 +488,17 @@ class TrainConfig(LossSettings):
 #: library has few steps per epoch (500 images, batch 256: one), too few to converge. Read
 #: by the head settings and by the estimates.
 QUICK_MIN_STEPS = 300
+#: Steps it trains at most (with an epoch count; 0: no cap): a big library reaches the
+#: accuracy of its epochs long before (docs/benchmarks.md, "Heads in seconds").
+QUICK_MAX_STEPS = 300
+
+
+def quick_epochs(epochs: int, per_epoch: int, min_steps: int, max_steps: int) -> int:
+    """Epochs of heads on cached features: ``epochs`` lowered to stay within ``max_steps``
+    (0: no cap; at least one epoch), then raised to reach ``min_steps``."""
+    if max_steps > 0:
+        epochs = min(epochs, max(1, max_steps // per_epoch))
+    return max(epochs, math.ceil(min_steps / per_epoch))
 
 
 def check_cluster_count(clusters: int, images: int) -> None:

@@ -176,7 +176,7 @@ class FeatureHeadsMethod(TrainingMethod):
         run: marked as being at the feature stage, what ``--resume`` needs to continue)."""
         if job.resume:
             stored = FeatureTrainer.read(job.run.checkpoint_path)
-            return QuickSettings(**stored["settings"]), stored
+            return QuickSettings.stored(stored["settings"]), stored
         settings = QuickSettings.from_train_config(job.config, **self.head_settings)
         save_checkpoint(
             job.run.checkpoint_path,
@@ -205,7 +205,7 @@ class FeatureHeadsMethod(TrainingMethod):
             library, run, config.image_size, self.available_images(library, config)
         )
         features = self._run_features(library, records, spec, config, reporter, control)
-        trainer = FeatureTrainer(QuickSettings(**state["settings"]), features)
+        trainer = FeatureTrainer(QuickSettings.stored(state["settings"]), features)
         trainer.load_heads(run.checkpoint_path)
         reporter.status(f"Assigning {len(records)} images with run {run.run_id}")
         return records, trainer.predict(), int(state["chosen_head"])

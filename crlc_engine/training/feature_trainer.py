@@ -31,7 +31,6 @@ clusters: lambda_FC 0 and 1 give bit-identical cluster probabilities.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from crlc_engine.core.config import quick_epochs
 from crlc_engine.core.errors import CheckpointError, InvalidSettingError
 from crlc_engine.core.events import Reporter
 from crlc_engine.core.neighbors import all_pairs_knn
@@ -144,7 +144,7 @@ class FeatureTrainer(TrainingLoop):
         self.heads = FeatureHeads(
             d, settings.hidden, settings.clusters, settings.subheads, settings.feature_dim
         ).to(self.device)
-        self.optimizer = make_adam(self.heads, settings.lr, settings.weight_decay)
+        self.optimizer = make_adam(self.heads, settings.lr, settings.weight_decay, fused=True)
         self.loss_config = settings.loss_settings()
         self.sample_generator = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
 
@@ -185,23 +185,32 @@ class FeatureTrainer(TrainingLoop):
 
     @property
     def target_epochs(self) -> int | None:
-        """Epochs to train: ``epochs``, raised to reach ``min_steps`` (``None``: time budget)."""
-        epochs = self.settings.epochs
-        if epochs is None:
+        """Epochs to train: ``epochs`` within ``max_steps``, raised to reach ``min_steps``
+        (``None``: time budget)."""
+        settings = self.settings
+        if settings.epochs is None:
             return None
-        return max(epochs, math.ceil(self.settings.min_steps / self.steps_per_epoch))
+        return quick_epochs(
+            settings.epochs, self.steps_per_epoch, settings.min_steps, settings.max_steps
+        )
 
     def _prepare_fit(self, reporter: Reporter) -> None:
-        """Mine the neighbours if none were given; say when ``min_steps`` raises the epochs."""
+        """Mine the neighbours if none were given; say when the step limits change the
+        epochs."""
         self._ensure_neighbors(reporter)
-        settings = self.settings
-        if self.target_epochs is not None and self.target_epochs != settings.epochs:
-            reporter.status(
-                f"{settings.epochs} epochs asked for, but the grouping heads train for at "
-                f"least {settings.min_steps} steps and {self.num_images} images make "
-                f"{self.steps_per_epoch} step(s) per epoch: training {self.target_epochs} "
-                "epochs instead"
-            )
+        settings, target = self.settings, self.target_epochs
+        if target is None or settings.epochs is None or target == settings.epochs:
+            return
+        limit = (
+            f"at least {settings.min_steps}"
+            if target > settings.epochs
+            else f"at most {settings.max_steps}"
+        )
+        reporter.status(
+            f"{settings.epochs} epochs asked for, but the grouping heads train for {limit} "
+            f"steps and {self.num_images} images make {self.steps_per_epoch} step(s) per "
+            f"epoch: training {target} epochs instead"
+        )
 
     def _train_mode(self) -> None:
         self.heads.train()

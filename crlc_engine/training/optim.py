@@ -39,7 +39,7 @@ def make_sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float) 
     )
 
 
-def make_adam(model: nn.Module, lr: float, weight_decay: float) -> optim.Adam:
+def make_adam(model: nn.Module, lr: float, weight_decay: float, fused: bool = False) -> optim.Adam:
     """Adam (betas 0.9, 0.999) with L2 weight decay on the :func:`decay_split` weights.
 
     This is L2-in-Adam (``torch.optim.Adam``'s ``weight_decay``: ``wd x w`` is added to the
@@ -47,6 +47,7 @@ def make_adam(model: nn.Module, lr: float, weight_decay: float) -> optim.Adam:
     says "Adam ... weight decay = 1e-4" and follows SCAN, whose code uses ``torch.optim.Adam``
     with ``weight_decay=1e-4``. AdamW with the same numbers would shrink each weight by
     ``lr x wd = 1e-8`` per step (no decay in practice): a different method, not the paper's.
+    ``fused``: one fused kernel per parameter group (the same update, rounded differently).
     """
     decay, no_decay = decay_split(model)
     return optim.Adam(
@@ -55,6 +56,7 @@ def make_adam(model: nn.Module, lr: float, weight_decay: float) -> optim.Adam:
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=lr,
+        fused=fused or None,
     )
 
 

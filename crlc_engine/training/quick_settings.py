@@ -15,6 +15,7 @@ from typing import Any
 
 from crlc_engine.core.config import (
     LOSS_FIELDS,
+    QUICK_MAX_STEPS,
     QUICK_MIN_STEPS,
     LossSettings,
     TrainConfig,
@@ -73,6 +74,9 @@ class QuickSettings(LossSettings):
         checkpoint_every: Checkpoint every this many epochs (and at the end / on cancel).
         min_steps: With an epoch count, train at least this many steps: a small library has
             few steps per epoch (500 images, batch 256: one), too few to converge.
+        max_steps: With an epoch count, train at most about this many steps (whole epochs;
+            0: no cap): a big library converges in a fraction of its epochs. Checkpoints
+            written before it existed read as 0, so their runs resume as they were planned.
         precision: Matrix products of the heads in ``float32`` or ``bfloat16`` (autocast;
             losses and optimiser state stay float32); ``auto`` picks bfloat16 where the
             hardware runs it natively (see
@@ -99,6 +103,7 @@ class QuickSettings(LossSettings):
     labelled_batch: int = 64
     checkpoint_every: int = 10
     min_steps: int = QUICK_MIN_STEPS
+    max_steps: int = QUICK_MAX_STEPS
     precision: str = "auto"
 
     def __post_init__(self) -> None:
@@ -120,6 +125,7 @@ class QuickSettings(LossSettings):
                 (self.feature_noise >= 0, "feature noise must be >= 0"),
                 *semi,
                 (self.min_steps >= 0, f"min steps must be >= 0 (got {self.min_steps})"),
+                (self.max_steps >= 0, f"max steps must be >= 0 (got {self.max_steps})"),
                 (
                     self.precision in PRECISIONS,
                     f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}",
@@ -157,5 +163,11 @@ class QuickSettings(LossSettings):
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able form (stored in the heads' checkpoints; ``QuickSettings(**d)`` reads it)."""
+        """JSON-able form (stored in the heads' checkpoints; :meth:`stored` reads it)."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def stored(cls, data: dict[str, Any]) -> QuickSettings:
+        """The settings a checkpoint recorded (:meth:`as_dict`); fields added since read as
+        what the run was planned with (``max_steps`` 0: no cap)."""
+        return cls(**{"max_steps": 0, **data})

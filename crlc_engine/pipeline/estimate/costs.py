@@ -7,9 +7,7 @@ preset and a CRLC-semi refine shape their steps.
 
 from __future__ import annotations
 
-import math
-
-from crlc_engine.core.config import QUICK_MIN_STEPS, TrainConfig
+from crlc_engine.core.config import QUICK_MAX_STEPS, QUICK_MIN_STEPS, TrainConfig, quick_epochs
 
 # ------------------------------------------------------------------- typical speeds (rough)
 #: Images per second (two augmented views each) of a training step at 32 px on 2 CPU cores,
@@ -119,7 +117,7 @@ def quick_plan(config: TrainConfig, images: int) -> tuple[int, int, int]:
     batch = max(1, min(config.batch_size, images))
     per_epoch = max(1, images // batch)
     epochs = int(config.epochs or 0)
-    return batch, per_epoch, max(epochs, math.ceil(QUICK_MIN_STEPS / per_epoch))
+    return batch, per_epoch, quick_epochs(epochs, per_epoch, QUICK_MIN_STEPS, QUICK_MAX_STEPS)
 
 
 def labelled_factor(config: TrainConfig) -> float:

@@ -13,7 +13,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from crlc_engine.core.config import QUICK_MIN_STEPS, TrainConfig
+from crlc_engine.core.config import TrainConfig
 from crlc_engine.pipeline.estimate.calibration import Calibration, machine
 from crlc_engine.pipeline.estimate.checkpoints import (
     QUICK_FEATURE_DIM,
@@ -173,7 +173,7 @@ def _estimate_quick(
     if calibration is None:  # typical speeds (docs/benchmarks.md)
         speed = 1.0 if device_kind == "cpu" else QUICK_GPU_FACTOR
         feature_rate = QUICK_CPU_FEATURES_PER_S * speed * (224.0 / config.image_size) ** 2
-        steps = max(QUICK_MIN_STEPS, epochs * max(1, count // max(1, config.batch_size)))
+        steps = planned * per_epoch
         parts["features"] = new_features / feature_rate
         parts["steps"] = steps * QUICK_CPU_STEP_S / speed * labelled_factor(config)
         basis = "rough"

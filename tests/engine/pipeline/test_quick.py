@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from crlc_engine.core.config import TrainConfig
+from crlc_engine.core.config import TrainConfig, quick_epochs
 from crlc_engine.core.control import JobControl
 from crlc_engine.core.errors import InvalidSettingError
 from crlc_engine.core.events import EpochEnded, Event, RecordingReporter
@@ -124,6 +124,20 @@ def test_small_data_sets_train_at_least_min_steps() -> None:
     said = RecordingReporter()
     many.fit(said)
     assert not any("asked for" in t for t in said.statuses)  # nothing overridden, nothing said
+
+
+def test_big_data_sets_train_at_most_max_steps() -> None:
+    x, _ = gaussian_features(20, np.random.default_rng(8).normal(size=(4, 8)))  # 80 images
+    settings = small_settings(epochs=6, batch_size=16, min_steps=3, max_steps=12)
+    trainer = FeatureTrainer(settings, x)
+    assert trainer.steps_per_epoch == 5 and trainer.target_epochs == 2  # 10 steps <= 12
+    said = RecordingReporter()
+    fit = trainer.fit(said)
+    assert (fit.epochs, fit.steps) == (2, 10)
+    assert any("at most 12 steps" in t and "training 2 epochs" in t for t in said.statuses)
+    assert quick_epochs(6, 5, 3, 0) == 6  # no cap
+    assert quick_epochs(6, 50, 3, 12) == 1  # at least one epoch
+    assert quick_epochs(6, 5, 40, 12) == 8  # the minimum wins over the cap
 
 
 def test_neighbours_are_cosine_and_a_zero_row_still_gets_some() -> None:

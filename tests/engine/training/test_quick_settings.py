@@ -11,8 +11,8 @@ from crlc_engine.core.config import LossSettings, TrainConfig
 from crlc_engine.core.errors import InvalidSettingError
 from crlc_engine.training.quick_settings import QuickSettings
 
-#: ``QuickSettings.as_dict()`` as checkpoints store it (written before the loss settings had
-#: their own type).
+#: ``QuickSettings.as_dict()`` as checkpoints stored it before the step cap (written before
+#: the loss settings had their own type); today's form adds ``max_steps``.
 STORED: dict[str, Any] = {
     "clusters": 7, "seed": 1, "epochs": 20, "minutes": None, "batch_size": 256, "lr": 0.001,
     "weight_decay": 0.0, "lr_schedule": "constant", "lr_min": 1e-05, "lambda_fc": 1.0,
@@ -26,7 +26,10 @@ STORED: dict[str, Any] = {
 def test_stored_settings_load_both_ways() -> None:
     settings = QuickSettings(**STORED)
     assert settings == QuickSettings(clusters=7, seed=1)  # today's defaults
-    assert settings.as_dict() == STORED  # same keys and values: old code reads it too
+    assert settings.as_dict() == {**STORED, "max_steps": 300}
+    assert QuickSettings.stored(settings.as_dict()) == settings
+    old = QuickSettings.stored(STORED)  # a run planned before the cap resumes uncapped
+    assert old.max_steps == 0 and old.min_steps == 300
     assert isinstance(settings, LossSettings)
     assert settings.loss_settings() == LossSettings(lambda_fc=1.0)
 
