@@ -24,8 +24,13 @@ before it is timed; images/s is over all the images, normalisation included, bes
    ``int8_fx_onednn`` the same with the oneDNN backend's mapping (8-bit activations, which
    VNNI runs without overflow); ``int8_dynamic`` (``quantize_dynamic``) is recorded as
    failing when it finds nothing to quantize;
-7. threads 1 and 2 (``torch.set_num_threads``) for the reference and the best variant;
-8. batch sizes 16, 50 and 128 for the best variant.
+7. ``project_{fp32,bf16}_{eager,jit}``: the project's
+   :class:`~crlc_engine.training.frozen_features.FeatureExtractor` forced to each runtime
+   (``jit``: BatchNorm folded in float32, traced under autocast, frozen, checked against the
+   module), each in a fresh child process so that ``build_s`` is the graph's cost at the
+   start of a run (``warmup_s``: its first batches, first kernel calls included);
+8. threads 1 and 2 (``torch.set_num_threads``) for the reference and the best variant;
+9. batch sizes 16, 50 and 128 for the best variant.
 
 The best variant is the fastest one whose min cosine is at least ``--min-cosine`` (a proxy:
 the held-out ACC check belongs to ``benchmarks/quick_pipeline.py``). A variant that fails
@@ -39,6 +44,8 @@ Prints a Markdown table and one JSON object (also written to ``--json``). Exits 
     python benchmarks/feature_speed.py --synthetic --images 32 --repeats 1     # a check
     python benchmarks/feature_speed.py ../shared/datasets/imagenette-224.tar.gz \
         --images 256 --repeats 3 --json /tmp/feature-speed.json                # a measurement
+    python benchmarks/feature_speed.py ../shared/datasets/imagenette-224.tar.gz --no-compile \
+        --no-sweeps --only bf16_cl,project_bf16_eager,project_bf16_jit    # the extractor only
 
 The source may also be a folder of images. Use at least 128 images for the batch-size rows
 to mean anything (a batch never holds more than all the images).
@@ -70,7 +77,12 @@ from crlc_engine.augment.config import AugmentConfig
 from crlc_engine.augment.normalize import normalize_only
 from crlc_engine.library.decode import decode_file
 from crlc_engine.models.efficientnet_lite import LITE0_FEATURE_DIM, LITE0_NORMALIZATION
-from crlc_engine.training.frozen_features import lite0_extractor, resolve_precision
+from crlc_engine.training.frozen_features import (
+    FeatureExtractor,
+    FeatureSpec,
+    lite0_extractor,
+    resolve_precision,
+)
 
 SIDE = 224
 REFERENCE = "fp32_eager"
@@ -193,6 +205,27 @@ def _int8_dynamic(model: nn.Module, example: Tensor, calibration: list[Tensor]) 
     return quantized
 
 
+def _project(bf16: bool, runtime: str) -> Builder:
+    """The project's extractor, its runtime forced; building it includes the graph's."""
+
+    def build(model: nn.Module, example: Tensor, calibration: list[Tensor]) -> Forward:
+        mean, std = LITE0_NORMALIZATION
+        spec = FeatureSpec(
+            backbone="efficientnet_lite0",
+            weights="benchmark",
+            side=SIDE,
+            mean=(mean[0], mean[1], mean[2]),
+            std=(std[0], std[1], std[2]),
+            dim=LITE0_FEATURE_DIM,
+            precision="bfloat16" if bf16 else "float32",
+        )
+        extractor = FeatureExtractor(model, spec, torch.device("cpu"), runtime=runtime)
+        extractor.prepare()
+        return extractor.forward
+
+    return build
+
+
 @dataclass(frozen=True)
 class Variant:
     """One way of running the network.
@@ -231,6 +264,18 @@ VARIANTS: dict[str, Variant] = {
         Variant("int8_fx_onednn", "fx-static", "int8", True, _int8_fx("onednn", False)),
         Variant("fp32_compile", "compile", "float32", True, _compiled(False), isolated=True),
         Variant("bf16_compile", "compile", "bfloat16", True, _compiled(True), isolated=True),
+        *(
+            Variant(
+                f"project_{name}_{runtime}",
+                f"project-{runtime}",
+                precision,
+                True,
+                _project(name == "bf16", runtime),
+                isolated=True,
+            )
+            for name, precision in (("fp32", "float32"), ("bf16", "bfloat16"))
+            for runtime in ("eager", "jit")
+        ),
     )
 }
 
@@ -356,7 +401,7 @@ def measure(
 
 def _base_model() -> nn.Module:
     """EfficientNet-Lite0 with its ImageNet weights, as the project loads it (float32)."""
-    module: nn.Module = lite0_extractor(SIDE, precision="float32").module
+    module: nn.Module = lite0_extractor(SIDE, precision="float32", runtime="eager").module
     return module
 
 
@@ -569,6 +614,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes (the best counts)")
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--no-sweeps", action="store_true", help="skip the thread/batch rows")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated variants to run (the reference always)"
+    )
     parser.add_argument(
         "--compile-timeout", type=float, default=600.0, help="seconds for all torch.compile runs"
     )
@@ -583,6 +632,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--images and --repeats must be >= 1")
     if not args.synthetic and args.source is None:
         parser.error("give the archive (or a folder), or --synthetic")
+    args.only = None if args.only is None else {n for n in args.only.split(",") if n}
+    unknown = sorted((args.only or set()) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     return args
 
 
@@ -608,19 +661,32 @@ def main(argv: list[str] | None = None) -> int:
     if reference is None:
         raise SystemExit(f"the float32 reference failed: {reference_row['error']}")
     rows.append(reference_row)
-    for variant in VARIANTS.values():
-        if variant.name == REFERENCE or variant.isolated:
-            continue
-        rows.append(
-            measure(variant, base, images, BATCH, threads, reference, args.repeats, "variants")[0]
+    chosen = [
+        v
+        for v in VARIANTS.values()
+        if v.name != REFERENCE and (args.only is None or v.name in args.only)
+    ]
+    for variant in chosen:
+        if not variant.isolated:
+            row, _ = measure(
+                variant, base, images, BATCH, threads, reference, args.repeats, "variants"
+            )
+            rows.append(row)
+    compiled = [(v.name, BATCH, threads, "variants") for v in chosen if v.method == "compile"]
+    if compiled and not args.no_compile:
+        rows.extend(
+            measure_isolated(compiled, photos, reference, args.repeats, args.compile_timeout)
         )
-    if not args.no_compile:
-        jobs = [(v.name, BATCH, threads, "variants") for v in VARIANTS.values() if v.isolated]
-        rows.extend(measure_isolated(jobs, photos, reference, args.repeats, args.compile_timeout))
+    for variant in chosen:  # one fresh process each: the graph's build from a cold start
+        if variant.method.startswith("project"):
+            job = (variant.name, BATCH, threads, "project")
+            rows.extend(
+                measure_isolated([job], photos, reference, args.repeats, args.compile_timeout)
+            )
 
-    best = choose_best(rows, args.min_cosine)
+    best = None if args.no_sweeps else choose_best(rows, args.min_cosine)
     sweeps: list[tuple[str, int, int, str]] = []
-    for count in SWEEP_THREADS:
+    for count in () if args.no_sweeps else SWEEP_THREADS:
         sweeps.append((REFERENCE, BATCH, count, "threads"))
         if best is not None and best["variant"] != REFERENCE:
             sweeps.append((best["variant"], BATCH, count, "threads"))
@@ -657,6 +723,8 @@ def main(argv: list[str] | None = None) -> int:
             "threads": threads,
             "min_cosine": args.min_cosine,
             "compile": not args.no_compile,
+            "only": None if args.only is None else sorted(args.only),
+            "sweeps": not args.no_sweeps,
             "compile_timeout_s": args.compile_timeout,
             "calibration_images": min(CALIBRATION_IMAGES, images.shape[0]),
         },

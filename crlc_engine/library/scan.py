@@ -301,6 +301,35 @@ class FolderScan:
             walks.append((root, walked))
         return walks
 
+    def _commit(self, results: list[tuple[int, DecodeResult]], side: int | None) -> None:
+        """Record decode results in the catalog, in one transaction (``side``: where their
+        pixels were cached; ``None``: no pixel cache counts them)."""
+        self.catalog.begin()
+        try:
+            for image_id, result in results:
+                if result.status == "ok":
+                    self.catalog.record_ok(
+                        image_id,
+                        result.size,
+                        result.mtime_ns,
+                        result.width,
+                        result.height,
+                        side,
+                        result.thumbnail,
+                    )
+                else:
+                    self.catalog.record_skipped(
+                        image_id,
+                        result.size,
+                        result.mtime_ns,
+                        result.status,
+                        result.reason or "error",
+                    )
+            self.catalog.commit()
+        except BaseException:
+            self.catalog.rollback()
+            raise
+
     def _decode_all(
         self,
         todo: list[tuple[int, Path, bool]],
@@ -324,31 +353,7 @@ class FolderScan:
 
         def flush() -> None:
             sink.flush()
-            self.catalog.begin()
-            try:
-                for image_id, result in pending:
-                    if result.status == "ok":
-                        self.catalog.record_ok(
-                            image_id,
-                            result.size,
-                            result.mtime_ns,
-                            result.width,
-                            result.height,
-                            side if sink.pixel_rows else None,
-                            result.thumbnail,
-                        )
-                    else:
-                        self.catalog.record_skipped(
-                            image_id,
-                            result.size,
-                            result.mtime_ns,
-                            result.status,
-                            result.reason or "error",
-                        )
-                self.catalog.commit()
-            except BaseException:
-                self.catalog.rollback()
-                raise
+            self._commit(pending, side if sink.pixel_rows else None)
             pending.clear()
 
         def jobs() -> Iterator[tuple[int, str, str | None]]:

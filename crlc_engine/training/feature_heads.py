@@ -4,7 +4,8 @@ Same structure as :mod:`crlc_engine.models.heads` (RL-head ``Linear - ReLU - Lin
 L2-normalised output; H independent C-sub-heads ``Linear - ReLU - Linear`` evaluated as
 batched matrix products; no batch norm) but with a hidden width of its own: the paper's heads
 keep the feature width d, which for 1280-d EfficientNet features and 10 sub-heads is 16 M
-parameters and about 4x the CPU time of the 512-wide heads used here.
+parameters and many times the CPU time of the 256-wide heads used here (512 until the
+heads were measured at 256 without losing accuracy: docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ class QuickSettings(LossSettings):
     lambda_fc: float = field(default=1.0, kw_only=True)
     subheads: int = 10
     feature_dim: int = 128
-    hidden: int = 512
+    hidden: int = 256
     neighbors: int = 20
     feature_dropout: float = 0.2
     feature_noise: float = 0.0

@@ -57,7 +57,7 @@ BACKBONE_SHAPES: dict[tuple[str, str], BackboneShape] = {
 #: EfficientNet-Lite0's feature width (the quick preset's heads read 1280-d features).
 QUICK_FEATURE_DIM = 1280
 #: The quick preset's hidden width of every head (``QuickSettings.hidden``).
-QUICK_HIDDEN = 512
+QUICK_HIDDEN = 256
 #: What ``torch.save`` adds per tensor (zip entry, alignment, pickled rebuild call) and per
 #: file; the state of a CPU random generator.
 _BYTES_PER_TENSOR = 330

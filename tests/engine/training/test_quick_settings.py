@@ -25,7 +25,7 @@ STORED: dict[str, Any] = {
 
 def test_stored_settings_load_both_ways() -> None:
     settings = QuickSettings(**STORED)
-    assert settings == QuickSettings(clusters=7, seed=1)  # today's defaults
+    assert settings == QuickSettings(clusters=7, seed=1, hidden=512)  # today's but the width
     assert settings.as_dict() == {**STORED, "max_steps": 300}
     assert QuickSettings.stored(settings.as_dict()) == settings
     old = QuickSettings.stored(STORED)  # a run planned before the cap resumes uncapped
@@ -41,7 +41,7 @@ def test_the_quick_presets_adam_config_gives_the_same_settings() -> None:
     sgd = sgd.replace(lambda_fc=1.0)
     adam = sgd.replace(optimizer="adam", lr=1e-3, weight_decay=0.0, lr_min=1e-5)
     for config in (sgd, adam):
-        assert QuickSettings.from_train_config(config) == QuickSettings(**STORED)
+        assert QuickSettings.from_train_config(config) == QuickSettings(**{**STORED, "hidden": 256})
     cosine = QuickSettings.from_train_config(adam.replace(lr_schedule="cosine"))
     assert cosine.lr == 1e-3 and cosine.lr_min == pytest.approx(1e-5)
 
