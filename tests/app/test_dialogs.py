@@ -265,7 +265,7 @@ def test_gpu_estimate_is_in_minutes(qtbot: QtBot) -> None:
     assert "4,625 photos/s on the GPU" in dialog.estimate_label.text()
     config = resolve_train_config(10, "balanced")
     estimate = estimate_training(config, 10000, "cuda")
-    assert estimate.pixel_cache_bytes == 10000 * 64 * 64 * 3
+    assert estimate.cache_bytes == 10000 * 64 * 64 * 3
     assert estimate.checkpoint_bytes > 50_000_000
     assert images_per_second("resnet18", "cifar", 32, "cuda") == pytest.approx(18500)
 
@@ -582,10 +582,11 @@ def test_quick_estimate_counts_features_once_then_head_steps() -> None:
     large = estimate_training(config, 13_394, "cpu")
     # 1,000 photos: 8 s of features + the 300-step minimum at 0.1 s
     assert small.seconds == pytest.approx(1000 / 126 + 30, rel=0.01)
-    # 13,394 photos: 106 s of features + 20 epochs x 52 steps x 0.1 s
-    assert large.seconds == pytest.approx(13_394 / 126 + 20 * 52 * 0.1, rel=0.01)
-    assert large.pixel_cache_bytes > 13_394 * 224 * 224 * 3  # plus the feature cache
-    assert (small.head_steps, large.head_steps) == (300, 20 * 52)
+    # 13,394 photos: 106 s of features + 6 epochs x 52 steps x 0.1 s (at most ~300 steps)
+    assert large.seconds == pytest.approx(13_394 / 126 + 6 * 52 * 0.1, rel=0.01)
+    assert large.cache_bytes == 13_394 * 1280 * 2  # features only, no pixel cache
+    assert "feature cache" in large.text() and "pixel cache" not in large.text()
+    assert (small.head_steps, large.head_steps) == (300, 6 * 52)
     assert "features of 13,394 photos, once, at ~126 photos/s" in large.text()
-    assert "then 1,040 quick steps of the grouping heads" in large.text()
+    assert "then 312 quick steps of the grouping heads" in large.text()
     assert "epochs" not in large.text()

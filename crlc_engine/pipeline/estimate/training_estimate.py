@@ -60,7 +60,9 @@ class TrainingEstimate:
         images_per_s: Training speed (quick preset: the backbone's feature speed).
         epochs: Planned epochs, or the epochs that fit in the time budget.
         budget: Whether the time is a budget (``minutes``) rather than a prediction.
-        pixel_cache_bytes: Pixel cache at the training size (quick: plus the feature cache).
+        cache_bytes: What the library keeps to train from: the pixel cache at the training
+            size, or (quick) the feature cache.
+        cache_kind: ``pixel cache`` or ``feature cache``.
         checkpoint_bytes: The checkpoint each run keeps once finished (no optimiser state).
         device_kind: ``cpu``, ``cuda`` or ``mps``.
         images: Number of photos.
@@ -78,7 +80,7 @@ class TrainingEstimate:
     images_per_s: float
     epochs: float
     budget: bool
-    pixel_cache_bytes: int
+    cache_bytes: int
     checkpoint_bytes: int
     device_kind: str
     images: int
@@ -87,6 +89,7 @@ class TrainingEstimate:
     training_checkpoint_bytes: int = 0
     runs: int = 1
     basis: str = "rough"
+    cache_kind: str = "pixel cache"
     parts: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
@@ -126,7 +129,7 @@ class TrainingEstimate:
             checkpoint = f"{self.runs} checkpoints of {kept}"
         else:
             checkpoint = f"a {kept} checkpoint"
-        disk = f"\nDisk: {format_bytes(self.pixel_cache_bytes)} pixel cache + {checkpoint}"
+        disk = f"\nDisk: {format_bytes(self.cache_bytes)} {self.cache_kind} + {checkpoint}"
         if self.training_checkpoint_bytes > self.checkpoint_bytes:
             disk += f" ({training} while training)"
         disk += "."
@@ -198,7 +201,8 @@ def _estimate_quick(
         images_per_s=feature_rate,
         epochs=epochs,
         budget=False,
-        pixel_cache_bytes=count * config.image_size**2 * 3 + count * QUICK_FEATURE_DIM * 2,
+        cache_bytes=count * QUICK_FEATURE_DIM * 2,  # no pixel cache: features from decoding
+        cache_kind="feature cache",
         checkpoint_bytes=size.final_bytes,
         training_checkpoint_bytes=size.training_bytes,
         device_kind=device_kind,
@@ -295,7 +299,7 @@ def _estimate_pixels(
         images_per_s=rate,
         epochs=epochs,
         budget=budget,
-        pixel_cache_bytes=count * size * size * 3,
+        cache_bytes=count * size * size * 3,
         checkpoint_bytes=checkpoint.final_bytes,
         training_checkpoint_bytes=checkpoint.training_bytes,
         device_kind=device_kind,
