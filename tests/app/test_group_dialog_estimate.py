@@ -119,8 +119,9 @@ def test_the_disk_line_counts_what_a_quick_checkpoint_holds(qtbot: QtBot) -> Non
     qtbot.addWidget(dialog)
     assert dialog.preset_name() == "quick"
     text = dialog.estimate_label.text()
-    assert "a 30 MB checkpoint (88 MB while training)" in text
-    assert "61 MB pixel cache" in text  # 400 photos at 224 px (60 MB) and their features
+    assert "a 15 MB checkpoint (44 MB while training)" in text
+    assert "1.0 MB feature cache" in text  # 400 x 1280 float16 features, no pixel cache
+    assert "pixel cache" not in text
     estimate = dialog.estimate()
     assert estimate is not None and estimate.parts["decode"] > 0  # 224 px: read again
     assert "Measuring" not in text  # no speed source: the rough guess stays
