@@ -36,6 +36,22 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+#: /proc/cpuinfo flags that decide which precisions run natively.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_flags_present() -> list[str]:
+    """Which of :data:`CPU_FLAGS` /proc/cpuinfo lists (none where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return [flag for flag in CPU_FLAGS if flag in flags]
+    except OSError:
+        pass
+    return []
+
+
 def machine() -> dict[str, Any]:
     """The CPU, its cores, torch's threads and the torch and Python versions."""
     return {

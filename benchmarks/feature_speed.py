@@ -70,7 +70,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _imagenette import IMAGE_SUFFIXES, machine
+from _imagenette import CPU_FLAGS, IMAGE_SUFFIXES, cpu_flags_present, machine
 from torch import Tensor, nn
 
 from crlc_engine.augment.config import AugmentConfig
@@ -90,17 +90,6 @@ BATCH = 50
 CALIBRATION_IMAGES = 64
 SWEEP_THREADS = (1, 2)
 SWEEP_BATCHES = (16, 50, 128)
-#: /proc/cpuinfo flags that decide which precisions run natively.
-CPU_FLAGS = (
-    "avx2",
-    "avx512f",
-    "avx512_vnni",
-    "avx_vnni",
-    "avx512_bf16",
-    "amx_tile",
-    "amx_bf16",
-    "amx_int8",
-)
 NORMALIZATION = AugmentConfig(mean=LITE0_NORMALIZATION[0], std=LITE0_NORMALIZATION[1])
 
 Forward = Callable[[Tensor], Tensor]
@@ -554,15 +543,8 @@ def synthetic_photos(count: int, seed: int = 0) -> tuple[np.ndarray, dict[str, A
 
 def cpu_flags() -> dict[str, Any]:
     """The instruction-set flags that matter here, and what torch makes of them."""
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    found: dict[str, Any] = {flag: flag in flags for flag in CPU_FLAGS}
+    present = cpu_flags_present()
+    found: dict[str, Any] = {flag: flag in present for flag in CPU_FLAGS}
     found["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     mkldnn_bf16 = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     found["mkldnn_bf16"] = bool(mkldnn_bf16()) if mkldnn_bf16 is not None else None

@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _imagenette import IMAGE_SUFFIXES, machine, unpack
+from _imagenette import IMAGE_SUFFIXES, cpu_flags_present, machine, unpack
 from PIL import Image
 
 from crlc_engine.api import ImageLibrary, ResultStore
@@ -76,7 +76,6 @@ NAIVE_BATCH = 50
 CLASSES = 10
 POLL_S = 0.1
 MB = 1024 * 1024
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16")
 
 
 # ----------------------------------------------------------------------------- the photos
@@ -433,17 +432,9 @@ def _project(photos: Path, ws: Path, threads: int | None, log: Path) -> dict[str
 
 
 def _machine(threads: int | None) -> dict[str, Any]:
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
     return {
         **machine(),
-        "cpu_flags": [f for f in CPU_FLAGS if f in flags],
+        "cpu_flags": cpu_flags_present(),
         "crlc_threads_env": threads,
     }
 
