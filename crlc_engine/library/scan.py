@@ -375,10 +375,10 @@ class FolderScan:
             if result.status != "ok":
                 self.thumbnail_path(image_id).unlink(missing_ok=True)
             now = time.monotonic()
-            if durable:
+            timed = now - last_commit >= COMMIT_EVERY_S
+            if durable or timed:
                 flush()
-            if now - last_commit >= COMMIT_EVERY_S:
-                flush()
+            if timed:
                 last_commit = now
                 rate = done / (now - started)
                 reporter.status(
