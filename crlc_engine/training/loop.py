@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -90,6 +90,21 @@ class FitResult:
     samples_per_s: float
 
 
+class StepOptimizer(Protocol):
+    """What the loop needs of an optimiser: ``torch.optim`` optimisers and
+    :class:`~crlc_engine.training.heads_adam.HeadsAdam`."""
+
+    param_groups: list[dict[str, Any]]
+
+    def zero_grad(self, set_to_none: bool = True) -> None: ...
+
+    def step(self) -> Any: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+
+
 class TrainingLoop(ABC):
     """The shared training loop; a training method is one subclass.
 
@@ -137,7 +152,7 @@ class TrainingLoop(ABC):
     #: Checkpoint key of the step generator's state.
     step_generator_key: ClassVar[str]
 
-    optimizer: torch.optim.Optimizer
+    optimizer: StepOptimizer
 
     def __init__(
         self,

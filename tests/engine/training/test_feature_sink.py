@@ -4,11 +4,13 @@ batch being collected."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +160,33 @@ def test_a_scan_killed_while_computing_features_loses_at_most_a_batch(
     assert resumed.keys() == fresh.keys()
     for name, row in resumed.items():
         np.testing.assert_array_equal(row, fresh[name])
+
+
+def test_the_heads_train_without_the_backbone_the_method_built(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the features are there, the method lets go of a backbone it built (and the scan's
+    sink of its reference), so the heads train without it in memory; a given one is kept."""
+    import crlc_engine.pipeline.feature_method as feature_method
+
+    built: list[object] = []
+
+    def small_extractor(*args: object, **kwargs: object) -> object:
+        extractor, _ = tiny_extractor()
+        built.append(extractor)
+        return extractor
+
+    monkeypatch.setattr(feature_method, "quick_extractor", small_extractor)
+    method = FeatureHeadsMethod(head_settings=FAST)
+    outcome = train_folder(photos, quick_config(), tmp_path / "ws", workers=0, method=method)
+    assert outcome.state == "completed" and len(built) == 1
+    assert method.extractor is None
+    assert method.sink is not None and method.sink.extractor is None
+    gone = weakref.ref(built.pop())
+    gc.collect()
+    assert gone() is None  # nothing else kept it alive
+
+    given, _ = tiny_extractor()
+    kept = FeatureHeadsMethod(given, FAST)
+    train_folder(photos, quick_config(), tmp_path / "ws", workers=0, method=kept)
+    assert kept.extractor is given
