@@ -83,7 +83,6 @@ HNSW_EF_SEARCH: Final[int] = 128
 
 _FORMAT_VERSION: Final[int] = 1
 _UNIT_TOLERANCE: Final[float] = 1e-4
-#: Queries per search call: bounds the reconstructed query copy (4,096 x 1,280 floats = 21 MB).
 _QUERY_BATCH: Final[int] = 4_096
 _KINDS: Final[tuple[str, ...]] = ("exact", "hnsw")
 
@@ -169,8 +168,7 @@ def _as_unit_rows(array: np.ndarray, name: str, dim: int | None = None) -> Float
         bad = int(np.flatnonzero(norms == 0.0)[0])
         raise ValueError(f"{name} row {bad} is all zeros; cosine similarity is undefined")
     if np.abs(norms - 1.0).max() > _UNIT_TOLERANCE:
-        # A new float32 array (the input is untouched), divided in float32: dividing by the
-        # float64 norms would make a float64 [N, D] temporary, twice the features' size.
+        # A new array (input untouched), in float32: float64 norms made an [N, D] float64 copy.
         out = out / norms.astype(np.float32)[:, None]
     return out
 
