@@ -6,6 +6,7 @@ puts this folder first on ``sys.path``.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import tarfile
@@ -61,3 +62,12 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def print_result(result: dict[str, Any], table: str, json_path: Path | None) -> None:
+    """Print a benchmark's Markdown ``table`` and, last, its ``result`` as one JSON line
+    (also written, indented, to ``json_path`` when given)."""
+    print(table)
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _imagenette import IMAGE_SUFFIXES, machine
+from _imagenette import IMAGE_SUFFIXES, machine, print_result
 
 from crlc_engine.library.decode import decode_file
 from crlc_engine.results.metrics import score_clustering
@@ -343,11 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "acceptance": acceptance(datasets),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    print(table(datasets))
-    text = json.dumps(result)
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
-    print(text)
+    print_result(result, table(datasets), args.json)
     return 0
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _imagenette import machine
+from _imagenette import machine, print_result
 from extractor_accuracy import DEFAULT_ARCHIVES, balanced_subset, decode_all, extract, unpack_train
 
 from crlc_engine.results.metrics import best_mapping, score_clustering
@@ -278,11 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         **summary(datasets),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    print(markdown(result))
-    text = json.dumps(result)
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
-    print(text)
+    print_result(result, markdown(result), args.json)
     return 0
 
 

@@ -15,11 +15,17 @@ from typing import TYPE_CHECKING, Any
 from crlc_engine import __version__
 
 if TYPE_CHECKING:
+    from crlc_engine.bench.run import run_bench
+    from crlc_engine.bench.settings import BenchRequest
     from crlc_engine.core.config import (
         BACKBONE_NAMES,
+        COMPILE_CHOICES,
         CRITIC_NAMES,
         FRAMEWORKS,
+        HEAD_INITS,
+        MEMORY_FORMATS,
         OPTIMIZERS,
+        PRECISIONS,
         PRETRAINED_BACKBONES,
         STAGE_OPTIMS,
         STEMS,
@@ -171,10 +177,16 @@ if TYPE_CHECKING:
 
 #: Where each public name lives.
 _LOCATIONS: dict[str, str] = {
+    "BenchRequest": "crlc_engine.bench.settings",
+    "run_bench": "crlc_engine.bench.run",
     "BACKBONE_NAMES": "crlc_engine.core.config",
+    "COMPILE_CHOICES": "crlc_engine.core.config",
+    "HEAD_INITS": "crlc_engine.core.config",
     "CRITIC_NAMES": "crlc_engine.core.config",
     "FRAMEWORKS": "crlc_engine.core.config",
+    "MEMORY_FORMATS": "crlc_engine.core.config",
     "OPTIMIZERS": "crlc_engine.core.config",
+    "PRECISIONS": "crlc_engine.core.config",
     "PRETRAINED_BACKBONES": "crlc_engine.core.config",
     "STAGE_OPTIMS": "crlc_engine.core.config",
     "STEMS": "crlc_engine.core.config",
@@ -284,6 +296,7 @@ _LOCATIONS: dict[str, str] = {
 
 __all__ = [
     "BACKBONE_NAMES",
+    "COMPILE_CHOICES",
     "CPU_IMAGES_PER_S",
     "CRITIC_NAMES",
     "DEFAULT_MAX_FILES",
@@ -293,12 +306,15 @@ __all__ = [
     "EDITED_FIELDS",
     "EXPORT_MODES",
     "FRAMEWORKS",
+    "HEAD_INITS",
     "HEIF_EXTENSIONS",
     "MANIFEST_PREFIX",
     "MAX_PARTS",
+    "MEMORY_FORMATS",
     "MODEL_PARAMETERS",
     "NAMED_KEY",
     "OPTIMIZERS",
+    "PRECISIONS",
     "PRESETS",
     "PRETRAINED_BACKBONES",
     "PRETRAINED_HINT",
@@ -308,6 +324,7 @@ __all__ = [
     "TORCHVISION_BACKBONES",
     "UNNAMED_KEY",
     "Annotations",
+    "BenchRequest",
     "CRLCError",
     "Calibration",
     "Catalog",
@@ -382,6 +399,7 @@ __all__ = [
     "resolve_device",
     "resolve_train_config",
     "run_ablation",
+    "run_bench",
     "scan_folders",
     "settings_of",
     "speed_key",

@@ -10,7 +10,7 @@
 - ``app/`` and ``crlc_engine/cli/`` import the engine through ``crlc_engine.api`` only.
 - Every name of the facade resolves to the module it names.
 - Imports run down the data path (:data:`LAYERS`): core <- augment, losses <- library <- models
-  <- results, training <- pipeline <- api <- cli, app.
+  <- results, training <- pipeline, bench <- api <- cli, app.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("crlc_engine.library",),
     ("crlc_engine.models",),
     ("crlc_engine.results", "crlc_engine.training"),
-    ("crlc_engine.pipeline",),
+    ("crlc_engine.pipeline", "crlc_engine.bench"),
     ("crlc_engine.api",),
     ("crlc_engine.cli", "app"),
 )

@@ -24,7 +24,7 @@ from typing import Any
 
 from crlc_engine import __version__
 from crlc_engine.api import CRLCError, JobControl, as_user_error
-from crlc_engine.cli import corrections, evaluation, export, library, results, train
+from crlc_engine.cli import bench, corrections, evaluation, export, library, results, train
 from crlc_engine.cli.arguments import Handler, Parser, UsageError, parse_command_line
 from crlc_engine.cli.signals import handle_stop_signals, restore_signals
 
@@ -50,6 +50,7 @@ def build_parser() -> Parser:
     results.add_parsers(sub)
     corrections.add_parsers(sub)
     export.add_parsers(sub)
+    bench.add_parsers(sub)
     return parser
 
 

@@ -9,11 +9,15 @@ from typing import Any
 
 from crlc_engine.api import (
     BACKBONE_NAMES,
+    COMPILE_CHOICES,
     CRITIC_NAMES,
     DEFAULT_PRESET_RULE,
     DEVICE_CHOICES,
     FRAMEWORKS,
+    HEAD_INITS,
+    MEMORY_FORMATS,
     OPTIMIZERS,
+    PRECISIONS,
     PRESETS,
     STAGE_OPTIMS,
     STEMS,
@@ -43,6 +47,10 @@ TRAIN_OVERRIDES = (
     "bank_negatives",
     "bank_momentum",
     "optimizer",
+    "precision",
+    "memory_format",
+    "compile",
+    "head_init",
 )
 #: The options of two-stage training (only with ``--two-stage`` or ``--stage2-from``).
 TWO_STAGE_OPTIONS = ("stage1_epochs", "neighbors", "freeze_backbone", "stage_optim")
@@ -135,6 +143,12 @@ def training_options() -> Parser:
     shared.add_argument("--critic", help=f"probability critic: {', '.join(CRITIC_NAMES)}")
     shared.add_argument("--subheads", type=int, help="number of clustering sub-heads")
     shared.add_argument(
+        "--head-init",
+        choices=HEAD_INITS,
+        help="how the heads' weights start: torch (PyTorch's default) or he_uniform (the "
+        "official code's; the paper preset's)",
+    )
+    shared.add_argument(
         "--framework",
         help=f"how the contrastive losses are built ({', '.join(FRAMEWORKS)}): simclr "
         "(default; two views per image, the batch's other images are the negatives) or "
@@ -163,6 +177,27 @@ def training_options() -> Parser:
         default="auto",
         help=f"where to train: {', '.join(DEVICE_CHOICES)} (default auto: CUDA, "
         "then Apple MPS, else CPU)",
+    )
+    compute = shared.add_argument_group(
+        "how the network computes",
+        "Each 'auto' (the default) picks per device: bfloat16, channels-last and compiled on "
+        "CUDA; float32, contiguous and uncompiled elsewhere.",
+    )
+    compute.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="the network's arithmetic: bfloat16 (autocast; the losses stay float32) or float32",
+    )
+    compute.add_argument(
+        "--memory-format",
+        choices=MEMORY_FORMATS,
+        help="layout of the network's weights and input images: channels_last or contiguous",
+    )
+    compute.add_argument(
+        "--compile",
+        choices=COMPILE_CHOICES,
+        help="run the network through torch.compile (on; the first steps take longer while it "
+        "compiles, and it runs uncompiled if compiling fails) or not (off)",
     )
     shared.add_argument("--seed", type=int, help="random seed (same seed, same result on a CPU)")
     shared.add_argument(

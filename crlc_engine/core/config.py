@@ -40,6 +40,20 @@ OPTIMIZERS = ("sgd", "adam")
 #: How the stages of a two-stage request get their optimiser: ``paper`` (each stage the
 #: paper's, :data:`PAPER_STAGE_OPTIMIZERS`) or ``run`` (both stages the request's own).
 STAGE_OPTIMS = ("paper", "run")
+#: How the network computes; ``auto`` picks per device
+#: (:mod:`crlc_engine.training.compute_settings`). Precision: ``bfloat16`` is autocast for
+#: the network, the losses stay float32 (auto: bfloat16 on CUDA, float32 elsewhere).
+PRECISIONS = ("auto", "float32", "bfloat16")
+#: Memory layout of the network's weights and input views (auto: channels-last on CUDA,
+#: contiguous elsewhere).
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+#: Whether the network's forward runs through ``torch.compile`` (auto: on for CUDA, off
+#: elsewhere); a forward that fails to compile runs eagerly instead.
+COMPILE_CHOICES = ("auto", "off", "on")
+#: How the heads' weights start: ``torch`` (``nn.Linear``'s default, uniform in
+#: +-1/sqrt(fan_in), biases too) or ``he_uniform`` (the official code's: uniform in
+#: +-sqrt(6 / fan_in), biases zero); see :mod:`crlc_engine.models.heads`.
+HEAD_INITS = ("torch", "he_uniform")
 #: The longest time budget (a year, in minutes), the largest seed (what every random
 #: generator of torch and NumPy accepts) and the most epochs a run may ask for.
 MAX_MINUTES = 525_600
@@ -95,6 +109,11 @@ def raise_first_problem(checks: Iterable[Check]) -> None:
     for ok, message in checks:
         if not ok:
             raise InvalidSettingError(message)
+
+
+def choice_check(what: str, value: str, choices: tuple[str, ...]) -> Check:
+    """``value`` is one of ``choices``; the message names ``what`` and lists the choices."""
+    return value in choices, f"unknown {what} {value!r}; choose one of {', '.join(choices)}"
 
 
 def finite_check(settings: Any) -> Check:
@@ -310,6 +329,20 @@ class TrainConfig(LossSettings):
             rate, schedule, momentum and weight decay (:data:`PAPER_STAGE_OPTIMIZERS`;
             :func:`crlc_engine.training.two_stage.stage_configs` writes them into the stage's
             settings); ``run`` gives both stages this config's own values.
+        precision: Compute precision of the network (:data:`PRECISIONS`): ``bfloat16``
+            autocasts the network's forward (the losses stay float32), ``float32`` does
+            not; ``auto`` is bfloat16 on CUDA, float32 elsewhere.
+        memory_format: Layout of the network's weights and input views
+            (:data:`MEMORY_FORMATS`); ``auto`` is channels-last on CUDA, contiguous elsewhere.
+        compile: ``on`` runs the network's forward through ``torch.compile`` (eagerly if
+            compiling fails), ``off`` eagerly; ``auto`` is on for CUDA, off elsewhere
+            (:data:`COMPILE_CHOICES`).
+
+        head_init: How the RL-head's and the C-head's weights start (:data:`HEAD_INITS`).
+
+    ``precision``, ``memory_format`` and ``compile`` change how the network computes, not
+    what it is: a run may be resumed with other values (its checkpoint records the resolved
+    ones it was last saved with).
     """
 
     clusters: int
@@ -344,6 +377,10 @@ class TrainConfig(LossSettings):
     freeze_backbone: bool = False
     optimizer: str = "sgd"
     stage_optim: str = "paper"
+    precision: str = "auto"
+    memory_format: str = "auto"
+    compile: str = "auto"
+    head_init: str = "torch"
 
     def __post_init__(self) -> None:
         shared = shared_checks(self)
@@ -355,6 +392,7 @@ class TrainConfig(LossSettings):
                 *self.loss_checks(),
                 *self._head_checks(shared),
                 *self._framework_checks(shared),
+                *self._compute_checks(),
             ]
         )
 
@@ -450,6 +488,15 @@ class TrainConfig(LossSettings):
                 not self.freeze_backbone or self.stage in ("two_stage", "stage2"),
                 "freezing the backbone only applies to stage 2 of two-stage training",
             ),
+        ]
+
+    def _compute_checks(self) -> list[Check]:
+        """Precision, memory format, compilation and the heads' initialisation."""
+        return [
+            choice_check("precision", self.precision, PRECISIONS),
+            choice_check("memory format", self.memory_format, MEMORY_FORMATS),
+            choice_check("compile setting", self.compile, COMPILE_CHOICES),
+            choice_check("head init", self.head_init, HEAD_INITS),
         ]
 
     def resolved_stem(self) -> str:

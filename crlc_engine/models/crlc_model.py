@@ -36,12 +36,13 @@ class CRLCModel(nn.Module):
         subheads: int = 10,
         feature_dim: int = 128,
         pretrained: bool = False,
+        head_init: str = "torch",
     ) -> None:
         super().__init__()
         self.backbone = build_backbone(backbone, stem, pretrained=pretrained)
         d = self.backbone.feature_dim
-        self.rl_head = RepresentationHead(d, feature_dim)
-        self.c_head = ClusterHeads(d, clusters, subheads)
+        self.rl_head = RepresentationHead(d, feature_dim, init=head_init)
+        self.c_head = ClusterHeads(d, clusters, subheads, init=head_init)
 
     @classmethod
     def for_settings(cls, config: TrainConfig, pretrained: bool = False) -> CRLCModel:
@@ -53,6 +54,7 @@ class CRLCModel(nn.Module):
             config.subheads,
             config.feature_dim,
             pretrained=pretrained,
+            head_init=config.head_init,
         )
 
     def forward(self, images: Tensor) -> CRLCOutput:

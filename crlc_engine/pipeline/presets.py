@@ -66,6 +66,7 @@ PRESETS: dict[str, Preset] = {
             "guard_bound": 25.0,
             "subheads": 10,
             "checkpoint_every": 25,
+            "head_init": "he_uniform",
         },
     ),
     "balanced": Preset(
@@ -191,6 +192,10 @@ PIXEL_ONLY_SETTINGS = (
     "bank_momentum",
     "blur",
     "momentum",
+    "precision",
+    "memory_format",
+    "compile",
+    "head_init",
 )
 
 #: The quick preset's own values of settings in :data:`PIXEL_ONLY_SETTINGS`.
@@ -199,6 +204,10 @@ QUICK_VALUES: dict[str, Any] = {
     "framework": "simclr",
     "stage": "end_to_end",
     "freeze_backbone": False,
+    "precision": "auto",
+    "memory_format": "auto",
+    "compile": "auto",
+    "head_init": "torch",
 }
 
 

@@ -36,7 +36,9 @@ from torch import Tensor, nn
 
 from crlc_engine.augment.config import AugmentConfig
 from crlc_engine.augment.normalize import normalize_only
+from crlc_engine.core.config import PRECISIONS  # the backbone's too (resolve_precision)
 from crlc_engine.core.errors import InvalidSettingError
+from crlc_engine.training.compute_settings import resolve_precision as resolve_compute_precision
 
 __all__ = [
     "JIT_TOLERANCE",
@@ -52,9 +54,6 @@ __all__ = [
     "resolve_precision",
 ]
 
-#: Compute precisions of the backbone: ``auto`` picks ``bfloat16`` where the hardware runs it
-#: natively (CUDA, or a CPU with AVX512-BF16 / AMX), else ``float32``.
-PRECISIONS = ("auto", "float32", "bfloat16")
 #: How the backbone runs: ``jit`` a traced and frozen TorchScript graph, ``eager`` the module
 #: itself, ``auto`` the graph where it builds and agrees with the module, else the module.
 RUNTIMES = ("auto", "jit", "eager")
@@ -81,26 +80,14 @@ def file_digest(path: Path) -> str:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """Turn ``auto`` into ``float32`` or ``bfloat16`` for ``device``.
+    """The backbone's precision (one of :data:`PRECISIONS`) for ``device``: ``auto`` is
+    bfloat16 on CUDA and on a CPU that runs it natively (AVX512-BF16 / AMX), else float32
+    (:func:`~crlc_engine.training.compute_settings.resolve_precision`).
 
     Raises:
         InvalidSettingError: unknown precision.
     """
-    if precision not in PRECISIONS:
-        raise InvalidSettingError(
-            f"unknown feature precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
-        )
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bfloat16"
-    if device.type == "cpu":
-        native = (
-            getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-            or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-        )
-        return "bfloat16" if native else "float32"
-    return "float32"
+    return resolve_compute_precision(precision, device, native_cpu_bf16=True)
 
 
 def check_runtime(runtime: str) -> str:

@@ -4,11 +4,11 @@ with checkpoints, cancel, pause and resume.
 The data set lives on the training device as a uint8 tensor [N, S, S, 3]; each step draws
 augmented views of a batch on that device
 (:class:`~crlc_engine.augment.batch_augment.BatchAugmenter`),
-runs the network once on all of them (bf16 autocast and channels-last on CUDA, float32
-elsewhere), computes the loss in float32 and takes an optimiser step (SGD or Adam,
-``config.optimizer``). Per-epoch statistics are summed on the device, so the step loop never
-waits for the GPU; the host syncs once per epoch. Training time and speed include the
-per-epoch work around the steps (:mod:`crlc_engine.training.pace`); pauses do not count.
+runs the network once on all of them, computes the loss in float32 and takes an optimiser
+step (SGD or Adam, ``config.optimizer``). Per-epoch statistics are summed on the device, so
+the step loop never waits for the GPU; the host syncs once per epoch. Training time and speed
+include the per-epoch work around the steps (:mod:`crlc_engine.training.pace`); pauses do not
+count.
 
 Frameworks (``config.framework``):
 
@@ -22,6 +22,16 @@ trains the backbone and the RL-head with L_FC only (the C-head is not run); ``st
 trains L_cluster with a neighbour (from :meth:`CRLCTrainer.set_neighbors`) as the positive,
 the backbone fine-tuned or frozen (``freeze_backbone``: kept in eval mode, so BatchNorm
 statistics do not move either). Parts a stage does not train are left out of the optimiser.
+
+How the network computes (:class:`~crlc_engine.training.compute_settings.ComputeSettings`,
+each ``auto`` resolved for the device): ``config.precision`` (bf16 autocast of the network;
+auto: on CUDA, float32 elsewhere), ``config.memory_format`` (the weights and the views
+channels-last or contiguous; auto: channels-last on CUDA) and ``config.compile`` (the forward
+through ``torch.compile``; auto: on CUDA). A forward that fails to compile, in its first step
+or its backward, runs eagerly from then on; the failed step is undone and taken again
+eagerly, and the reporter is told why (:mod:`crlc_engine.training.compiled_forward`). None of
+them is structural: a checkpoint resumes under other values and records the values it was
+saved with (``compute``).
 
 Data order: one permutation per epoch from a CPU generator, ``floor(N / batch)`` steps, the
 remainder dropped. Augmentation randomness comes from a generator on the training device.
@@ -48,11 +58,14 @@ from crlc_engine.augment.config import AugmentConfig
 from crlc_engine.augment.normalize import dataset_mean_std
 from crlc_engine.core.config import LossSettings, TrainConfig
 from crlc_engine.core.errors import CheckpointError, InvalidSettingError
+from crlc_engine.core.events import NullReporter, Reporter
 from crlc_engine.losses import CRLCLossOutput, crlc_loss, feature_contrastive_loss
 from crlc_engine.losses.group_cross_entropy import group_cross_entropy
 from crlc_engine.losses.memory_bank import MemoryBank, bank_feature_loss, memory_bank_crlc_loss
 from crlc_engine.models import CRLCModel
 from crlc_engine.training.checkpoint import grow_cluster_columns, load_checkpoint
+from crlc_engine.training.compiled_forward import CompiledForward
+from crlc_engine.training.compute_settings import ComputeSettings
 from crlc_engine.training.epoch_stats import add_step_sums
 from crlc_engine.training.labelled import uses_labelled
 from crlc_engine.training.loop import FitResult, TrainingLoop
@@ -147,7 +160,7 @@ class CRLCTrainer(TrainingLoop):
             raise InvalidSettingError("labelled images (CRLC-semi) need end-to-end training")
         self._use_labelled(labelled)
         self.parts = trainable_parts(config)
-        self.use_amp = device.type == "cuda"
+        self.compute = ComputeSettings.of(config, device)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.model = self._build_model()
@@ -166,14 +179,16 @@ class CRLCTrainer(TrainingLoop):
             config.stage == "end_to_end" and config.lambda_fc > 0
         )
         self.uses_logits = config.stage != "stage1"
+        self.network_forward = CompiledForward(self._network_outputs, self.compute.compile)
+        self._reporter: Reporter = NullReporter()
+        self._fallback_reported = False
 
     def _build_model(self) -> CRLCModel:
         """The network (seeded with ``config.seed``), only the stage's parts trainable."""
         config = self.config
         torch.manual_seed(config.seed)
         model = CRLCModel.for_settings(config, pretrained=config.pretrained).to(self.device)
-        if self.use_amp:
-            model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=self.compute.torch_memory_format)
         for name, part in model.named_children():
             part.requires_grad_(name in self.parts)
         return model
@@ -181,6 +196,26 @@ class CRLCTrainer(TrainingLoop):
     @property
     def network(self) -> nn.Module:
         return self.model
+
+    @property
+    def precision(self) -> str:
+        """The network's compute precision: ``float32`` or ``bfloat16`` (autocast)."""
+        return self.compute.precision
+
+    @property
+    def memory_format(self) -> str:
+        """The layout of the weights and views: ``contiguous`` or ``channels_last``."""
+        return self.compute.memory_format
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the forward runs compiled (``False`` once it fell back to eager)."""
+        return self.network_forward.active
+
+    @property
+    def compile_fallback_reason(self) -> str:
+        """Why the forward runs eagerly although compiling was asked for (``""`` if not)."""
+        return self.network_forward.fallback_reason
 
     @property
     def step_generator(self) -> torch.Generator:
@@ -199,27 +234,34 @@ class CRLCTrainer(TrainingLoop):
 
     # ------------------------------------------------------------------ one step
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.use_amp:
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        dtype = self.compute.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def _batch(self, indices: Tensor) -> Tensor:
         if self.data.device == self.device:
             return self.data.index_select(0, indices)
         return self.data.index_select(0, indices.cpu()).to(self.device, non_blocking=True)
 
-    def _forward(self, views: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        """z [V, D] (or ``None``) and logits [H, V, C] (or ``None``) of the views."""
+    def _network_outputs(self, views: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """z [V, D] (or ``None``) and logits [H, V, C] (or ``None``) of the normalised views
+        [V, 3, S, S], eagerly (what :attr:`network_forward` compiles)."""
         model = self.model
-        with self._autocast():
-            if self.config.freeze_backbone:
-                with torch.no_grad():
-                    features = model.backbone(views)
-            else:
+        if self.config.freeze_backbone:
+            with torch.no_grad():
                 features = model.backbone(views)
-            z = model.rl_head(features) if self.uses_z else None
-            logits = model.c_head(features) if self.uses_logits else None
+        else:
+            features = model.backbone(views)
+        z = model.rl_head(features) if self.uses_z else None
+        logits = model.c_head(features) if self.uses_logits else None
         return z, logits
+
+    def _forward(self, views: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """z [V, D] (or ``None``) and logits [H, V, C] (or ``None``) of the views [V, 3, S, S],
+        in the run's precision (compiled where it is)."""
+        with self._autocast():
+            return self.network_forward(views)
 
     def _objective(
         self, z: Tensor | None, logits: Tensor | None, indices: Tensor, positives: Tensor
@@ -266,6 +308,42 @@ class CRLCTrainer(TrainingLoop):
         return sample_neighbor_positives(self.neighbors, indices, self.augment_generator)
 
     def _step(self, indices: Tensor) -> None:
+        """One step; while a compiled forward is on trial, a step that fails is undone and
+        taken again eagerly (:meth:`CompiledForward.run_first_step`)."""
+        fell_back = self.network_forward.run_first_step(
+            lambda: self._train_step(indices), self._step_state, self._restore_step_state
+        )
+        if fell_back is not None:
+            self._report_compile_fallback()
+
+    def _step_state(self) -> tuple[Tensor, list[Tensor]]:
+        """What a failed step may have changed: the step generator's state and the network's
+        buffers (BatchNorm statistics). The weights change only once the step succeeded."""
+        return self.augment_generator.get_state(), [b.clone() for b in self.model.buffers()]
+
+    def _restore_step_state(self, saved: tuple[Tensor, list[Tensor]]) -> None:
+        generator_state, buffers = saved
+        self.augment_generator.set_state(generator_state)
+        with torch.no_grad():
+            for buffer, value in zip(self.model.buffers(), buffers, strict=True):
+                buffer.copy_(value)
+
+    def _report_compile_fallback(self) -> None:
+        """Tell the reporter (once) that the forward runs eagerly because compiling failed."""
+        reason = self.network_forward.fallback_reason
+        if reason and not self._fallback_reported:
+            self._reporter.status(f"Compiling the network failed ({reason}); running it eagerly")
+            self._fallback_reported = True
+
+    def _prepare_fit(self, reporter: Reporter) -> None:
+        """Keep the reporter for a compile fallback, and tell it of one that happened before
+        (``torch.compile`` itself failed)."""
+        self._reporter = reporter
+        self._report_compile_fallback()
+
+    def _train_step(self, indices: Tensor) -> None:
+        """The step itself: views of the batch, the objective, the optimiser step, the
+        memory bank's update and the epoch's sums."""
         images = self._batch(indices)
         b = images.shape[0]
         positives = self._positives(indices)
@@ -277,8 +355,7 @@ class CRLCTrainer(TrainingLoop):
         if labelled is not None:
             parts += [self._batch(labelled[0])] * views_per_image
         views = torch.cat([self.augmenter(p, self.augment_generator) for p in parts])
-        if self.use_amp:
-            views = views.contiguous(memory_format=torch.channels_last)
+        views = views.contiguous(memory_format=self.compute.torch_memory_format)
         z, logits = self._forward(views)
         loss = self._objective(z, logits, indices, positives)
         objective = loss.total
@@ -313,6 +390,11 @@ class CRLCTrainer(TrainingLoop):
             "optimizer_kind": self.config.optimizer,
             "normalization": {"mean": self.augment_config.mean, "std": self.augment_config.std},
             "memory_bank": None if self.bank is None else self.bank.state_dict(),
+            "compute": {  # how the network computed (resolved; not checked on resume)
+                "precision": self.precision,
+                "memory_format": self.memory_format,
+                "compiled": self.compiled,
+            },
         }
 
     def init_from_parent(

@@ -50,6 +50,11 @@ def speed_key(config: TrainConfig, device_kind: str) -> str:
             "z": config.lambda_fc > 0,
             "optimizer": config.optimizer,
         }
+        # Only an explicit choice joins the key: speeds measured before these settings
+        # existed were measured as ``auto``. ``compile`` never does: calibration runs eagerly.
+        for name in ("precision", "memory_format"):
+            if getattr(config, name) != "auto":
+                parts[name] = getattr(config, name)
     parts["device"] = device_kind
     parts["machine"] = machine()
     return json.dumps(parts, sort_keys=True)

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 def _calibration_config(config: TrainConfig, batch: int) -> TrainConfig:
     """``config`` as one end-to-end run of ``batch``-image steps on synthetic images (no
-    pretrained weights to fetch: the same tensors and the same speed)."""
+    pretrained weights to fetch: the same tensors and the same speed), never compiled: a few
+    seconds of timing cannot include tens of seconds of compiling, nor a recompile per batch
+    size (a compiled run's estimate is therefore its eager speed, pessimistic)."""
     pretrained = config.backbone == "efficientnet_lite0"  # always pretrained, installed
     return config.replace(
         batch_size=batch,
@@ -36,6 +38,7 @@ def _calibration_config(config: TrainConfig, batch: int) -> TrainConfig:
         lambda_xent=0.0,
         pretrained=pretrained,
         lr_schedule="constant",
+        compile="off",
     )
 
 

@@ -23,6 +23,7 @@ CONFIG_JSON_KEYS = [
     "crop_min_scale", "lambda_xent", "labelled_batch", "lr_schedule", "lr_min", "device",
     "seed", "checkpoint_every", "framework", "bank_negatives", "bank_momentum", "stage",
     "stage1_epochs", "neighbors", "freeze_backbone", "optimizer", "stage_optim",
+    "precision", "memory_format", "compile", "head_init",
 ]  # fmt: skip
 
 
