@@ -300,44 +300,74 @@ def table(datasets: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+def dataset_parser(description: str | None, features: str) -> argparse.ArgumentParser:
+    """The options these per-dataset benchmarks share: the archives, ``--work``,
+    ``--features`` (default ``WORK/<features>``), ``--count``, ``--seeds``, ``--reuse``,
+    ``--json``."""
+    parser = argparse.ArgumentParser(description=description)
     for name, default in DEFAULT_ARCHIVES.items():
         parser.add_argument(f"--{name}", type=Path, default=default, help=f"{name} archive")
     parser.add_argument("--work", type=Path, default=Path("/tmp/s16data"), help="unpack here")
-    parser.add_argument("--features", type=Path, default=None, help="default: WORK/features")
+    parser.add_argument("--features", type=Path, default=None, help=f"default: WORK/{features}")
     parser.add_argument("--count", type=int, default=2000, help="photos per dataset")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="head seeds")
-    parser.add_argument("--fp32-jit", action="store_true", help="also the float32 graph")
     parser.add_argument("--reuse", action="store_true", help="load saved features if present")
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+    return parser
+
+
+def checked_dataset_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None, features: str
+) -> argparse.Namespace:
+    """Parse ``argv``; check ``--count`` and fill in ``--features``."""
     args = parser.parse_args(argv)
     if args.count < 20:
         parser.error("--count must be >= 20")
-    args.features = args.features or args.work / "features"
+    args.features = args.features or args.work / features
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; returns the exit status."""
-    args = _parse(argv)
+def run_datasets(
+    benchmark: str,
+    args: argparse.Namespace,
+    run: Callable[[str, Path, argparse.Namespace, Callable[[str], None]], dict[str, Any]],
+) -> dict[str, Any] | None:
+    """``run`` on every dataset whose archive is present, with a timestamped log; ``None``
+    (after printing the ``skipped`` JSON line) when none is."""
     archives = {name: getattr(args, name) for name in DEFAULT_ARCHIVES}
     present = {name: path for name, path in archives.items() if path.exists()}
     if not present:
         missing = ", ".join(str(p) for p in archives.values())
-        print(json.dumps({"benchmark": "extractor_accuracy", "skipped": f"{missing} not found"}))
-        return 0
+        print(json.dumps({"benchmark": benchmark, "skipped": f"{missing} not found"}))
+        return None
     started = time.perf_counter()
 
     def log(text: str) -> None:
         print(f"[{time.perf_counter() - started:7.1f} s] {text}", flush=True)
 
-    datasets = {name: run_dataset(name, path, args, log) for name, path in present.items()}
+    return {name: run(name, path, args, log) for name, path in present.items()}
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = dataset_parser(__doc__.split("\n\n")[0] if __doc__ else None, "features")
+    parser.add_argument("--fp32-jit", action="store_true", help="also the float32 graph")
+    return checked_dataset_args(parser, argv, "features")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns the exit status."""
+    args = _parse(argv)
+    started = time.perf_counter()
+    datasets = run_datasets("extractor_accuracy", args, run_dataset)
+    if datasets is None:
+        return 0
     result = {
         "benchmark": "extractor_accuracy",
         "machine": machine(),
         "settings": {"count": args.count, "seeds": args.seeds, "batch": BATCH, "side": SIDE},
-        "skipped": {n: f"{p} not found" for n, p in archives.items() if n not in present},
+        "skipped": {
+            n: f"{getattr(args, n)} not found" for n in DEFAULT_ARCHIVES if n not in datasets
+        },
         "features_dir": str(args.features),
         "datasets": datasets,
         "acceptance": acceptance(datasets),

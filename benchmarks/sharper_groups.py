@@ -30,7 +30,6 @@ saved under ``--features`` and, with ``--reuse``, loaded from there (their secon
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -40,7 +39,15 @@ from typing import Any
 import numpy as np
 import torch
 from _imagenette import machine, print_result
-from extractor_accuracy import DEFAULT_ARCHIVES, balanced_subset, decode_all, extract, unpack_train
+from extractor_accuracy import (
+    balanced_subset,
+    checked_dataset_args,
+    dataset_parser,
+    decode_all,
+    extract,
+    run_datasets,
+    unpack_train,
+)
 
 from crlc_engine.results.metrics import best_mapping, score_clustering
 from crlc_engine.training.feature_trainer import FeatureTrainer, QuickSettings
@@ -202,11 +209,11 @@ def summary(datasets: dict[str, Any]) -> dict[str, Any]:
         table[name] = rows
     verdicts = {}
     for variant in VARIANTS[1:]:
-        rows = [t.get(variant) for t in table.values()]
+        per_set = [t.get(variant) for t in table.values()]
         verdicts[variant] = bool(
             len(table) == 2
-            and all(r is not None for r in rows)
-            and all(r["gain"] >= KEEP_POINTS and r["cost"] <= KEEP_COST for r in rows if r)
+            and all(r is not None for r in per_set)
+            and all(r["gain"] >= KEEP_POINTS and r["cost"] <= KEEP_COST for r in per_set if r)
         )
     return {"table": table, "keep": verdicts}
 
@@ -228,43 +235,24 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    for name, default in DEFAULT_ARCHIVES.items():
-        parser.add_argument(f"--{name}", type=Path, default=default, help=f"{name} archive")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/s16data"), help="unpack here")
-    parser.add_argument("--features", type=Path, default=None, help="default: WORK/sharper")
-    parser.add_argument("--count", type=int, default=2000, help="photos per dataset")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="head seeds")
+    parser = dataset_parser(__doc__.split("\n\n")[0] if __doc__ else None, "sharper")
     parser.add_argument("--threshold", type=float, default=0.99, help="pseudo-label confidence")
     parser.add_argument("--self-steps", type=int, default=100, help="self-labelling steps")
-    parser.add_argument("--reuse", action="store_true", help="load saved features if present")
-    parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
-    args = parser.parse_args(argv)
-    if args.count < 20:
-        parser.error("--count must be >= 20")
+    args = checked_dataset_args(parser, argv, "sharper")
     if not 0 < args.threshold <= 1:
         parser.error("--threshold must be in (0, 1]")
     if args.self_steps < 1:
         parser.error("--self-steps must be >= 1")
-    args.features = args.features or args.work / "sharper"
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the experiment; returns the exit status."""
     args = _parse(argv)
-    archives = {name: getattr(args, name) for name in DEFAULT_ARCHIVES}
-    present = {name: path for name, path in archives.items() if path.exists()}
-    if not present:
-        missing = ", ".join(str(p) for p in archives.values())
-        print(json.dumps({"benchmark": "sharper_groups", "skipped": f"{missing} not found"}))
-        return 0
     started = time.perf_counter()
-
-    def log(text: str) -> None:
-        print(f"[{time.perf_counter() - started:7.1f} s] {text}", flush=True)
-
-    datasets = {name: run_dataset(name, path, args, log) for name, path in present.items()}
+    datasets = run_datasets("sharper_groups", args, run_dataset)
+    if datasets is None:
+        return 0
     result = {
         "benchmark": "sharper_groups",
         "machine": machine(),
