@@ -38,6 +38,7 @@ from crlc_engine.core.events import NullReporter
 from crlc_engine.library.synthetic import make_shapes_dataset
 from crlc_engine.pipeline.presets import get_preset
 from crlc_engine.results.metrics import cluster_accuracy, normalized_mutual_info
+from crlc_engine.training.data_parallel import GlobalViews
 from crlc_engine.training.inference import predict
 from crlc_engine.training.trainer import CRLCTrainer
 
@@ -94,7 +95,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 trainer.bank.features[:] = trainer.bank.features[0]
             else:  # "network": z of one augmented view of every image
                 model.train()
-                views = trainer.augmenter(trainer.data, trainer.augment_generator)
+                data = trainer.data
+                assert isinstance(data, Tensor)  # the probe's images are in memory
+                views = trainer.augmenter(data, trainer.augment_generator)
                 trainer.bank.features[:] = model.rl_head(model.backbone(views))
     rows: list[dict[str, float]] = []
     current: dict[str, list[float]] = {}
@@ -115,22 +118,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     original_objective = trainer._objective
 
-    def objective(z: Tensor | None, logits: Tensor | None, indices: Tensor, pos: Tensor) -> Any:
+    def objective(views: GlobalViews, indices: Tensor, pos: Tensor) -> Any:
         b = indices.shape[0]
         bank = trainer.bank
         state = torch.random.get_rng_state()
         gen_state = trainer.augment_generator.get_state()
-        if args.center_grad and z is not None and z.requires_grad:
-            # Causal test only: remove the batch-common part of dL/dz (the "drift" mode).
-            z.register_hook(lambda g: g - g.mean(dim=0, keepdim=True))  # type: ignore[no-untyped-call]
-        out = original_objective(z, logits, indices, pos)
+        z, logits = views.z_a, views.logits_a
+        if args.center_grad:
+            for part in (views.z_a, views.z_b):
+                if part is not None and part.requires_grad:
+                    # Causal test only: remove the batch-common part of dL/dz ("drift" mode).
+                    part.register_hook(lambda g: g - g.mean(dim=0, keepdim=True))  # type: ignore[no-untyped-call]
+        out = original_objective(views, indices, pos)
         note("fc", float(out.feature.detach()))
         note("pc", float(out.probability_contrastive.detach().mean()))
         if z is not None:
-            za = z[:b].detach()
+            za = z.detach()
             note("zcos", _mean_offdiag(za))
             if bank is None:
-                note("zpos", float((za * z[b : 2 * b].detach()).sum(1).mean()))
+                if views.z_b is not None:
+                    note("zpos", float((za * views.z_b.detach()).sum(1).mean()))
             else:
                 # Re-draw the same sample (same generator state) to read its rows.
                 after = trainer.augment_generator.get_state()
@@ -145,7 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if z is not None:
             note("raw_norm", float(captured["raw"][:b].float().norm(dim=1).mean()))
         if logits is not None:
-            p = logits[0, :b].detach().float().softmax(-1)
+            p = logits[0].detach().float().softmax(-1)
             marg = p.mean(0)
             note("ent_marg", float(-(marg * marg.clamp_min(1e-12).log()).sum()))
             note("ent_cond", float(-(p * p.clamp_min(1e-12).log()).sum(1).mean()))

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         as_user_error,
     )
     from crlc_engine.core.events import (
+        BatchReduced,
         EpochEnded,
         Event,
         Reporter,
@@ -93,6 +94,10 @@ if TYPE_CHECKING:
     from crlc_engine.pipeline.ablation import (
         run_ablation,
     )
+    from crlc_engine.pipeline.distributed_jobs import (
+        FOLLOWER_TIMEOUT,
+        release_followers,
+    )
     from crlc_engine.pipeline.estimate import (
         CPU_IMAGES_PER_S,
         MODEL_PARAMETERS,
@@ -118,6 +123,9 @@ if TYPE_CHECKING:
         refine_settings,
         train_folder,
         train_stage2_folder,
+    )
+    from crlc_engine.pipeline.pixel_method import (
+        follow_jobs,
     )
     from crlc_engine.pipeline.presets import (
         DEFAULT_PRESET_RULE,
@@ -174,6 +182,7 @@ if TYPE_CHECKING:
         default_cluster_name,
         named_key,
     )
+    from crlc_engine.training.distributed import DistributedContext, process_group
 
 #: Where each public name lives.
 _LOCATIONS: dict[str, str] = {
@@ -205,6 +214,7 @@ _LOCATIONS: dict[str, str] = {
     "NoImagesFoundError": "crlc_engine.core.errors",
     "RunNotFoundError": "crlc_engine.core.errors",
     "as_user_error": "crlc_engine.core.errors",
+    "BatchReduced": "crlc_engine.core.events",
     "EpochEnded": "crlc_engine.core.events",
     "Event": "crlc_engine.core.events",
     "Reporter": "crlc_engine.core.events",
@@ -260,6 +270,11 @@ _LOCATIONS: dict[str, str] = {
     "torchvision_presets": "crlc_engine.pipeline.presets",
     "torchvision_problem": "crlc_engine.pipeline.presets",
     "is_quick": "crlc_engine.pipeline.feature_method",
+    "FOLLOWER_TIMEOUT": "crlc_engine.pipeline.distributed_jobs",
+    "release_followers": "crlc_engine.pipeline.distributed_jobs",
+    "follow_jobs": "crlc_engine.pipeline.pixel_method",
+    "DistributedContext": "crlc_engine.training.distributed",
+    "process_group": "crlc_engine.training.distributed",
     "DEVICE_OPTIONS": "crlc_engine.pipeline.run_form",
     "EDITED_FIELDS": "crlc_engine.pipeline.run_form",
     "QUICK_MISSING": "crlc_engine.pipeline.run_form",
@@ -305,6 +320,7 @@ __all__ = [
     "DEVICE_OPTIONS",
     "EDITED_FIELDS",
     "EXPORT_MODES",
+    "FOLLOWER_TIMEOUT",
     "FRAMEWORKS",
     "HEAD_INITS",
     "HEIF_EXTENSIONS",
@@ -324,12 +340,14 @@ __all__ = [
     "TORCHVISION_BACKBONES",
     "UNNAMED_KEY",
     "Annotations",
+    "BatchReduced",
     "BenchRequest",
     "CRLCError",
     "Calibration",
     "Catalog",
     "DeviceChoice",
     "DeviceOptions",
+    "DistributedContext",
     "EpochEnded",
     "Event",
     "ExportItem",
@@ -379,6 +397,7 @@ __all__ = [
     "export_images",
     "export_items",
     "export_undo_checks",
+    "follow_jobs",
     "forget_library",
     "format_bytes",
     "format_duration",
@@ -392,9 +411,11 @@ __all__ = [
     "plan_export",
     "preset_values",
     "pretrained_box",
+    "process_group",
     "quick_preset_available",
     "refine_folder",
     "refine_settings",
+    "release_followers",
     "relink_root",
     "resolve_device",
     "resolve_train_config",

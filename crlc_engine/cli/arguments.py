@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TypeAlias
 from crlc_engine.api import CRLCError, JobControl
 
 #: What runs a command: the parsed arguments and the job's control -> the result (``--json``).
-Handler: TypeAlias = Callable[[argparse.Namespace, JobControl], dict[str, Any]]
+Handler: TypeAlias = Callable[[argparse.Namespace, JobControl], dict[str, Any] | None]
 #: The subparsers of the ``crlc`` parser, to which each command module adds its commands.
 Subparsers: TypeAlias = "argparse._SubParsersAction[Parser]"
 

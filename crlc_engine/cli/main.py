@@ -82,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, "internal", f"unexpected error: {type(exc).__name__}: {exc}")
     finally:
         restore_signals(previous)
+    if result is None:  # a process that prints nothing (a torchrun rank other than 0)
+        return 0
     if args.json:
         with contextlib.suppress(OSError):  # nobody reads a closed pipe
             print(json.dumps(result), flush=True)

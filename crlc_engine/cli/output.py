@@ -13,7 +13,7 @@ import sys
 import time
 from typing import TextIO
 
-from crlc_engine.api import EpochEnded, Event, TrainingFinished, TrainingStarted
+from crlc_engine.api import BatchReduced, EpochEnded, Event, TrainingFinished, TrainingStarted
 
 
 class ConsoleReporter:
@@ -80,6 +80,8 @@ class ConsoleReporter:
                 f"L_FC {event.losses['feature']:.4f}  {clustering}  "
                 f"{event.samples_per_s:,.0f} img/s{eta}"
             )
+        elif isinstance(event, BatchReduced):
+            self._print(event.message)
         elif isinstance(event, TrainingFinished):
             self._print(
                 f"Training {event.state} after {event.epochs} epochs ({_duration(event.elapsed_s)})"

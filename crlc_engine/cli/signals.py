@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from types import FrameType
 from typing import Any
 
@@ -15,6 +16,11 @@ from crlc_engine.api import JobControl
 STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
+
+
+#: A second signal this soon after the first is the same request, delivered twice: a
+#: launcher such as ``torchrun`` forwards the Ctrl+C its worker got from the terminal too.
+REPEAT_GRACE_S = 1.0
 
 
 def _detach_output() -> None:
@@ -29,12 +35,17 @@ def _detach_output() -> None:
 def handle_stop_signals(control: JobControl) -> dict[int, Any]:
     """Make SIGINT, SIGTERM and SIGHUP cancel the job after its current step.
 
-    A second signal aborts at once. Returns the previous handlers, to restore.
+    A second signal aborts at once (unless it comes within :data:`REPEAT_GRACE_S` of the
+    first). Returns the previous handlers, to restore.
     """
+    first: list[float] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if first and time.monotonic() - first[0] < REPEAT_GRACE_S:
+            return
         if control.cancelled:
             raise KeyboardInterrupt
+        first.append(time.monotonic())
         control.cancel()
         name = "Ctrl+C" if signum == signal.SIGINT else signal.Signals(signum).name
         if name == "SIGHUP":  # the terminal is gone: later output would fail the job

@@ -104,8 +104,34 @@ def _planned_config(args: argparse.Namespace, overrides: dict[str, Any]) -> Trai
     return settings_of(RunRequest(clusters=args.clusters, preset=preset, overrides=overrides))
 
 
-def _train(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+def _train(args: argparse.Namespace, control: JobControl) -> dict[str, Any] | None:
+    """``crlc train``; under ``torchrun`` with several processes, rank 0 runs the job and
+    prints, the other ranks train their shards silently (and return ``None``)."""
     # imported here: the training pipeline brings torch, which `crlc --help` must not load
+    from crlc_engine.api import (
+        FOLLOWER_TIMEOUT,
+        DistributedContext,
+        follow_jobs,
+        process_group,
+        release_followers,
+    )
+
+    context = DistributedContext.from_environment(args.device or "auto")
+    if not context.distributed:
+        return _train_here(args, control)
+    with process_group(context, FOLLOWER_TIMEOUT):
+        if not context.is_main:
+            args.json = False  # rank 0 alone writes the result line
+            follow_jobs(context, control)
+            return None
+        try:
+            return _train_here(args, control)
+        finally:
+            release_followers(context)
+
+
+def _train_here(args: argparse.Namespace, control: JobControl) -> dict[str, Any]:
+    """``crlc train`` in this process (rank 0 of several)."""
     from crlc_engine.api import train_folder, train_stage2_folder
 
     _check_train_flags(args)

@@ -53,6 +53,13 @@ class CheckpointError(CRLCError):
     kind = "checkpoint"
 
 
+class OutOfDeviceMemoryError(CRLCError):
+    """Training ran out of device memory even after halving its batch down to the smallest
+    batch that still has negatives."""
+
+    kind = "out_of_memory"
+
+
 class TrainingDivergedError(CRLCError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 

@@ -72,7 +72,35 @@ class TrainingFinished:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-Event = TrainingStarted | EpochEnded | CheckpointSaved | TrainingFinished
+@dataclass(frozen=True)
+class BatchReduced:
+    """The device ran out of memory: the step was dropped and the training goes on from the
+    same place at half the batch.
+
+    Attributes:
+        old: The batch that did not fit.
+        new: The batch from now on.
+        epoch: 0-based epoch of the step that failed.
+        step: Its step in that epoch (counted at the old batch).
+        device: The device type (``cuda``).
+    """
+
+    old: int
+    new: int
+    epoch: int
+    step: int
+    device: str
+
+    @property
+    def message(self) -> str:
+        """One line for the user."""
+        return (
+            f"Out of {self.device.upper()} memory at a batch of {self.old} images: "
+            f"continuing from the same step at a batch of {self.new}"
+        )
+
+
+Event = TrainingStarted | EpochEnded | CheckpointSaved | TrainingFinished | BatchReduced
 
 
 class Reporter(Protocol):

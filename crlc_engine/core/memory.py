@@ -1,4 +1,6 @@
-"""Give the heap's freed pages back to the operating system between the stages of a job.
+"""Process memory: give the heap's freed pages back to the operating system between the
+stages of a job (:func:`return_freed_memory`), and how much memory is free
+(:func:`available_memory_bytes`).
 
 A stage such as feature extraction allocates and frees hundreds of megabytes of activations
 in small-to-medium blocks; glibc's allocator keeps those pages mapped for reuse, so the
@@ -15,8 +17,9 @@ import ctypes.util
 import gc
 import sys
 from functools import cache
+from pathlib import Path
 
-__all__ = ["return_freed_memory"]
+__all__ = ["available_memory_bytes", "return_freed_memory"]
 
 
 @cache
@@ -49,3 +52,19 @@ def return_freed_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """Memory the system can give a process without swapping (Linux's ``MemAvailable``),
+    ``None`` where unknown (other systems, or an unreadable ``meminfo``)."""
+    try:
+        text = meminfo.read_text(encoding="ascii")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name == "MemAvailable":
+            parts = value.split()
+            if parts and parts[0].isdigit():
+                return int(parts[0]) * (1024 if parts[1:2] == ["kB"] else 1)
+    return None

@@ -32,6 +32,7 @@ from crlc_engine.core.events import NullReporter, Reporter
 from crlc_engine.core.fileio import atomic_write_json
 from crlc_engine.library.catalog import REBUILD_ADVICE, Catalog, ImageRecord
 from crlc_engine.library.decoded_sink import DecodedSink
+from crlc_engine.library.disk_pixels import DiskPixels, training_pixels
 from crlc_engine.library.lock import WorkspaceLock
 from crlc_engine.library.pixel_cache import PixelCache
 from crlc_engine.library.runs import RunStore, library_key, workspace_base
@@ -230,6 +231,15 @@ class ImageLibrary:
     def pixels(self, side: int, records: Sequence[ImageRecord]) -> np.ndarray:
         """uint8 [N, S, S, 3] of the given images from the cache at ``side``."""
         return PixelCache(self.workspace, side).read([r.cache_row for r in records])
+
+    def training_pixels(
+        self, side: int, records: Sequence[ImageRecord], reporter: Reporter | None = None
+    ) -> np.ndarray | DiskPixels:
+        """The given images' pixels at ``side``: in memory, or left in the cache on disk and
+        read a batch at a time when they would not fit (:func:`training_pixels`)."""
+        return training_pixels(
+            PixelCache(self.workspace, side), [r.cache_row for r in records], reporter
+        )
 
     # ------------------------------------------------------------------ scanning
     def scan_options(self) -> ScanOptions:

@@ -25,6 +25,7 @@ from crlc_engine.core.device import resolve_device
 from crlc_engine.core.errors import InvalidSettingError, plain_message
 from crlc_engine.core.events import NullReporter, Reporter
 from crlc_engine.library import Folders, ImageLibrary, ImageRecord, ScanOptions, ScanSummary
+from crlc_engine.library.disk_pixels import DiskPixels
 from crlc_engine.library.runs import RunDir
 from crlc_engine.pipeline.estimate import remember_run
 from crlc_engine.pipeline.method_base import MethodJob, MethodResult, TrainingMethod
@@ -90,6 +91,8 @@ class TrainOutcome:
             "epochs": self.fit.epochs,
             "steps": self.fit.steps,
             "samples_per_s": round(self.fit.samples_per_s, 2),
+            "batch_size": self.fit.batch_size,
+            "batch_reductions": list(self.fit.batch_reductions),
             "clusters": self.config.clusters,
             "head": self.fit.chosen_head if self.kind != "stage1" else None,
             "head_losses": [round(v, 6) for v in self.fit.head_losses],
@@ -172,7 +175,7 @@ class _RunStage:
         scan: ScanSummary,
         reporter: Reporter,
         control: JobControl,
-        follows: tuple[list[ImageRecord], np.ndarray | None] | None = None,
+        follows: tuple[list[ImageRecord], np.ndarray | DiskPixels | None] | None = None,
     ) -> TrainOutcome:
         """Carry ``plan`` out; ``follows``: the images (and pixels, if read) of the stage-1
         run a stage-2 run follows in the same job, which it trains on too."""
@@ -187,7 +190,7 @@ class _RunStage:
         _say_start(plan, run, labelled, reporter)
         pixels = None if follows is None else follows[1]
         if pixels is None and plan.follow_up and plan.method.needs_pixels(plan.config):
-            pixels = library.pixels(plan.config.image_size, records)  # read once for both
+            pixels = library.training_pixels(plan.config.image_size, records, reporter)
         job = MethodJob(
             library,
             run,
@@ -300,7 +303,7 @@ def fit_run(job: MethodJob, method: TrainingMethod) -> FitResult:
         run.record_stop(state, message)
         raise
     _write_final_status(run, result)
-    if result.fit.state == "completed":
+    if result.fit.state == "completed" and not result.fit.batch_reductions:
         remember_run(run)  # its real speed, for later estimates of these settings
     return result.fit
 
@@ -317,5 +320,7 @@ def _write_final_status(run: RunDir, result: MethodResult) -> None:
         head=fit.chosen_head if run.has_clusters else None,
         samples_per_s=fit.samples_per_s,
         elapsed_s=fit.elapsed_s,
+        batch_size=fit.batch_size,
+        batch_reductions=list(fit.batch_reductions),
         **result.status,
     )

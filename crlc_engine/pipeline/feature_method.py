@@ -43,6 +43,7 @@ from crlc_engine.pipeline.method_base import (
 from crlc_engine.pipeline.presets import QUICK_BACKBONE, check_quick_settings
 from crlc_engine.pipeline.run_records import run_images
 from crlc_engine.training.checkpoint import save_checkpoint
+from crlc_engine.training.distributed import current_context
 from crlc_engine.training.feature_cache import FeatureCache, compute_features
 from crlc_engine.training.feature_sink import FeatureSink
 from crlc_engine.training.feature_trainer import CHECKPOINT_KIND, FeatureTrainer, QuickSettings
@@ -134,6 +135,8 @@ class FeatureHeadsMethod(TrainingMethod):
         return library.images()
 
     def fit(self, job: MethodJob) -> MethodResult:
+        if current_context().distributed:
+            job.reporter.status("The quick preset trains in process 0 alone; the others wait")
         settings, stored = self._settings(job)
         phase = str(stored.get("phase", "heads")) if stored else "features"
         parent_checkpoint = job.parent_checkpoint

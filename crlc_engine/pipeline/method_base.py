@@ -33,6 +33,7 @@ from crlc_engine.core.control import JobControl
 from crlc_engine.core.events import Reporter
 from crlc_engine.library import ImageLibrary, ImageRecord
 from crlc_engine.library.decoded_sink import DecodedSink
+from crlc_engine.library.disk_pixels import DiskPixels
 from crlc_engine.library.runs import RunDir
 from crlc_engine.training.inference import Predictions
 from crlc_engine.training.loop import FitResult, TrainingLoop
@@ -54,7 +55,8 @@ class MethodJob:
         labelled: CRLC-semi: rows into ``records`` and the clusters each may take
             (bool [L, C]).
         parent_checkpoint: Start from this run's weights (refine, stage 2).
-        pixels: uint8 [N, S, S, 3] when the caller already read them.
+        pixels: uint8 [N, S, S, 3] when the caller already read them (or left them on disk:
+            :class:`~crlc_engine.library.disk_pixels.DiskPixels`).
     """
 
     library: ImageLibrary
@@ -67,7 +69,7 @@ class MethodJob:
     resume: bool
     labelled: tuple[np.ndarray, np.ndarray] | None = None
     parent_checkpoint: Path | None = None
-    pixels: np.ndarray | None = None
+    pixels: np.ndarray | DiskPixels | None = None
 
     def trainer_files(self) -> tuple[Path, Path, str]:
         """(checkpoint path, history path, run id): where a trainer of this run writes."""

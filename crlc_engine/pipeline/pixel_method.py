@@ -9,6 +9,7 @@ own (resume), an earlier stage-2 run's of the same stage-1 run on the same image
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,10 +19,18 @@ from crlc_engine.core.config import TrainConfig
 from crlc_engine.core.control import JobControl
 from crlc_engine.core.device import resolve_device
 from crlc_engine.core.errors import CRLCError
-from crlc_engine.core.events import Reporter
+from crlc_engine.core.events import NullReporter, Reporter
 from crlc_engine.library import ImageLibrary, ImageRecord
+from crlc_engine.library.disk_pixels import training_pixels
+from crlc_engine.library.pixel_cache import PixelCache
 from crlc_engine.library.runs import RunDir, RunStore
 from crlc_engine.models import CRLCModel
+from crlc_engine.pipeline.distributed_jobs import (
+    PixelTrainingSpec,
+    next_training,
+    shared_training,
+    start_trainer,
+)
 from crlc_engine.pipeline.method_base import (
     MethodJob,
     MethodResult,
@@ -29,6 +38,12 @@ from crlc_engine.pipeline.method_base import (
     resume_if_asked,
 )
 from crlc_engine.pipeline.run_records import run_images
+from crlc_engine.training.data_parallel import DataParallel
+from crlc_engine.training.distributed import (
+    DistributedContext,
+    broadcast_object,
+    current_context,
+)
 from crlc_engine.training.inference import Predictions, predict
 from crlc_engine.training.trainer import CRLCTrainer
 from crlc_engine.training.two_stage import (
@@ -56,22 +71,30 @@ class PixelMethod(TrainingMethod):
         fetch_pretrained_weights(config, job.reporter, job.control)
         pixels = job.pixels
         if pixels is None:
-            pixels = job.library.pixels(config.image_size, job.records)
-        trainer = CRLCTrainer(
-            config,
-            pixels,
-            job.device,
-            *job.trainer_files(),
-            labelled=job.labelled,
-        )
-        if not resume_if_asked(trainer, job, job.resume) and job.parent_checkpoint is not None:
-            if config.stage == "stage2":  # stage 1's backbone and RL-head; a fresh C-head
-                trainer.init_from_parent(job.parent_checkpoint, parts=("backbone", "rl_head"))
-            else:
-                trainer.init_from_parent(job.parent_checkpoint)
-        if config.stage == "stage2":
-            trainer.set_neighbors(stage2_neighbors(job.library.runs, job.run, trainer, job))
-        fit = trainer.fit(job.reporter, job.control)
+            pixels = job.library.training_pixels(config.image_size, job.records, job.reporter)
+        context = current_context(job.device)
+        if context.distributed:  # refused here, before the other ranks are told of it
+            DataParallel(context).check(config)
+            job.reporter.status(f"Training in {context.world_size} processes (torchrun)")
+        spec = _training_spec(job)
+        with shared_training(spec, context):
+            trainer = CRLCTrainer(
+                config,
+                pixels,
+                job.device,
+                *job.trainer_files(),
+                labelled=job.labelled,
+                distributed=context,
+            )
+            if not resume_if_asked(trainer, job, job.resume):
+                start_trainer(trainer, spec)
+            table = None
+            if config.stage == "stage2":
+                table = stage2_neighbors(job.library.runs, job.run, trainer, job)
+            table = broadcast_object(table, context)  # the other ranks take rank 0's
+            if table is not None:
+                trainer.set_neighbors(table)
+            fit = trainer.fit(job.reporter, job.control)
         preds = None
         if fit.state == "completed" and job.run.has_clusters:
             job.reporter.status("Computing assignments")
@@ -95,9 +118,59 @@ class PixelMethod(TrainingMethod):
         norm = state["normalization"]
         augment = AugmentConfig(mean=tuple(norm["mean"]), std=tuple(norm["std"]))
         reporter.status(f"Assigning {len(records)} images with run {run.run_id}")
-        pixels = library.pixels(config.image_size, records)
+        pixels = library.training_pixels(config.image_size, records, reporter)
         preds = predict(model, pixels, augment, device, reporter=reporter)
         return records, preds, int(state["chosen_head"])
+
+
+def _training_spec(job: MethodJob) -> PixelTrainingSpec:
+    """What the other ranks of a run over several processes need to follow ``job``."""
+    parent = job.parent_checkpoint
+    return PixelTrainingSpec(
+        config=job.config.to_dict(),
+        workspace=str(job.library.workspace),
+        cache_rows=[r.cache_row for r in job.records],
+        run_id=job.run.run_id,
+        labelled=job.labelled,
+        resume_from=str(job.run.checkpoint_path) if job.resume else None,
+        parent_checkpoint=None if parent is None else str(parent),
+        # stage 2: stage 1's backbone and RL-head, a fresh C-head
+        parent_parts=("backbone", "rl_head")
+        if job.config.stage == "stage2"
+        else ("backbone", "rl_head", "c_head"),
+    )
+
+
+def follow_jobs(context: DistributedContext, control: JobControl | None = None) -> int:
+    """A rank other than 0 of a run over several processes: train its shard of every pixel
+    training rank 0 announces (:mod:`crlc_engine.pipeline.distributed_jobs`), silently, until
+    rank 0 says it is done.
+
+    Returns:
+        How many trainings this rank took part in.
+    """
+    control = control or JobControl()
+    trainings = 0
+    while (spec := next_training(context)) is not None:
+        config = TrainConfig.from_dict(spec.config)
+        fetch_pretrained_weights(config, NullReporter(), control)
+        cache = PixelCache(Path(spec.workspace), config.image_size)
+        pixels = training_pixels(cache, spec.cache_rows)
+        trainer = CRLCTrainer(
+            config,
+            pixels,
+            context.device,
+            run_id=spec.run_id,
+            labelled=spec.labelled,
+            distributed=context,
+        )
+        start_trainer(trainer, spec)
+        table = broadcast_object(None, context)  # stage 2: rank 0's neighbour table
+        if table is not None:
+            trainer.set_neighbors(table)
+        trainer.fit(NullReporter(), control)
+        trainings += 1
+    return trainings
 
 
 def fetch_pretrained_weights(config: TrainConfig, reporter: Reporter, control: JobControl) -> None:

@@ -14,6 +14,7 @@ from crlc_engine.augment.config import AugmentConfig
 from crlc_engine.augment.normalize import normalize_only
 from crlc_engine.core.control import JobControl
 from crlc_engine.core.events import NullReporter, Reporter
+from crlc_engine.library.disk_pixels import DiskPixels
 from crlc_engine.models import CRLCModel
 
 
@@ -48,7 +49,7 @@ class Predictions:
 @torch.no_grad()
 def predict(
     model: CRLCModel,
-    images: np.ndarray | Tensor,
+    images: np.ndarray | Tensor | DiskPixels,
     augment_config: AugmentConfig,
     device: torch.device,
     batch_size: int = 512,
@@ -59,7 +60,7 @@ def predict(
 
     Args:
         model: A trained model (moved to ``device`` by the caller).
-        images: uint8 [N, S, S, 3].
+        images: uint8 [N, S, S, 3] (in memory, or read a batch at a time from disk).
         augment_config: Supplies the normalisation mean/std used in training.
         device: Where to run.
         batch_size: Images per forward pass.
@@ -67,7 +68,7 @@ def predict(
         control: Cancelling raises ``InterruptedError``.
     """
     reporter = reporter or NullReporter()
-    data = torch.as_tensor(images)
+    data = images if isinstance(images, DiskPixels) else torch.as_tensor(images)
     n = data.shape[0]
     model.eval()
     amp: contextlib.AbstractContextManager[Any] = (
@@ -80,7 +81,11 @@ def predict(
     for start in range(0, n, batch_size):
         if control is not None and control.cancelled:
             raise InterruptedError("prediction cancelled")
-        batch = data[start : start + batch_size].to(device, non_blocking=True)
+        if isinstance(data, DiskPixels):
+            rows = torch.from_numpy(data.block(start, start + batch_size))
+        else:
+            rows = data[start : start + batch_size]
+        batch = rows.to(device, non_blocking=True)
         x = normalize_only(batch, augment_config)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)

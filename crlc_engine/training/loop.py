@@ -16,7 +16,12 @@ steps:
 * cancel and pause (:class:`~crlc_engine.core.control.JobControl`) and the events
   :class:`~crlc_engine.core.events.TrainingStarted` / ``TrainingFinished``;
 * checkpoints every ``checkpoint_every`` epochs, at the end and on cancel, and an exact
-  resume: the position in the epoch, both generators and the sums are checkpointed.
+  resume: the position in the epoch, both generators and the sums are checkpointed;
+* out of device memory: a step that raises ``torch.OutOfMemoryError`` (CUDA's
+  ``torch.cuda.OutOfMemoryError``) is dropped, the batch halved and the training goes on from
+  the same position in the epoch (the rows of the failed batch come next, in two halves); the
+  reporter is told, and the batch really used is checkpointed, kept on resume and returned
+  (:attr:`FitResult.batch_size`, :attr:`FitResult.batch_reductions`).
 """
 
 from __future__ import annotations
@@ -26,9 +31,8 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -36,8 +40,9 @@ from torch import Tensor, nn
 
 from crlc_engine.core.config import SharedFields, check_cluster_count
 from crlc_engine.core.control import JobControl
-from crlc_engine.core.errors import CheckpointError
+from crlc_engine.core.errors import CheckpointError, OutOfDeviceMemoryError
 from crlc_engine.core.events import (
+    BatchReduced,
     CheckpointSaved,
     NullReporter,
     Reporter,
@@ -58,51 +63,12 @@ from crlc_engine.training.epoch_stats import (
     log_epoch,
     zero_epoch_sums,
 )
+from crlc_engine.training.fit_result import FitResult, StepOptimizer
 from crlc_engine.training.labelled import labelled_masks, uses_labelled
 from crlc_engine.training.neighbor_positives import check_neighbor_table
 from crlc_engine.training.pace import TrainingClock
 
 __all__ = ["FitResult", "TrainingLoop"]
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """How a call to :meth:`TrainingLoop.fit` ended.
-
-    Attributes:
-        state: ``completed`` or ``cancelled``.
-        epochs: Completed epochs in total (including before a resume).
-        steps: Optimiser steps in total.
-        chosen_head: Sub-head with the lowest mean L_cluster over the last epoch (0-based).
-        head_losses: That epoch's mean L_cluster per sub-head.
-        elapsed_s: Training time in total: wall time of the ``fit`` calls, pauses excluded,
-            per-epoch work (history, events, checkpoints) included.
-        samples_per_s: Images (one or two views each, see the framework) per second over
-            this call's training time (per-epoch work included).
-    """
-
-    state: str
-    epochs: int
-    steps: int
-    chosen_head: int
-    head_losses: list[float]
-    elapsed_s: float
-    samples_per_s: float
-
-
-class StepOptimizer(Protocol):
-    """What the loop needs of an optimiser: ``torch.optim`` optimisers and
-    :class:`~crlc_engine.training.heads_adam.HeadsAdam`."""
-
-    param_groups: list[dict[str, Any]]
-
-    def zero_grad(self, set_to_none: bool = True) -> None: ...
-
-    def step(self) -> Any: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
 
 
 class TrainingLoop(ABC):
@@ -172,6 +138,8 @@ class TrainingLoop(ABC):
         self.num_images = num_images
         self.batch_size = min(settings.batch_size, num_images)
         self.steps_per_epoch = num_images // self.batch_size
+        self.batch_reductions: list[dict[str, int]] = []
+        self._lap_samples = self._call_samples = 0
         self.order_generator = torch.Generator().manual_seed(settings.seed)
         self.neighbors: Tensor | None = None
         self.labelled_rows: Tensor | None = None
@@ -269,8 +237,8 @@ class TrainingLoop(ABC):
         if self.permutation is None:
             self.permutation = torch.randperm(self.num_images, generator=self.order_generator)
         on_device = self.permutation.to(self.device)
-        b = self.batch_size
-        while self.step_in_epoch < self.steps_per_epoch:
+        while self.step_in_epoch < self.steps_per_epoch:  # the batch may shrink on the way
+            b = self.batch_size
             start = self.step_in_epoch * b
             yield on_device[start : start + b]
 
@@ -324,8 +292,9 @@ class TrainingLoop(ABC):
         if settings.lr_schedule == "constant":
             return settings.lr
         target = self.target_epochs
-        if target is not None:
-            progress = self.total_steps / max(1, target * self.steps_per_epoch)
+        if target is not None:  # by position, so a halved batch keeps the schedule's place
+            done = self.epoch * self.steps_per_epoch + self.step_in_epoch
+            progress = done / max(1, target * self.steps_per_epoch)
         else:
             progress = self.elapsed_s / max(1e-9, (settings.minutes or 0.0) * 60.0)
         progress = min(max(progress, 0.0), 1.0)
@@ -356,13 +325,14 @@ class TrainingLoop(ABC):
         ``fit``) to now, so the previous close's history write, event and checkpoint count;
         the ETA uses the speed over the whole ``fit`` call so far."""
         steps, seconds = pace.lap()
+        samples, self._lap_samples = self._lap_samples, 0
         record = epoch_record(
             self._sums,
             self._sum_steps,
             (*LOSS_PARTS, *self.extra_parts),
             self.epoch + 1,
             partial,
-            steps * self.batch_size / seconds if seconds > 0 else 0.0,
+            samples / seconds if steps > 0 and seconds > 0 else 0.0,
             self.elapsed_s,
             lr_hint=self.lr_hint,
         )
@@ -385,11 +355,18 @@ class TrainingLoop(ABC):
         steps = 0
         stop: str | None = None
         for indices in self._iter_epoch_indices():
-            if pace.paused(control.checkpoint_wait):
+            if self._agreed_stop(pace.paused(control.checkpoint_wait)):
                 stop = "cancelled"
                 break
-            self._step(indices)
+            generator_state = self.step_generator.get_state()
+            try:
+                self._step(indices)
+            except torch.OutOfMemoryError as exc:
+                self._halve_batch(exc, generator_state, reporter)
+                continue
             pace.step()
+            self._lap_samples += indices.shape[0]
+            self._call_samples += indices.shape[0]
             steps += 1
             self.step_in_epoch += 1
             self.total_steps += 1
@@ -398,7 +375,7 @@ class TrainingLoop(ABC):
                 reporter.progress(self.total_steps, planned)
             else:
                 reporter.progress(self.elapsed_s, (minutes or 0.0) * 60.0)
-            if self._budget_spent():
+            if self._agreed_stop(self._budget_spent()):
                 stop = "budget"
                 break
         if self.device.type == "cuda":
@@ -408,6 +385,57 @@ class TrainingLoop(ABC):
         if steps > 0 and (finished_epoch or stop == "budget"):
             self._close_epoch(pace, reporter, partial=not finished_epoch)
         return stop
+
+    #: The smallest batch the loop halves to: one image and one negative.
+    min_batch_size: ClassVar[int] = 2
+
+    def _agreed_stop(self, stop: bool) -> bool:
+        """Whether to stop here; a method trained over several processes makes every rank
+        take rank 0's decision (all ranks must stop at the same step)."""
+        return stop
+
+    @property
+    def can_halve_batch(self) -> bool:
+        """Whether running out of device memory may halve the batch (not for one process
+        of several: the global batch is theirs together)."""
+        return True
+
+    def _halve_batch(
+        self, error: BaseException, generator_state: Tensor, reporter: Reporter
+    ) -> None:
+        """Drop the step that ran out of device memory and go on at half the batch.
+
+        The step's randomness is drawn again (the step generator goes back to before it);
+        weights are unchanged unless the error came inside the optimiser's own update, and
+        BatchNorm statistics may hold the failed forward's batch. The position in the epoch
+        is kept: the rows of the failed batch come next, in two halves.
+
+        Raises:
+            OutOfDeviceMemoryError: the batch is already the smallest one.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step_generator.set_state(generator_state)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        old = self.batch_size
+        new = old // 2
+        if new < self.min_batch_size or not self.can_halve_batch:
+            smaller = "a smaller --batch-size, " if not self.can_halve_batch else ""
+            raise OutOfDeviceMemoryError(
+                f"training ran out of {self.device.type.upper()} memory with a batch of "
+                f"{old} images ({error.__class__.__name__}). Close other programs that use "
+                f"the device, choose {smaller}a smaller image size or backbone, or train on "
+                "the CPU (--device cpu)"
+            ) from error
+        step = self.step_in_epoch
+        self.batch_reductions.append({"epoch": self.epoch, "step": step, "from": old, "to": new})
+        self._set_batch_size(new)
+        self.step_in_epoch = step * old // new
+        reporter.event(BatchReduced(old, new, self.epoch, step, self.device.type))
+
+    def _set_batch_size(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.steps_per_epoch = self.num_images // batch_size
 
     def fit(self, reporter: Reporter | None = None, control: JobControl | None = None) -> FitResult:
         """Train until the epoch count or time budget is reached, or until cancelled.
@@ -437,6 +465,7 @@ class TrainingLoop(ABC):
         )
         self._train_mode()
         pace = TrainingClock(self.elapsed_s, self.clock)
+        self._lap_samples = self._call_samples = 0  # images stepped (the batch may shrink)
         state = "completed"
         while not self._training_done():
             stop = self._train_epoch(pace, reporter, control)
@@ -456,7 +485,7 @@ class TrainingLoop(ABC):
         self.elapsed_s = pace.elapsed_s
         call_seconds = pace.seconds
         self.save(reporter)
-        samples_per_s = pace.steps * self.batch_size / call_seconds if call_seconds > 0 else 0.0
+        samples_per_s = self._call_samples / call_seconds if call_seconds > 0 else 0.0
         head_losses = self.history[-1]["head_losses"] if self.history else []
         reporter.event(TrainingFinished(state, self.epoch, self.elapsed_s))
         return FitResult(
@@ -467,6 +496,8 @@ class TrainingLoop(ABC):
             head_losses=list(head_losses),
             elapsed_s=self.elapsed_s,
             samples_per_s=samples_per_s,
+            batch_size=self.batch_size,
+            batch_reductions=tuple(self.batch_reductions),
         )
 
     # ------------------------------------------------------------------ persistence
@@ -487,6 +518,8 @@ class TrainingLoop(ABC):
             "history": self.history,
             "num_images": self.num_images,
             "chosen_head": self.chosen_head,
+            "batch_size": self.batch_size,
+            "batch_reductions": list(self.batch_reductions),
         }
 
     def save(self, reporter: Reporter | None = None) -> None:
@@ -540,6 +573,9 @@ class TrainingLoop(ABC):
     def _restore_position(self, state: dict[str, Any], source: Path) -> None:
         """Position, generators, sums and history of a checkpoint (``history.jsonl`` is cut
         back to it)."""
+        if "batch_size" in state:  # the batch really used (halved after running out of memory)
+            self._set_batch_size(int(state["batch_size"]))
+            self.batch_reductions = [dict(r) for r in state.get("batch_reductions", [])]
         self.epoch = int(state["epoch"])
         self.step_in_epoch = int(state["step_in_epoch"])
         self.total_steps = int(state["total_steps"])

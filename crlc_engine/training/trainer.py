@@ -45,6 +45,7 @@ network and the step.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from crlc_engine.augment.normalize import dataset_mean_std
 from crlc_engine.core.config import LossSettings, TrainConfig
 from crlc_engine.core.errors import CheckpointError, InvalidSettingError
 from crlc_engine.core.events import NullReporter, Reporter
+from crlc_engine.library.disk_pixels import DiskPixels
 from crlc_engine.losses import CRLCLossOutput, crlc_loss, feature_contrastive_loss
 from crlc_engine.losses.group_cross_entropy import group_cross_entropy
 from crlc_engine.losses.memory_bank import MemoryBank, bank_feature_loss, memory_bank_crlc_loss
@@ -66,6 +68,13 @@ from crlc_engine.models import CRLCModel
 from crlc_engine.training.checkpoint import grow_cluster_columns, load_checkpoint
 from crlc_engine.training.compiled_forward import CompiledForward
 from crlc_engine.training.compute_settings import ComputeSettings
+from crlc_engine.training.data_parallel import (
+    DataParallel,
+    GlobalViews,
+    NetworkOutputs,
+    network_outputs,
+)
+from crlc_engine.training.distributed import DistributedContext
 from crlc_engine.training.epoch_stats import add_step_sums
 from crlc_engine.training.labelled import uses_labelled
 from crlc_engine.training.loop import FitResult, TrainingLoop
@@ -89,6 +98,10 @@ _STRUCTURAL = (
 )
 
 
+#: Images the view statistics are computed on (every ``ceil(N / this)``-th).
+_STATS_IMAGES = 10000
+
+
 def loss_settings_of(config: TrainConfig) -> LossSettings:
     """The loss settings of a training config (stage 2 has no L_FC term)."""
     return config.loss_settings(lambda_fc=0.0 if config.stage == "stage2" else config.lambda_fc)
@@ -100,8 +113,13 @@ def _feature_only(feature: Tensor, subheads: int) -> CRLCLossOutput:
     return CRLCLossOutput(feature, feature, zeros, zeros, zeros, zeros)
 
 
-def _place_data(images: np.ndarray | Tensor, device: torch.device) -> Tensor:
-    """Put uint8 [N, S, S, 3] on ``device``; fall back to pinned host memory if it won't fit."""
+def _place_data(
+    images: np.ndarray | Tensor | DiskPixels, device: torch.device
+) -> Tensor | DiskPixels:
+    """Put uint8 [N, S, S, 3] on ``device``; fall back to pinned host memory if it won't fit.
+    Pixels left on disk stay there (each batch is read when drawn)."""
+    if isinstance(images, DiskPixels):
+        return images
     data = torch.as_tensor(images)
     if data.dtype != torch.uint8 or data.ndim != 4 or data.shape[-1] != 3:
         raise InvalidSettingError(f"images must be uint8 [N, S, S, 3], got {tuple(data.shape)}")
@@ -119,7 +137,9 @@ class CRLCTrainer(TrainingLoop):
 
     Args:
         config: Resolved settings (``config.image_size`` must equal the images' side).
-        images: uint8 [N, S, S, 3] (numpy or torch).
+        images: uint8 [N, S, S, 3] (numpy or torch), or pixels read a batch at a time from
+            the cache on disk (:class:`~crlc_engine.library.disk_pixels.DiskPixels`, for data
+            sets that do not fit in memory).
         device: Training device.
         checkpoint_path: Where checkpoints go (``None``: never written).
         history_path: Where one JSON line per epoch is appended (``None``: not written).
@@ -128,6 +148,11 @@ class CRLCTrainer(TrainingLoop):
             0..C-1); each step adds ``lambda_xent`` x the cross-entropy of every sub-head on
             augmented views (as many per image as the framework uses) of
             ``labelled_batch`` labelled images drawn uniformly. End-to-end runs only.
+        distributed: This process's place in a run over several processes (``torchrun``):
+            every rank trains on its shard of each global batch of ``config.batch_size``
+            images, with the global batch's negatives and statistics
+            (:mod:`crlc_engine.training.data_parallel`); only rank 0 should be given a
+            checkpoint and history path. ``None``: one process.
 
     Raises:
         InvalidSettingError: bad data or settings (``stage`` ``two_stage`` is two runs: see
@@ -141,14 +166,17 @@ class CRLCTrainer(TrainingLoop):
     def __init__(
         self,
         config: TrainConfig,
-        images: np.ndarray | Tensor,
+        images: np.ndarray | Tensor | DiskPixels,
         device: torch.device,
         checkpoint_path: Path | None = None,
         history_path: Path | None = None,
         run_id: str = "",
         labelled: tuple[np.ndarray, np.ndarray] | None = None,
+        distributed: DistributedContext | None = None,
     ) -> None:
         self.config = config
+        self.parallel = DataParallel(distributed or DistributedContext(device=device))
+        self.parallel.check(config)
         self.data = _place_data(images, device)
         n, height, width, _ = self.data.shape
         if height != config.image_size or width != config.image_size:
@@ -161,6 +189,8 @@ class CRLCTrainer(TrainingLoop):
         self._use_labelled(labelled)
         self.parts = trainable_parts(config)
         self.compute = ComputeSettings.of(config, device)
+        if self.parallel.active:  # one rank falling back to eager alone would stall the rest
+            self.compute = dataclasses.replace(self.compute, compile=False)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.model = self._build_model()
@@ -168,8 +198,10 @@ class CRLCTrainer(TrainingLoop):
         self.loss_config = loss_settings_of(config)
         # Pretrained weights expect their own input statistics; otherwise the data set's.
         preset_norm = self.model.backbone.input_normalization
-        self._set_normalization(*(preset_norm or dataset_mean_std(self.data)))
-        self.augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+        self._set_normalization(*(preset_norm or self._data_mean_std()))
+        self.augment_generator = torch.Generator(device=device).manual_seed(
+            self.parallel.augment_seed(config.seed)
+        )
         self.bank: MemoryBank | None = None
         if config.framework == "memorybank":
             self.bank = MemoryBank(
@@ -179,7 +211,14 @@ class CRLCTrainer(TrainingLoop):
             config.stage == "end_to_end" and config.lambda_fc > 0
         )
         self.uses_logits = config.stage != "stage1"
-        self.network_forward = CompiledForward(self._network_outputs, self.compute.compile)
+        forward = self._network_outputs
+        if self.parallel.active:
+            trainable_rl_head = "rl_head" in self.parts
+            outputs = NetworkOutputs(
+                self.model, self.uses_z, self.uses_logits, config.freeze_backbone
+            )
+            forward = self.parallel.wrap(outputs, trainable_rl_head and not self.uses_z)
+        self.network_forward = CompiledForward(forward, self.compute.compile)
         self._reporter: Reporter = NullReporter()
         self._fallback_reported = False
 
@@ -187,7 +226,8 @@ class CRLCTrainer(TrainingLoop):
         """The network (seeded with ``config.seed``), only the stage's parts trainable."""
         config = self.config
         torch.manual_seed(config.seed)
-        model = CRLCModel.for_settings(config, pretrained=config.pretrained).to(self.device)
+        model = CRLCModel.for_settings(config, pretrained=config.pretrained)
+        model = self.parallel.prepare(model).to(self.device)
         model = model.to(memory_format=self.compute.torch_memory_format)
         for name, part in model.named_children():
             part.requires_grad_(name in self.parts)
@@ -239,7 +279,18 @@ class CRLCTrainer(TrainingLoop):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
+    def _data_mean_std(
+        self,
+    ) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """The data set's per-channel mean and standard deviation (the views' statistics)."""
+        if isinstance(self.data, DiskPixels):
+            return dataset_mean_std(torch.from_numpy(self.data.subsample(_STATS_IMAGES)))
+        return dataset_mean_std(self.data, max_images=_STATS_IMAGES)
+
     def _batch(self, indices: Tensor) -> Tensor:
+        if isinstance(self.data, DiskPixels):
+            rows = torch.from_numpy(self.data.take(indices.cpu().numpy()))
+            return rows.to(self.device, non_blocking=True)
         if self.data.device == self.device:
             return self.data.index_select(0, indices)
         return self.data.index_select(0, indices.cpu()).to(self.device, non_blocking=True)
@@ -247,15 +298,9 @@ class CRLCTrainer(TrainingLoop):
     def _network_outputs(self, views: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """z [V, D] (or ``None``) and logits [H, V, C] (or ``None``) of the normalised views
         [V, 3, S, S], eagerly (what :attr:`network_forward` compiles)."""
-        model = self.model
-        if self.config.freeze_backbone:
-            with torch.no_grad():
-                features = model.backbone(views)
-        else:
-            features = model.backbone(views)
-        z = model.rl_head(features) if self.uses_z else None
-        logits = model.c_head(features) if self.uses_logits else None
-        return z, logits
+        return network_outputs(
+            self.model, views, self.uses_z, self.uses_logits, self.config.freeze_backbone
+        )
 
     def _forward(self, views: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """z [V, D] (or ``None``) and logits [H, V, C] (or ``None``) of the views [V, 3, S, S],
@@ -263,31 +308,24 @@ class CRLCTrainer(TrainingLoop):
         with self._autocast():
             return self.network_forward(views)
 
-    def _objective(
-        self, z: Tensor | None, logits: Tensor | None, indices: Tensor, positives: Tensor
-    ) -> CRLCLossOutput:
-        """The loss of the batch's anchors (first ``b`` views; SimCLR: the next ``b`` too)."""
-        b = indices.shape[0]
+    def _objective(self, views: GlobalViews, indices: Tensor, positives: Tensor) -> CRLCLossOutput:
+        """The loss of the global batch's anchors (``views``: their outputs and, SimCLR,
+        their positives'; ``indices``: this process's rows)."""
         config = self.config
         stage1 = config.stage == "stage1"
+        z, logits = views.z_a, views.logits_a
         if self.bank is None:
             if stage1:
-                assert z is not None
-                feature = feature_contrastive_loss(z[:b], z[b : 2 * b], tau=config.tau).loss
+                assert z is not None and views.z_b is not None
+                feature = feature_contrastive_loss(z, views.z_b, tau=config.tau).loss
                 return _feature_only(feature, config.subheads)
-            assert logits is not None
-            return crlc_loss(
-                None if z is None else z[:b],
-                None if z is None else z[b : 2 * b],
-                logits[:, :b],
-                logits[:, b : 2 * b],
-                self.loss_config,
-            )
+            assert logits is not None and views.logits_b is not None
+            return crlc_loss(z, views.z_b, logits, views.logits_b, self.loss_config)
         sample = self.bank.sample(indices, positives, config.bank_negatives, self.augment_generator)
         if stage1:
             assert z is not None
             feature = bank_feature_loss(
-                z[:b],
+                z,
                 sample.feature_positive,
                 sample.feature_negative,
                 tau=config.tau,
@@ -295,9 +333,7 @@ class CRLCTrainer(TrainingLoop):
             )
             return _feature_only(feature, config.subheads)
         assert logits is not None
-        return memory_bank_crlc_loss(
-            None if z is None else z[:b], logits[:, :b], sample, self.loss_config
-        )
+        return memory_bank_crlc_loss(z, logits, sample, self.loss_config)
 
     def _positives(self, indices: Tensor) -> Tensor:
         """Rows of the positives: the images themselves, or (stage 2) drawn neighbours."""
@@ -342,8 +378,9 @@ class CRLCTrainer(TrainingLoop):
         self._report_compile_fallback()
 
     def _train_step(self, indices: Tensor) -> None:
-        """The step itself: views of the batch, the objective, the optimiser step, the
-        memory bank's update and the epoch's sums."""
+        """The step itself: views of (this process's shard of) the batch, the objective, the
+        optimiser step, the memory bank's update and the epoch's sums."""
+        indices = self.parallel.shard(indices)
         images = self._batch(indices)
         b = images.shape[0]
         positives = self._positives(indices)
@@ -357,7 +394,8 @@ class CRLCTrainer(TrainingLoop):
         views = torch.cat([self.augmenter(p, self.augment_generator) for p in parts])
         views = views.contiguous(memory_format=self.compute.torch_memory_format)
         z, logits = self._forward(views)
-        loss = self._objective(z, logits, indices, positives)
+        outputs = self.parallel.global_views(z, logits, b, views_per_image)
+        loss = self._objective(outputs, indices, positives)
         objective = loss.total
         if labelled is not None and logits is not None:
             labelled_logits = logits[:, b * views_per_image :].float()  # [H, L * views, C]
@@ -367,13 +405,22 @@ class CRLCTrainer(TrainingLoop):
         self._optimizer_step(objective)
         with torch.no_grad():
             if self.bank is not None:  # paper Eq. 10 with this step's outputs
+                anchors = outputs.logits_a
                 self.bank.update(
                     indices,
                     self.config.bank_momentum,
-                    probabilities=None if logits is None else logits[:, :b].float().softmax(-1),
-                    features=None if z is None else z[:b],
+                    probabilities=None if anchors is None else anchors.float().softmax(-1),
+                    features=outputs.z_a,
                 )
-        add_step_sums(self._sums, loss, None if logits is None else logits[:, :b])
+        add_step_sums(self._sums, loss, outputs.logits_a)
+
+    def _agreed_stop(self, stop: bool) -> bool:
+        """Rank 0's decision on every rank (several processes stop at the same step)."""
+        return bool(self.parallel.choice(int(stop)))
+
+    @property
+    def can_halve_batch(self) -> bool:
+        return not self.parallel.active
 
     def _train_mode(self) -> None:
         """Training mode, except a frozen backbone (its BatchNorm statistics must not move)."""
@@ -428,6 +475,15 @@ class CRLCTrainer(TrainingLoop):
         }
         grow_cluster_columns(weights, own, ("c_head.weight2", "c_head.bias2"))
         self.model.load_state_dict({**own, **weights})
+
+    def load(self, path: Path | None = None) -> None:
+        """Restore a checkpoint to continue training (see :meth:`TrainingLoop.load`). The
+        checkpoint holds rank 0's augmentation generator; another rank of a run over several
+        processes (of the same count or not) draws on from a seed of its own."""
+        super().load(path)
+        if self.parallel.context.rank > 0:
+            seed = self.parallel.augment_seed(self.config.seed) + self.total_steps
+            self.augment_generator.manual_seed(seed)
 
     def _read_for_resume(self, source: Path) -> dict[str, Any]:
         state = load_checkpoint(source, map_location=self.device)

@@ -35,6 +35,7 @@ from crlc_engine.core.errors import InvalidSettingError
 from crlc_engine.core.events import Reporter
 from crlc_engine.core.fileio import atomic_write
 from crlc_engine.core.neighbors import all_pairs_knn
+from crlc_engine.library.disk_pixels import DiskPixels
 from crlc_engine.models import CRLCModel
 from crlc_engine.training.inference import predict
 
@@ -129,7 +130,7 @@ def stage_configs(request: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
 
 def mine_neighbors(
     model: CRLCModel,
-    images: np.ndarray | torch.Tensor,
+    images: np.ndarray | torch.Tensor | DiskPixels,
     augment_config: AugmentConfig,
     device: torch.device,
     k: int,
