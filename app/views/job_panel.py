@@ -3,7 +3,9 @@
 Scans and exports count files: the panel measures their rate itself (over the last few
 seconds of progress) and shows ``done / total files · N files/s · about M left``. Training
 reports epochs (:class:`~crlc_engine.core.events.EpochEnded`): the panel shows the loss, the rate
-in images/s, the ETA and the cluster sizes, and draws the loss curve and the size bars.
+in images/s, the ETA and the cluster sizes, and draws the loss curve and the size bars. A batch
+halved for lack of device memory (:class:`~crlc_engine.core.events.BatchReduced`) is said in
+the status line and kept in the title (``Grouping images (batch 256)``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from PySide6.QtWidgets import (
 from app.icons import icon
 from app.views.plots import ClusterSizeBars, LossPlot
 from app.workers import JobWorker
-from crlc_engine.api import EpochEnded, TrainingStarted
+from crlc_engine.api import BatchReduced, EpochEnded, TrainingStarted
 
 __all__ = ["JobPanel", "RateMeter", "format_duration"]
 
@@ -203,6 +205,10 @@ class JobPanel(QWidget):
             self._on_status(
                 f"Epoch {event.epoch}: loss {event.losses['total']:.3f}; cluster sizes {sizes}"
             )
+        elif isinstance(event, BatchReduced):  # kept in the title until the next job
+            self._job_title = f"{self._job_title.split(' (batch ')[0]} (batch {event.new})"
+            self.title.setText(self._job_title)
+            self._on_status(event.message)
 
     def _toggle_pause(self) -> None:
         if self.worker is None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 from pytestqt.qtbot import QtBot
+from torch import Tensor
 
 from app.views.job_panel import JobPanel, RateMeter, format_duration
 from app.workers import JobWorker
 from crlc_engine.core.events import EpochEnded
+from crlc_engine.training.trainer import CRLCTrainer
+from tests.conftest import small_train_config
 
 
 class Clock:
@@ -95,6 +100,36 @@ def test_the_panel_returns_to_idle_when_a_job_ends(qtbot: QtBot, job: object, en
     assert panel.detail.text() == "No job running."  # not the stale "about 0 s left"
     assert panel.rate.text() == ""
     assert not panel.bar.isVisibleTo(panel) and not panel.cancel_button.isVisibleTo(panel)
+
+
+def test_a_batch_halved_for_lack_of_memory_is_said_and_kept(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real tiny training whose first step runs out of memory (injected): the panel says
+    so and its title keeps the batch the job really uses."""
+    real_step = CRLCTrainer._train_step
+
+    def step(self: CRLCTrainer, indices: Tensor) -> None:
+        if self.batch_size == 8:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+        real_step(self, indices)
+
+    monkeypatch.setattr(CRLCTrainer, "_train_step", step)
+    images = np.random.default_rng(0).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
+    trainer = CRLCTrainer(small_train_config(batch_size=8, epochs=1), images, torch.device("cpu"))
+    statuses: list[str] = []
+    panel = JobPanel()
+    qtbot.addWidget(panel)
+    worker = JobWorker(lambda reporter, control: trainer.fit(reporter, control), "train")
+    panel.attach("Grouping images", worker)
+    worker.eventEmitted.connect(lambda event: statuses.append(panel.detail.text()))
+    worker.run()
+    assert worker.outcome == "finished"
+    assert (
+        "Out of CPU memory at a batch of 8 images: continuing from the same step at a batch of 4"
+        in statuses
+    )
+    assert panel.title.text().startswith("Grouping images (batch 4): done after")
 
 
 def test_a_summary_the_window_wrote_is_kept(qtbot: QtBot) -> None:
