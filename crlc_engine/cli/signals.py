@@ -41,15 +41,15 @@ def handle_stop_signals(control: JobControl) -> dict[int, Any]:
     first: list[float] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        name = "Ctrl+C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if name == "SIGHUP":  # the terminal is gone: later output would fail the job
+            _detach_output()
         if first and time.monotonic() - first[0] < REPEAT_GRACE_S:
             return
         if control.cancelled:
             raise KeyboardInterrupt
         first.append(time.monotonic())
         control.cancel()
-        name = "Ctrl+C" if signum == signal.SIGINT else signal.Signals(signum).name
-        if name == "SIGHUP":  # the terminal is gone: later output would fail the job
-            _detach_output()
         with contextlib.suppress(OSError, ValueError):
             sys.stderr.write(
                 f"\n{name}: cancelling after the current step (once more to abort)...\n"

@@ -95,6 +95,8 @@ class CompiledForward(Generic[Out]):
             The fallback reason when this call fell back, else ``None``.
 
         Raises:
+            torch.OutOfMemoryError: the step ran out of device memory (not compiling's
+                fault: the state is restored, the forward stays compiled, the caller decides).
             Exception: what the eager step raises (a failure that is not compiling's).
         """
         if not self.on_trial:
@@ -103,6 +105,9 @@ class CompiledForward(Generic[Out]):
         saved = save()
         try:
             step()
+        except torch.OutOfMemoryError:
+            restore(saved)
+            raise
         except Exception as error:  # compiling failed, in the forward or its backward
             restore(saved)
             reason = self.fall_back(error)

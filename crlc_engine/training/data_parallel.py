@@ -12,7 +12,9 @@ same code. With several (:mod:`crlc_engine.training.distributed` for the reasoni
 * the two views' RL-head features and C-head logits are gathered from every rank with their
   gradients, so the contrastive negatives and the marginal entropy are the global batch's;
 * each rank augments its own shard with its own generator;
-* rank 0 decides for all when to stop (cancel, time budget): :meth:`DataParallel.choice`.
+* rank 0 decides for all when to stop (cancel, time budget, end of training), and its
+  training time is everyone's (the learning-rate schedule of a time budget follows it):
+  :meth:`DataParallel.agree`.
 
 Not with several processes: the MemoryBank framework (its bank would need the gathered
 rows), compiling the forward (a rank that fell back to eager alone would stall the others)
@@ -32,7 +34,7 @@ from crlc_engine.models import CRLCModel
 from crlc_engine.training.distributed import (
     DistributedContext,
     gather_with_grad,
-    main_rank_choice,
+    main_rank_values,
     shard_of,
     wrap_ddp,
 )
@@ -113,16 +115,25 @@ class DataParallel:
         """
         if not self.active:
             return
-        world = self.context.world_size
         if config.framework != "simclr":
             raise InvalidSettingError(
                 f"the {config.framework} framework trains in one process; use --framework "
                 "simclr to train on several"
             )
-        if config.batch_size % world:
+        self.check_batch(config.batch_size)
+
+    def check_batch(self, batch_size: int) -> None:
+        """Refuse a batch that does not split evenly over the processes (the settings', or
+        the one a checkpoint halved to, or the images' count when there are fewer).
+
+        Raises:
+            InvalidSettingError: it does not.
+        """
+        world = self.context.world_size
+        if self.active and batch_size % world:
             raise InvalidSettingError(
-                f"the batch size {config.batch_size} must split evenly over the {world} "
-                f"processes (a multiple of {world})"
+                f"the batch size {batch_size} must split evenly over the {world} processes "
+                f"(a multiple of {world})"
             )
 
     def augment_seed(self, seed: int) -> int:
@@ -156,13 +167,18 @@ class DataParallel:
         def rows(x: Tensor | None, dim: int, part: slice | None) -> Tensor | None:
             if x is None or part is None:
                 return None
-            return gather_with_grad(x.narrow(dim, part.start, part.stop - part.start), dim)
+            mine = x.narrow(dim, part.start, part.stop - part.start)
+            return gather_with_grad(mine, dim) if self.active else mine
 
         first = slice(0, shard)
         return GlobalViews(
             rows(z, 0, first), rows(z, 0, second), rows(logits, 1, first), rows(logits, 1, second)
         )
 
-    def choice(self, value: int) -> int:
-        """Rank 0's ``value`` on every rank (``value`` alone)."""
-        return main_rank_choice(value, self.context)
+    def agree(self, stop: bool, elapsed_s: float) -> tuple[bool, float]:
+        """Rank 0's decision to stop and its training time, on every rank (this process's
+        own, alone)."""
+        if not self.active:
+            return stop, elapsed_s
+        flag, seconds = main_rank_values([float(stop), elapsed_s], self.context)
+        return flag != 0.0, seconds

@@ -64,7 +64,7 @@ __all__ = [
     "current_context",
     "gather_with_grad",
     "group_size",
-    "main_rank_choice",
+    "main_rank_values",
     "process_group",
     "shard_of",
     "shutdown",
@@ -239,14 +239,15 @@ def current_context(device: torch.device | None = None) -> DistributedContext:
     return DistributedContext(device=device or torch.device("cpu"))
 
 
-def main_rank_choice(value: int, context: DistributedContext) -> int:
-    """Rank 0's ``value`` on every rank (a decision all must follow, e.g. stop now), sent
-    between CPUs; ``value`` itself for a single process. Every rank must call it."""
+def main_rank_values(values: list[float], context: DistributedContext) -> list[float]:
+    """Rank 0's ``values`` on every rank (what all must follow: stop now, the training
+    time), sent between CPUs as float64; ``values`` themselves for a single process. Every
+    rank must call it with as many values."""
     if not context.distributed:
-        return value
-    holder = torch.tensor([value if context.is_main else 0], dtype=torch.int64)
+        return values
+    holder = torch.tensor(values if context.is_main else [0.0] * len(values), dtype=torch.float64)
     dist.broadcast(holder, src=0, group=_control_group)
-    return int(holder.item())
+    return [float(v) for v in holder.tolist()]
 
 
 @contextlib.contextmanager

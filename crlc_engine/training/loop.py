@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from crlc_engine.core.config import SharedFields, check_cluster_count
 from crlc_engine.core.control import JobControl
-from crlc_engine.core.errors import CheckpointError, OutOfDeviceMemoryError
+from crlc_engine.core.errors import CheckpointError
 from crlc_engine.core.events import (
     BatchReduced,
     CheckpointSaved,
@@ -66,6 +66,7 @@ from crlc_engine.training.epoch_stats import (
 from crlc_engine.training.fit_result import FitResult, StepOptimizer
 from crlc_engine.training.labelled import labelled_masks, uses_labelled
 from crlc_engine.training.neighbor_positives import check_neighbor_table
+from crlc_engine.training.out_of_memory import halved_batch
 from crlc_engine.training.pace import TrainingClock
 
 __all__ = ["FitResult", "TrainingLoop"]
@@ -351,7 +352,6 @@ class TrainingLoop(ABC):
         (``cancelled`` or ``budget``), else ``None``."""
         minutes = self.loop_settings.minutes
         target = self.target_epochs
-        planned = None if target is None else target * self.steps_per_epoch
         steps = 0
         stop: str | None = None
         for indices in self._iter_epoch_indices():
@@ -359,20 +359,22 @@ class TrainingLoop(ABC):
                 stop = "cancelled"
                 break
             generator_state = self.step_generator.get_state()
+            updates = self._sum_steps
             try:
                 self._step(indices)
             except torch.OutOfMemoryError as exc:
-                self._halve_batch(exc, generator_state, reporter)
+                if self._sum_steps == updates:  # the weights did not move: the rows again
+                    self._halve_batch(exc, generator_state, reporter)
+                    continue
+                self._count_step(pace, indices)  # it failed after its update: it counts
+                steps += 1
+                self._halve_batch(exc, None, reporter)
                 continue
-            pace.step()
-            self._lap_samples += indices.shape[0]
-            self._call_samples += indices.shape[0]
+            self._count_step(pace, indices)
             steps += 1
-            self.step_in_epoch += 1
-            self.total_steps += 1
-            self.elapsed_s = pace.elapsed_s
-            if planned is not None:
-                reporter.progress(self.total_steps, planned)
+            if target is not None:  # by position: a halved batch keeps the bar's place
+                done = self.epoch * self.steps_per_epoch + self.step_in_epoch
+                reporter.progress(done, target * self.steps_per_epoch)
             else:
                 reporter.progress(self.elapsed_s, (minutes or 0.0) * 60.0)
             if self._agreed_stop(self._budget_spent()):
@@ -386,8 +388,14 @@ class TrainingLoop(ABC):
             self._close_epoch(pace, reporter, partial=not finished_epoch)
         return stop
 
-    #: The smallest batch the loop halves to: one image and one negative.
-    min_batch_size: ClassVar[int] = 2
+    def _count_step(self, pace: TrainingClock, indices: Tensor) -> None:
+        """Count a step taken on the rows ``indices`` [B]."""
+        pace.step()
+        self._lap_samples += indices.shape[0]
+        self._call_samples += indices.shape[0]
+        self.step_in_epoch += 1
+        self.total_steps += 1
+        self.elapsed_s = pace.elapsed_s
 
     def _agreed_stop(self, stop: bool) -> bool:
         """Whether to stop here; a method trained over several processes makes every rank
@@ -401,32 +409,24 @@ class TrainingLoop(ABC):
         return True
 
     def _halve_batch(
-        self, error: BaseException, generator_state: Tensor, reporter: Reporter
+        self, error: BaseException, generator_state: Tensor | None, reporter: Reporter
     ) -> None:
-        """Drop the step that ran out of device memory and go on at half the batch.
+        """Go on at half the batch after a step ran out of device memory.
 
-        The step's randomness is drawn again (the step generator goes back to before it);
-        weights are unchanged unless the error came inside the optimiser's own update, and
-        BatchNorm statistics may hold the failed forward's batch. The position in the epoch
-        is kept: the rows of the failed batch come next, in two halves.
+        A step that failed before its update (``generator_state``: the step generator before
+        it) is dropped: its randomness is drawn again and its rows come next, in two halves
+        (BatchNorm statistics may hold the failed forward's batch; with an odd batch up to
+        half a batch of rows is taken twice). One that failed after its update was counted
+        (``None``): the epoch goes on after it.
 
         Raises:
-            OutOfDeviceMemoryError: the batch is already the smallest one.
+            OutOfDeviceMemoryError: the batch cannot be halved (:func:`halved_batch`).
         """
         self.optimizer.zero_grad(set_to_none=True)
-        self.step_generator.set_state(generator_state)
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        if generator_state is not None:
+            self.step_generator.set_state(generator_state)
         old = self.batch_size
-        new = old // 2
-        if new < self.min_batch_size or not self.can_halve_batch:
-            smaller = "a smaller --batch-size, " if not self.can_halve_batch else ""
-            raise OutOfDeviceMemoryError(
-                f"training ran out of {self.device.type.upper()} memory with a batch of "
-                f"{old} images ({error.__class__.__name__}). Close other programs that use "
-                f"the device, choose {smaller}a smaller image size or backbone, or train on "
-                "the CPU (--device cpu)"
-            ) from error
+        new = halved_batch(old, self.device, error, self.can_halve_batch)
         step = self.step_in_epoch
         self.batch_reductions.append({"epoch": self.epoch, "step": step, "from": old, "to": new})
         self._set_batch_size(new)
@@ -467,7 +467,7 @@ class TrainingLoop(ABC):
         pace = TrainingClock(self.elapsed_s, self.clock)
         self._lap_samples = self._call_samples = 0  # images stepped (the batch may shrink)
         state = "completed"
-        while not self._training_done():
+        while not self._agreed_stop(self._training_done()):
             stop = self._train_epoch(pace, reporter, control)
             if stop == "cancelled":
                 state = "cancelled"

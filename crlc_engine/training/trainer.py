@@ -184,6 +184,7 @@ class CRLCTrainer(TrainingLoop):
                 f"images are {height}x{width} but the config asks for {config.image_size} px"
             )
         super().__init__(config, n, device, checkpoint_path, history_path, run_id)
+        self.parallel.check_batch(self.batch_size)  # fewer images than the batch
         if uses_labelled(labelled, config.lambda_xent) and config.stage != "end_to_end":
             raise InvalidSettingError("labelled images (CRLC-semi) need end-to-end training")
         self._use_labelled(labelled)
@@ -415,8 +416,10 @@ class CRLCTrainer(TrainingLoop):
         add_step_sums(self._sums, loss, outputs.logits_a)
 
     def _agreed_stop(self, stop: bool) -> bool:
-        """Rank 0's decision on every rank (several processes stop at the same step)."""
-        return bool(self.parallel.choice(int(stop)))
+        """Rank 0's decision on every rank, and its training time (several processes stop
+        at the same step and schedule the learning rate alike)."""
+        stop, self.elapsed_s = self.parallel.agree(stop, self.elapsed_s)
+        return stop
 
     @property
     def can_halve_batch(self) -> bool:
@@ -481,6 +484,7 @@ class CRLCTrainer(TrainingLoop):
         checkpoint holds rank 0's augmentation generator; another rank of a run over several
         processes (of the same count or not) draws on from a seed of its own."""
         super().load(path)
+        self.parallel.check_batch(self.batch_size)  # a halved batch, in a checkpoint
         if self.parallel.context.rank > 0:
             seed = self.parallel.augment_seed(self.config.seed) + self.total_steps
             self.augment_generator.manual_seed(seed)

@@ -2,7 +2,8 @@
 
 Run as ``python data_parallel_worker.py MODE CHECKPOINT RESULT`` with torchrun's variables
 set. ``MODE``: ``cancel`` (train from scratch; rank 0 cancels at step 3, its checkpoint goes
-to ``CHECKPOINT``) or ``resume`` (continue ``CHECKPOINT`` to the end). Each rank writes its
+to ``CHECKPOINT``), ``resume`` (continue ``CHECKPOINT`` to the end) or ``budget`` (a
+2-second time budget with a cosine schedule). Each rank writes its
 fit result and final weights to ``RESULT`` (``torch.save``).
 """
 
@@ -32,8 +33,9 @@ def images() -> np.ndarray:
 def main(mode: str, checkpoint: Path, result: Path) -> None:
     context = DistributedContext.from_environment("cpu")
     with process_group(context):
+        budget = {"epochs": None, "minutes": 2 / 60, "lr_schedule": "cosine"}
         trainer = CRLCTrainer(
-            small_train_config(batch_size=8, epochs=3),
+            small_train_config(batch_size=8, **(budget if mode == "budget" else {"epochs": 3})),
             images(),
             context.device,
             checkpoint_path=checkpoint if context.is_main else None,

@@ -18,6 +18,7 @@ from crlc_engine.core.control import JobControl
 from crlc_engine.core.errors import InvalidSettingError
 from crlc_engine.models import CRLCModel
 from crlc_engine.training.checkpoint import load_checkpoint
+from crlc_engine.training.data_parallel import DataParallel
 from crlc_engine.training.distributed import DistributedContext
 from crlc_engine.training.trainer import CRLCTrainer
 from tests.conftest import TINY_TRAIN_FLAGS, small_train_config
@@ -69,10 +70,22 @@ def test_a_one_process_checkpoint_resumes_in_two(tmp_path: Path) -> None:
     assert load_checkpoint(checkpoint)["total_steps"] == TOTAL_STEPS  # rank 0 wrote it
 
 
+def test_a_time_budget_ends_both_ranks_at_the_same_step(tmp_path: Path) -> None:
+    """Under a time budget with a cosine schedule, rank 0's clock is everyone's: the ranks
+    stop at the same step with identical weights (the same learning rates all along)."""
+    ranks = two_ranks("budget", tmp_path / "budget.pt", tmp_path)
+    assert ranks[0]["steps"] == ranks[1]["steps"] > 0
+    assert ranks[0]["state"] == ranks[1]["state"] == "completed"
+    for key, value in ranks[0]["weights"].items():
+        assert torch.equal(value, ranks[1]["weights"][key]), key
+
+
 def test_settings_two_processes_cannot_take() -> None:
     two = DistributedContext(0, 2, 0, CPU)
     with pytest.raises(InvalidSettingError, match="must split evenly over the 2 processes"):
         CRLCTrainer(small_train_config(batch_size=7), images(), CPU, distributed=two)
+    with pytest.raises(InvalidSettingError, match="batch size 5 must split evenly"):
+        DataParallel(two).check_batch(5)  # e.g. a checkpoint's halved batch
     with pytest.raises(InvalidSettingError, match="use --framework simclr"):
         CRLCTrainer(small_train_config(framework="memorybank"), images(), CPU, distributed=two)
 

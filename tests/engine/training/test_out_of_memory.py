@@ -17,6 +17,7 @@ from crlc_engine.cli.main import main
 from crlc_engine.core.control import JobControl
 from crlc_engine.core.errors import OutOfDeviceMemoryError
 from crlc_engine.core.events import BatchReduced, RecordingReporter, TrainingStarted
+from crlc_engine.training.compiled_forward import CompiledForward
 from crlc_engine.training.trainer import CRLCTrainer
 from tests.conftest import TINY_TRAIN_FLAGS, small_train_config
 from tests.engine.pipeline.test_estimate import CancelAtStep
@@ -100,13 +101,49 @@ def test_the_batch_really_used_is_checkpointed_and_kept_on_resume(tmp_path: Path
     resumed = CRLCTrainer(config, images(), CPU, checkpoint_path=checkpoint)
     resumed.load()
     assert resumed.batch_size == 4 and resumed.steps_per_epoch == 8
-    assert (resumed.epoch, resumed.step_in_epoch) == (1, 3)  # 1 + 6 steps, then 3
+    assert (resumed.epoch, resumed.step_in_epoch) == (1, 2)  # cancelled at position 8 + 2
     reporter = RecordingReporter()
     result = resumed.fit(reporter)
     started = [e for e in reporter.events if isinstance(e, TrainingStarted)]
     assert started[0].batch_size == 4
     assert result.batch_size == 4 and len(result.batch_reductions) == 1
     assert result.steps == 7 + 8 + 8 and result.epochs == 3
+
+
+def test_a_step_that_failed_after_its_update_counts() -> None:
+    """Out of memory after the optimiser's update (e.g. in the epoch's sums): the step is
+    not taken again; the epoch goes on after it at half the batch."""
+    trainer = CRLCTrainer(small_train_config(batch_size=8, epochs=1), images(), CPU)
+    real_update = trainer._optimizer_step
+    seen: list[int] = []
+
+    def update(objective: Tensor) -> None:
+        real_update(objective)
+        seen.append(trainer.batch_size)
+        if len(seen) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    trainer._optimizer_step = update  # type: ignore[method-assign]
+    reporter = RecordingReporter()
+    result = trainer.fit(reporter)
+    assert seen == [8, 8, 4, 4, 4, 4]  # 2 steps of 8 (the second failed late), then 16 rows
+    assert result.steps == 6 and result.batch_reductions == (
+        {"epoch": 0, "step": 2, "from": 8, "to": 4},
+    )
+    assert reporter.progresses[-1] == (8.0, 8.0)  # the bar by position: full at the end
+
+
+def test_out_of_memory_in_a_compiled_first_step_keeps_the_compiled_forward() -> None:
+    forward = CompiledForward(lambda views: views, enabled=False)
+    forward._compiled = forward.function  # on trial, as after torch.compile
+    restored: list[str] = []
+
+    def step() -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    with pytest.raises(torch.OutOfMemoryError):
+        forward.run_first_step(step, lambda: "saved", restored.append)
+    assert restored == ["saved"] and forward.active and forward.fallback_reason == ""
 
 
 def test_out_of_memory_at_the_smallest_batch_is_a_plain_error() -> None:
