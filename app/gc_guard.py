@@ -16,6 +16,7 @@ import gc
 
 from PySide6.QtCore import QObject, QTimer
 
+from app.pyside_sources import read_sources_uncached
 from crlc_engine import api as engine
 
 __all__ = ["GuiGarbageCollector", "freeze_startup_heap"]
@@ -31,11 +32,13 @@ def freeze_startup_heap() -> None:
     Importing torch/torchvision the first time inside a worker thread creates ~150k objects
     and triggers full garbage collections that hold the GIL for 110-190 ms, stalling the GUI
     (measured in benchmarks/gui_responsiveness.py). Imported up front and frozen
-    (``gc.freeze()``), later collections stay short.
+    (``gc.freeze()``), later collections stay short. PySide6 is kept from holding the
+    sources of these modules first (:func:`app.pyside_sources.read_sources_uncached`).
     """
     global _frozen
     if _frozen:
         return
+    read_sources_uncached()
     # the facade imports a name's module on first use: these two load the training jobs
     # (torch, the trainers) and the neighbour index (FAISS)
     _ = engine.train_folder, engine.NeighborIndex

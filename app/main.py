@@ -108,6 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     from PySide6.QtWidgets import QApplication
 
+    from app.pyside_sources import read_sources_uncached
+
+    read_sources_uncached()  # before torch & co. are imported: PySide6 would keep their sources
     from app.gc_guard import GuiGarbageCollector
 
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from crlc_engine.core.fileio import (
         atomic_write_json,
     )
+    from crlc_engine.core.memory import return_freed_memory, trim_heap
     from crlc_engine.core.neighbors import (
         NeighborIndex,
     )
@@ -215,6 +216,8 @@ _LOCATIONS: dict[str, str] = {
     "RunNotFoundError": "crlc_engine.core.errors",
     "as_user_error": "crlc_engine.core.errors",
     "BatchReduced": "crlc_engine.core.events",
+    "return_freed_memory": "crlc_engine.core.memory",
+    "trim_heap": "crlc_engine.core.memory",
     "EpochEnded": "crlc_engine.core.events",
     "Event": "crlc_engine.core.events",
     "Reporter": "crlc_engine.core.events",
@@ -419,6 +422,7 @@ __all__ = [
     "relink_root",
     "resolve_device",
     "resolve_train_config",
+    "return_freed_memory",
     "run_ablation",
     "run_bench",
     "scan_folders",
@@ -430,6 +434,7 @@ __all__ = [
     "torchvision_problem",
     "train_folder",
     "train_stage2_folder",
+    "trim_heap",
     "undo_export",
     "workspace_base",
 ]

@@ -14,7 +14,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QInputDialog, QMenu, QMessageBox
 
 from app.controllers.browsing import BrowsingController
-from app.controllers.host import Controller, WindowHost
+from app.controllers.host import Controller, WindowHost, run_modal
 from app.core.text import plural
 from app.views.split_dialog import SplitDialog
 from crlc_engine.api import CRLCError
@@ -102,7 +102,7 @@ class CorrectionsController(Controller):
             self.window.widget,
             names_in_use=names,
         )
-        if not dialog.exec():
+        if not run_modal(dialog):
             return
         plan = dialog.plan()
         if plan is None:

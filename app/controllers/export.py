@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog
 
-from app.controllers.host import Controller, WindowHost
+from app.controllers.host import Controller, WindowHost, run_modal
 from app.controllers.jobs import JobsController
 from app.core.text import escape, plural
 from app.engine_jobs import export_job, undo_export_job
@@ -49,7 +49,7 @@ class ExportController(Controller):
             mode=window.settings.export_mode,
             min_confidence=window.settings.export_min_confidence,
         )
-        if dialog.exec():
+        if run_modal(dialog):
             opts = dialog.options()
             worker = export_job(
                 items,

@@ -2,7 +2,8 @@
 the grouping jobs, Images > Group images (train) and Images > Refine with labels.
 
 A job runs in :mod:`app.workers` (built by :mod:`app.engine_jobs`); when a training or a
-refinement completes, the window shows its groups.
+refinement completes, the window shows its groups. When any job is done, the memory it freed
+goes back to the system (:func:`app.core.memory.release_freed_memory`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.controllers.browsing import BrowsingController
-from app.controllers.host import Controller, WindowHost
+from app.controllers.host import Controller, WindowHost, run_modal
+from app.core.memory import release_freed_memory
 from app.engine_jobs import refine_job, train_job
 from app.views.group_dialog import GroupDialog
 from app.views.refine_dialog import RefineDialog
@@ -49,6 +51,8 @@ class JobsController(Controller):
         if report_failure:
             worker.failed.connect(window.show_error)
         worker.done.connect(window.update_state)
+        # the job's freed memory goes back to the system (the window would keep its peak)
+        worker.done.connect(release_freed_memory)
         window.runner.start(worker)
         window.update_state()
 
@@ -81,7 +85,7 @@ class JobsController(Controller):
             default_preset=settings.default_preset or None,
             default_device=settings.default_device,
         )
-        if dialog.exec():
+        if run_modal(dialog):
             worker = train_job(
                 list(session.folders),
                 dialog.config(),
@@ -124,7 +128,7 @@ class JobsController(Controller):
         """Images > Refine with labels: the Refine dialog, then a refinement of the run."""
         dialog = self.refine_dialog()
         session = self.window.session
-        if dialog is None or session is None or not dialog.exec():
+        if dialog is None or session is None or not run_modal(dialog):
             return
         choice = dialog.choice()
         worker = refine_job(

@@ -17,7 +17,7 @@ from PySide6.QtCore import QSettings, QSize
 from PySide6.QtWidgets import QApplication
 
 from app.controllers.browsing import BrowsingController
-from app.controllers.host import Controller, WindowHost
+from app.controllers.host import Controller, WindowHost, run_modal
 from app.core.settings_store import Settings
 from app.theme import apply_theme
 from app.views.about_dialog import device_rows
@@ -58,7 +58,7 @@ class PreferencesController(Controller):
     def open_settings(self) -> None:
         """Edit > Settings: edit, save and apply the settings at once."""
         dialog = self.settings_dialog()
-        if dialog.exec():
+        if run_modal(dialog):
             self.saved = dialog.settings()
             self.apply_settings(dialog.settings())
 

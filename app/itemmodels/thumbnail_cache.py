@@ -5,6 +5,10 @@
 in the cache's own ``QThreadPool``; results come back to the GUI thread through a queued
 signal, land in the LRU and are announced with :attr:`ThumbnailCache.loaded`.
 
+The LRU is bounded twice: at most ``capacity`` images and at most ``max_bytes`` of pixels
+(a 128 px thumbnail is 48-64 KB, a 256 px one 192-256 KB: 2,000 of those would hold 400-500
+MB; the default 64 MB keeps about 1,000 at 128 px, 250 at 256 px, well above a screenful).
+
 Requests are de-duplicated (a thumbnail cached, waiting or being decoded is not asked for
 twice) and the waiting queue is bounded: past ``max_pending`` the oldest waiting request is
 dropped, and the newest request is decoded first, so while the user scrolls the rows that
@@ -39,6 +43,8 @@ from PySide6.QtGui import QImage
 ThumbnailPath = Callable[[int], "str | os.PathLike[str]"]
 
 DEFAULT_CAPACITY = 2000
+#: Most bytes of decoded pixels the LRU keeps (besides at most ``capacity`` images).
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_PENDING = 512
 
 
@@ -128,6 +134,8 @@ class ThumbnailCache(QObject):
         thumbnail_path: image id -> thumbnail file (e.g. ``ImageLibrary.thumbnail_path``);
             called on the GUI thread when a request is queued.
         capacity: Most decoded images kept (least recently used dropped first).
+        max_bytes: Most bytes of decoded pixels kept (least recently used dropped first;
+            the image just decoded is always kept).
         max_side: Decode to fit a ``max_side`` square (the view's icon size); ``None``
             keeps the stored size.
         max_pending: Most requests waiting to be decoded; older ones are dropped. Keep it
@@ -150,13 +158,16 @@ class ThumbnailCache(QObject):
         max_pending: int = DEFAULT_MAX_PENDING,
         threads: int | None = None,
         parent: QObject | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         super().__init__(parent)
-        if capacity < 1 or max_pending < 1:
-            raise ValueError("capacity and max_pending must be at least 1")
+        if capacity < 1 or max_pending < 1 or max_bytes < 1:
+            raise ValueError("capacity, max_bytes and max_pending must be at least 1")
         self._thumbnail_path = thumbnail_path
         self._capacity = capacity
+        self._max_bytes = max_bytes
         self._images: OrderedDict[int, QImage] = OrderedDict()  # least recently used first
+        self._bytes = 0  # pixels held in _images
         self._in_flight: set[int] = set()  # taken or waiting, result not yet delivered
         self._stale: set[int] = set()  # in flight but invalidated: decode again on arrival
         self._jobs = _Jobs(max_pending, max_side)
@@ -171,6 +182,16 @@ class ThumbnailCache(QObject):
     def capacity(self) -> int:
         """Most decoded images kept."""
         return self._capacity
+
+    @property
+    def max_bytes(self) -> int:
+        """Most bytes of decoded pixels kept."""
+        return self._max_bytes
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of decoded pixels held in the LRU now."""
+        return self._bytes
 
     @property
     def max_side(self) -> int | None:
@@ -291,7 +312,9 @@ class ThumbnailCache(QObject):
         """
         ids = list(self._images) if image_ids is None else list(image_ids)
         for image_id in ids:
-            self._images.pop(image_id, None)
+            image = self._images.pop(image_id, None)
+            if image is not None:
+                self._bytes -= image.sizeInBytes()
         with self._jobs.lock:
             running = {i for i in self._in_flight if i not in self._jobs.waiting}
         self._stale |= running if image_ids is None else running & set(ids)
@@ -333,8 +356,13 @@ class ThumbnailCache(QObject):
             self._stale.discard(image_id)
             self.request(image_id)
             return
+        old = self._images.pop(image_id, None)
+        if old is not None:
+            self._bytes -= old.sizeInBytes()
         self._images[image_id] = image
-        self._images.move_to_end(image_id)
-        while len(self._images) > self._capacity:
-            self._images.popitem(last=False)
+        self._bytes += image.sizeInBytes()
+        while len(self._images) > self._capacity or (
+            self._bytes > self._max_bytes and len(self._images) > 1
+        ):
+            self._bytes -= self._images.popitem(last=False)[1].sizeInBytes()
         self.loaded.emit(image_id)

@@ -18,9 +18,9 @@ same settings first), so a second opening shows them at once. The disk line coun
 checkpoint of the settings really holds: the one a finished run keeps, and the larger one
 (with the optimiser state) while it trains.
 
-The dialog does no blocking work: it asks the device probe (by default
-:func:`crlc_engine.core.device.resolve_device`) which devices exist, once, when it is built.
-The sections' widgets are built in :mod:`app.views.group_sections`.
+Blocking work: the device probe (:func:`crlc_engine.core.device.resolve_device`) when it is
+built, and loading torchvision (1-2 s) when a ResNet is first chosen. The sections' widgets
+are built in :mod:`app.views.group_sections`.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 import app.itemmodels  # noqa: F401  (pins None/True/False on affected PySide6 builds)
+from app.core.torchvision_check import torchvision_problem
 from app.views import group_sections
 from app.views.form_widgets import DeviceProbe, add_row, combo_item_enabled, select_data
 from app.views.speed_measurer import SpeedMeasurer
@@ -63,7 +64,6 @@ from crlc_engine.api import (
     quick_preset_available,
     resolve_device,
     speed_key,
-    torchvision_problem,
 )
 
 __all__ = ["WINDOW_SCAN_SIZE", "DeviceProbe", "GroupDialog"]
@@ -94,9 +94,8 @@ class GroupDialog(QDialog):
         cached_sizes: Training sizes the library's pixel cache already holds (the window
             scans at :data:`WINDOW_SCAN_SIZE`); other sizes read every photo again first.
 
-    Without a working torchvision (:func:`~crlc_engine.pipeline.presets.torchvision_problem`, looked
-    up when the dialog is built) the presets and networks that train a ResNet are greyed out,
-    with the message saying what to install as their tooltip.
+    Without a working torchvision (missing: known at once; broken: when a ResNet is first
+    chosen) the ResNet presets and networks are greyed out, their tooltip saying what to install.
 
     After ``exec()`` returns ``Accepted``, :meth:`config` is the run's settings. While the
     dialog is shown, the speed of the settings is measured off the GUI thread (see the
@@ -460,9 +459,19 @@ class GroupDialog(QDialog):
         )
         self.adjustSize()
 
+    def _check_torchvision(self) -> None:
+        """A ResNet chosen first: a broken torchvision greys the ResNets out, default follows."""
+        checked = group_sections.check_torchvision(
+            self._presets, self.preset_combo, self.backbone_combo
+        )
+        if checked is not self._presets:
+            self._presets = checked
+            self._follow_default_preset()
+
     def _revalidate(self) -> None:
         if self._loading:
             return
+        self._check_torchvision()
         config, error = self.form().check(self._images)
         self._error = error
         self.error_label.setText(error or "")

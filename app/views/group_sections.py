@@ -2,9 +2,13 @@
 
 Each builder makes the widgets of one section with their texts and tooltips; the dialog
 (:class:`app.views.group_dialog.GroupDialog`) lays them out and gives them their meaning.
+:func:`check_torchvision` greys out the ResNet choices later, when torchvision turns out to
+be broken the first time a ResNet is chosen.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -23,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.torchvision_check import checked_torchvision_problem
 from app.views.form_widgets import add_row, choice_combo, set_item_enabled
 from crlc_engine.api import (
     BACKBONE_NAMES,
@@ -34,15 +39,18 @@ from crlc_engine.api import (
     TORCHVISION_BACKBONES,
     DeviceOptions,
     PresetChoices,
+    torchvision_presets,
 )
 
 __all__ = [
     "AdvancedSettings",
     "advanced_toggle",
+    "check_torchvision",
     "clusters_spin",
     "device_box",
     "device_combo",
     "estimate_label",
+    "grey_out",
     "preset_combo",
     "size_spin",
 ]
@@ -100,10 +108,37 @@ def preset_combo(choices: PresetChoices) -> QComboBox:
     for name in PRESETS:
         why_not = choices.problem(name)
         if why_not is not None:
-            row = combo.findData(name)
-            set_item_enabled(combo, row, False)
-            combo.setItemData(row, why_not, Qt.ItemDataRole.ToolTipRole)
+            grey_out(combo, [name], why_not)
     return combo
+
+
+def grey_out(combo: QComboBox, names: Iterable[str], why: str) -> None:
+    """Grey out the items of ``names`` in ``combo``, with ``why`` as their tooltip."""
+    for name in names:
+        row = combo.findData(name)
+        if row >= 0:
+            set_item_enabled(combo, row, False)
+            combo.setItemData(row, why, Qt.ItemDataRole.ToolTipRole)
+
+
+def check_torchvision(
+    choices: PresetChoices, preset: QComboBox, backbone: QComboBox
+) -> PresetChoices:
+    """``choices`` once torchvision is checked, when ``backbone`` shows a ResNet and it was
+    not checked yet (the dialog does not load torchvision before: see
+    :mod:`app.core.torchvision_check`; the ResNet's run loads it anyway). A broken one greys
+    out the presets and networks that need it, with why as their tooltip, and new choices
+    are returned; otherwise ``choices`` itself."""
+    if choices.torchvision_problem is not None:
+        return choices
+    if backbone.currentData() not in TORCHVISION_BACKBONES:
+        return choices
+    problem = checked_torchvision_problem()
+    if problem is None:
+        return choices
+    grey_out(preset, torchvision_presets(), problem)
+    grey_out(backbone, TORCHVISION_BACKBONES, problem)
+    return PresetChoices(choices.quick_available, problem)
 
 
 def size_spin() -> QSpinBox:
@@ -199,12 +234,7 @@ class AdvancedSettings(QFrame):
             "need a GPU.",
         )
         if torchvision_problem is not None:
-            for name in TORCHVISION_BACKBONES:
-                row = self.backbone_combo.findData(name)
-                set_item_enabled(self.backbone_combo, row, False)
-                self.backbone_combo.setItemData(
-                    row, torchvision_problem, Qt.ItemDataRole.ToolTipRole
-                )
+            grey_out(self.backbone_combo, TORCHVISION_BACKBONES, torchvision_problem)
         add_row(form, "&Network:", self.backbone_combo)
         self.pretrained_check = QCheckBox("Start from ImageNet &weights")
         self.pretrained_check.setToolTip(

@@ -19,7 +19,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-__all__ = ["available_memory_bytes", "return_freed_memory"]
+__all__ = ["available_memory_bytes", "return_freed_memory", "trim_heap"]
 
 
 @cache
@@ -39,19 +39,29 @@ def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     return trim
 
 
-def return_freed_memory() -> bool:
-    """Collect garbage, then hand the heap's free pages back to the OS.
+def trim_heap() -> bool:
+    """Hand the free pages of every malloc arena back to the OS; touches no Python object,
+    so it is safe on any thread (a garbage collection is not, in a Qt program).
 
     Returns:
-        Whether the C library could do it (glibc on Linux; elsewhere only the collection
-        runs and this returns ``False``).
+        Whether the C library could do it (glibc on Linux).
     """
-    gc.collect()
     trim = _malloc_trim()
     if trim is None:
         return False
     trim(0)
     return True
+
+
+def return_freed_memory() -> bool:
+    """Collect garbage, then :func:`trim_heap`.
+
+    Returns:
+        Whether the C library could trim (glibc on Linux; elsewhere only the collection
+        runs and this returns ``False``).
+    """
+    gc.collect()
+    return trim_heap()
 
 
 def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:

@@ -595,6 +595,32 @@ def test_lru_keeps_the_most_recently_used(qtbot: QtBot, make_cache: Any) -> None
     assert 3 not in cache and cache.decode_count == 5
 
 
+def test_lru_keeps_at_most_max_bytes_of_pixels(qtbot: QtBot, make_cache: Any) -> None:
+    one = 128 * 96 * 4  # a 256 x 192 thumbnail fitted to 128 px, RGB32
+    cache = make_cache(max_bytes=2 * one + 1)
+    assert cache.max_bytes == 2 * one + 1 and cache.cached_bytes == 0
+    for image_id in (1, 2, 3):  # one at a time: the LRU order is 1, 2, 3
+        with qtbot.waitSignal(cache.loaded, timeout=5000):
+            cache.request(image_id)
+    assert cache.cached_count == 2 and cache.cached_bytes == 2 * one
+    assert 1 not in cache and all(i in cache for i in (2, 3))  # the least recently used went
+    cache.invalidate([2])
+    assert cache.cached_count == 1 and cache.cached_bytes == one
+    cache.clear()
+    assert cache.cached_bytes == 0
+
+
+def test_an_image_over_max_bytes_is_still_kept(qtbot: QtBot, make_cache: Any) -> None:
+    cache = make_cache(max_bytes=1)
+    for image_id in (1, 2):
+        with qtbot.waitSignal(cache.loaded, timeout=5000):
+            cache.request(image_id)
+        assert cache.cached_count == 1 and image_id in cache  # the one just asked for
+    assert cache.cached_bytes == 128 * 96 * 4
+    with pytest.raises(ValueError):
+        make_cache(max_bytes=0)
+
+
 def test_requests_are_deduplicated(
     qtbot: QtBot, make_cache: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
