@@ -67,6 +67,7 @@ __all__ = [
     "excluded_negatives",
     "memory_bank_crlc_loss",
     "momentum_update",
+    "sample_feature_loss",
     "sample_negative_rows",
 ]
 
@@ -328,16 +329,16 @@ def memory_bank_crlc_loss(
     )
     entropy = marginal_entropy(p).entropy
     guard = logit_guard(u, bound=config.guard_bound)
-    feature = None
-    if z is not None:
-        feature = bank_feature_loss(
-            z,
-            sample.feature_positive,
-            sample.feature_negative,
-            tau=config.tau,
-            excluded=sample.excluded,
-        )
+    feature = None if z is None else sample_feature_loss(z, sample, config.tau)
     return combine_loss_parts(feature, pc, entropy, guard, config)
+
+
+def sample_feature_loss(z: Tensor, sample: BankSample, tau: float) -> Tensor:
+    """L_FC of anchors z [B, D] against a drawn sample's feature positive and negatives
+    (:func:`bank_feature_loss` with the sample's rows and exclusions)."""
+    return bank_feature_loss(
+        z, sample.feature_positive, sample.feature_negative, tau=tau, excluded=sample.excluded
+    )
 
 
 class MemoryBank:

@@ -63,7 +63,7 @@ from crlc_engine.core.events import NullReporter, Reporter
 from crlc_engine.library.disk_pixels import DiskPixels
 from crlc_engine.losses import CRLCLossOutput, crlc_loss, feature_contrastive_loss
 from crlc_engine.losses.group_cross_entropy import group_cross_entropy
-from crlc_engine.losses.memory_bank import MemoryBank, bank_feature_loss, memory_bank_crlc_loss
+from crlc_engine.losses.memory_bank import MemoryBank, memory_bank_crlc_loss, sample_feature_loss
 from crlc_engine.models import CRLCModel
 from crlc_engine.training.checkpoint import grow_cluster_columns, load_checkpoint
 from crlc_engine.training.compiled_forward import CompiledForward
@@ -325,13 +325,7 @@ class CRLCTrainer(TrainingLoop):
         sample = self.bank.sample(indices, positives, config.bank_negatives, self.augment_generator)
         if stage1:
             assert z is not None
-            feature = bank_feature_loss(
-                z,
-                sample.feature_positive,
-                sample.feature_negative,
-                tau=config.tau,
-                excluded=sample.excluded,
-            )
+            feature = sample_feature_loss(z, sample, config.tau)
             return _feature_only(feature, config.subheads)
         assert logits is not None
         return memory_bank_crlc_loss(z, logits, sample, self.loss_config)
