@@ -113,7 +113,8 @@ def test_torchrun_crlc_train(shapes_folder: Path, tmp_path: Path) -> None:
         "--json",
         *TINY_TRAIN_FLAGS,
     ]
-    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    (tmp_path / "tmp").mkdir()  # torchrun's own log folder goes there, not into /tmp
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path / "tmp")}
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
