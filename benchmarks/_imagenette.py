@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,27 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def report(
+    benchmark: str,
+    settings: dict[str, Any],
+    body: dict[str, Any],
+    table: str,
+    started: float,
+    json_path: Path | None,
+) -> dict[str, Any]:
+    """A benchmark's result (its name, :func:`machine`, ``settings``, ``body`` and the seconds
+    since ``started``, a ``time.perf_counter`` value), printed by :func:`print_result`."""
+    result = {
+        "benchmark": benchmark,
+        "machine": machine(),
+        "settings": settings,
+        **body,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print_result(result, table, json_path)
+    return result
 
 
 def print_result(result: dict[str, Any], table: str, json_path: Path | None) -> None:

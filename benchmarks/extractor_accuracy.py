@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _imagenette import IMAGE_SUFFIXES, machine, print_result
+from _imagenette import IMAGE_SUFFIXES, report
 
 from crlc_engine.library.decode import decode_file
 from crlc_engine.results.metrics import score_clustering
@@ -112,6 +112,16 @@ def balanced_subset(train: Path, count: int, seed: int = 0) -> tuple[list[Path],
         order = rng.permutation(len(files))[:share]
         picked.extend(files[i] for i in sorted(order))
     return picked, classes
+
+
+def labelled_subset(
+    name: str, archive: Path, args: argparse.Namespace
+) -> tuple[list[Path], np.ndarray]:
+    """The dataset's ``args.count`` class-balanced photos (unpacked under ``args.work``) and
+    their classes: int64 [N], the index of each photo's folder among the sorted folders."""
+    files, classes = balanced_subset(unpack_train(archive, args.work / name), args.count)
+    truth = np.array([classes.index(p.parent.name) for p in files], dtype=np.int64)
+    return files, truth
 
 
 def decode_all(files: list[Path]) -> np.ndarray:
@@ -361,19 +371,16 @@ def main(argv: list[str] | None = None) -> int:
     datasets = run_datasets("extractor_accuracy", args, run_dataset)
     if datasets is None:
         return 0
-    result = {
-        "benchmark": "extractor_accuracy",
-        "machine": machine(),
-        "settings": {"count": args.count, "seeds": args.seeds, "batch": BATCH, "side": SIDE},
+    body = {
         "skipped": {
             n: f"{getattr(args, n)} not found" for n in DEFAULT_ARCHIVES if n not in datasets
         },
         "features_dir": str(args.features),
         "datasets": datasets,
         "acceptance": acceptance(datasets),
-        "seconds": round(time.perf_counter() - started, 1),
     }
-    print_result(result, table(datasets), args.json)
+    settings = {"count": args.count, "seeds": args.seeds, "batch": BATCH, "side": SIDE}
+    report("extractor_accuracy", settings, body, table(datasets), started, args.json)
     return 0
 
 

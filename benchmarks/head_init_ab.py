@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _imagenette import machine, print_result
+from _imagenette import report
 from extractor_accuracy import balanced_subset
 
 from crlc_engine.core.config import TrainConfig
@@ -222,20 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "cifar") and args.cifar.exists():
         folders["cifar"] = cifar_folder(args.cifar, args.work / "cifar", args.cifar_count)
     datasets = {name: run_dataset(name, folder, args, log) for name, folder in folders.items()}
-    result = {
-        "benchmark": "head_init_ab",
-        "machine": machine(),
-        "settings": {
-            "preset": "cpu",
-            "minutes": None if args.epochs else args.minutes,
-            "epochs": args.epochs,
-            "seeds": args.seeds,
-        },
-        "datasets": datasets,
-        **summary(datasets),
-        "seconds": round(time.perf_counter() - started, 1),
+    settings = {
+        "preset": "cpu",
+        "minutes": None if args.epochs else args.minutes,
+        "epochs": args.epochs,
+        "seeds": args.seeds,
     }
-    print_result(result, markdown(result), args.json)
+    body = {"datasets": datasets, **summary(datasets)}
+    report("head_init_ab", settings, body, markdown(body), started, args.json)
     return 0
 
 

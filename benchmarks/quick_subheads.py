@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _imagenette import machine, print_result
+from _imagenette import report
 from extractor_accuracy import (
-    balanced_subset,
     checked_dataset_args,
     dataset_parser,
     decode_all,
+    labelled_subset,
     run_datasets,
-    unpack_train,
 )
 from sharper_groups import features_of
 
@@ -40,10 +39,7 @@ def run_dataset(
     name: str, archive: Path, args: argparse.Namespace, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """Every sub-head count and seed on one dataset."""
-    train = unpack_train(archive, args.work / name)
-    files, classes = balanced_subset(train, args.count)
-    class_of = {c: k for k, c in enumerate(classes)}
-    truth = np.array([class_of[f.parent.name] for f in files], dtype=np.int64)
+    files, truth = labelled_subset(name, archive, args)
     args.features.mkdir(parents=True, exist_ok=True)
     path = args.features / f"{name}_plain.npy"
     images = np.empty(0) if args.reuse and path.exists() else decode_all(files)
@@ -105,15 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     if datasets is None:
         return 0
     table = summary(datasets, args.subheads)
-    result = {
-        "benchmark": "quick_subheads",
-        "machine": machine(),
-        "settings": {"count": args.count, "seeds": args.seeds, "subheads": args.subheads},
+    settings = {"count": args.count, "seeds": args.seeds, "subheads": args.subheads}
+    body = {
         "datasets": datasets,
         "table": {name: {str(k): v for k, v in rows.items()} for name, rows in table.items()},
-        "seconds": round(time.perf_counter() - started, 1),
     }
-    print_result(result, markdown(table), args.json)
+    report("quick_subheads", settings, body, markdown(table), started, args.json)
     return 0
 
 

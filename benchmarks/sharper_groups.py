@@ -38,15 +38,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from _imagenette import machine, print_result
+from _imagenette import report
 from extractor_accuracy import (
-    balanced_subset,
     checked_dataset_args,
     dataset_parser,
     decode_all,
     extract,
+    labelled_subset,
     run_datasets,
-    unpack_train,
 )
 
 from crlc_engine.results.metrics import best_mapping, score_clustering
@@ -150,10 +149,7 @@ def run_dataset(
     name: str, archive: Path, args: argparse.Namespace, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """Every variant and seed on one dataset."""
-    train = unpack_train(archive, args.work / name)
-    files, classes = balanced_subset(train, args.count)
-    class_of = {c: k for k, c in enumerate(classes)}
-    truth = np.array([class_of[f.parent.name] for f in files], dtype=np.int64)
+    files, truth = labelled_subset(name, archive, args)
     log(f"{name}: decoding {len(files)} photos")
     images = decode_all(files)
     args.features.mkdir(parents=True, exist_ok=True)
@@ -253,20 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     datasets = run_datasets("sharper_groups", args, run_dataset)
     if datasets is None:
         return 0
-    result = {
-        "benchmark": "sharper_groups",
-        "machine": machine(),
-        "settings": {
-            "count": args.count,
-            "seeds": args.seeds,
-            "threshold": args.threshold,
-            "self_steps": args.self_steps,
-        },
-        "datasets": datasets,
-        **summary(datasets),
-        "seconds": round(time.perf_counter() - started, 1),
+    settings = {
+        "count": args.count,
+        "seeds": args.seeds,
+        "threshold": args.threshold,
+        "self_steps": args.self_steps,
     }
-    print_result(result, markdown(result), args.json)
+    body = {"datasets": datasets, **summary(datasets)}
+    report("sharper_groups", settings, body, markdown(body), started, args.json)
     return 0
 
 
