@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from crlc_engine.core.errors import WorkspaceDamagedError
 from crlc_engine.core.events import Reporter
 from crlc_engine.core.memory import available_memory_bytes
 from crlc_engine.library.pixel_cache import PixelCache
@@ -43,18 +42,16 @@ class DiskPixels:
     def __init__(self, cache: PixelCache, rows: Sequence[int]) -> None:
         self.cache = cache
         self.rows = np.asarray(rows, dtype=np.int64)
-        if self.rows.size and int(self.rows.max()) >= cache.rows:
-            cache.read([int(self.rows.max())])  # raises the cache's own message
-            raise WorkspaceDamagedError(f"the pixel cache {cache.path} is cut short")
+        available = cache.check_rows(int(self.rows.max())) if self.rows.size else cache.rows
         side = cache.side
         self.shape = (int(self.rows.size), side, side, 3)
-        file_shape = (cache.rows, side, side, 3)
+        file_shape = (available, side, side, 3)
         self._file = np.memmap(cache.path, dtype=np.uint8, mode="r", shape=file_shape)
 
     @property
     def nbytes(self) -> int:
         """Bytes the N images would take in memory."""
-        return int(np.prod(self.shape))
+        return pixel_bytes(self.cache, len(self))
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -80,15 +77,20 @@ class DiskPixels:
         return self.take(np.arange(0, n, step))
 
 
+def pixel_bytes(cache: PixelCache, count: int) -> int:
+    """Bytes ``count`` images of ``cache`` take in memory."""
+    return count * cache.row_bytes
+
+
 def training_pixels(
     cache: PixelCache, rows: Sequence[int], reporter: Reporter | None = None
 ) -> np.ndarray | DiskPixels:
     """The job's pixels in memory, or left on disk when they would take more than
     :data:`MEMORY_SHARE` of the free memory (the reporter is told)."""
-    disk = DiskPixels(cache, rows)
     free = available_memory_bytes()
-    if free is None or disk.nbytes <= MEMORY_SHARE * free:
-        return cache.read([int(r) for r in disk.rows])
+    if free is None or pixel_bytes(cache, len(rows)) <= MEMORY_SHARE * free:
+        return cache.read([int(r) for r in rows])
+    disk = DiskPixels(cache, rows)
     if reporter is not None:
         reporter.status(
             f"The {disk.shape[0]} images' {cache.side} px pixels ({disk.nbytes / 2**30:.1f} GB) "

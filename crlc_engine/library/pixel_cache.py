@@ -51,21 +51,30 @@ class PixelCache:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def check_rows(self, last: int) -> int:
+        """The rows the file holds now, when it holds row ``last``.
+
+        Raises:
+            WorkspaceDamagedError: it does not (the message says how to get them back).
+        """
+        available = self.rows
+        if last >= available:
+            raise WorkspaceDamagedError(
+                f"the pixel cache {self.path} is shorter than the library's catalog says (it "
+                f"holds {available} images, row {last} was asked for): it was cut short "
+                "or replaced. Scan the folders again (`crlc scan FOLDER... --size "
+                f"{self.side}`): the scan decodes the missing images again"
+            )
+        return available
+
     def read(self, rows: list[int]) -> np.ndarray:
         """uint8 [len(rows), S, S, 3] copy of the given rows."""
         out = np.empty((len(rows), self.side, self.side, 3), dtype=np.uint8)
         if not rows:
             return out
-        available = self.rows
-        if max(rows) >= available:
-            raise WorkspaceDamagedError(
-                f"the pixel cache {self.path} is shorter than the library's catalog says (it "
-                f"holds {available} images, row {max(rows)} was asked for): it was cut short "
-                "or replaced. Scan the folders again (`crlc scan FOLDER... --size "
-                f"{self.side}`): the scan decodes the missing images again"
-            )
+        available = self.check_rows(max(rows))
         mm = np.memmap(
-            self.path, dtype=np.uint8, mode="r", shape=(self.rows, self.side, self.side, 3)
+            self.path, dtype=np.uint8, mode="r", shape=(available, self.side, self.side, 3)
         )
         try:
             order = np.argsort(rows)
